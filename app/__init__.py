@@ -1,0 +1,101 @@
+"""Application factory: configuration, extensions, surfaces, error handling and CLI."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from swagger_ui_bundle import swagger_ui_path
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import models  # noqa: F401  (every model registered on the metadata)
+from app.core.db import db
+from app.core.errors import register_error_handlers
+from app.core.http import RequestIdFilter, StripTrailingSlash, install_http_hooks
+from app.core.jobs import celery_init_app
+from app.core.smorest import Api
+from app.core.tenancy import install_tenancy_guards
+from app.extensions import migrate
+from config import Config
+
+
+def create_app(config: Config | None = None, **overrides: Any) -> Flask:
+    """Build the Flask app from `config` (read from the environment when not given)."""
+    config = config or Config()
+    app = Flask(__name__, instance_path=config.INSTANCE_PATH, static_folder=None)
+    app.config.update(config.as_dict())
+    app.config.update(overrides)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep each document's field order
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    _configure_logging(app)
+
+    db.init_app(app)
+    _enable_sqlite_foreign_keys()
+    migrate.init_app(
+        app,
+        db,
+        directory=str(Path(__file__).parent.parent / "migrations"),
+        render_as_batch=True,
+        compare_type=True,
+    )
+    install_tenancy_guards()
+    celery_init_app(app)
+
+    api = Api(app)  # one per app: flask-smorest keeps the app it documents
+    api.register_security_schemes()
+    from app.api import choose_renderer, register_surfaces
+
+    register_surfaces(api)
+    _serve_swagger_assets(app)
+    install_http_hooks(app)
+    register_error_handlers(app, choose_renderer)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    if app.config["PROXY_FIX_X_FOR"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])  # type: ignore[method-assign]
+    app.wsgi_app = StripTrailingSlash(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def _serve_swagger_assets(app: Flask) -> None:
+    """Swagger UI's files come from the installed package, never from a CDN."""
+    from flask import Blueprint
+
+    assets = Blueprint(
+        "swagger_assets",
+        __name__,
+        static_folder=swagger_ui_path,
+        static_url_path="/docs/static",
+    )
+    app.register_blueprint(assets)
+
+
+def _configure_logging(app: Flask) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
+    )
+    root = logging.getLogger("app")
+    if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
+        root.addHandler(handler)
+    root.setLevel(app.config["LOG_LEVEL"])
+
+
+def _sqlite_foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite ignores ON DELETE CASCADE unless asked per connection."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def _enable_sqlite_foreign_keys() -> None:
+    if not event.contains(Engine, "connect", _sqlite_foreign_keys_on):
+        event.listen(Engine, "connect", _sqlite_foreign_keys_on)

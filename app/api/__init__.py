@@ -1,0 +1,40 @@
+"""The surfaces: each a blueprint with its own error shape; registered here in one list."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from flask import request
+
+from app.api import accounts, platform, user
+from app.core.errors import Renderer, render_default
+from app.core.smorest import Api
+
+SURFACES: tuple[ModuleType, ...] = (platform, user, accounts)
+
+# For errors raised before a blueprint is known (404/405): the longest prefix wins.
+PATH_PREFIXES: tuple[tuple[str, ModuleType], ...] = (
+    ("/user/", user),
+    ("/user", user),
+    ("/auth/user", accounts),
+    ("/users/", accounts),
+    ("/token/", accounts),
+    ("/tenants", platform),
+)
+
+
+def choose_renderer() -> Renderer:
+    """The error renderer of the surface serving this request."""
+    by_blueprint = {surface.blp.name: surface for surface in SURFACES}
+    surface = by_blueprint.get(request.blueprint or "")
+    if surface is None:
+        path = request.path
+        matches = [(p, s) for p, s in PATH_PREFIXES if path == p or path.startswith(p)]
+        if matches:
+            surface = max(matches, key=lambda item: len(item[0]))[1]
+    return surface.render_error if surface is not None else render_default
+
+
+def register_surfaces(api: Api) -> None:
+    for surface in SURFACES:
+        api.register_blueprint(surface.blp)

@@ -1,0 +1,93 @@
+"""Routes of the accounts surface: look up, create, read, patch and delete accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+from app.api.accounts import blp
+from app.api.accounts.schemas import (
+    AccountQuerySchema,
+    AccountSchema,
+    CreateAccountSchema,
+    PatchAccountSchema,
+)
+from app.api.auth import current_principal, requires
+from app.users import service as user_service
+from app.users.models import User
+
+
+def _account(user: User) -> Response:
+    """One account, with the email hidden when the caller may not see it."""
+    visible = user_service.email_visible(actor=current_principal(), user=user)
+    return jsonify(AccountSchema(exclude=() if visible else ("email",)).dump(user))
+
+
+@blp.route("/auth/user", methods=["GET"])
+@requires("read:users", user_arg=None)
+@blp.arguments(AccountQuerySchema, location="query")
+@blp.response(200, AccountSchema(many=True))
+def find_accounts(query: dict[str, Any]) -> list[User]:
+    """Find accounts by user id or email"""
+    if "userId" in query:
+        user = user_service.find_user(query["userId"])
+        matches = [user] if user is not None else []
+        if "email" in query:
+            wanted = query["email"].casefold()
+            matches = [u for u in matches if (u.email or "").casefold() == wanted]
+        return matches
+    return user_service.find_by_email(query["email"])
+
+
+@blp.route("/auth/user", methods=["POST"])
+@requires("create:users", user_arg=None)
+@blp.arguments(CreateAccountSchema)
+@blp.response(200, AccountSchema)
+def create_account(body: dict[str, Any]) -> User:
+    """Create an account"""
+    return user_service.create_user(
+        user_id=body.get("uid"),
+        email=body.get("email"),
+        password=body.get("password"),
+        email_verified=body.get("emailVerified", False),
+        display_name=body.get("displayName"),
+        photo_url=body.get("photoURL"),
+    )
+
+
+@blp.route("/users/current", methods=["GET"])
+@requires(None, "read:current_user", user_arg=None)
+@blp.response(200, AccountSchema)
+def get_current_account() -> Response:
+    """Get the caller's own account"""
+    return _account(user_service.get_user(current_principal().user_id or ""))
+
+
+@blp.route("/users/<user_id>", methods=["GET"])
+@requires("read:users", "read:current_user")
+@blp.response(200, AccountSchema)
+def get_account(user_id: str) -> Response:
+    """Get an account"""
+    return _account(user_service.get_user(user_id))
+
+
+@blp.route("/users/<user_id>", methods=["PATCH"])
+@requires("update:users", "update:current_user")
+@blp.arguments(PatchAccountSchema)
+@blp.response(200, AccountSchema)
+def patch_account(body: dict[str, Any], user_id: str) -> Response:
+    """Change an account's email or its verified flag"""
+    changes = {"email_verified" if k == "emailVerified" else k: v for k, v in body.items()}
+    user = user_service.change_account_email(
+        actor=current_principal(), user=user_service.get_user(user_id), changes=changes
+    )
+    return _account(user)
+
+
+@blp.route("/users/<user_id>", methods=["DELETE"])
+@requires("delete:users", user_arg=None)
+@blp.response(204)
+def delete_account(user_id: str) -> None:
+    """Delete an account"""
+    user_service.delete_user(user_service.get_user(user_id))

@@ -1,0 +1,60 @@
+"""Shapes of the accounts surface (camelCase, as the platform seed 004 mirrors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+from app.api.fields import USER_ID_REGEX, HttpDateTime, OutputSchema, StrictSchema
+from app.users.models import User
+
+_http_date = HttpDateTime()
+
+
+class AccountSchema(OutputSchema):
+    uid = ma.fields.String(attribute="id")
+    email = ma.fields.String(allow_none=True)
+    emailVerified = ma.fields.Boolean(attribute="email_verified")
+    displayName = ma.fields.String(attribute="display_name", allow_none=True)
+    photoURL = ma.fields.String(attribute="photo_url", allow_none=True)
+    phoneNumber = ma.fields.String(attribute="phone_number", allow_none=True)
+    disabled = ma.fields.Boolean(attribute="blocked")
+    metadata = ma.fields.Method("_metadata")
+    customClaims = ma.fields.Dict(attribute="app_metadata")
+    tokensValidAfterTime = HttpDateTime(attribute="tokens_valid_after")
+
+    def _metadata(self, user: User) -> dict[str, Any]:
+        return {
+            "creationTime": _http_date.serialize("created_at", user),
+            "lastSignInTime": _http_date.serialize("last_login_at", user),
+        }
+
+
+class AccountQuerySchema(StrictSchema):
+    userId = ma.fields.String(validate=ma.validate.Length(min=1, max=128))
+    email = ma.fields.String(validate=ma.validate.Length(min=1, max=255))
+
+    @ma.validates_schema
+    def _one_given(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "userId" not in data and "email" not in data:
+            raise ma.ValidationError("Give userId or email.", "_query")
+
+
+class CreateAccountSchema(StrictSchema):
+    uid = ma.fields.String(validate=ma.validate.Regexp(USER_ID_REGEX))
+    displayName = ma.fields.String(validate=ma.validate.Length(max=255), allow_none=True)
+    email = ma.fields.String(validate=ma.validate.Length(max=255), allow_none=True)
+    emailVerified = ma.fields.Boolean()
+    photoURL = ma.fields.URL(validate=ma.validate.Length(max=2048), allow_none=True)
+    password = ma.fields.String(load_only=True, validate=ma.validate.Length(max=1024))
+
+
+class PatchAccountSchema(StrictSchema):
+    email = ma.fields.String(validate=ma.validate.Length(min=1, max=255))
+    emailVerified = ma.fields.Boolean()
+
+    @ma.validates_schema
+    def _one_given(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError("Give email or emailVerified.", "_schema")

@@ -1,0 +1,163 @@
+"""The HTTP side of authentication and authorization, in one place for every surface.
+
+Reads the credential (`X-APIKEY`, `x-api-key`, `Authorization: Bearer`) and the tenant
+header (`X-Tenant-ID`, `x-m2-organization-id`), resolves a Principal, enters its tenant
+scope, checks the endpoint's any-user / current-user scopes, and owns the transaction:
+commit on success, roll back on error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import g, request
+
+from app.core.db import db
+from app.core.errors import Forbidden, Invalid, Unauthenticated
+from app.core.tenancy import Principal, tenant_scope
+from app.tenants import service as tenant_service
+
+F = TypeVar("F", bound=Callable[..., Any])
+TENANT_HEADERS = ("X-Tenant-ID", "x-m2-organization-id")
+API_KEY_HEADERS = ("X-APIKEY", "x-api-key")
+
+
+def current_principal() -> Principal:
+    """The principal of the request being served (set by the decorators below)."""
+    principal = getattr(g, "principal", None)
+    if principal is None:
+        raise RuntimeError("no authenticated principal in this request")
+    return cast(Principal, principal)
+
+
+def _tenant_header() -> str | None:
+    values = {request.headers[name].strip() for name in TENANT_HEADERS if request.headers.get(name)}
+    if len(values) > 1:
+        raise Forbidden("X-Tenant-ID and x-m2-organization-id disagree", code="tenant_mismatch")
+    return values.pop() if values else None
+
+
+def _raw_credential() -> tuple[str, str] | None:
+    """('api_key' | 'bearer', value) from the request headers, or None."""
+    for name in API_KEY_HEADERS:
+        value = request.headers.get(name, "").strip()
+        if value:
+            return "api_key", value
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        value = value.strip()
+        return ("api_key" if tenant_service.looks_like_api_key(value) else "bearer"), value
+    return None
+
+
+def _api_key_principal(raw: str, tenant_header: str | None, *, tenant_required: bool) -> Principal:
+    if tenant_service.is_root_key(raw):
+        if tenant_header is None:
+            if tenant_required:
+                raise Invalid(
+                    "The root key must name a tenant in X-Tenant-ID", code="tenant_required"
+                )
+            return Principal(tenant_id="", scopes=frozenset({"*"}), kind="root")
+        tenant_service.get_tenant(tenant_header)
+        return Principal(tenant_id=tenant_header, scopes=frozenset({"*"}), kind="root")
+    api_key = tenant_service.authenticate_api_key(raw)
+    if tenant_header is not None and tenant_header != api_key.tenant_id:
+        raise Forbidden("The tenant header does not match the API key", code="tenant_mismatch")
+    return Principal(
+        tenant_id=api_key.tenant_id,
+        scopes=frozenset(api_key.scopes),
+        kind="api_key",
+        credential_id=api_key.id,
+    )
+
+
+def _bearer_principal(raw: str, tenant_header: str | None) -> Principal:
+    # User access tokens (JWT) are resolved by the tokens domain once it exists; until
+    # then any bearer value that is not an API key is an invalid token.
+    raise Unauthenticated(
+        "The bearer token is not valid",
+        code="invalid_token",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def authenticate(*, tenant_required: bool = True) -> Principal:
+    """Resolve the request's principal; Unauthenticated, Forbidden, Invalid or NotFound."""
+    credential = _raw_credential()
+    if credential is None:
+        raise Unauthenticated("Authentication is required", code="missing_credentials")
+    kind, raw = credential
+    tenant_header = _tenant_header()
+    if kind == "api_key":
+        return _api_key_principal(raw, tenant_header, tenant_required=tenant_required)
+    return _bearer_principal(raw, tenant_header)
+
+
+def _check_scopes(
+    principal: Principal, any_scope: str | None, current_scope: str | None, target: str | None
+) -> None:
+    if any_scope is not None and principal.has(any_scope):
+        return
+    if current_scope is not None and principal.is_user and principal.has(current_scope):
+        if target is None or target == principal.user_id:
+            return
+    needed = " or ".join(s for s in (any_scope, current_scope) if s)
+    raise Forbidden(f"This credential lacks the scope {needed}", code="insufficient_scope")
+
+
+def _run_in_transaction(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        result = view(*args, **kwargs)
+        db.session.commit()
+        return result
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def requires(
+    any_scope: str | None, current_scope: str | None = None, *, user_arg: str | None = "user_id"
+) -> Callable[[F], F]:
+    """Allow callers holding `any_scope`, or users holding `current_scope` acting on
+    themselves (the view argument `user_arg` names the target user)."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = authenticate()
+            g.principal = principal
+            with tenant_scope(principal.tenant_id):
+                target = kwargs.get(user_arg) if user_arg else None
+                _check_scopes(principal, any_scope, current_scope, target)
+                return _run_in_transaction(view, *args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def root_only(view: F) -> F:
+    """Allow only the root key (platform endpoints); no tenant header is needed."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        principal = authenticate(tenant_required=False)
+        if principal.kind != "root":
+            raise Forbidden("Only the root key may call this endpoint", code="root_key_required")
+        g.principal = principal
+        return _run_in_transaction(view, *args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def public(view: F) -> F:
+    """No credential needed; the view still runs in one transaction."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return _run_in_transaction(view, *args, **kwargs)
+
+    return cast(F, wrapper)

@@ -1,0 +1,47 @@
+"""Marshmallow fields and bases shared by the surfaces' schemas."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import marshmallow as ma
+
+USER_ID_REGEX = r"^[A-Za-z0-9._@|:-]{1,128}$"
+
+
+class IsoDateTime(ma.fields.Field):
+    """ISO 8601 UTC with milliseconds: `2026-01-02T03:04:05.678Z`."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kw: Any) -> Any:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class HttpDateTime(ma.fields.Field):
+    """RFC 7231 date (`Tue, 02 Jan 2026 03:04:05 GMT`), as the accounts platform prints."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kw: Any) -> Any:
+        if value is None:
+            return None
+        return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
+class StrictSchema(ma.Schema):
+    """Input schema: unknown fields are an error, so typos never pass silently."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class OutputSchema(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+        ordered = True
+
+
+class ListQuerySchema(StrictSchema):
+    limit = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=1, max=100))
+    cursor = ma.fields.String(load_default=None, validate=ma.validate.Length(max=512))

@@ -1,0 +1,108 @@
+"""Routes of the platform surface: tenants and their API keys, liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+from app.api.auth import public, root_only
+from app.api.platform import blp
+from app.api.platform.schemas import (
+    ApiKeySchema,
+    CreateApiKeySchema,
+    CreateTenantSchema,
+    HealthSchema,
+    IssuedApiKeySchema,
+    PatchTenantSchema,
+    TenantSchema,
+)
+from app.core import health
+from app.tenants import service as tenant_service
+from app.tenants.models import ApiKey, Tenant
+
+
+def _tenant_view(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "id": tenant.id,
+        "name": tenant.name,
+        "settings": tenant_service.tenant_settings(tenant),
+        "created_at": tenant.created_at,
+    }
+
+
+@blp.route("/tenants", methods=["POST"])
+@root_only
+@blp.arguments(CreateTenantSchema)
+@blp.response(201, TenantSchema)
+def create_tenant(body: dict[str, Any]) -> dict[str, Any]:
+    """Create a tenant"""
+    return _tenant_view(
+        tenant_service.create_tenant(name=body["name"], settings=body.get("settings"))
+    )
+
+
+@blp.route("/tenants/<tenant_id>", methods=["GET"])
+@root_only
+@blp.response(200, TenantSchema)
+def get_tenant(tenant_id: str) -> dict[str, Any]:
+    """Get a tenant"""
+    return _tenant_view(tenant_service.get_tenant(tenant_id))
+
+
+@blp.route("/tenants/<tenant_id>", methods=["PATCH"])
+@root_only
+@blp.arguments(PatchTenantSchema)
+@blp.response(200, TenantSchema)
+def patch_tenant(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+    """Rename a tenant or merge its settings"""
+    tenant = tenant_service.update_tenant(
+        tenant_id=tenant_id, name=body.get("name"), settings=body.get("settings")
+    )
+    return _tenant_view(tenant)
+
+
+@blp.route("/tenants/<tenant_id>/api-keys", methods=["POST"])
+@root_only
+@blp.arguments(CreateApiKeySchema)
+@blp.response(201, IssuedApiKeySchema)
+def create_api_key(body: dict[str, Any], tenant_id: str) -> tenant_service.IssuedKey:
+    """Create an API key (the key is shown only in this answer)"""
+    return tenant_service.issue_api_key(
+        tenant_id=tenant_id, name=body.get("name"), scopes=body.get("scopes")
+    )
+
+
+@blp.route("/tenants/<tenant_id>/api-keys", methods=["GET"])
+@root_only
+@blp.response(200, ApiKeySchema(many=True))
+def list_api_keys(tenant_id: str) -> list[ApiKey]:
+    """List a tenant's API keys"""
+    return tenant_service.list_api_keys(tenant_id=tenant_id)
+
+
+@blp.route("/tenants/<tenant_id>/api-keys/<key_id>", methods=["DELETE"])
+@root_only
+@blp.response(204)
+def revoke_api_key(tenant_id: str, key_id: str) -> None:
+    """Revoke an API key"""
+    tenant_service.revoke_api_key(tenant_id=tenant_id, key_id=key_id)
+
+
+@blp.route("/healthz", methods=["GET"])
+@blp.response(200, HealthSchema)
+def healthz() -> dict[str, Any]:
+    """Report that the process is alive"""
+    return {"status": "ok"}
+
+
+@blp.route("/readyz", methods=["GET"])
+@public
+@blp.response(200, HealthSchema)
+def readyz() -> Response:
+    """Report whether the database and the broker can be reached (503 when not)"""
+    checks = health.readiness()
+    ready = all(value in ("ok", "eager") for value in checks.values())
+    response = jsonify({"status": "ok" if ready else "unavailable", "checks": checks})
+    response.status_code = 200 if ready else 503
+    return response

@@ -1,0 +1,87 @@
+"""Shapes of the platform surface: tenants with settings, API keys, health."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from app.api.fields import IsoDateTime, OutputSchema, StrictSchema
+
+SCOPE_REGEX = r"^(\*|[a-z_]+:[a-z_]+)$"
+HOST_REGEX = r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$"
+DAY = 24 * 3600
+
+
+class TenantSettingsInSchema(StrictSchema):
+    allow_user_token_management = ma.fields.Boolean()
+    email_from = ma.fields.Email(allow_none=True, validate=ma.validate.Length(max=255))
+    postmark_server_token = ma.fields.String(
+        load_only=True, allow_none=True, validate=ma.validate.Length(max=255)
+    )
+    password_reset_hosts = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Regexp(HOST_REGEX)),
+        validate=ma.validate.Length(max=100),
+    )
+    password_min_length = ma.fields.Integer(validate=ma.validate.Range(min=1, max=1024))
+    access_token_ttl = ma.fields.Integer(
+        allow_none=True, validate=ma.validate.Range(min=60, max=DAY)
+    )
+    refresh_token_ttl = ma.fields.Integer(
+        allow_none=True, validate=ma.validate.Range(min=60, max=365 * DAY)
+    )
+
+
+class TenantSettingsOutSchema(OutputSchema):
+    allow_user_token_management = ma.fields.Boolean()
+    email_from = ma.fields.String(allow_none=True)
+    postmark_server_token_set = ma.fields.Boolean()
+    password_reset_hosts = ma.fields.List(ma.fields.String())
+    password_min_length = ma.fields.Integer()
+    access_token_ttl = ma.fields.Integer(allow_none=True)
+    refresh_token_ttl = ma.fields.Integer(allow_none=True)
+
+
+class CreateTenantSchema(StrictSchema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
+    settings = ma.fields.Nested(TenantSettingsInSchema)
+
+
+class PatchTenantSchema(StrictSchema):
+    name = ma.fields.String(validate=ma.validate.Length(min=1, max=255))
+    settings = ma.fields.Nested(TenantSettingsInSchema)
+
+
+class TenantSchema(OutputSchema):
+    id = ma.fields.String()
+    name = ma.fields.String()
+    settings = ma.fields.Nested(TenantSettingsOutSchema)
+    created_at = IsoDateTime()
+
+
+class CreateApiKeySchema(StrictSchema):
+    name = ma.fields.String(validate=ma.validate.Length(min=1, max=128), allow_none=True)
+    scopes = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Regexp(SCOPE_REGEX)),
+        validate=ma.validate.Length(min=1, max=64),
+    )
+
+
+class ApiKeySchema(OutputSchema):
+    id = ma.fields.String()
+    name = ma.fields.String(allow_none=True)
+    scopes = ma.fields.List(ma.fields.String())
+    created_at = IsoDateTime()
+    last_used_at = IsoDateTime()
+    revoked_at = IsoDateTime()
+
+
+class IssuedApiKeySchema(OutputSchema):
+    id = ma.fields.String(attribute="api_key.id")
+    key = ma.fields.String(attribute="raw_key")
+    name = ma.fields.String(attribute="api_key.name", allow_none=True)
+    scopes = ma.fields.List(ma.fields.String(), attribute="api_key.scopes")
+    created_at = IsoDateTime(attribute="api_key.created_at")
+
+
+class HealthSchema(OutputSchema):
+    status = ma.fields.String()
+    checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String())

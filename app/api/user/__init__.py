@@ -1,0 +1,10 @@
+"""The user surface (seed 000): `/user/...` with X-APIKEY + X-Tenant-ID or a bearer token."""
+
+from app.core.errors import render_default as render_error
+from app.core.smorest import Blueprint
+
+blp = Blueprint("user", __name__, description="Users by id, profiles, secrets and properties")
+
+from app.api.user import routes  # noqa: E402,F401  (registers the routes on blp)
+
+__all__ = ["blp", "render_error"]

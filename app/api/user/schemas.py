@@ -1,0 +1,56 @@
+"""Shapes of the user surface: the base user row and the full profile."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from app.api.fields import IsoDateTime, OutputSchema
+
+
+class PolicySchema(OutputSchema):
+    resource = ma.fields.String()
+    resource_type = ma.fields.String()
+    type = ma.fields.String()
+
+
+class SettingSchema(OutputSchema):
+    key = ma.fields.String()
+    value = ma.fields.Raw()
+
+
+class IdentitySchema(OutputSchema):
+    provider = ma.fields.String()
+    user_id = ma.fields.String()
+    connection = ma.fields.String()
+    isSocial = ma.fields.Boolean()
+    profileData = ma.fields.Dict()
+
+
+class BaseUserSchema(OutputSchema):
+    id = ma.fields.String()
+    tenant_id = ma.fields.String()
+    username = ma.fields.String(allow_none=True)
+    email = ma.fields.String(allow_none=True)
+    email_verified = ma.fields.Boolean()
+    display_name = ma.fields.String(allow_none=True)
+    first_name = ma.fields.String(allow_none=True)
+    last_name = ma.fields.String(allow_none=True)
+    photo_url = ma.fields.String(allow_none=True)
+    blocked = ma.fields.Boolean()
+    created_at = IsoDateTime()
+    updated_at = IsoDateTime()
+
+
+class ProfileSchema(BaseUserSchema):
+    phone_number = ma.fields.String(allow_none=True)
+    permissions_group = ma.fields.String(allow_none=True)
+    custom_scopes = ma.fields.List(ma.fields.String())
+    permissions = ma.fields.List(ma.fields.Nested(PolicySchema), attribute="policies")
+    settings = ma.fields.List(ma.fields.Nested(SettingSchema))
+    user_metadata = ma.fields.Dict()
+    app_metadata = ma.fields.Dict()
+    require_twofactor_auth = ma.fields.Boolean()
+    identities = ma.fields.List(ma.fields.Nested(IdentitySchema))
+    last_activity_at = IsoDateTime()
+    last_login_at = IsoDateTime()
+    logins_count = ma.fields.Integer()

@@ -1,0 +1,1 @@
+"""Infrastructure shared by every domain: database, tenancy, errors, security, jobs, paging."""

@@ -1,0 +1,35 @@
+"""Readiness checks of the backing services: the database and the Celery broker."""
+
+from __future__ import annotations
+
+from flask import current_app
+from sqlalchemy import text
+
+from app.core.db import db
+
+
+def check_database() -> str:
+    """`ok`, or why the database cannot be reached."""
+    try:
+        db.session.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as exc:
+        db.session.rollback()
+        return f"down: {type(exc).__name__}"
+
+
+def check_broker() -> str:
+    """`ok` (or `eager` when tasks run in-process), or why the broker cannot be reached."""
+    if current_app.config["CELERY_TASK_ALWAYS_EAGER"]:
+        return "eager"
+    celery = current_app.extensions["celery"]
+    try:
+        with celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return "ok"
+    except Exception as exc:
+        return f"down: {type(exc).__name__}"
+
+
+def readiness() -> dict[str, str]:
+    return {"database": check_database(), "broker": check_broker()}

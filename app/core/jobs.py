@@ -1,0 +1,78 @@
+"""Celery wired into Flask: tasks run in an app context and commit like a request does;
+work is queued only after the surrounding transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.core.db import db
+
+log = logging.getLogger(__name__)
+_PENDING_KEY = "gatehouse_after_commit"
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app for `app` (eager when no broker is configured)."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                try:
+                    result = self.run(*args, **kwargs)
+                    db.session.commit()
+                    return result
+                except BaseException:
+                    db.session.rollback()
+                    raise
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    broker = app.config["CELERY_BROKER_URL"]
+    celery.conf.update(
+        broker_url=broker or "memory://",
+        task_always_eager=app.config["CELERY_TASK_ALWAYS_EAGER"],
+        task_eager_propagates=True,
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"socket_connect_timeout": 2, "max_retries": 1},
+        timezone="UTC",
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    _install_after_commit_hooks()
+    return celery
+
+
+def enqueue_after_commit(task: Task, *args: Any) -> None:
+    """Queue `task(*args)` once the current transaction commits; dropped on rollback."""
+    db.session.info.setdefault(_PENDING_KEY, []).append((task, args))
+
+
+def _run_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, [])
+    for task, args in pending:
+        try:
+            task.delay(*args)
+        except Exception:
+            # The row that asked for this work is committed; periodic jobs pick it up later.
+            log.warning("could not queue %s; it will be retried by its periodic job", task.name)
+
+
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+
+
+def _install_after_commit_hooks() -> None:
+    if not event.contains(Session, "after_commit", _run_pending):
+        event.listen(Session, "after_commit", _run_pending)
+        event.listen(Session, "after_soft_rollback", lambda s, _t: _drop_pending(s))

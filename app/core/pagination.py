@@ -1,0 +1,55 @@
+"""Keyset pagination: opaque cursors that carry the sort key of the last row served."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from app.core.errors import Invalid
+
+T = TypeVar("T")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> list[Any] | None:
+    """The sort key inside `cursor`, or None for the first page; Invalid when malformed."""
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("The cursor is not valid", code="invalid_cursor") from exc
+    if not isinstance(key, list):
+        raise Invalid("The cursor is not valid", code="invalid_cursor")
+    return key
+
+
+def check_limit(limit: int | None) -> int:
+    """The page size to use; Invalid outside 1..MAX_LIMIT."""
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Invalid(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
+    return limit
+
+
+def page_from_rows(rows: list[T], limit: int, key_of: Any) -> Page[T]:
+    """Build a Page from `limit + 1` fetched rows: the extra row only says a next page exists."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return Page(rows, encode_cursor(key_of(rows[-1])))
+    return Page(rows, None)

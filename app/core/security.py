@@ -1,0 +1,146 @@
+"""Every security primitive of the service: password hashing, digests and constant-time
+compares, signed tokens (itsdangerous) and authenticated encryption with a key ring.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from typing import Any
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+# OWASP's argon2id floor: m=19 MiB, t=2, p=1.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
+# Verifying against this when the user does not exist costs the same as a real check.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    """The argon2id encoded hash of `password`."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Check `password` against an encoded hash; with no hash, spend the same time and fail."""
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def password_needs_rehash(password_hash: str) -> bool:
+    """True when the hash was made with other parameters than the current ones."""
+    return _hasher.check_needs_rehash(password_hash)
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def constant_time_equals(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def random_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def random_hex(nbytes: int = 8) -> str:
+    return secrets.token_hex(nbytes)
+
+
+class SignedTokenError(Exception):
+    """A signed token was forged, malformed or expired."""
+
+
+def signed_dumps(secret_key: str, purpose: str, payload: Any) -> str:
+    """Sign `payload` for one purpose (the salt), so tokens of one kind never pass as another."""
+    return URLSafeTimedSerializer(secret_key, salt=purpose).dumps(payload)
+
+
+def signed_loads(secret_key: str, purpose: str, token: str, max_age: int) -> Any:
+    """Verify and decode a token made by `signed_dumps`; raises SignedTokenError."""
+    try:
+        return URLSafeTimedSerializer(secret_key, salt=purpose).loads(token, max_age=max_age)
+    except SignatureExpired as exc:
+        raise SignedTokenError("expired") from exc
+    except BadSignature as exc:
+        raise SignedTokenError("invalid") from exc
+
+
+def _b64decode(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def _b64encode(value: bytes) -> str:
+    return base64.urlsafe_b64encode(value).decode().rstrip("=")
+
+
+class KeyRingError(Exception):
+    """A ciphertext could not be decrypted with any key of the ring."""
+
+
+class KeyRing:
+    """AES-256-GCM with several keys: the first encrypts, all decrypt.
+
+    A ciphertext is `v1.<key id>.<nonce+ciphertext>`; the key id (a digest prefix of the
+    key) says which key made it, so rotation can find and rewrite old ciphertexts.
+    """
+
+    def __init__(self, keys: list[str]) -> None:
+        if not keys:
+            raise ValueError("the key ring needs at least one key")
+        self._keys: list[tuple[str, AESGCM]] = []
+        for raw in keys:
+            key = _b64decode(raw)
+            if len(key) != 32:
+                raise ValueError("each encryption key must be 32 bytes, urlsafe-base64 encoded")
+            self._keys.append((hashlib.sha256(key).hexdigest()[:8], AESGCM(key)))
+
+    @property
+    def current_key_id(self) -> str:
+        return self._keys[0][0]
+
+    def encrypt(self, plaintext: bytes, associated_data: bytes | None = None) -> str:
+        key_id, aead = self._keys[0]
+        nonce = os.urandom(12)
+        sealed = aead.encrypt(nonce, plaintext, associated_data)
+        return f"v1.{key_id}.{_b64encode(nonce + sealed)}"
+
+    def decrypt(self, ciphertext: str, associated_data: bytes | None = None) -> bytes:
+        try:
+            version, key_id, body = ciphertext.split(".", 2)
+            raw = _b64decode(body)
+        except ValueError as exc:
+            raise KeyRingError("malformed ciphertext") from exc
+        if version != "v1":
+            raise KeyRingError("unknown ciphertext version")
+        for candidate_id, aead in self._keys:
+            if candidate_id == key_id:
+                try:
+                    return aead.decrypt(raw[:12], raw[12:], associated_data)
+                except Exception as exc:
+                    raise KeyRingError("ciphertext failed authentication") from exc
+        raise KeyRingError("no key in the ring made this ciphertext")
+
+    def key_id_of(self, ciphertext: str) -> str:
+        return ciphertext.split(".", 2)[1]
+
+
+def keyring() -> KeyRing:
+    """The application's key ring (built once from ENCRYPTION_KEYS)."""
+    from flask import current_app
+
+    ring = current_app.extensions.get("gatehouse.keyring")
+    if ring is None:
+        ring = current_app.extensions["gatehouse.keyring"] = KeyRing(
+            current_app.config["ENCRYPTION_KEYS"]
+        )
+    return ring

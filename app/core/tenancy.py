@@ -1,0 +1,122 @@
+"""Who is acting (Principal) and which tenant's rows a unit of work may touch.
+
+Every ORM statement on a `TenantScoped` model is filtered to the current tenant by one
+`do_orm_execute` hook; outside `tenant_scope()` / `all_tenants()` such a statement
+raises, and a `before_flush` guard refuses rows of another tenant. Fails closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from app.core.db import TenantScoped
+
+ALL_TENANTS: Final = object()
+_current: ContextVar[object | str | None] = ContextVar("gatehouse_tenant", default=None)
+
+
+class TenancyError(RuntimeError):
+    """A tenant-scoped row was read or written outside a tenant scope (a programming error)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of a request: its tenant, the user it acts as (if any) and its scopes."""
+
+    tenant_id: str
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    user_id: str | None = None
+    kind: str = "api_key"  # api_key | root | user
+    credential_id: str | None = None
+
+    def has(self, scope: str) -> bool:
+        return "*" in self.scopes or scope in self.scopes
+
+    @property
+    def is_user(self) -> bool:
+        return self.kind == "user"
+
+
+def current_tenant_id() -> str:
+    """The tenant of the current scope; raises outside a single-tenant scope."""
+    value = _current.get()
+    if not isinstance(value, str):
+        raise TenancyError("no single tenant is in scope")
+    return value
+
+
+@contextmanager
+def tenant_scope(tenant_id: str) -> Iterator[None]:
+    """Restrict every tenant-scoped read and write inside the block to `tenant_id`."""
+    token = _current.set(tenant_id)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def all_tenants() -> Iterator[None]:
+    """Lift the tenant filter (platform jobs, key look-up by id); use sparingly."""
+    token = _current.set(ALL_TENANTS)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def _touches_tenant_rows(state: ORMExecuteState) -> bool:
+    for mapper in state.all_mappers:
+        if issubclass(mapper.class_, TenantScoped):
+            return True
+    return False
+
+
+def _filter_statement(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if not _touches_tenant_rows(state):
+        return
+    scope = _current.get()
+    if scope is ALL_TENANTS:
+        return
+    if not isinstance(scope, str):
+        raise TenancyError("tenant-scoped query outside tenant_scope()")
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantScoped,
+            lambda cls: cls.tenant_id == scope,
+            include_aliases=True,
+        )
+    )
+
+
+def _guard_flush(session: Session, _ctx: Any, _instances: Any) -> None:
+    scope = _current.get()
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+        if not isinstance(obj, TenantScoped):
+            continue
+        if scope is ALL_TENANTS:
+            if obj.tenant_id is None:
+                raise TenancyError(f"{type(obj).__name__} has no tenant")
+            continue
+        if not isinstance(scope, str):
+            raise TenancyError("tenant-scoped write outside tenant_scope()")
+        if obj.tenant_id is None and obj in session.new:
+            obj.tenant_id = scope
+        elif obj.tenant_id != scope:
+            raise TenancyError(f"{type(obj).__name__} of another tenant in this unit of work")
+
+
+def install_tenancy_guards() -> None:
+    """Attach the filter and the flush guard to every ORM session (idempotent)."""
+    if not event.contains(Session, "do_orm_execute", _filter_statement):
+        event.listen(Session, "do_orm_execute", _filter_statement)
+        event.listen(Session, "before_flush", _guard_flush)

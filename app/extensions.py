@@ -1,0 +1,6 @@
+"""Flask extensions created once and bound in create_app (db lives in core.db; the
+flask-smorest Api is built per app in create_app because it keeps the app it documents)."""
+
+from flask_migrate import Migrate
+
+migrate = Migrate()

@@ -1,0 +1,1 @@
+"""Tenants (organizations) and their API keys."""

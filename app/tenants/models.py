@@ -1,0 +1,39 @@
+"""Tenant rows with their settings, and the API keys that act for a tenant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128, str255
+
+
+class Tenant(TimestampMixin, Base):
+    __tablename__ = "tenant"
+
+    id: Mapped[str32] = mapped_column(primary_key=True)
+    name: Mapped[str255]
+    allow_user_token_management: Mapped[bool] = mapped_column(default=False)
+    email_from: Mapped[str255 | None]
+    postmark_server_token_encrypted: Mapped[str | None] = mapped_column(String(512))
+    password_reset_hosts: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    password_min_length: Mapped[int] = mapped_column(default=8)
+    access_token_ttl: Mapped[int | None]
+    refresh_token_ttl: Mapped[int | None]
+
+
+class ApiKey(TenantScoped, Base):
+    """A tenant's API key; only the SHA-256 of the whole key is kept."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[str32] = mapped_column(primary_key=True)
+    name: Mapped[str128 | None]
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[Any]] = mapped_column(JSON, default=lambda: ["*"])
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

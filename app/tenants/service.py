@@ -1,0 +1,183 @@
+"""Tenant life cycle and settings, API key issue/revoke, and API key authentication."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.core import security
+from app.core.db import db, utcnow
+from app.core.errors import NotFound, Unauthenticated
+from app.core.tenancy import all_tenants, tenant_scope
+from app.tenants.models import ApiKey, Tenant
+
+KEY_PREFIX = "gh_"
+# last_used_at is a write; keep it coarse so busy keys do not write on every request.
+LAST_USED_RESOLUTION_SECONDS = 300
+
+SETTINGS_FIELDS = (
+    "allow_user_token_management",
+    "email_from",
+    "password_reset_hosts",
+    "password_min_length",
+    "access_token_ttl",
+    "refresh_token_ttl",
+)
+
+
+def create_tenant(*, name: str, settings: dict[str, Any] | None = None) -> Tenant:
+    """Create a tenant with `settings` applied over the defaults."""
+    tenant = Tenant(
+        id=security.random_hex(16),
+        name=name,
+        allow_user_token_management=False,
+        password_reset_hosts=[],
+        password_min_length=8,
+    )
+    _apply_settings(tenant, settings or {})
+    db.session.add(tenant)
+    db.session.flush()
+    return tenant
+
+
+def get_tenant(tenant_id: str) -> Tenant:
+    """The tenant with this id; NotFound otherwise."""
+    tenant = db.session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("Tenant not found", code="tenant_not_found")
+    return tenant
+
+
+def find_tenant_by_name(name: str) -> Tenant | None:
+    return db.session.scalar(select(Tenant).where(Tenant.name == name).order_by(Tenant.created_at))
+
+
+def update_tenant(
+    *, tenant_id: str, name: str | None = None, settings: dict[str, Any] | None = None
+) -> Tenant:
+    """Rename a tenant and/or merge `settings` into its settings; NotFound."""
+    tenant = get_tenant(tenant_id)
+    if name is not None:
+        tenant.name = name
+    _apply_settings(tenant, settings or {})
+    db.session.flush()
+    return tenant
+
+
+def _apply_settings(tenant: Tenant, settings: dict[str, Any]) -> None:
+    for key in SETTINGS_FIELDS:
+        if key in settings:
+            setattr(tenant, key, settings[key])
+    if "postmark_server_token" in settings:
+        token = settings["postmark_server_token"]
+        tenant.postmark_server_token_encrypted = (
+            security.keyring().encrypt(token.encode(), tenant.id.encode()) if token else None
+        )
+
+
+def tenant_settings(tenant: Tenant) -> dict[str, Any]:
+    """The readable settings; the Postmark token is write-only, shown only as set or not."""
+    settings = {key: getattr(tenant, key) for key in SETTINGS_FIELDS}
+    settings["postmark_server_token_set"] = tenant.postmark_server_token_encrypted is not None
+    return settings
+
+
+def postmark_server_token(tenant: Tenant) -> str | None:
+    """The tenant's decrypted Postmark token, if it has one."""
+    if not tenant.postmark_server_token_encrypted:
+        return None
+    ring = security.keyring()
+    return ring.decrypt(tenant.postmark_server_token_encrypted, tenant.id.encode()).decode()
+
+
+@dataclass
+class IssuedKey:
+    """A new key row plus the raw key, which exists only in this object."""
+
+    api_key: ApiKey
+    raw_key: str
+
+
+def issue_api_key(
+    *, tenant_id: str, name: str | None = None, scopes: list[str] | None = None
+) -> IssuedKey:
+    """Create an API key for a tenant; the raw key is returned once and never stored."""
+    get_tenant(tenant_id)
+    key_id = security.random_hex(8)
+    raw_key = f"{KEY_PREFIX}{key_id}_{security.random_token(32)}"
+    with tenant_scope(tenant_id):
+        api_key = ApiKey(
+            id=key_id,
+            tenant_id=tenant_id,
+            name=name,
+            key_hash=security.sha256_hex(raw_key),
+            scopes=sorted(set(scopes)) if scopes else ["*"],
+            created_at=utcnow(),
+        )
+        db.session.add(api_key)
+        db.session.flush()
+    return IssuedKey(api_key, raw_key)
+
+
+def list_api_keys(*, tenant_id: str) -> list[ApiKey]:
+    """Every key of the tenant, revoked ones included, oldest first; NotFound."""
+    get_tenant(tenant_id)
+    with tenant_scope(tenant_id):
+        return list(db.session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+def revoke_api_key(*, tenant_id: str, key_id: str) -> None:
+    """Revoke a key (idempotent); NotFound for an unknown key or tenant."""
+    get_tenant(tenant_id)
+    with tenant_scope(tenant_id):
+        api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+        if api_key is None:
+            raise NotFound("API key not found", code="api_key_not_found")
+        if api_key.revoked_at is None:
+            api_key.revoked_at = utcnow()
+            db.session.flush()
+
+
+def revoke_api_key_by_id(key_id: str) -> ApiKey:
+    """Revoke a key knowing only its id (operator CLI); NotFound."""
+    with all_tenants():
+        api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+        if api_key is None:
+            raise NotFound("API key not found", code="api_key_not_found")
+        tenant_id = api_key.tenant_id
+    revoke_api_key(tenant_id=tenant_id, key_id=key_id)
+    return api_key
+
+
+def looks_like_api_key(raw: str) -> bool:
+    """True when `raw` has an API key's form (or is the configured root key)."""
+    return raw.startswith(KEY_PREFIX) or is_root_key(raw)
+
+
+def is_root_key(raw: str) -> bool:
+    root = current_app.config.get("ROOT_API_KEY") or ""
+    return bool(root) and security.constant_time_equals(
+        security.sha256_hex(raw), security.sha256_hex(root)
+    )
+
+
+def authenticate_api_key(raw: str) -> ApiKey:
+    """The live key matching `raw` (hash compared in constant time); Unauthenticated."""
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or f"{parts[0]}_" != KEY_PREFIX:
+        raise Unauthenticated("The API key is not valid", code="invalid_api_key")
+    with all_tenants():
+        api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == parts[1]))
+        expected = api_key.key_hash if api_key is not None else security.sha256_hex("")
+        matches = security.constant_time_equals(security.sha256_hex(raw), expected)
+        if api_key is None or not matches or api_key.revoked_at is not None:
+            raise Unauthenticated("The API key is not valid", code="invalid_api_key")
+        now = utcnow()
+        last = api_key.last_used_at
+        if last is None or (now - last).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
+            api_key.last_used_at = now
+            db.session.flush()
+    return api_key

@@ -1,0 +1,1 @@
+"""Users, their permission policies and linked identities."""

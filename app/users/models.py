@@ -1,0 +1,133 @@
+"""User rows (keyed by tenant + id), permission policies and linked identities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128, str255
+
+PRIMARY_PROVIDER = "gatehouse"
+PASSWORD_CONNECTION = "Username-Password-Authentication"
+
+
+class User(TenantScoped, TimestampMixin, Base):
+    __tablename__ = "user_account"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "username_normalized"),
+        Index("ix_user_account_tenant_email", "tenant_id", "email_normalized"),
+        Index("ix_user_account_tenant_created", "tenant_id", "created_at", "id"),
+    )
+
+    tenant_id: Mapped[str32] = mapped_column(
+        ForeignKey("tenant.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str128] = mapped_column(primary_key=True)
+    username: Mapped[str128 | None]
+    username_normalized: Mapped[str128 | None]
+    email: Mapped[str255 | None]
+    email_normalized: Mapped[str255 | None]
+    email_verified: Mapped[bool] = mapped_column(default=False)
+    display_name: Mapped[str255 | None]
+    first_name: Mapped[str255 | None]
+    last_name: Mapped[str255 | None]
+    photo_url: Mapped[str | None] = mapped_column(String(2048))
+    phone_number: Mapped[str32 | None]
+    blocked: Mapped[bool] = mapped_column(default=False)
+    permissions_group: Mapped[str128 | None]
+    custom_scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    settings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    user_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    app_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    require_twofactor_auth: Mapped[bool] = mapped_column(default=False)
+    device_token: Mapped[str255 | None]
+    device_type: Mapped[str32 | None]
+    password_hash: Mapped[str255 | None]
+    last_activity_at: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    logins_count: Mapped[int] = mapped_column(default=0)
+    tokens_valid_after: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(default=1)
+
+    policies: Mapped[list[Policy]] = relationship(
+        back_populates="user",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Policy.id",
+    )
+    linked_identities: Mapped[list[Identity]] = relationship(
+        back_populates="user",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Identity.id",
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def identities(self) -> list[dict[str, Any]]:
+        """The primary (own) identity followed by every linked one."""
+        primary = {
+            "provider": PRIMARY_PROVIDER,
+            "user_id": self.id,
+            "connection": PASSWORD_CONNECTION if self.password_hash else PRIMARY_PROVIDER,
+            "isSocial": False,
+        }
+        return [primary] + [identity.as_dict() for identity in self.linked_identities]
+
+
+def _user_fk() -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(
+        ["tenant_id", "user_id"],
+        ["user_account.tenant_id", "user_account.id"],
+        ondelete="CASCADE",
+    )
+
+
+class Policy(TenantScoped, Base):
+    """One permission: `type` (read/write/admin) on a resource of a resource type."""
+
+    __tablename__ = "policy"
+    __table_args__ = (_user_fk(), Index("ix_policy_tenant_user", "tenant_id", "user_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    user_id: Mapped[str128]
+    resource: Mapped[str255]
+    resource_type: Mapped[str128]
+    type: Mapped[str] = mapped_column(String(16))
+
+    user: Mapped[User] = relationship(back_populates="policies")
+
+
+class Identity(TenantScoped, Base):
+    """An identity of another provider linked to a user."""
+
+    __tablename__ = "identity"
+    __table_args__ = (
+        _user_fk(),
+        UniqueConstraint("tenant_id", "provider", "provider_user_id"),
+        Index("ix_identity_tenant_user", "tenant_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    user_id: Mapped[str128]
+    provider: Mapped[str128]
+    provider_user_id: Mapped[str255]
+    connection: Mapped[str128]
+    is_social: Mapped[bool] = mapped_column(default=False)
+    profile_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+
+    user: Mapped[User] = relationship(back_populates="linked_identities")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "user_id": self.provider_user_id,
+            "connection": self.connection,
+            "isSocial": self.is_social,
+            "profileData": self.profile_data,
+        }

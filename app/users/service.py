@@ -1,0 +1,238 @@
+"""Users: create, look up, update and delete, with the invariants every surface shares
+(id format, reserved and unique usernames, valid emails, the tenant's password policy).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.core import security
+from app.core.db import db
+from app.core.errors import Conflict, Forbidden, Invalid, NotFound
+from app.core.tenancy import Principal, current_tenant_id
+from app.tenants import service as tenant_service
+from app.users.models import User
+
+USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@|:-]{1,128}$")
+RESERVED_USERNAMES = frozenset({"me", "current", "profile"})
+MAX_PASSWORD_LENGTH = 1024
+MAX_EMAIL_MATCHES = 100
+
+# Attributes a caller may set directly; everything else has its own function.
+PROFILE_FIELDS = frozenset(
+    {
+        "email_verified",
+        "display_name",
+        "first_name",
+        "last_name",
+        "photo_url",
+        "phone_number",
+        "blocked",
+        "permissions_group",
+        "custom_scopes",
+        "settings",
+        "user_metadata",
+        "app_metadata",
+        "require_twofactor_auth",
+        "device_token",
+        "device_type",
+    }
+)
+
+
+def check_user_id(user_id: str) -> str:
+    """`user_id` if it has the allowed form; Invalid otherwise."""
+    if not isinstance(user_id, str) or not USER_ID_PATTERN.match(user_id):
+        raise Invalid(
+            "A user id is 1-128 characters of A-Z a-z 0-9 . _ @ | : -",
+            code="invalid_user_id",
+            fields={"id": ["Invalid user id."]},
+        )
+    return user_id
+
+
+def normalize_username(username: str) -> str:
+    """The case-folded username; Invalid when reserved or malformed."""
+    if not USER_ID_PATTERN.match(username):
+        raise Invalid(
+            "A username is 1-128 characters of A-Z a-z 0-9 . _ @ | : -",
+            code="invalid_username",
+            fields={"username": ["Invalid username."]},
+        )
+    folded = username.casefold()
+    if folded in RESERVED_USERNAMES:
+        raise Invalid(
+            f"The username {username!r} is reserved",
+            code="reserved_username",
+            fields={"username": ["This username is reserved."]},
+        )
+    return folded
+
+
+def normalize_email(email: str) -> str:
+    """The address as given, after checking it is a valid address; Invalid otherwise."""
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise Invalid(
+            "The email address is not valid",
+            code="invalid_email",
+            fields={"email": [str(exc)]},
+        ) from exc
+    return email
+
+
+def check_password(password: str) -> None:
+    """Apply the current tenant's password policy; Invalid when it fails."""
+    tenant = tenant_service.get_tenant(current_tenant_id())
+    if len(password) < tenant.password_min_length:
+        raise Invalid(
+            f"The password must be at least {tenant.password_min_length} characters",
+            code="password_too_short",
+            fields={"password": ["Too short."]},
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise Invalid(
+            f"The password must be at most {MAX_PASSWORD_LENGTH} characters",
+            code="password_too_long",
+            fields={"password": ["Too long."]},
+        )
+
+
+def create_user(
+    *,
+    user_id: str | None = None,
+    username: str | None = None,
+    email: str | None = None,
+    password: str | None = None,
+    **profile: Any,
+) -> User:
+    """Create a user in the current tenant; Invalid, or Conflict on a taken id/username."""
+    unknown = set(profile) - PROFILE_FIELDS
+    if unknown:
+        raise TypeError(f"unknown user fields: {sorted(unknown)}")
+    user_id = check_user_id(user_id) if user_id is not None else uuid.uuid4().hex
+    user = User(id=user_id, logins_count=0, version=1)
+    _set_username(user, username)
+    _set_email(user, email)
+    if password is not None:
+        check_password(password)
+        user.password_hash = security.hash_password(password)
+    user.custom_scopes, user.settings = [], []
+    user.user_metadata, user.app_metadata = {}, {}
+    for key, value in profile.items():
+        setattr(user, key, value)
+    if db.session.scalar(select(User.id).where(User.id == user_id)) is not None:
+        raise Conflict("A user with this id already exists", code="user_exists")
+    _check_username_free(user)
+    _flush_unique(user)
+    return user
+
+
+def _set_username(user: User, username: str | None) -> None:
+    user.username = username
+    user.username_normalized = normalize_username(username) if username is not None else None
+
+
+def _set_email(user: User, email: str | None) -> None:
+    user.email = normalize_email(email) if email is not None else None
+    user.email_normalized = user.email.casefold() if user.email is not None else None
+
+
+def _check_username_free(user: User) -> None:
+    if user.username_normalized is None:
+        return
+    taken = db.session.scalar(
+        select(User.id).where(
+            User.username_normalized == user.username_normalized, User.id != user.id
+        )
+    )
+    if taken is not None:
+        raise Conflict("This username is taken", code="username_exists")
+
+
+def _flush_unique(user: User) -> None:
+    """Flush inside a savepoint so a lost race becomes a Conflict, not a broken session."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(user)
+    except IntegrityError as exc:
+        raise Conflict(
+            "A user with this id or username already exists", code="user_exists"
+        ) from exc
+
+
+def get_user(user_id: str) -> User:
+    """The user with this id in the current tenant; NotFound (also for other tenants)."""
+    user = db.session.scalar(select(User).where(User.id == user_id))
+    if user is None:
+        raise NotFound("User not found", code="user_not_found")
+    return user
+
+
+def find_user(user_id: str) -> User | None:
+    return db.session.scalar(select(User).where(User.id == user_id))
+
+
+def find_by_username(username: str) -> User | None:
+    return db.session.scalar(select(User).where(User.username_normalized == username.casefold()))
+
+
+def find_by_email(email: str) -> list[User]:
+    """Every user with this address (emails are not unique), oldest first."""
+    return list(
+        db.session.scalars(
+            select(User)
+            .where(User.email_normalized == email.casefold())
+            .order_by(User.created_at, User.id)
+            .limit(MAX_EMAIL_MATCHES)
+        )
+    )
+
+
+def update_user(*, user: User, changes: dict[str, Any]) -> User:
+    """Apply `changes` (profile fields, `username`, `email`) to `user`; Invalid or Conflict."""
+    unknown = set(changes) - PROFILE_FIELDS - {"username", "email"}
+    if unknown:
+        raise TypeError(f"unknown user fields: {sorted(unknown)}")
+    if "username" in changes:
+        _set_username(user, changes["username"])
+        _check_username_free(user)
+    if "email" in changes:
+        _set_email(user, changes["email"])
+    for key in changes.keys() & PROFILE_FIELDS:
+        setattr(user, key, changes[key])
+    _flush_unique(user)
+    return user
+
+
+def delete_user(user: User) -> None:
+    """Delete a user and everything it owns (policies, identities, …)."""
+    db.session.delete(user)
+    db.session.flush()
+
+
+def email_visible(*, actor: Principal, user: User) -> bool:
+    """An unverified address is shown only to callers that may read any user."""
+    return user.email_verified or actor.has("read:users")
+
+
+def change_account_email(*, actor: Principal, user: User, changes: dict[str, Any]) -> User:
+    """Apply `{email?, emailVerified?}` as the accounts surface allows: a user may change
+    its own email (which becomes unverified) but may not mark it verified; Forbidden."""
+    admin = actor.has("update:users")
+    if "email_verified" in changes and not admin:
+        raise Forbidden("Only an administrator may set emailVerified", code="forbidden_field")
+    update: dict[str, Any] = {}
+    if "email" in changes and changes["email"] != user.email:
+        update["email"] = changes["email"]
+        update["email_verified"] = False
+    if "email_verified" in changes:
+        update["email_verified"] = changes["email_verified"]
+    return update_user(user=user, changes=update) if update else user

@@ -1,0 +1,8 @@
+"""Celery entry point: `celery -A worker worker` and `celery -A worker beat`."""
+
+from app import create_app
+
+flask_app = create_app()
+celery = flask_app.extensions["celery"]
+app = celery
+celery.conf.beat_schedule = {}
