@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from app.core.db import db
 from app.core.errors import AppError
@@ -59,8 +60,8 @@ def register_cli(app: Flask) -> None:
         click.echo(f"Demo API key   : {saved['api_key']}")
         click.echo(f"Root API key   : {current_app.config['ROOT_API_KEY']}")
 
-    tenants = click.Group("tenants", help="Manage tenants.")
-    keys = click.Group("keys", help="Manage API keys.")
+    tenants = AppGroup("tenants", help="Manage tenants.")
+    keys = AppGroup("keys", help="Manage API keys.")
     app.cli.add_command(tenants)
     app.cli.add_command(keys)
 
@@ -68,9 +69,9 @@ def register_cli(app: Flask) -> None:
     @click.argument("name")
     def create_tenant_command(name: str) -> None:
         """Create a tenant and print its id."""
-        tenant = tenant_service.create_tenant(name=name)
+        tenant_id = tenant_service.create_tenant(name=name).id
         db.session.commit()
-        click.echo(tenant.id)
+        click.echo(tenant_id)
 
     @keys.command("create")
     @click.argument("tenant_id")
@@ -83,8 +84,9 @@ def register_cli(app: Flask) -> None:
             issued = tenant_service.issue_api_key(tenant_id=tenant_id, name=name, scopes=scope_list)
         except AppError as exc:
             raise click.ClickException(exc.message) from exc
+        key_id = issued.api_key.id
         db.session.commit()
-        click.echo(f"id : {issued.api_key.id}")
+        click.echo(f"id : {key_id}")
         click.echo(f"key: {issued.raw_key}")
 
     @keys.command("revoke")

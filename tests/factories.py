@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import func, select
 
+from app.core import security
 from app.core.db import db
 from app.core.tenancy import tenant_scope
 from app.tenants import service as tenant_service
 from app.users import service as user_service
+from app.users.models import User
 
 
 def new_encryption_key() -> str:
@@ -42,8 +45,9 @@ def make_tenant(
     with app.app_context():
         tenant = tenant_service.create_tenant(name=name, settings=settings)
         issued = tenant_service.issue_api_key(tenant_id=tenant.id, name="test", scopes=scopes)
+        handle = TenantHandle(tenant.id, issued.raw_key, issued.api_key.id)
         db.session.commit()
-        return TenantHandle(tenant.id, issued.raw_key, issued.api_key.id)
+        return handle
 
 
 def make_key(app: Flask, tenant_id: str, scopes: list[str]) -> str:
@@ -56,6 +60,35 @@ def make_key(app: Flask, tenant_id: str, scopes: list[str]) -> str:
 def make_user(app: Flask, tenant_id: str, **fields: Any) -> str:
     """Create a user through the service and return its id."""
     with app.app_context(), tenant_scope(tenant_id):
-        user = user_service.create_user(**fields)
+        user_id = user_service.create_user(**fields).id
         db.session.commit()
-        return user.id
+        return user_id
+
+
+def password_matches(app: Flask, tenant_id: str, user_id: str, password: str) -> bool:
+    """Whether the stored hash of a user verifies `password` (read through the service)."""
+    with app.app_context(), tenant_scope(tenant_id):
+        user = user_service.get_user(user_id)
+        return security.verify_password(user.password_hash, password)
+
+
+def count_users(app: Flask, tenant_id: str) -> int:
+    """How many users the tenant has (to prove a rejected request created nothing)."""
+    with app.app_context(), tenant_scope(tenant_id):
+        return db.session.scalar(select(func.count()).select_from(User)) or 0
+
+
+ERROR_KEYS = {"error", "message", "status", "request_id"}
+
+
+def assert_error(response: Any, status: int) -> dict[str, Any]:
+    """Assert `response` is a JSON error of `status` in the default shape; return its body."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json, response.get_data(as_text=True)
+    body = response.get_json()
+    assert ERROR_KEYS <= body.keys(), body
+    assert body["status"] == status
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["message"], str) and body["message"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body

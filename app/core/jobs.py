@@ -55,6 +55,7 @@ def celery_init_app(app: Flask) -> Celery:
 
 def enqueue_after_commit(task: Task, *args: Any) -> None:
     """Queue `task(*args)` once the current transaction commits; dropped on rollback."""
+    db.session.connection()  # begin the transaction now, so a rollback is seen even if empty
     db.session.info.setdefault(_PENDING_KEY, []).append((task, args))
 
 
@@ -68,11 +69,12 @@ def _run_pending(session: Session) -> None:
             log.warning("could not queue %s; it will be retried by its periodic job", task.name)
 
 
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
+def _drop_pending(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # a savepoint's rollback keeps the outer work
+        session.info.pop(_PENDING_KEY, None)
 
 
 def _install_after_commit_hooks() -> None:
     if not event.contains(Session, "after_commit", _run_pending):
         event.listen(Session, "after_commit", _run_pending)
-        event.listen(Session, "after_soft_rollback", lambda s, _t: _drop_pending(s))
+        event.listen(Session, "after_soft_rollback", _drop_pending)

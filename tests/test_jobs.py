@@ -1,0 +1,71 @@
+"""Background plumbing: tasks queued after commit run on the real worker (Redis broker),
+in an app context that commits; a rolled-back transaction queues nothing; eager mode
+runs the same task in-process.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+from flask import Flask
+from sqlalchemy import select
+
+from app import create_app
+from app.core.db import db
+from app.core.jobs import enqueue_after_commit
+from app.tenants import service as tenant_service
+from app.tenants.models import Tenant
+from tests.conftest import make_config
+
+
+@shared_task(name="tests.create_tenant_named")
+def create_tenant_named(name: str) -> None:
+    """A task that writes through a service; FlaskTask commits it."""
+    tenant_service.create_tenant(name=name)
+
+
+def _tenant_names(app: Flask) -> set[str]:
+    with app.app_context():
+        return set(db.session.scalars(select(Tenant.name)))
+
+
+def _wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_worker_runs_task_queued_after_commit(app: Flask, celery_worker: Any) -> None:
+    assert "tests.create_tenant_named" in celery_worker.app.tasks
+    with app.app_context():
+        enqueue_after_commit(create_tenant_named, "from-worker")
+        assert "from-worker" not in _tenant_names(app)  # nothing is sent before the commit
+        db.session.commit()
+    assert _wait_for(lambda: "from-worker" in _tenant_names(app))
+
+
+def test_rolled_back_transaction_queues_nothing(app: Flask, celery_worker: Any) -> None:
+    with app.app_context():
+        enqueue_after_commit(create_tenant_named, "never")
+        db.session.rollback()
+        enqueue_after_commit(create_tenant_named, "afterwards")
+        db.session.commit()
+    assert _wait_for(lambda: "afterwards" in _tenant_names(app))
+    assert "never" not in _tenant_names(app)
+
+
+def test_eager_mode_runs_tasks_in_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'eager.db'}"
+    eager_app = create_app(make_config(url, tmp_path, REDIS_URL="", CELERY_BROKER_URL=""))
+    assert eager_app.config["CELERY_TASK_ALWAYS_EAGER"] is True
+    with eager_app.app_context():
+        db.create_all()
+        enqueue_after_commit(create_tenant_named, "eager")
+        db.session.commit()
+    assert _tenant_names(eager_app) == {"eager"}
