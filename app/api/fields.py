@@ -29,6 +29,13 @@ class HttpDateTime(ma.fields.Field):
         return format_datetime(value.astimezone(UTC), usegmt=True)
 
 
+class StrictBoolean(ma.fields.Boolean):
+    """Only JSON true/false: "yes", 1 and friends are the wrong type."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(truthy={True}, falsy={False}, **kwargs)
+
+
 class StrictSchema(ma.Schema):
     """Input schema: unknown fields are an error, so typos never pass silently."""
 

@@ -6,7 +6,13 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.api.fields import USER_ID_REGEX, HttpDateTime, OutputSchema, StrictSchema
+from app.api.fields import (
+    USER_ID_REGEX,
+    HttpDateTime,
+    OutputSchema,
+    StrictBoolean,
+    StrictSchema,
+)
 from app.users.models import User
 
 _http_date = HttpDateTime()
@@ -45,14 +51,14 @@ class CreateAccountSchema(StrictSchema):
     uid = ma.fields.String(validate=ma.validate.Regexp(USER_ID_REGEX))
     displayName = ma.fields.String(validate=ma.validate.Length(max=255), allow_none=True)
     email = ma.fields.String(validate=ma.validate.Length(max=255), allow_none=True)
-    emailVerified = ma.fields.Boolean()
+    emailVerified = StrictBoolean()
     photoURL = ma.fields.URL(validate=ma.validate.Length(max=2048), allow_none=True)
     password = ma.fields.String(load_only=True, validate=ma.validate.Length(max=1024))
 
 
 class PatchAccountSchema(StrictSchema):
     email = ma.fields.String(validate=ma.validate.Length(min=1, max=255))
-    emailVerified = ma.fields.Boolean()
+    emailVerified = StrictBoolean()
 
     @ma.validates_schema
     def _one_given(self, data: dict[str, Any], **kwargs: Any) -> None:

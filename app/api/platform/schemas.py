@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.api.fields import IsoDateTime, OutputSchema, StrictSchema
+from app.api.fields import IsoDateTime, OutputSchema, StrictBoolean, StrictSchema
 
 SCOPE_REGEX = r"^(\*|[a-z_]+:[a-z_]+)$"
 HOST_REGEX = r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$"
@@ -12,7 +12,7 @@ DAY = 24 * 3600
 
 
 class TenantSettingsInSchema(StrictSchema):
-    allow_user_token_management = ma.fields.Boolean()
+    allow_user_token_management = StrictBoolean()
     email_from = ma.fields.Email(allow_none=True, validate=ma.validate.Length(max=255))
     postmark_server_token = ma.fields.String(
         load_only=True, allow_none=True, validate=ma.validate.Length(max=255)

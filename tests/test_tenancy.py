@@ -1,0 +1,172 @@
+"""Tenant isolation: another tenant's user is indistinguishable from a missing one, on
+every route that takes a user id or a tenant-owned value; and the scope fails closed."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.tenancy import TenancyError, all_tenants, tenant_scope
+from app.users import service as user_service
+from tests import factories
+from tests.factories import assert_error
+
+USER_ID = "victim"
+EMAIL = "victim@example.com"
+
+# (method, path, json body, expected status, expected body or None for an error body)
+ROUTES = [
+    ("get", f"/user/{USER_ID}", None, 404, None),
+    ("get", f"/user/{USER_ID}/profile", None, 404, None),
+    ("get", f"/users/{USER_ID}", None, 404, None),
+    ("get", f"/users/{USER_ID}/", None, 404, None),
+    ("patch", f"/users/{USER_ID}", {"email": "taken@example.com"}, 404, None),
+    ("patch", f"/users/{USER_ID}", {"emailVerified": True}, 404, None),
+    ("delete", f"/users/{USER_ID}", None, 404, None),
+    ("get", f"/auth/user?userId={USER_ID}", None, 200, []),
+    ("get", f"/auth/user?email={EMAIL}", None, 200, []),
+    ("get", f"/auth/user?userId={USER_ID}&email={EMAIL}", None, 200, []),
+]
+
+
+def snapshot(client, tenant) -> tuple[dict, dict]:
+    """The user as both surfaces show it to its own tenant."""
+    account = client.get(f"/users/{USER_ID}", headers=tenant.m2_headers)
+    profile = client.get(f"/user/{USER_ID}/profile", headers=tenant.headers)
+    assert account.status_code == 200 and profile.status_code == 200
+    return account.get_json(), profile.get_json()
+
+
+@pytest.mark.parametrize("header_style", ["headers", "m2_headers"])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "expected"),
+    ROUTES,
+    ids=[f"{r[0].upper()} {r[1]} {r[2] or ''}".strip() for r in ROUTES],
+)
+def test_other_tenant_cannot_see_or_touch_the_user(
+    app, client, tenant, other_tenant, header_style, method, path, body, status, expected
+):
+    factories.make_user(app, tenant.id, user_id=USER_ID, email=EMAIL, display_name="Victim")
+    before = snapshot(client, tenant)
+
+    headers = getattr(other_tenant, header_style)
+    response = getattr(client, method)(path, json=body, headers=headers)
+
+    if expected is None:
+        error = assert_error(response, status)
+        assert USER_ID not in error["message"] and EMAIL not in error["message"]
+    else:
+        assert response.status_code == status
+        assert response.get_json() == expected
+    assert snapshot(client, tenant) == before
+
+
+ERROR_ROUTES = [(m, p, b) for m, p, b, _, expected in ROUTES if expected is None]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    ERROR_ROUTES,
+    ids=[f"{m.upper()} {p} {b or ''}".strip() for m, p, b in ERROR_ROUTES],
+)
+def test_other_tenant_answer_equals_missing_user_answer(
+    app, client, tenant, other_tenant, method, path, body
+):
+    """Same status, code and message whether the id exists elsewhere or nowhere."""
+    factories.make_user(app, tenant.id, user_id=USER_ID, email=EMAIL)
+    send = getattr(client, method)
+    elsewhere = send(path, json=body, headers=other_tenant.m2_headers)
+    nowhere = send(
+        path.replace(USER_ID, "nobody-at-all"), json=body, headers=other_tenant.m2_headers
+    )
+    assert elsewhere.status_code == nowhere.status_code == 404
+    assert elsewhere.get_json()["error"] == nowhere.get_json()["error"]
+    assert elsewhere.get_json()["message"] == nowhere.get_json()["message"]
+
+
+def test_same_user_id_lives_independently_in_two_tenants(client, tenant, other_tenant):
+    first = client.post(
+        "/auth/user", json={"uid": "same-id", "email": "a@example.com"}, headers=tenant.m2_headers
+    )
+    second = client.post(
+        "/auth/user",
+        json={"uid": "same-id", "email": "b@example.com"},
+        headers=other_tenant.m2_headers,
+    )
+    assert first.status_code == 200 and second.status_code == 200
+    assert client.get("/users/same-id", headers=tenant.m2_headers).get_json()["email"] == (
+        "a@example.com"
+    )
+    assert client.get("/users/same-id", headers=other_tenant.m2_headers).get_json()["email"] == (
+        "b@example.com"
+    )
+    base = client.get("/user/same-id", headers=other_tenant.headers).get_json()
+    assert base["tenant_id"] == other_tenant.id
+
+    # Changing or deleting one leaves the other alone.
+    patched = client.patch(
+        "/users/same-id", json={"email": "c@example.com"}, headers=tenant.m2_headers
+    )
+    assert patched.status_code == 200
+    assert client.delete("/users/same-id", headers=other_tenant.m2_headers).status_code == 204
+    assert client.get("/users/same-id", headers=tenant.m2_headers).get_json()["email"] == (
+        "c@example.com"
+    )
+    assert client.get("/users/same-id", headers=other_tenant.m2_headers).status_code == 404
+    lookup = client.get("/auth/user?email=b@example.com", headers=tenant.m2_headers)
+    assert lookup.get_json() == []
+
+
+def test_email_lookup_only_returns_own_tenants_users(app, client, tenant, other_tenant):
+    factories.make_user(app, tenant.id, user_id="mine", email="shared@example.com")
+    factories.make_user(app, other_tenant.id, user_id="theirs", email="shared@example.com")
+    mine = client.get("/auth/user?email=shared@example.com", headers=tenant.m2_headers)
+    theirs = client.get("/auth/user?email=shared@example.com", headers=other_tenant.m2_headers)
+    assert [a["uid"] for a in mine.get_json()] == ["mine"]
+    assert [a["uid"] for a in theirs.get_json()] == ["theirs"]
+
+
+def test_duplicate_uid_check_is_per_tenant(app, client, tenant, other_tenant):
+    factories.make_user(app, tenant.id, user_id="taken")
+    response = client.post("/auth/user", json={"uid": "taken"}, headers=other_tenant.m2_headers)
+    assert response.status_code == 200
+    assert_error(client.post("/auth/user", json={"uid": "taken"}, headers=tenant.m2_headers), 409)
+
+
+def test_query_outside_any_tenant_scope_raises(app, tenant):
+    factories.make_user(app, tenant.id, user_id="scoped")
+    with app.app_context():
+        with pytest.raises(TenancyError):
+            user_service.find_user("x")
+        with pytest.raises(TenancyError):
+            user_service.find_user("scoped")
+
+
+def test_write_outside_any_tenant_scope_raises(app, client, tenant):
+    with app.app_context():
+        with pytest.raises(TenancyError):
+            user_service.create_user(user_id="unscoped")
+    assert_error(client.get("/users/unscoped", headers=tenant.m2_headers), 404)
+
+
+def test_other_tenant_scope_does_not_find_the_user(app, tenant, other_tenant):
+    factories.make_user(app, tenant.id, user_id="scoped", email="scoped@example.com")
+    with app.app_context():
+        with tenant_scope(other_tenant.id):
+            assert user_service.find_user("scoped") is None
+            assert user_service.find_by_email("scoped@example.com") == []
+        with tenant_scope(tenant.id):
+            found = user_service.find_user("scoped")
+            assert found is not None and found.tenant_id == tenant.id
+        with all_tenants():
+            assert user_service.find_user("scoped") is not None
+
+
+def test_user_of_another_tenant_cannot_be_flushed_in_this_scope(app, tenant, other_tenant):
+    factories.make_user(app, tenant.id, user_id="scoped", display_name="Original")
+    with app.app_context():
+        with tenant_scope(tenant.id):
+            user = user_service.get_user("scoped")
+        with tenant_scope(other_tenant.id), pytest.raises(TenancyError):
+            user_service.update_user(user=user, changes={"display_name": "Hijacked"})
+    with app.app_context(), tenant_scope(tenant.id):
+        assert user_service.get_user("scoped").display_name == "Original"
