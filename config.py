@@ -90,7 +90,8 @@ class Config:
         if environ is None:
             load_dotenv(PROJECT_ROOT / ".env")
             environ = os.environ
-        env = {k: v for k, v in environ.items() if v is not None}
+        # An empty variable means "not set", so `FOO=` in a .env file keeps the default.
+        env = {k: v for k, v in environ.items() if v is not None and v.strip() != ""}
         self.APP_ENV = env.get("APP_ENV", "development").strip().lower()
         if self.APP_ENV not in {"development", "production", "testing"}:
             raise ConfigError(
@@ -120,6 +121,7 @@ class Config:
         self.ACCESS_TOKEN_TTL = _int(env, "ACCESS_TOKEN_TTL", 15 * 60)
         self.REFRESH_TOKEN_TTL = _int(env, "REFRESH_TOKEN_TTL", 30 * 24 * 3600)
         self.CUSTOM_TOKEN_TTL = min(_int(env, "CUSTOM_TOKEN_TTL", 3600), 3600)
+        self.REFRESH_REUSE_GRACE_SECONDS = _int(env, "REFRESH_REUSE_GRACE_SECONDS", 10)
         self.PASSWORD_RESET_TTL = min(_int(env, "PASSWORD_RESET_TTL", 3600), 3600)
 
         self.RATELIMIT_SIGNIN_PER_ACCOUNT = env.get("RATELIMIT_SIGNIN_PER_ACCOUNT", "10 per minute")

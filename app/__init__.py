@@ -17,10 +17,12 @@ from app.core.db import db
 from app.core.errors import register_error_handlers
 from app.core.http import RequestIdFilter, StripTrailingSlash, install_http_hooks
 from app.core.jobs import celery_init_app
+from app.core.ratelimit import init_rate_limits
+from app.core.security import KeyRing
 from app.core.smorest import Api
 from app.core.tenancy import install_tenancy_guards
 from app.extensions import migrate
-from config import Config
+from config import Config, ConfigError
 
 
 def create_app(config: Config | None = None, **overrides: Any) -> Flask:
@@ -32,6 +34,10 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep each document's field order
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     _configure_logging(app)
+    try:
+        app.extensions["gatehouse.keyring"] = KeyRing(app.config["ENCRYPTION_KEYS"])
+    except ValueError as exc:
+        raise ConfigError(f"ENCRYPTION_KEYS is not valid: {exc}") from exc
 
     db.init_app(app)
     _enable_sqlite_foreign_keys()
@@ -44,6 +50,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     )
     install_tenancy_guards()
     celery_init_app(app)
+    init_rate_limits(app)
 
     api = Api(app)  # one per app: flask-smorest keeps the app it documents
     api.register_security_schemes()

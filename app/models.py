@@ -1,6 +1,18 @@
 """Imports every model so the metadata (and Alembic) sees the whole schema."""
 
+from app.audit.models import AuditEvent
 from app.tenants.models import ApiKey, Tenant
+from app.tokens.models import CustomTokenUse, RefreshToken, SigningKey
 from app.users.models import Identity, Policy, User
 
-__all__ = ["ApiKey", "Identity", "Policy", "Tenant", "User"]
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "CustomTokenUse",
+    "Identity",
+    "Policy",
+    "RefreshToken",
+    "SigningKey",
+    "Tenant",
+    "User",
+]

@@ -99,3 +99,22 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.delenv(name)
     loaded = Config()
     assert loaded.ISSUER == "https://from-dotenv"
+
+
+def test_empty_variables_keep_their_defaults(tmp_path: Path) -> None:
+    config = Config(
+        {"INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "", "ISSUER": " ", "APP_ENV": ""}
+    )
+    assert config.LOG_LEVEL == "INFO"
+    assert config.ISSUER == "http://127.0.0.1:5000"
+    assert config.APP_ENV == "development"
+
+
+def test_a_malformed_encryption_key_stops_start_up(tmp_path: Path) -> None:
+    from app import create_app
+
+    config = Config(
+        {**PROD_BASE, "INSTANCE_PATH": str(tmp_path), "ENCRYPTION_KEYS": "too-short"}
+    )
+    with pytest.raises(ConfigError, match="ENCRYPTION_KEYS"):
+        create_app(config)

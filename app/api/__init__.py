@@ -6,11 +6,11 @@ from types import ModuleType
 
 from flask import request
 
-from app.api import accounts, platform, user
+from app.api import accounts, me, oauth, platform, user
 from app.core.errors import Renderer, render_default
 from app.core.smorest import Api
 
-SURFACES: tuple[ModuleType, ...] = (platform, user, accounts)
+SURFACES: tuple[ModuleType, ...] = (platform, user, me, accounts, oauth)
 
 # For errors raised before a blueprint is known (404/405): the longest prefix wins.
 PATH_PREFIXES: tuple[tuple[str, ModuleType], ...] = (
@@ -18,8 +18,13 @@ PATH_PREFIXES: tuple[tuple[str, ModuleType], ...] = (
     ("/user", user),
     ("/auth/user", accounts),
     ("/users/", accounts),
+    ("/users/me", me),
+    ("/auth/password-reset", me),
     ("/token/", accounts),
     ("/tenants", platform),
+    ("/audit-events", platform),
+    ("/oauth/", oauth),
+    ("/.well-known/", oauth),
 )
 
 

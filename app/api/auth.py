@@ -9,15 +9,17 @@ commit on success, roll back on error.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import wraps
 from typing import Any, TypeVar, cast
 
 from flask import g, request
 
 from app.core.db import db
-from app.core.errors import Forbidden, Invalid, Unauthenticated
+from app.core.errors import AppError, Forbidden, Invalid, Unauthenticated
 from app.core.tenancy import Principal, tenant_scope
 from app.tenants import service as tenant_service
+from app.tokens import service as token_service
 
 F = TypeVar("F", bound=Callable[..., Any])
 TENANT_HEADERS = ("X-Tenant-ID", "x-m2-organization-id")
@@ -32,7 +34,8 @@ def current_principal() -> Principal:
     return cast(Principal, principal)
 
 
-def _tenant_header() -> str | None:
+def tenant_header() -> str | None:
+    """The tenant named by X-Tenant-ID / x-m2-organization-id; Forbidden when they differ."""
     values = {request.headers[name].strip() for name in TENANT_HEADERS if request.headers.get(name)}
     if len(values) > 1:
         raise Forbidden("X-Tenant-ID and x-m2-organization-id disagree", code="tenant_mismatch")
@@ -53,18 +56,18 @@ def _raw_credential() -> tuple[str, str] | None:
     return None
 
 
-def _api_key_principal(raw: str, tenant_header: str | None, *, tenant_required: bool) -> Principal:
+def _api_key_principal(raw: str, named_tenant: str | None, *, tenant_required: bool) -> Principal:
     if tenant_service.is_root_key(raw):
-        if tenant_header is None:
+        if named_tenant is None:
             if tenant_required:
                 raise Invalid(
                     "The root key must name a tenant in X-Tenant-ID", code="tenant_required"
                 )
             return Principal(tenant_id="", scopes=frozenset({"*"}), kind="root")
-        tenant_service.get_tenant(tenant_header)
-        return Principal(tenant_id=tenant_header, scopes=frozenset({"*"}), kind="root")
+        tenant_service.get_tenant(named_tenant)
+        return Principal(tenant_id=named_tenant, scopes=frozenset({"*"}), kind="root")
     api_key = tenant_service.authenticate_api_key(raw)
-    if tenant_header is not None and tenant_header != api_key.tenant_id:
+    if named_tenant is not None and named_tenant != api_key.tenant_id:
         raise Forbidden("The tenant header does not match the API key", code="tenant_mismatch")
     return Principal(
         tenant_id=api_key.tenant_id,
@@ -74,14 +77,16 @@ def _api_key_principal(raw: str, tenant_header: str | None, *, tenant_required: 
     )
 
 
-def _bearer_principal(raw: str, tenant_header: str | None) -> Principal:
-    # User access tokens (JWT) are resolved by the tokens domain once it exists; until
-    # then any bearer value that is not an API key is an invalid token.
-    raise Unauthenticated(
-        "The bearer token is not valid",
-        code="invalid_token",
-        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-    )
+def _bearer_principal(raw: str, named_tenant: str | None) -> Principal:
+    principal = token_service.authenticate_access_token(raw)
+    if named_tenant is not None and named_tenant != principal.tenant_id:
+        raise Forbidden("The tenant header does not match the token", code="tenant_mismatch")
+    return principal
+
+
+def client_ip() -> str | None:
+    """The caller's address (ProxyFix has already applied trusted X-Forwarded-For hops)."""
+    return request.remote_addr
 
 
 def authenticate(*, tenant_required: bool = True) -> Principal:
@@ -90,10 +95,12 @@ def authenticate(*, tenant_required: bool = True) -> Principal:
     if credential is None:
         raise Unauthenticated("Authentication is required", code="missing_credentials")
     kind, raw = credential
-    tenant_header = _tenant_header()
+    named_tenant = tenant_header()
     if kind == "api_key":
-        return _api_key_principal(raw, tenant_header, tenant_required=tenant_required)
-    return _bearer_principal(raw, tenant_header)
+        principal = _api_key_principal(raw, named_tenant, tenant_required=tenant_required)
+    else:
+        principal = _bearer_principal(raw, named_tenant)
+    return replace(principal, ip=client_ip())
 
 
 def _check_scopes(
@@ -113,6 +120,12 @@ def _run_in_transaction(view: Callable[..., Any], *args: Any, **kwargs: Any) -> 
         result = view(*args, **kwargs)
         db.session.commit()
         return result
+    except AppError as exc:
+        if exc.commit:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        raise
     except BaseException:
         db.session.rollback()
         raise
@@ -137,6 +150,21 @@ def requires(
         return cast(F, wrapper)
 
     return decorate
+
+
+def api_key_only(view: F) -> F:
+    """Allow any API key of the tenant (or the root key naming it), but no user token."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        principal = authenticate()
+        if principal.is_user:
+            raise Forbidden("This endpoint needs the tenant's API key", code="api_key_required")
+        g.principal = principal
+        with tenant_scope(principal.tenant_id):
+            return _run_in_transaction(view, *args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def root_only(view: F) -> F:

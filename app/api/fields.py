@@ -8,7 +8,14 @@ from typing import Any
 
 import marshmallow as ma
 
+from app.core.security import sha256_hex
+
 USER_ID_REGEX = r"^[A-Za-z0-9._@|:-]{1,128}$"
+
+
+def entity_tag(row: Any) -> str:
+    """A digest that changes whenever a versioned row changes (ETag, `_meta.update_hash`)."""
+    return sha256_hex(f"{row.tenant_id}:{row.id}:{row.version}")
 
 
 class IsoDateTime(ma.fields.Field):

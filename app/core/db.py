@@ -46,6 +46,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 str32 = Annotated[str, 32]
+str64 = Annotated[str, 64]
 str128 = Annotated[str, 128]
 str255 = Annotated[str, 255]
 JSONValue = Any
@@ -57,6 +58,7 @@ class Base(DeclarativeBase):
         type_annotation_map={
             datetime: UTCDateTime(),
             str32: String(32),
+            str64: String(64),
             str128: String(128),
             str255: String(255),
             dict[str, Any]: JSON(),

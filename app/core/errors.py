@@ -23,6 +23,9 @@ class AppError(Exception):
     status: int = 500
     code: str = "internal_error"
     message: str = "Internal server error"
+    # True when the work done so far must be kept although the request fails (the audit of
+    # a failed sign-in, the revocation of a reused refresh token's family).
+    commit: bool = False
 
     def __init__(
         self,
@@ -31,8 +34,10 @@ class AppError(Exception):
         code: str | None = None,
         fields: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        commit: bool = False,
     ) -> None:
         super().__init__(message or self.message)
+        self.commit = commit
         self.message = message or self.message
         if code:
             self.code = code
@@ -50,6 +55,12 @@ class Unauthenticated(AppError):
     def __init__(self, message: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class InvalidGrant(AppError):
+    """OAuth2 `invalid_grant`: wrong credentials or a bad refresh/custom token (401)."""
+
+    status, code, message = 401, "invalid_grant", "The credentials or grant are not valid"
 
 
 class Forbidden(AppError):

@@ -99,7 +99,10 @@ class KeyRing:
             raise ValueError("the key ring needs at least one key")
         self._keys: list[tuple[str, AESGCM]] = []
         for raw in keys:
-            key = _b64decode(raw)
+            try:
+                key = _b64decode(raw)
+            except ValueError as exc:
+                raise ValueError("each encryption key must be urlsafe-base64") from exc
             if len(key) != 32:
                 raise ValueError("each encryption key must be 32 bytes, urlsafe-base64 encoded")
             self._keys.append((hashlib.sha256(key).hexdigest()[:8], AESGCM(key)))

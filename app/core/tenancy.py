@@ -33,8 +33,18 @@ class Principal:
     tenant_id: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     user_id: str | None = None
-    kind: str = "api_key"  # api_key | root | user
-    credential_id: str | None = None
+    kind: str = "api_key"  # api_key | root | user | system
+    credential_id: str | None = None  # API key id, or the refresh family (sid) of a token
+    ip: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How the audit log names this actor."""
+        if self.kind == "user":
+            return f"user:{self.user_id}"
+        if self.kind == "api_key":
+            return f"api_key:{self.credential_id}"
+        return self.kind
 
     def has(self, scope: str) -> bool:
         return "*" in self.scopes or scope in self.scopes

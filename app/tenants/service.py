@@ -152,6 +152,13 @@ def revoke_api_key_by_id(key_id: str) -> ApiKey:
     return api_key
 
 
+def find_live_api_key(key_id: str) -> ApiKey | None:
+    """The unrevoked key with this id, in any tenant (its tenant is checked by the caller)."""
+    with all_tenants():
+        api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+    return api_key if api_key is not None and api_key.revoked_at is None else None
+
+
 def looks_like_api_key(raw: str) -> bool:
     """True when `raw` has an API key's form (or is the configured root key)."""
     return raw.startswith(KEY_PREFIX) or is_root_key(raw)

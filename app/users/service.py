@@ -170,14 +170,18 @@ def _flush_unique(user: User) -> None:
 
 def get_user(user_id: str) -> User:
     """The user with this id in the current tenant; NotFound (also for other tenants)."""
-    user = db.session.scalar(select(User).where(User.id == user_id))
+    user = find_user(user_id)
     if user is None:
         raise NotFound("User not found", code="user_not_found")
     return user
 
 
 def find_user(user_id: str) -> User | None:
-    return db.session.scalar(select(User).where(User.id == user_id))
+    """The user with this id in the current tenant, or None.
+
+    The primary key holds the tenant, so the identity map can answer without a query
+    (the bearer-token check has usually loaded this user already)."""
+    return db.session.get(User, (current_tenant_id(), user_id))
 
 
 def find_by_username(username: str) -> User | None:

@@ -11,9 +11,17 @@ from app.api.accounts.schemas import (
     AccountQuerySchema,
     AccountSchema,
     CreateAccountSchema,
+    CustomTokenSchema,
+    GenerateTokenSchema,
     PatchAccountSchema,
+    RefreshSchema,
+    SessionSchema,
+    SignInSchema,
 )
-from app.api.auth import current_principal, requires
+from app.api.auth import api_key_only, client_ip, current_principal, requires
+from app.core import ratelimit
+from app.tokens import custom as custom_tokens
+from app.tokens import service as token_service
 from app.users import service as user_service
 from app.users.models import User
 
@@ -91,3 +99,36 @@ def patch_account(body: dict[str, Any], user_id: str) -> Response:
 def delete_account(user_id: str) -> None:
     """Delete an account"""
     user_service.delete_user(user_service.get_user(user_id))
+
+
+@blp.route("/token/generate", methods=["POST"])
+@requires("create:user_tokens", user_arg=None)
+@blp.arguments(GenerateTokenSchema)
+@blp.response(200, CustomTokenSchema)
+def generate_token(body: dict[str, Any]) -> custom_tokens.CustomToken:
+    """Generate a single-use custom token for a user"""
+    return custom_tokens.generate_custom_token(actor=current_principal(), user_id=body["userId"])
+
+
+@blp.route("/token/signin", methods=["POST"])
+@api_key_only
+@blp.arguments(SignInSchema)
+@blp.response(200, SessionSchema)
+def sign_in_with_token(body: dict[str, Any]) -> token_service.TokenSet:
+    """Sign in (or up) with a custom token"""
+    ratelimit.check("RATELIMIT_REFRESH_PER_IP", client_ip() or "-")
+    return custom_tokens.sign_in_with_custom_token(actor=current_principal(), token=body["token"])
+
+
+@blp.route("/token/refresh", methods=["POST"])
+@api_key_only
+@blp.arguments(RefreshSchema)
+@blp.response(200, SessionSchema)
+def refresh_token(body: dict[str, Any]) -> token_service.TokenSet:
+    """Exchange a refresh token for new tokens"""
+    ratelimit.check("RATELIMIT_REFRESH_PER_IP", client_ip() or "-")
+    return token_service.refresh_grant(
+        refresh_token=body["refreshToken"],
+        expected_tenant_id=current_principal().tenant_id,
+        ip=client_ip(),
+    )

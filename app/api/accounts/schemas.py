@@ -64,3 +64,29 @@ class PatchAccountSchema(StrictSchema):
     def _one_given(self, data: dict[str, Any], **kwargs: Any) -> None:
         if not data:
             raise ma.ValidationError("Give email or emailVerified.", "_schema")
+
+
+class GenerateTokenSchema(StrictSchema):
+    userId = ma.fields.String(required=True, validate=ma.validate.Regexp(USER_ID_REGEX))
+
+
+class CustomTokenSchema(OutputSchema):
+    token = ma.fields.String()
+    expiresIn = ma.fields.Integer(attribute="expires_in")
+
+
+class SignInSchema(StrictSchema):
+    token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=4096))
+
+
+class RefreshSchema(StrictSchema):
+    refreshToken = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=512))
+
+
+class SessionSchema(OutputSchema):
+    idToken = ma.fields.String(attribute="id_token")
+    refreshToken = ma.fields.String(attribute="refresh_token")
+    expiresIn = ma.fields.Integer(attribute="expires_in")
+    accessToken = ma.fields.String(attribute="access_token")
+    userId = ma.fields.String(attribute="user_id")
+    isNewUser = ma.fields.Boolean(attribute="is_new_user")

@@ -6,10 +6,12 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from app.api.auth import public, root_only
+from app.api.auth import public, requires, root_only
 from app.api.platform import blp
 from app.api.platform.schemas import (
     ApiKeySchema,
+    AuditPageSchema,
+    AuditQuerySchema,
     CreateApiKeySchema,
     CreateTenantSchema,
     HealthSchema,
@@ -17,7 +19,9 @@ from app.api.platform.schemas import (
     PatchTenantSchema,
     TenantSchema,
 )
+from app.audit import service as audit_service
 from app.core import health
+from app.core.pagination import Page
 from app.tenants import service as tenant_service
 from app.tenants.models import ApiKey, Tenant
 
@@ -87,6 +91,15 @@ def list_api_keys(tenant_id: str) -> list[ApiKey]:
 def revoke_api_key(tenant_id: str, key_id: str) -> None:
     """Revoke an API key"""
     tenant_service.revoke_api_key(tenant_id=tenant_id, key_id=key_id)
+
+
+@blp.route("/audit-events", methods=["GET"])
+@requires("read:audit", user_arg=None)
+@blp.arguments(AuditQuerySchema, location="query")
+@blp.response(200, AuditPageSchema)
+def list_audit_events(query: dict[str, Any]) -> Page[Any]:
+    """List the tenant's audit events, newest first (filter by user_id, action)"""
+    return audit_service.list_events(**query)
 
 
 @blp.route("/healthz", methods=["GET"])

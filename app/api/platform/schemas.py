@@ -85,3 +85,26 @@ class IssuedApiKeySchema(OutputSchema):
 class HealthSchema(OutputSchema):
     status = ma.fields.String()
     checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String())
+
+
+class AuditQuerySchema(StrictSchema):
+    user_id = ma.fields.String(validate=ma.validate.Length(min=1, max=128))
+    action = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+    limit = ma.fields.Integer(validate=ma.validate.Range(min=1, max=100))
+    cursor = ma.fields.String(validate=ma.validate.Length(max=512))
+
+
+class AuditEventSchema(OutputSchema):
+    id = ma.fields.String()
+    action = ma.fields.String()
+    actor = ma.fields.String()
+    user_id = ma.fields.String(allow_none=True)
+    target = ma.fields.String(allow_none=True)
+    ip = ma.fields.String(allow_none=True)
+    created_at = IsoDateTime()
+    data = ma.fields.Dict()
+
+
+class AuditPageSchema(OutputSchema):
+    items = ma.fields.List(ma.fields.Nested(AuditEventSchema))
+    next_cursor = ma.fields.String(allow_none=True)

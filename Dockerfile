@@ -1,0 +1,31 @@
+# One image for every process: the API (default command), the Celery worker and beat.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, so a code change does not reinstall them.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+# A home directory for gunicorn's control socket (~/.gunicorn); the code stays root-owned.
+RUN groupadd --system gatehouse \
+    && useradd --system --gid gatehouse --create-home --home-dir /home/gatehouse gatehouse
+
+COPY . .
+# create_app() makes sure the instance folder exists, so it must be writable.
+RUN mkdir -p /app/instance && chown gatehouse:gatehouse /app/instance
+
+USER gatehouse
+
+# Production unless told otherwise: start-up stops if SECRET_KEY, ENCRYPTION_KEYS or
+# DATABASE_URL is missing. Gunicorn reads extra flags from GUNICORN_CMD_ARGS.
+ENV APP_ENV=production \
+    GUNICORN_CMD_ARGS="--workers 2"
+
+EXPOSE 8000
+CMD ["gunicorn", "-b", "0.0.0.0:8000", "wsgi:app"]

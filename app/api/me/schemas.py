@@ -1,0 +1,82 @@
+"""Shapes of the me surface: the `users/me` document (epoch seconds / milliseconds)."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime
+from typing import Any
+
+import marshmallow as ma
+
+from app.api.fields import OutputSchema, entity_tag
+from app.users.models import User
+
+
+def _seconds(value: datetime | None) -> int | None:
+    return int(value.timestamp()) if value is not None else None
+
+
+def _millis(value: datetime | None) -> int | None:
+    return int(value.timestamp() * 1000) if value is not None else None
+
+
+class SettingSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    key = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=128))
+    value = ma.fields.Raw(required=True, allow_none=True)
+
+
+class SettingsListSchema(ma.Schema):
+    items = ma.fields.List(
+        ma.fields.Nested(SettingSchema), required=True, validate=ma.validate.Length(max=200)
+    )
+
+
+class MeUpdateSchema(ma.Schema):
+    """Fields other than these are ignored; a body with none of them is NO_MUTATIONS_GIVEN."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    firstname = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=255))
+    lastname = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=255))
+    password = ma.fields.String(load_only=True, validate=ma.validate.Length(min=1, max=1024))
+
+
+class MeDocumentSchema(OutputSchema):
+    custom_scopes = ma.fields.List(ma.fields.String())
+    username = ma.fields.String(allow_none=True)
+    firstname = ma.fields.String(attribute="first_name", allow_none=True)
+    lastname = ma.fields.String(attribute="last_name", allow_none=True)
+    email = ma.fields.String(allow_none=True)
+    permissions_group = ma.fields.String(allow_none=True)
+    settings = ma.fields.List(ma.fields.Dict())
+    require_twofactor_auth = ma.fields.Boolean()
+    last_activity_date = ma.fields.Function(lambda u: _seconds(u.last_login_at))
+    device_token = ma.fields.String(allow_none=True)
+    device_type = ma.fields.String(allow_none=True)
+    last_activity = ma.fields.Function(lambda u: _seconds(u.last_activity_at))
+    _meta = ma.fields.Method("_document_meta", data_key="_meta")
+    websocket_id = ma.fields.Constant(None)
+
+    def _document_meta(self, user: User) -> dict[str, Any]:
+        return {
+            "guid": user.id,
+            "expiry": -1,
+            "entity": zlib.crc32(f"{user.tenant_id}:{user.id}".encode()) & 0x7FFFFFFF,
+            "removed": 0,
+            "created": _seconds(user.created_at),
+            "updated": _seconds(user.updated_at),
+            "ums": _millis(user.updated_at),
+            "cms": _millis(user.created_at),
+            "update_hash": entity_tag(user),
+        }
+
+
+class MeUpdatedSchema(OutputSchema):
+    username = ma.fields.String(allow_none=True)
+    firstname = ma.fields.String(attribute="first_name", allow_none=True)
+    lastname = ma.fields.String(attribute="last_name", allow_none=True)
+    _meta = ma.fields.Function(lambda u: {"guid": u.id}, data_key="_meta")

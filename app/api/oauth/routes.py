@@ -1,0 +1,187 @@
+"""Routes of the OAuth surface: the token endpoint (password, refresh_token,
+client_credentials), RFC 7009 revocation, JWKS and OpenID discovery."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote
+
+import marshmallow as ma
+from flask import Response, current_app, jsonify, request
+
+from app.api.auth import client_ip, public, tenant_header
+from app.api.oauth import blp
+from app.api.oauth.schemas import (
+    JwksSchema,
+    OpenIdConfigurationSchema,
+    RevokeRequestSchema,
+    TokenRequestSchema,
+    TokenResponseSchema,
+)
+from app.core import ratelimit
+from app.core.errors import Invalid, Unauthenticated
+from app.core.http import accepts_form
+from app.tokens import service as token_service
+from app.tokens import signing
+
+GRANT_TYPES = ("password", "refresh_token", "client_credentials")
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _load(schema: ma.Schema) -> dict[str, Any]:
+    """Parse a form or JSON body (OAuth clients send forms, others JSON)."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise Invalid("The body must be a JSON object", code="invalid_request")
+    else:
+        data = request.form.to_dict()
+    try:
+        return schema.load(data)
+    except ma.ValidationError as exc:
+        raise Invalid(
+            "The request is missing or has malformed parameters",
+            code="invalid_request",
+            fields=exc.normalized_messages(),
+        ) from exc
+
+
+def _basic_credentials() -> tuple[str, str] | None:
+    """RFC 6749 §2.3.1: HTTP Basic with form-urlencoded client id and secret."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthenticated("Malformed Basic credentials", code="invalid_client") from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise Unauthenticated("Malformed Basic credentials", code="invalid_client")
+    return unquote(client_id), unquote(secret)
+
+
+def _require(body: dict[str, Any], *names: str) -> None:
+    missing = [name for name in names if not body.get(name)]
+    if missing:
+        raise Invalid(f"Missing parameter: {', '.join(missing)}", code="invalid_request")
+
+
+def _required_tenant() -> str:
+    tenant_id = tenant_header()
+    if tenant_id is None:
+        raise Invalid("X-Tenant-ID names the tenant to sign in to", code="invalid_request")
+    return tenant_id
+
+
+def _grant(body: dict[str, Any]) -> token_service.TokenSet:
+    grant = body["grant_type"]
+    ip = client_ip() or "-"
+    if grant == "password":
+        _require(body, "password")
+        tenant_id = _required_tenant()
+        login = (body.get("username") or body.get("email") or "").casefold()
+        ratelimit.check("RATELIMIT_SIGNIN_PER_IP", ip)
+        ratelimit.check("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, login, ip)
+        return token_service.password_grant(
+            tenant_id=tenant_id,
+            username=body.get("username"),
+            email=body.get("email"),
+            password=body["password"],
+            ip=ip,
+        )
+    if grant == "refresh_token":
+        _require(body, "refresh_token")
+        ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
+        return token_service.refresh_grant(
+            refresh_token=body["refresh_token"], expected_tenant_id=tenant_header(), ip=ip
+        )
+    if grant == "client_credentials":
+        basic = _basic_credentials()
+        client_id, secret = basic or (body.get("client_id"), body.get("client_secret"))
+        return token_service.client_credentials_grant(
+            client_id=client_id, client_secret=secret, tenant_id=tenant_header()
+        )
+    raise Invalid(
+        f"grant_type must be one of {', '.join(GRANT_TYPES)}", code="unsupported_grant_type"
+    )
+
+
+@blp.route("/oauth/token", methods=["POST"])
+@accepts_form
+@public
+@blp.response(200, TokenResponseSchema)
+def token() -> Response:
+    """Issue tokens (password, refresh_token or client_credentials grant)"""
+    tokens = _grant(_load(TokenRequestSchema()))
+    body = {
+        "access_token": tokens.access_token,
+        "id_token": tokens.id_token,
+        "refresh_token": tokens.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": tokens.expires_in,
+        "scope": tokens.scope,
+    }
+    response = jsonify({k: v for k, v in body.items() if v is not None})
+    response.headers.update(NO_STORE)
+    return response
+
+
+@blp.route("/oauth/revoke", methods=["POST"])
+@accepts_form
+@public
+@blp.response(200)
+def revoke() -> Response:
+    """Revoke a refresh token and its family (RFC 7009; unknown tokens answer 200 too)"""
+    body = _load(RevokeRequestSchema())
+    token_service.revoke_token(token=body["token"])
+    response = jsonify({})
+    response.headers.update(NO_STORE)
+    return response
+
+
+@blp.route("/.well-known/jwks.json", methods=["GET"])
+@public
+@blp.response(200, JwksSchema)
+def jwks() -> Response:
+    """Publish the public signing keys (current and previous)"""
+    response = jsonify(signing.jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@blp.route("/.well-known/openid-configuration", methods=["GET"])
+@blp.response(200, OpenIdConfigurationSchema)
+def openid_configuration() -> dict[str, Any]:
+    """Describe this issuer (OpenID Connect Discovery)"""
+    issuer = current_app.config["ISSUER"].rstrip("/")
+    return {
+        "issuer": current_app.config["ISSUER"],
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "grant_types_supported": list(GRANT_TYPES),
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [signing.ALGORITHM],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "scopes_supported": ["openid", "profile", "email", *token_service.CURRENT_USER_SCOPES],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "email",
+            "email_verified",
+            "name",
+            "given_name",
+            "family_name",
+            "preferred_username",
+            "picture",
+        ],
+    }

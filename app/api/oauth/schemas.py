@@ -1,0 +1,60 @@
+"""Shapes of the OAuth surface: token requests and responses, discovery documents."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from app.api.fields import OutputSchema
+
+
+class TokenRequestSchema(ma.Schema):
+    """Standard clients send extra parameters (scope, audience): they are ignored."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    grant_type = ma.fields.String(required=True, validate=ma.validate.Length(max=64))
+    username = ma.fields.String(validate=ma.validate.Length(max=255))
+    email = ma.fields.String(validate=ma.validate.Length(max=255))
+    password = ma.fields.String(load_only=True, validate=ma.validate.Length(max=1024))
+    otp = ma.fields.String(load_only=True, validate=ma.validate.Length(max=16))
+    refresh_token = ma.fields.String(load_only=True, validate=ma.validate.Length(max=512))
+    client_id = ma.fields.String(validate=ma.validate.Length(max=64))
+    client_secret = ma.fields.String(load_only=True, validate=ma.validate.Length(max=512))
+    scope = ma.fields.String(validate=ma.validate.Length(max=2048))
+
+
+class RevokeRequestSchema(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=4096))
+    token_type_hint = ma.fields.String(validate=ma.validate.Length(max=64))
+
+
+class TokenResponseSchema(OutputSchema):
+    access_token = ma.fields.String()
+    id_token = ma.fields.String()
+    refresh_token = ma.fields.String()
+    token_type = ma.fields.String()
+    expires_in = ma.fields.Integer()
+    scope = ma.fields.String()
+
+
+class JwksSchema(OutputSchema):
+    keys = ma.fields.List(ma.fields.Dict())
+
+
+class OpenIdConfigurationSchema(OutputSchema):
+    issuer = ma.fields.String()
+    jwks_uri = ma.fields.String()
+    token_endpoint = ma.fields.String()
+    revocation_endpoint = ma.fields.String()
+    grant_types_supported = ma.fields.List(ma.fields.String())
+    response_types_supported = ma.fields.List(ma.fields.String())
+    subject_types_supported = ma.fields.List(ma.fields.String())
+    id_token_signing_alg_values_supported = ma.fields.List(ma.fields.String())
+    token_endpoint_auth_methods_supported = ma.fields.List(ma.fields.String())
+    revocation_endpoint_auth_methods_supported = ma.fields.List(ma.fields.String())
+    scopes_supported = ma.fields.List(ma.fields.String())
+    claims_supported = ma.fields.List(ma.fields.String())

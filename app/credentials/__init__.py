@@ -1,0 +1,1 @@
+"""Credentials: passwords (and, later, reset requests, MFA enrolments, device keys)."""

@@ -1,0 +1,24 @@
+"""Passwords: change one under the tenant's policy, revoking the user's other sessions."""
+
+from __future__ import annotations
+
+from app.audit import service as audit_service
+from app.core import security
+from app.core.db import db
+from app.core.tenancy import Principal
+from app.tokens import service as token_service
+from app.users import service as user_service
+from app.users.models import User
+
+
+def change_password(*, actor: Principal, user: User, new_password: str) -> None:
+    """Set a new password (Invalid when the tenant's policy refuses it) and revoke every
+    session of the user except the one making the change."""
+    user_service.check_password(new_password)
+    user.password_hash = security.hash_password(new_password)
+    keep = actor.credential_id if actor.is_user and actor.user_id == user.id else None
+    token_service.revoke_user_sessions(user=user, keep_family=keep)
+    audit_service.record(
+        action="user.password_changed", actor=actor.label, user_id=user.id, ip=actor.ip
+    )
+    db.session.flush()

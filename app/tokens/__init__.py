@@ -1,0 +1,1 @@
+"""Tokens: signing keys and JWKS, access/ID tokens, refresh rotation, custom tokens."""

@@ -1,0 +1,63 @@
+"""Signing keys (global), refresh tokens (hashed, in families) and used custom-token ids."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKeyConstraint, Index, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, TenantScoped, str32, str64, str128
+
+
+class SigningKey(Base):
+    """An RS256 key pair; the private half is encrypted with the key ring."""
+
+    __tablename__ = "signing_key"
+
+    kid: Mapped[str32] = mapped_column(primary_key=True)
+    private_key_encrypted: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    # Set when a newer key takes over signing; the key still verifies until expires_at.
+    retired_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+
+
+class RefreshToken(TenantScoped, Base):
+    """One refresh token of a family (a sign-in session); only its SHA-256 is kept."""
+
+    __tablename__ = "refresh_token"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "user_id"],
+            ["user_account.tenant_id", "user_account.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_refresh_token_tenant_user", "tenant_id", "user_id"),
+        Index("ix_refresh_token_family", "family_id"),
+        Index("ix_refresh_token_expires", "expires_at"),
+    )
+
+    id: Mapped[str32] = mapped_column(primary_key=True)
+    token_hash: Mapped[str64] = mapped_column(unique=True)
+    family_id: Mapped[str32]
+    user_id: Mapped[str128]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    auth_time: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class CustomTokenUse(TenantScoped, Base):
+    """The id of a custom token that was exchanged; a second exchange finds it here."""
+
+    __tablename__ = "custom_token_use"
+    __table_args__ = (Index("ix_custom_token_use_expires", "expires_at"),)
+
+    jti: Mapped[str64] = mapped_column(primary_key=True)
+    user_id: Mapped[str128]
+    used_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

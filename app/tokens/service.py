@@ -1,0 +1,369 @@
+"""Sign-in grants and the tokens they issue: access and ID tokens (RS256 JWTs), refresh
+tokens (opaque, hashed, rotated in families with reuse detection), revocation, and the
+check of a bearer access token on every request.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from app.audit import service as audit_service
+from app.core import security
+from app.core.db import db, utcnow
+from app.core.errors import AppError, Invalid, InvalidGrant, Unauthenticated
+from app.core.tenancy import Principal, tenant_scope
+from app.tenants import service as tenant_service
+from app.tenants.models import Tenant
+from app.tokens import signing
+from app.tokens.models import RefreshToken
+from app.users import service as user_service
+from app.users.models import User
+
+REFRESH_PREFIX = "rt_"
+CURRENT_USER_SCOPES = (
+    "read:current_user",
+    "update:current_user",
+    "update:current_user_metadata",
+    "create:current_user_metadata",
+    "delete:current_user_metadata",
+    "update:current_user_identities",
+    "create:current_user_device_credentials",
+    "delete:current_user_device_credentials",
+    "read:current_user_secrets",
+    "write:current_user_secrets",
+    "read:current_user_properties",
+    "write:current_user_properties",
+)
+ADMIN_SCOPES = (
+    "read:users",
+    "create:users",
+    "update:users",
+    "delete:users",
+    "read:device_credentials",
+    "create:device_credentials",
+    "delete:device_credentials",
+    "read:secrets",
+    "write:secrets",
+    "read:properties",
+    "write:properties",
+)
+ADMIN_GROUP = "admin"
+
+
+@dataclass
+class TokenSet:
+    access_token: str
+    expires_in: int
+    scope: str
+    id_token: str | None = None
+    refresh_token: str | None = None
+    user_id: str | None = None
+    is_new_user: bool = False
+
+
+def user_scopes(user: User) -> list[str]:
+    """What a user's access token may do: its own data, custom scopes, admin powers."""
+    scopes = list(CURRENT_USER_SCOPES)
+    if user.permissions_group == ADMIN_GROUP:
+        scopes += ADMIN_SCOPES
+    scopes += [s for s in user.custom_scopes or [] if isinstance(s, str)]
+    return list(dict.fromkeys(scopes))
+
+
+def _access_ttl(tenant: Tenant) -> int:
+    return tenant.access_token_ttl or current_app.config["ACCESS_TOKEN_TTL"]
+
+
+def _refresh_ttl(tenant: Tenant) -> int:
+    return tenant.refresh_token_ttl or current_app.config["REFRESH_TOKEN_TTL"]
+
+
+def _timestamp(moment: datetime) -> float:
+    # Millisecond precision (truncated), so a token made right after a password change is
+    # not older than tokens_valid_after even within the same second.
+    return math.floor(moment.timestamp() * 1000) / 1000
+
+
+def _id_token(user: User, tenant: Tenant, now: datetime, ttl: int, auth_time: datetime) -> str:
+    claims: dict[str, Any] = {
+        "iss": current_app.config["ISSUER"],
+        "sub": user.id,
+        "aud": tenant.id,
+        "tid": tenant.id,
+        "iat": _timestamp(now),
+        "exp": int(now.timestamp()) + ttl,
+        "auth_time": int(auth_time.timestamp()),
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "name": user.display_name or " ".join(p for p in (user.first_name, user.last_name) if p),
+        "given_name": user.first_name,
+        "family_name": user.last_name,
+        "preferred_username": user.username,
+        "picture": user.photo_url,
+    }
+    return signing.sign({k: v for k, v in claims.items() if v not in (None, "")})
+
+
+def _new_refresh_token(
+    user: User, tenant: Tenant, family_id: str, auth_time: datetime, now: datetime
+) -> str:
+    raw = f"{REFRESH_PREFIX}{tenant.id}_{security.random_token(32)}"
+    db.session.add(
+        RefreshToken(
+            id=security.random_hex(16),
+            tenant_id=tenant.id,
+            token_hash=security.sha256_hex(raw),
+            family_id=family_id,
+            user_id=user.id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=_refresh_ttl(tenant)),
+            auth_time=auth_time,
+        )
+    )
+    return raw
+
+
+def issue_session(
+    *, user: User, family_id: str | None = None, auth_time: datetime | None = None
+) -> TokenSet:
+    """Access, ID and refresh tokens for `user` (a new family unless one is given)."""
+    tenant = tenant_service.get_tenant(user.tenant_id)
+    now = utcnow()
+    family_id = family_id or security.random_hex(16)
+    auth_time = auth_time or now
+    ttl = _access_ttl(tenant)
+    scope = " ".join(user_scopes(user))
+    access = signing.sign(
+        {
+            "iss": current_app.config["ISSUER"],
+            "sub": user.id,
+            "aud": tenant.id,
+            "tid": tenant.id,
+            "scope": scope,
+            "iat": _timestamp(now),
+            "exp": int(now.timestamp()) + ttl,
+            "jti": uuid.uuid4().hex,
+            "sid": family_id,
+        }
+    )
+    return TokenSet(
+        access_token=access,
+        expires_in=ttl,
+        scope=scope,
+        id_token=_id_token(user, tenant, now, ttl, auth_time),
+        refresh_token=_new_refresh_token(user, tenant, family_id, auth_time, now),
+        user_id=user.id,
+    )
+
+
+def record_login(user: User, *, actor: str, ip: str | None, method: str) -> None:
+    """Count a successful sign-in (in this transaction, so the next read shows it)."""
+    user.logins_count = (user.logins_count or 0) + 1
+    user.last_login_at = utcnow()
+    audit_service.record(
+        action="user.signed_in", actor=actor, user_id=user.id, ip=ip, data={"method": method}
+    )
+
+
+def _signin_failed(ip: str | None, user: User | None, reason: str, login: str) -> InvalidGrant:
+    audit_service.record(
+        action="user.signin_failed",
+        actor="anonymous",
+        user_id=user.id if user else None,
+        target=login[:255],
+        ip=ip,
+        data={"reason": reason},
+    )
+    db.session.flush()  # inside the caller's tenant scope; the edge commits despite the error
+    return InvalidGrant("Wrong username, email or password", commit=True)
+
+
+def _password_candidates(username: str | None, email: str | None) -> list[User]:
+    if username:
+        user = user_service.find_by_username(username)
+        if user is not None:
+            return [user]
+        email = username  # standard OAuth clients only send `username`
+    if email:
+        return [u for u in user_service.find_by_email(email) if u.password_hash]
+    return []
+
+
+def password_grant(
+    *, tenant_id: str, username: str | None, email: str | None, password: str, ip: str | None
+) -> TokenSet:
+    """Sign in with a password; InvalidGrant with the same answer and cost whether or not
+    the user exists (a dummy hash is verified when it does not)."""
+    if not (username or email):
+        raise Invalid("username or email is required", code="invalid_request")
+    tenant_service.get_tenant(tenant_id)
+    login = username or email or ""
+    with tenant_scope(tenant_id):
+        candidates = _password_candidates(username, email)
+        user = candidates[0] if len(candidates) == 1 else None
+        ok = security.verify_password(user.password_hash if user else None, password)
+        if user is None:
+            reason = "ambiguous_email" if candidates else "unknown_user"
+            raise _signin_failed(ip, None, reason, login)
+        if not ok:
+            raise _signin_failed(ip, user, "wrong_password", login)
+        if user.blocked:
+            raise _signin_failed(ip, user, "blocked", login)
+        if user.password_hash and security.password_needs_rehash(user.password_hash):
+            user.password_hash = security.hash_password(password)
+        record_login(user, actor=f"user:{user.id}", ip=ip, method="password")
+        tokens = issue_session(user=user)
+        db.session.flush()
+        return tokens
+
+
+def _tenant_of_refresh_token(raw: str) -> str | None:
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or f"{parts[0]}_" != REFRESH_PREFIX:
+        return None
+    return parts[1]
+
+
+def _find_refresh_token(raw: str) -> RefreshToken | None:
+    return db.session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == security.sha256_hex(raw))
+    )
+
+
+def revoke_family(family_id: str) -> None:
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def refresh_grant(
+    *, refresh_token: str, expected_tenant_id: str | None, ip: str | None
+) -> TokenSet:
+    """Rotate a refresh token; reuse after the grace interval revokes the whole family."""
+    tenant_id = _tenant_of_refresh_token(refresh_token)
+    if tenant_id is None or (expected_tenant_id and tenant_id != expected_tenant_id):
+        raise InvalidGrant("The refresh token is not valid")
+    with tenant_scope(tenant_id):
+        row = _find_refresh_token(refresh_token)
+        now = utcnow()
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
+            raise InvalidGrant("The refresh token is not valid")
+        grace = timedelta(seconds=current_app.config["REFRESH_REUSE_GRACE_SECONDS"])
+        if row.used_at is not None and now - row.used_at > grace:
+            revoke_family(row.family_id)
+            audit_service.record(
+                action="token.refresh_reused",
+                actor="anonymous",
+                user_id=row.user_id,
+                target=row.family_id,
+                ip=ip,
+            )
+            db.session.flush()
+            raise InvalidGrant("The refresh token was already used", commit=True)
+        row.used_at = row.used_at or now
+        user = user_service.find_user(row.user_id)
+        if user is None or user.blocked:
+            raise InvalidGrant("The refresh token is not valid")
+        tokens = issue_session(user=user, family_id=row.family_id, auth_time=row.auth_time)
+        db.session.flush()
+        return tokens
+
+
+def _invalid_client(message: str = "Client authentication failed") -> AppError:
+    return Unauthenticated(message, code="invalid_client")
+
+
+def client_credentials_grant(
+    *, client_id: str | None, client_secret: str | None, tenant_id: str | None
+) -> TokenSet:
+    """An access token that carries an API key's scopes (no user, no refresh token).
+    The API key is the client secret; a given client_id must be that key's id."""
+    if not client_secret:
+        raise _invalid_client("client_secret (the API key) is required")
+    try:
+        api_key = tenant_service.authenticate_api_key(client_secret)
+    except Unauthenticated as exc:
+        raise _invalid_client() from exc
+    if client_id is not None and client_id != api_key.id:
+        raise _invalid_client("client_id does not match the API key")
+    if tenant_id is not None and tenant_id != api_key.tenant_id:
+        raise _invalid_client("The tenant header does not match the API key")
+    tenant = tenant_service.get_tenant(api_key.tenant_id)
+    now = utcnow()
+    ttl = _access_ttl(tenant)
+    scope = " ".join(api_key.scopes)
+    access = signing.sign(
+        {
+            "iss": current_app.config["ISSUER"],
+            "sub": f"{api_key.id}@clients",
+            "aud": tenant.id,
+            "tid": tenant.id,
+            "azp": api_key.id,
+            "gty": "client-credentials",
+            "scope": scope,
+            "iat": _timestamp(now),
+            "exp": int(now.timestamp()) + ttl,
+            "jti": uuid.uuid4().hex,
+        }
+    )
+    return TokenSet(access_token=access, expires_in=ttl, scope=scope)
+
+
+def revoke_token(*, token: str) -> None:
+    """RFC 7009: revoke the family of a refresh token; unknown tokens are ignored."""
+    tenant_id = _tenant_of_refresh_token(token)
+    if tenant_id is None:
+        return
+    with tenant_scope(tenant_id):
+        row = _find_refresh_token(token)
+        if row is not None:
+            revoke_family(row.family_id)
+
+
+def revoke_user_sessions(*, user: User, keep_family: str | None = None) -> None:
+    """Invalidate every access token issued so far and every refresh family but one."""
+    user.tokens_valid_after = utcnow()
+    query = update(RefreshToken).where(
+        RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)
+    )
+    if keep_family is not None:
+        query = query.where(RefreshToken.family_id != keep_family)
+    db.session.execute(query.values(revoked_at=utcnow()))
+
+
+def authenticate_access_token(raw: str) -> Principal:
+    """The principal behind a bearer JWT; invalid_token when it is expired, forged, issued
+    before the user's tokens_valid_after, or its user is blocked or gone."""
+    claims = signing.verify(raw)
+    tenant_id = claims["tid"]
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    if claims.get("gty") == "client-credentials":
+        api_key = tenant_service.find_live_api_key(str(claims.get("azp", "")))
+        if api_key is None or api_key.tenant_id != tenant_id:
+            raise signing.invalid_token()
+        return Principal(
+            tenant_id=tenant_id, scopes=scopes, kind="api_key", credential_id=api_key.id
+        )
+    with tenant_scope(tenant_id):
+        user = user_service.find_user(str(claims["sub"]))
+    if user is None or user.blocked:
+        raise signing.invalid_token()
+    valid_after = user.tokens_valid_after
+    if valid_after is not None and float(claims["iat"]) < _timestamp(valid_after):
+        raise signing.invalid_token("The access token was revoked")
+    return Principal(
+        tenant_id=tenant_id,
+        scopes=scopes,
+        user_id=user.id,
+        kind="user",
+        credential_id=claims.get("sid"),
+    )

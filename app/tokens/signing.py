@@ -1,0 +1,199 @@
+"""RS256 signing keys: creation, rotation, the JWKS document, signing and verifying JWTs.
+
+Keys live in the database (private halves encrypted with the key ring) so every API
+process signs with the same current key; each process caches them, and caches verified
+claims per token until the token expires, so a hot path does no RSA work twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import current_app
+from jwt.algorithms import RSAAlgorithm
+from sqlalchemy import or_, select
+
+from app.core import security
+from app.core.db import db, utcnow
+from app.core.errors import Unauthenticated
+from app.tokens.models import SigningKey
+
+ALGORITHM = "RS256"
+CURRENT_KEY_CACHE_SECONDS = 60
+UNKNOWN_KID_RETRY_SECONDS = 5
+VERIFIED_CACHE_SIZE = 10_000
+
+
+@dataclass
+class _KeyCache:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    current: tuple[str, Any, float] | None = None  # kid, private key, loaded at
+    public: dict[str, tuple[Any, float | None]] = field(default_factory=dict)  # kid -> key, exp
+    unknown: dict[str, float] = field(default_factory=dict)  # kid -> last miss
+    verified: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> claims
+
+
+def _cache() -> _KeyCache:
+    cache = current_app.extensions.get("gatehouse.signing")
+    if cache is None:
+        cache = current_app.extensions["gatehouse.signing"] = _KeyCache()
+    return cache
+
+
+def _associated_data(kid: str) -> bytes:
+    return f"signing-key:{kid}".encode()
+
+
+def create_signing_key() -> SigningKey:
+    """Generate a new RS256 key pair and store it (private half encrypted)."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = security.random_hex(8)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    jwk = RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    jwk.update({"kid": kid, "use": "sig", "alg": ALGORITHM})
+    key = SigningKey(
+        kid=kid,
+        private_key_encrypted=security.keyring().encrypt(pem, _associated_data(kid)),
+        public_jwk=jwk,
+        created_at=utcnow(),
+    )
+    db.session.add(key)
+    db.session.flush()
+    return key
+
+
+def max_token_lifetime() -> int:
+    """The longest an access or ID token can live (tenants may raise it up to a day)."""
+    return max(current_app.config["ACCESS_TOKEN_TTL"], 24 * 3600)
+
+
+def rotate_signing_key() -> SigningKey:
+    """Make a new current key; older keys stop signing but verify until their tokens expire."""
+    now = utcnow()
+    keep_until = now + timedelta(seconds=max_token_lifetime())
+    for old in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        old.retired_at = now
+        old.expires_at = keep_until
+    key = create_signing_key()
+    cache = _cache()
+    with cache.lock:
+        cache.current = None
+    return key
+
+
+def _load_private(key: SigningKey) -> Any:
+    pem = security.keyring().decrypt(key.private_key_encrypted, _associated_data(key.kid))
+    return serialization.load_pem_private_key(pem, password=None)
+
+
+def _current_key() -> tuple[str, Any]:
+    cache = _cache()
+    with cache.lock:
+        if cache.current and time.monotonic() - cache.current[2] < CURRENT_KEY_CACHE_SECONDS:
+            return cache.current[0], cache.current[1]
+    key = db.session.scalar(
+        select(SigningKey)
+        .where(SigningKey.retired_at.is_(None))
+        .order_by(SigningKey.created_at.desc())
+        .limit(1)
+    )
+    if key is None:
+        key = create_signing_key()
+    private = _load_private(key)
+    with cache.lock:
+        cache.current = (key.kid, private, time.monotonic())
+        cache.public[key.kid] = (private.public_key(), None)
+    return key.kid, private
+
+
+def sign(claims: dict[str, Any]) -> str:
+    """Sign `claims` with the current key; the header names it by `kid`."""
+    kid, private = _current_key()
+    return jwt.encode(claims, private, algorithm=ALGORITHM, headers={"kid": kid})
+
+
+def _public_key(kid: str) -> Any:
+    cache = _cache()
+    now = time.time()
+    with cache.lock:
+        known = cache.public.get(kid)
+        if known and (known[1] is None or known[1] > now):
+            return known[0]
+        if now - cache.unknown.get(kid, 0.0) < UNKNOWN_KID_RETRY_SECONDS:
+            return None
+    row = db.session.get(SigningKey, kid)
+    if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
+        with cache.lock:
+            cache.unknown[kid] = now
+        return None
+    public = RSAAlgorithm.from_jwk(row.public_jwk)
+    expires = row.expires_at.timestamp() if row.expires_at else None
+    with cache.lock:
+        cache.public[kid] = (public, expires)
+    return public
+
+
+def invalid_token(message: str = "The access token is not valid") -> Unauthenticated:
+    return Unauthenticated(
+        message,
+        code="invalid_token",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def verify(token: str) -> dict[str, Any]:
+    """The claims of a JWT signed by one of our live keys; raises invalid_token."""
+    cache = _cache()
+    cached = cache.verified.get(token)
+    if cached is not None and cached["exp"] > time.time():
+        return cached
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise invalid_token() from exc
+    if header.get("alg") != ALGORITHM or not isinstance(header.get("kid"), str):
+        raise invalid_token()
+    key = _public_key(header["kid"])
+    if key is None:
+        raise invalid_token()
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            issuer=current_app.config["ISSUER"],
+            options={"require": ["exp", "iat", "sub", "iss", "aud", "tid"], "verify_aud": False},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise invalid_token("The access token has expired") from exc
+    except jwt.PyJWTError as exc:
+        raise invalid_token() from exc
+    if claims.get("aud") != claims.get("tid"):
+        raise invalid_token()
+    if len(cache.verified) >= VERIFIED_CACHE_SIZE:
+        cache.verified.clear()  # cheap bound; entries are re-verified on demand
+    cache.verified[token] = claims
+    return claims
+
+
+def jwks() -> dict[str, Any]:
+    """The public keys that still verify tokens: the current one and recent predecessors."""
+    _current_key()  # a fresh deployment gets its first key here rather than serving none
+    now = utcnow()
+    keys = db.session.scalars(
+        select(SigningKey)
+        .where(or_(SigningKey.expires_at.is_(None), SigningKey.expires_at > now))
+        .order_by(SigningKey.created_at.desc())
+    )
+    return {"keys": [key.public_jwk for key in keys]}
