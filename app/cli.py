@@ -12,6 +12,7 @@ from flask.cli import AppGroup
 from app.core.db import db
 from app.core.errors import AppError
 from app.tenants import service as tenant_service
+from app.tokens import signing
 
 DEMO_TENANT = "demo"
 
@@ -88,6 +89,13 @@ def register_cli(app: Flask) -> None:
         db.session.commit()
         click.echo(f"id : {key_id}")
         click.echo(f"key: {issued.raw_key}")
+
+    @keys.command("rotate-signing")
+    def rotate_signing_command() -> None:
+        """Make a new current signing key; older keys verify until their tokens expire."""
+        kid = signing.rotate_signing_key().kid
+        db.session.commit()
+        click.echo(f"new signing key: {kid}")
 
     @keys.command("revoke")
     @click.argument("key_id")

@@ -102,9 +102,7 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_empty_variables_keep_their_defaults(tmp_path: Path) -> None:
-    config = Config(
-        {"INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "", "ISSUER": " ", "APP_ENV": ""}
-    )
+    config = Config({"INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "", "ISSUER": " ", "APP_ENV": ""})
     assert config.LOG_LEVEL == "INFO"
     assert config.ISSUER == "http://127.0.0.1:5000"
     assert config.APP_ENV == "development"
@@ -113,8 +111,6 @@ def test_empty_variables_keep_their_defaults(tmp_path: Path) -> None:
 def test_a_malformed_encryption_key_stops_start_up(tmp_path: Path) -> None:
     from app import create_app
 
-    config = Config(
-        {**PROD_BASE, "INSTANCE_PATH": str(tmp_path), "ENCRYPTION_KEYS": "too-short"}
-    )
+    config = Config({**PROD_BASE, "INSTANCE_PATH": str(tmp_path), "ENCRYPTION_KEYS": "too-short"})
     with pytest.raises(ConfigError, match="ENCRYPTION_KEYS"):
         create_app(config)
