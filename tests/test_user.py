@@ -210,3 +210,16 @@ def test_same_username_in_two_tenants_is_fine(app, client, tenant, other_tenant)
     factories.make_user(app, other_tenant.id, user_id="a2", username="alice")
     assert client.get("/user/a1", headers=tenant.headers).get_json()["username"] == "alice"
     assert client.get("/user/a2", headers=other_tenant.headers).get_json()["username"] == "alice"
+
+
+def test_singular_user_resources_carry_an_etag_that_changes_with_the_row(
+    app, client, tenant
+) -> None:
+    factories.make_user(app, tenant.id, user_id="tagged", email="tagged@example.com")
+    first = client.get("/user/tagged", headers=tenant.headers)
+    profile = client.get("/user/tagged/profile", headers=tenant.headers)
+    assert first.headers["ETag"].startswith('"') and len(first.headers["ETag"]) == 66
+    assert profile.headers["ETag"] == first.headers["ETag"]
+    patched = client.patch("/users/tagged", json={"emailVerified": True}, headers=tenant.headers)
+    assert patched.status_code == 200
+    assert client.get("/user/tagged", headers=tenant.headers).headers["ETag"] != first.headers["ETag"]

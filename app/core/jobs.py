@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -61,9 +61,14 @@ def enqueue_after_commit(task: Task, *args: Any) -> None:
 
 def _run_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING_KEY, [])
+    if not pending:
+        return
+    # Send through this app's own Celery (its broker, its eager setting): a shared_task
+    # proxy would pick whichever Celery app was created last in the process.
+    celery = current_app.extensions["celery"]
     for task, args in pending:
         try:
-            task.delay(*args)
+            celery.tasks[task.name].delay(*args)
         except Exception:
             # The row that asked for this work is committed; periodic jobs pick it up later.
             log.warning("could not queue %s; it will be retried by its periodic job", task.name)

@@ -10,7 +10,6 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from app.audit import service as audit_service
 from app.audit import tasks as audit_tasks
 from app.core import security
 from app.core.db import db, utcnow
@@ -94,8 +93,7 @@ def sign_in_with_custom_token(*, actor: Principal, token: str) -> token_service.
     user = user_service.find_user(user_id)
     is_new = user is None
     if user is None:
-        user = user_service.create_user(user_id=user_id)
-        audit_service.record(action="user.created", actor=actor.label, user_id=user_id, ip=actor.ip)
+        user = user_service.create_user(user_id=user_id, actor=actor)
     if user.blocked:
         raise InvalidGrant("The user is blocked", code="user_blocked")
     token_service.record_login(user, actor=actor.label, ip=actor.ip, method="custom_token")

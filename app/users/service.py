@@ -12,6 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db
 from app.core.errors import Conflict, Forbidden, Invalid, NotFound
@@ -111,9 +112,11 @@ def create_user(
     username: str | None = None,
     email: str | None = None,
     password: str | None = None,
+    actor: Principal | None = None,
     **profile: Any,
 ) -> User:
-    """Create a user in the current tenant; Invalid, or Conflict on a taken id/username."""
+    """Create a user in the current tenant (audited when an actor is given); Invalid, or
+    Conflict on a taken id/username."""
     unknown = set(profile) - PROFILE_FIELDS
     if unknown:
         raise TypeError(f"unknown user fields: {sorted(unknown)}")
@@ -132,6 +135,8 @@ def create_user(
         raise Conflict("A user with this id already exists", code="user_exists")
     _check_username_free(user)
     _flush_unique(user)
+    if actor is not None:
+        audit_service.record(action="user.created", actor=actor.label, user_id=user.id, ip=actor.ip)
     return user
 
 
@@ -216,8 +221,9 @@ def update_user(*, user: User, changes: dict[str, Any]) -> User:
     return user
 
 
-def delete_user(user: User) -> None:
-    """Delete a user and everything it owns (policies, identities, …)."""
+def delete_user(*, actor: Principal, user: User) -> None:
+    """Delete a user and everything it owns (policies, identities, tokens, …); audited."""
+    audit_service.record(action="user.deleted", actor=actor.label, user_id=user.id, ip=actor.ip)
     db.session.delete(user)
     db.session.flush()
 

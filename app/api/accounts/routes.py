@@ -61,6 +61,7 @@ def create_account(body: dict[str, Any]) -> User:
         email_verified=body.get("emailVerified", False),
         display_name=body.get("displayName"),
         photo_url=body.get("photoURL"),
+        actor=current_principal(),
     )
 
 
@@ -98,7 +99,7 @@ def patch_account(body: dict[str, Any], user_id: str) -> Response:
 @blp.response(204)
 def delete_account(user_id: str) -> None:
     """Delete an account"""
-    user_service.delete_user(user_service.get_user(user_id))
+    user_service.delete_user(actor=current_principal(), user=user_service.get_user(user_id))
 
 
 @blp.route("/token/generate", methods=["POST"])

@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.api.auth import current_principal, requires
+from app.api.fields import entity_tag
 from app.api.user import blp
 from app.api.user.schemas import BaseUserSchema, ProfileSchema
 from app.users import service as user_service
 from app.users.models import User
 
 
+def _tagged(user: User) -> tuple[User, int, dict[str, Any]]:
+    """The user with its ETag (the version digest that If-Match compares)."""
+    return user, 200, {"ETag": f'"{entity_tag(user)}"'}
+
+
 @blp.route("/user/profile", methods=["GET"])
 @requires(None, "read:current_user", user_arg=None)
 @blp.response(200, ProfileSchema)
-def get_own_profile() -> User:
+def get_own_profile() -> tuple[User, int, dict[str, str]]:
     """Get the caller's full profile"""
-    return user_service.get_user(current_principal().user_id or "")
+    return _tagged(user_service.get_user(current_principal().user_id or ""))
 
 
 @blp.route("/user/<user_id>", methods=["GET"])
 @requires("read:users", "read:current_user")
 @blp.response(200, BaseUserSchema)
-def get_user(user_id: str) -> User:
+def get_user(user_id: str) -> tuple[User, int, dict[str, str]]:
     """Get the base user row"""
-    return user_service.get_user(user_id)
+    return _tagged(user_service.get_user(user_id))
 
 
 @blp.route("/user/<user_id>/profile", methods=["GET"])
 @requires("read:users", "read:current_user")
 @blp.response(200, ProfileSchema)
-def get_profile(user_id: str) -> User:
+def get_profile(user_id: str) -> tuple[User, int, dict[str, str]]:
     """Get a user's full profile"""
-    return user_service.get_user(user_id)
+    return _tagged(user_service.get_user(user_id))
