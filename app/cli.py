@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 
 from app.core.db import db
 from app.core.errors import AppError
+from app.secrets import service as secret_service
 from app.tenants import service as tenant_service
 from app.tokens import signing
 
@@ -60,6 +61,22 @@ def register_cli(app: Flask) -> None:
         click.echo(f"Demo tenant id : {saved['tenant_id']}")
         click.echo(f"Demo API key   : {saved['api_key']}")
         click.echo(f"Root API key   : {current_app.config['ROOT_API_KEY']}")
+
+    secrets_group = AppGroup("secrets", help="Manage per-user secrets.")
+    app.cli.add_command(secrets_group)
+
+    @secrets_group.command("reencrypt")
+    @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
+    def reencrypt_command(batch_size: int) -> None:
+        """Rewrite every secret under the current (first) ENCRYPTION_KEYS key, in batches."""
+        total = 0
+        while True:
+            done = secret_service.reencrypt_batch(batch_size=batch_size)
+            db.session.commit()  # one short transaction per batch
+            total += done
+            if done < batch_size:
+                break
+        click.echo(f"re-encrypted {total} secrets")
 
     tenants = AppGroup("tenants", help="Manage tenants.")
     keys = AppGroup("keys", help="Manage API keys.")

@@ -1,6 +1,8 @@
 """Imports every model so the metadata (and Alembic) sees the whole schema."""
 
 from app.audit.models import AuditEvent
+from app.properties.models import Property
+from app.secrets.models import Secret
 from app.tenants.models import ApiKey, Tenant
 from app.tokens.models import CustomTokenUse, RefreshToken, SigningKey
 from app.users.models import Identity, Policy, User
@@ -11,7 +13,9 @@ __all__ = [
     "CustomTokenUse",
     "Identity",
     "Policy",
+    "Property",
     "RefreshToken",
+    "Secret",
     "SigningKey",
     "Tenant",
     "User",

@@ -1,25 +1,35 @@
-"""ETag / If-Match for user documents: the tag is the user's version digest."""
+"""ETag / If-Match for versioned rows (users, secrets, properties): the tag is a digest of
+the row's version."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask import Response, request
 
 from app.api.fields import entity_tag
 from app.core.errors import PreconditionFailed
-from app.users.models import User
 
 
-def check_if_match(user: User) -> None:
-    """PreconditionFailed when an If-Match header names another version of `user`."""
+def check_if_match(row: Any) -> None:
+    """PreconditionFailed when an If-Match header names another version of `row` (any
+    versioned row: user, secret, property)."""
     wanted = request.headers.get("If-Match")
     if wanted is None:
         return
-    current = entity_tag(user)
+    current = entity_tag(row)
     tags = {tag.strip().removeprefix("W/").strip('"') for tag in wanted.split(",")}
     if "*" not in tags and current not in tags:
-        raise PreconditionFailed("The user has changed since it was read", code="etag_mismatch")
+        raise PreconditionFailed(
+            "The resource has changed since it was read (If-Match)", code="etag_mismatch"
+        )
 
 
-def with_etag(response: Response, user: User) -> Response:
-    response.set_etag(entity_tag(user))
+def with_etag(response: Response, row: Any) -> Response:
+    response.set_etag(entity_tag(row))
     return response
+
+
+def etag_headers(row: Any) -> dict[str, str]:
+    """Headers for a flask-smorest `(data, status, headers)` answer."""
+    return {"ETag": f'"{entity_tag(row)}"'}

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.core import security
 from app.core.db import db, utcnow
-from app.core.errors import Invalid
-from app.core.pagination import Page, check_limit, decode_cursor, page_from_rows
+from app.core.pagination import Page, paginate_by_creation
 
 # Fixed names clients filter on (SPEC §8).
 ACTIONS = frozenset(
@@ -75,24 +74,16 @@ def list_events(
     cursor: str | None = None,
 ) -> Page[AuditEvent]:
     """The current tenant's events, newest first, optionally filtered; Invalid cursor."""
-    size = check_limit(limit)
     query = select(AuditEvent)
     if user_id is not None:
         query = query.where(AuditEvent.user_id == user_id)
     if action is not None:
         query = query.where(AuditEvent.action == action)
-    key = decode_cursor(cursor)
-    if key is not None:
-        try:
-            at, event_id = datetime.fromisoformat(key[0]), str(key[1])
-        except (IndexError, TypeError, ValueError) as exc:
-            raise Invalid("The cursor is not valid", code="invalid_cursor") from exc
-        query = query.where(
-            or_(
-                AuditEvent.created_at < at,
-                and_(AuditEvent.created_at == at, AuditEvent.id < event_id),
-            )
-        )
-    query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(size + 1)
-    rows = list(db.session.scalars(query))
-    return page_from_rows(rows, size, lambda e: [e.created_at.isoformat(), e.id])
+    return paginate_by_creation(
+        query,
+        created_col=AuditEvent.created_at,
+        id_col=AuditEvent.id,
+        limit=limit,
+        cursor=cursor,
+        newest_first=True,
+    )

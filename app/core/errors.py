@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,8 @@ def to_app_error(exc: BaseException) -> AppError:
             if name.lower() == "retry-after":
                 err.headers["Retry-After"] = value
         return err
+    if isinstance(exc, StaleDataError):
+        return PreconditionFailed("The resource was changed concurrently", code="concurrent_update")
     if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
         return Unavailable("The database is unavailable", code="database_unavailable")
     if _is_broker_error(exc):

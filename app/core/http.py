@@ -74,6 +74,8 @@ def install_http_hooks(app: Flask) -> None:
 
     @app.after_request
     def echo_request_id(response: Response) -> Response:
+        if response.status_code == 204:
+            response.headers.pop("Content-Type", None)  # no body, so no type
         response.headers["X-Request-ID"] = getattr(g, "request_id", "") or uuid.uuid4().hex
         return response
 

@@ -6,8 +6,12 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import Select, and_, or_
+
+from app.core.db import db
 from app.core.errors import Invalid
 
 T = TypeVar("T")
@@ -53,3 +57,32 @@ def page_from_rows(rows: list[T], limit: int, key_of: Any) -> Page[T]:
         rows = rows[:limit]
         return Page(rows, encode_cursor(key_of(rows[-1])))
     return Page(rows, None)
+
+
+def paginate_by_creation(
+    query: Select[Any],
+    *,
+    created_col: Any,
+    id_col: Any,
+    limit: int | None,
+    cursor: str | None,
+    newest_first: bool = False,
+) -> Page[Any]:
+    """Keyset paging on (created_at, id): a page costs the same however deep it is."""
+    size = check_limit(limit)
+    key = decode_cursor(cursor)
+    if key is not None:
+        try:
+            at, last_id = datetime.fromisoformat(key[0]), str(key[1])
+        except (IndexError, TypeError, ValueError) as exc:
+            raise Invalid("The cursor is not valid", code="invalid_cursor") from exc
+        if newest_first:
+            after = or_(created_col < at, and_(created_col == at, id_col < last_id))
+        else:
+            after = or_(created_col > at, and_(created_col == at, id_col > last_id))
+        query = query.where(after)
+    order = (created_col.desc(), id_col.desc()) if newest_first else (created_col, id_col)
+    rows = list(db.session.scalars(query.order_by(*order).limit(size + 1)))
+    return page_from_rows(
+        rows, size, lambda row: [row.created_at.isoformat(), str(getattr(row, id_col.key))]
+    )

@@ -5,6 +5,6 @@ from app.core.smorest import Blueprint
 
 blp = Blueprint("user", __name__, description="Users by id, profiles, secrets and properties")
 
-from app.api.user import routes  # noqa: E402,F401  (registers the routes on blp)
+from app.api.user import property_routes, routes, secret_routes  # noqa: E402,F401
 
 __all__ = ["blp", "render_error"]

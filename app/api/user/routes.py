@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.api.auth import current_principal, requires
-from app.api.fields import entity_tag
+from app.api.etag import etag_headers
 from app.api.user import blp
 from app.api.user.schemas import BaseUserSchema, ProfileSchema
 from app.users import service as user_service
@@ -14,7 +14,7 @@ from app.users.models import User
 
 def _tagged(user: User) -> tuple[User, int, dict[str, Any]]:
     """The user with its ETag (the version digest that If-Match compares)."""
-    return user, 200, {"ETag": f'"{entity_tag(user)}"'}
+    return user, 200, etag_headers(user)
 
 
 @blp.route("/user/profile", methods=["GET"])

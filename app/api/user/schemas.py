@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.api.fields import IsoDateTime, OutputSchema
+from app.api.fields import IsoDateTime, OutputSchema, StrictSchema
 
 
 class PolicySchema(OutputSchema):
@@ -54,3 +54,53 @@ class ProfileSchema(BaseUserSchema):
     last_activity_at = IsoDateTime()
     last_login_at = IsoDateTime()
     logins_count = ma.fields.Integer()
+
+
+class SecretSchema(OutputSchema):
+    """Secret metadata: never the value."""
+
+    id = ma.fields.String()
+    name = ma.fields.String()
+    created_at = IsoDateTime()
+    updated_at = IsoDateTime()
+    version = ma.fields.Integer()
+
+
+class SecretPageSchema(OutputSchema):
+    items = ma.fields.List(ma.fields.Nested(SecretSchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
+class CreateSecretSchema(StrictSchema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=128))
+    # The 64 KiB limit is on UTF-8 bytes, checked by the service (413).
+    value = ma.fields.String(required=True)
+
+
+class UpdateSecretSchema(StrictSchema):
+    name = ma.fields.String(validate=ma.validate.Length(min=1, max=128))
+    value = ma.fields.String()
+
+
+class PropertySchema(OutputSchema):
+    id = ma.fields.String()
+    name = ma.fields.String()
+    value = ma.fields.Raw(allow_none=True)
+    created_at = IsoDateTime()
+    updated_at = IsoDateTime()
+    version = ma.fields.Integer()
+
+
+class PropertyPageSchema(OutputSchema):
+    items = ma.fields.List(ma.fields.Nested(PropertySchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
+class CreatePropertySchema(StrictSchema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=128))
+    value = ma.fields.Raw(required=True, allow_none=True)
+
+
+class UpdatePropertySchema(StrictSchema):
+    name = ma.fields.String(validate=ma.validate.Length(min=1, max=128))
+    value = ma.fields.Raw(required=True, allow_none=True)

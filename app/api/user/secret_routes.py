@@ -1,0 +1,85 @@
+"""Routes of the user surface for a user's secrets (seed 000): metadata, value, CRUD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+
+from app.api.auth import current_principal, requires
+from app.api.etag import check_if_match, etag_headers
+from app.api.fields import ListQuerySchema
+from app.api.user import blp
+from app.api.user.schemas import (
+    CreateSecretSchema,
+    SecretPageSchema,
+    SecretSchema,
+    UpdateSecretSchema,
+)
+from app.core.pagination import Page
+from app.secrets import service as secret_service
+from app.secrets.models import Secret
+
+READ = ("read:secrets", "read:current_user_secrets")
+WRITE = ("write:secrets", "write:current_user_secrets")
+Tagged = tuple[Secret, int, dict[str, str]]
+
+
+@blp.route("/user/<user_id>/secrets", methods=["GET"])
+@requires(*READ)
+@blp.arguments(ListQuerySchema, location="query")
+@blp.response(200, SecretPageSchema)
+def list_secrets(query: dict[str, Any], user_id: str) -> Page[Secret]:
+    """List a user's secrets (names and metadata, never values)"""
+    return secret_service.list_secrets(user_id=user_id, **query)
+
+
+@blp.route("/user/<user_id>/secrets", methods=["POST"])
+@requires(*WRITE)
+@blp.arguments(CreateSecretSchema)
+@blp.response(201, SecretSchema)
+def create_secret(body: dict[str, Any], user_id: str) -> Tagged:
+    """Create a secret"""
+    secret = secret_service.create_secret(user_id=user_id, name=body["name"], value=body["value"])
+    return secret, 201, etag_headers(secret)
+
+
+@blp.route("/user/<user_id>/secrets/<secret_id>", methods=["GET"])
+@requires(*READ)
+@blp.response(200, SecretSchema)
+def get_secret(user_id: str, secret_id: str) -> Tagged:
+    """Get a secret's metadata"""
+    secret = secret_service.get_secret(user_id=user_id, secret_id=secret_id)
+    return secret, 200, etag_headers(secret)
+
+
+@blp.route("/user/<user_id>/secrets/<secret_id>/value", methods=["GET"])
+@requires(*READ)
+@blp.response(200, content_type="text/plain")
+def get_secret_value(user_id: str, secret_id: str) -> Response:
+    """Read a secret's value as text/plain (audited)"""
+    value = secret_service.read_value(
+        actor=current_principal(), user_id=user_id, secret_id=secret_id
+    )
+    response = Response(value, mimetype="text/plain")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.route("/user/<user_id>/secrets/<secret_id>", methods=["PUT"])
+@requires(*WRITE)
+@blp.arguments(UpdateSecretSchema)
+@blp.response(200, SecretSchema)
+def update_secret(body: dict[str, Any], user_id: str, secret_id: str) -> Tagged:
+    """Rename a secret or replace its value (honours If-Match)"""
+    check_if_match(secret_service.get_secret(user_id=user_id, secret_id=secret_id))
+    secret = secret_service.update_secret(user_id=user_id, secret_id=secret_id, changes=body)
+    return secret, 200, etag_headers(secret)
+
+
+@blp.route("/user/<user_id>/secrets/<secret_id>", methods=["DELETE"])
+@requires(*WRITE)
+@blp.response(204)
+def delete_secret(user_id: str, secret_id: str) -> None:
+    """Delete a secret"""
+    secret_service.delete_secret(user_id=user_id, secret_id=secret_id)

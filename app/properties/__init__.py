@@ -1,0 +1,1 @@
+"""Per-user properties: named JSON values."""

@@ -1,0 +1,31 @@
+"""Property rows: a name per user and a JSON value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKeyConstraint, Index, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128
+
+
+class Property(TenantScoped, TimestampMixin, Base):
+    __tablename__ = "property"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "user_id"],
+            ["user_account.tenant_id", "user_account.id"],
+            ondelete="CASCADE",
+        ),
+        UniqueConstraint("tenant_id", "user_id", "name"),
+        Index("ix_property_tenant_user_created", "tenant_id", "user_id", "created_at", "id"),
+    )
+
+    id: Mapped[str32] = mapped_column(primary_key=True)
+    user_id: Mapped[str128]
+    name: Mapped[str128]
+    value: Mapped[Any] = mapped_column(JSON(none_as_null=False))
+    version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version}

@@ -1,0 +1,1 @@
+"""Per-user secrets, encrypted at rest with the key ring."""
