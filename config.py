@@ -112,6 +112,10 @@ class Config:
         self.REDIS_URL = env.get("REDIS_URL", "")
         self.CELERY_BROKER_URL = env.get("CELERY_BROKER_URL", "") or self.REDIS_URL
         self.CELERY_TASK_ALWAYS_EAGER = not self.CELERY_BROKER_URL
+        self.CELERY_QUEUE = env.get("CELERY_QUEUE", "celery")
+        # Prefix of every Redis key the service writes (rate limits, last-seen buffers),
+        # so deployments or test runs can share one Redis.
+        self.REDIS_KEY_PREFIX = env.get("REDIS_KEY_PREFIX", "gh")
 
         self.ISSUER = env.get("ISSUER", "http://127.0.0.1:5000")
         self.POSTMARK_SERVER_TOKEN = env.get("POSTMARK_SERVER_TOKEN", "")
@@ -134,6 +138,14 @@ class Config:
 
         self.MAIL_RETRY_BASE_SECONDS = _int(env, "MAIL_RETRY_BASE_SECONDS", 5)
         self.MAIL_MAX_ATTEMPTS = _int(env, "MAIL_MAX_ATTEMPTS", 8)
+        self.MAIL_TIMEOUT_SECONDS = _int(env, "MAIL_TIMEOUT_SECONDS", 10)
+        # Periodic jobs (beat) and their knobs.
+        self.MAIL_REQUEUE_AFTER_SECONDS = _int(env, "MAIL_REQUEUE_AFTER_SECONDS", 300)
+        self.MAIL_REQUEUE_INTERVAL_SECONDS = _int(env, "MAIL_REQUEUE_INTERVAL_SECONDS", 60)
+        self.ACTIVITY_FLUSH_INTERVAL_SECONDS = _int(env, "ACTIVITY_FLUSH_INTERVAL_SECONDS", 60)
+        self.CLEANUP_INTERVAL_SECONDS = _int(env, "CLEANUP_INTERVAL_SECONDS", 3600)
+        self.CLEANUP_BATCH_SIZE = _int(env, "CLEANUP_BATCH_SIZE", 1000)
+        self.DELIVERY_RETENTION_DAYS = _int(env, "DELIVERY_RETENTION_DAYS", 30)
 
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
         # Bodies over 1 MiB are refused with 413 before any view reads them.

@@ -17,6 +17,7 @@ from app.core.db import db
 from app.core.errors import register_error_handlers
 from app.core.http import RequestIdFilter, StripTrailingSlash, install_http_hooks
 from app.core.jobs import celery_init_app
+from app.core.kv import init_kv
 from app.core.ratelimit import init_rate_limits
 from app.core.security import KeyRing
 from app.core.smorest import Api
@@ -51,6 +52,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     install_tenancy_guards()
     celery_init_app(app)
     init_rate_limits(app)
+    init_kv(app)
 
     api = Api(app)  # one per app: flask-smorest keeps the app it documents
     api.register_security_schemes()

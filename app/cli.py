@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 
 from app.core.db import db
 from app.core.errors import AppError
+from app.periodic import JOBS, run_job
 from app.secrets import service as secret_service
 from app.tenants import service as tenant_service
 from app.tokens import signing
@@ -61,6 +62,15 @@ def register_cli(app: Flask) -> None:
         click.echo(f"Demo tenant id : {saved['tenant_id']}")
         click.echo(f"Demo API key   : {saved['api_key']}")
         click.echo(f"Root API key   : {current_app.config['ROOT_API_KEY']}")
+
+    @app.cli.command("run-periodic")
+    @click.argument("name", required=False, type=click.Choice(sorted(JOBS)))
+    def run_periodic_command(name: str | None) -> None:
+        """Run one periodic job (or all of them) once, as beat would."""
+        for job in [name] if name else sorted(JOBS):
+            for task_name, result in run_job(job).items():
+                click.echo(f"{job}: {task_name} -> {result}")
+        db.session.commit()
 
     secrets_group = AppGroup("secrets", help="Manage per-user secrets.")
     app.cli.add_command(secrets_group)

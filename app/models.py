@@ -1,6 +1,8 @@
 """Imports every model so the metadata (and Alembic) sees the whole schema."""
 
 from app.audit.models import AuditEvent
+from app.credentials.models import PasswordResetRequest
+from app.mail.models import EmailDelivery
 from app.properties.models import Property
 from app.secrets.models import Secret
 from app.tenants.models import ApiKey, Tenant
@@ -11,7 +13,9 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "CustomTokenUse",
+    "EmailDelivery",
     "Identity",
+    "PasswordResetRequest",
     "Policy",
     "Property",
     "RefreshToken",

@@ -30,6 +30,7 @@ from tests import factories
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT_KEY = "gh_root_test-root-key-" + uuid.uuid4().hex
+RUN_ID = f"gh-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 HOW_TO_START = (
     "Start them with:\n"
     "  pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"
@@ -75,6 +76,9 @@ def make_config(database_url: str, tmp: Path, **extra: str) -> Config:
         "ENCRYPTION_KEYS": factories.new_encryption_key(),
         "ROOT_API_KEY": ROOT_KEY,
         "ISSUER": "http://gatehouse.test",
+        # Own queue and Redis keys: concurrent test runs on one Redis do not mix.
+        "CELERY_QUEUE": RUN_ID,
+        "REDIS_KEY_PREFIX": RUN_ID,
         **extra,
     }
     return Config(environ)
@@ -100,6 +104,7 @@ def celery_worker(app: Flask) -> Iterator[Any]:
 
 @pytest.fixture(autouse=True)
 def clean_tables(app: Flask) -> Iterator[None]:
+    app.extensions["gatehouse.ratelimits"].reset()  # counters live in the shared Redis
     yield
     with app.app_context():
         # Signing keys stay: processes cache the current key, as a real deployment does.

@@ -92,3 +92,42 @@ def assert_error(response: Any, status: int) -> dict[str, Any]:
     assert isinstance(body["message"], str) and body["message"]
     assert body["request_id"] == response.headers["X-Request-ID"]
     return body
+
+
+def sign_in(client: Any, tenant_id: str, username: str, password: str) -> dict[str, Any]:
+    """Sign a user in through POST /oauth/token (password grant); return the token body."""
+    response = client.post(
+        "/oauth/token",
+        headers={"X-Tenant-ID": tenant_id},
+        data={"grant_type": "password", "username": username, "password": password},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def bearer_headers(access_token: str) -> dict[str, str]:
+    """The Authorization header for a user's access token."""
+    return {"Authorization": f"Bearer {access_token}"}
+
+
+def secret_rows(app: Flask, tenant_id: str) -> list[tuple[Any, ...]]:
+    """Every stored secret of a tenant as plain tuples, to compare before and after."""
+    from app.secrets.models import Secret
+
+    with app.app_context(), tenant_scope(tenant_id):
+        rows = db.session.scalars(select(Secret).order_by(Secret.id))
+        return [
+            (s.id, s.user_id, s.name, s.value_encrypted, s.version, s.created_at, s.updated_at)
+            for s in rows
+        ]
+
+
+def property_rows(app: Flask, tenant_id: str) -> list[tuple[Any, ...]]:
+    """Every stored property of a tenant as plain tuples, to compare before and after."""
+    from app.properties.models import Property
+
+    with app.app_context(), tenant_scope(tenant_id):
+        rows = db.session.scalars(select(Property).order_by(Property.id))
+        return [
+            (p.id, p.user_id, p.name, p.value, p.version, p.created_at, p.updated_at) for p in rows
+        ]

@@ -170,6 +170,12 @@ def test_api_key_lifecycle(
     assert issued["id"] in by_id and tenant.key_id in by_id
     assert "key" not in by_id[issued["id"]]
     assert issued["key"] not in str(listed)
+    # Use is buffered in Redis (no database write per request) until the periodic flush.
+    assert by_id[issued["id"]]["last_used_at"] is None
+    flushed = client.application.test_cli_runner().invoke(args=["run-periodic", "flush-activity"])
+    assert flushed.exit_code == 0, flushed.output
+    listed = client.get(f"/tenants/{tenant.id}/api-keys", headers=root_headers).get_json()
+    by_id = {k["id"]: k for k in listed}
     assert by_id[issued["id"]]["last_used_at"] is not None
     assert by_id[issued["id"]]["revoked_at"] is None
 

@@ -20,6 +20,7 @@ from app.core.errors import AppError, Forbidden, Invalid, Unauthenticated
 from app.core.tenancy import Principal, tenant_scope
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
+from app.users import service as user_service
 
 F = TypeVar("F", bound=Callable[..., Any])
 TENANT_HEADERS = ("X-Tenant-ID", "x-m2-organization-id")
@@ -100,7 +101,15 @@ def authenticate(*, tenant_required: bool = True) -> Principal:
         principal = _api_key_principal(raw, named_tenant, tenant_required=tenant_required)
     else:
         principal = _bearer_principal(raw, named_tenant)
+    _note_activity(principal)
     return replace(principal, ip=client_ip())
+
+
+def _note_activity(principal: Principal) -> None:
+    if principal.is_user and principal.user_id:
+        user_service.record_activity(tenant_id=principal.tenant_id, user_id=principal.user_id)
+    elif principal.kind == "api_key" and principal.credential_id:
+        tenant_service.record_key_use_by_id(principal.credential_id)
 
 
 def _check_scopes(

@@ -5,6 +5,7 @@ work is queued only after the surrounding transaction commits.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
@@ -37,6 +38,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery.conf.update(
         broker_url=broker or "memory://",
         task_always_eager=app.config["CELERY_TASK_ALWAYS_EAGER"],
+        task_default_queue=app.config["CELERY_QUEUE"],
         task_eager_propagates=True,
         task_ignore_result=True,
         result_backend=None,
@@ -45,6 +47,14 @@ def celery_init_app(app: Flask) -> Celery:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"socket_connect_timeout": 2, "max_retries": 1},
+        # A request must not hang on a dead broker: the row is committed and a periodic
+        # job re-queues it, so give up publishing quickly.
+        task_publish_retry_policy={
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 0.5,
+        },
         timezone="UTC",
     )
     celery.set_default()
@@ -59,16 +69,19 @@ def enqueue_after_commit(task: Task, *args: Any) -> None:
     db.session.info.setdefault(_PENDING_KEY, []).append((task, args))
 
 
+def send_task(task: Task, *args: Any) -> None:
+    """Queue `task` now through this app's own Celery (its broker, its eager setting): a
+    shared_task proxy would pick whichever Celery app was created last in the process."""
+    current_app.extensions["celery"].tasks[task.name].delay(*args)
+
+
 def _run_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING_KEY, [])
     if not pending:
         return
-    # Send through this app's own Celery (its broker, its eager setting): a shared_task
-    # proxy would pick whichever Celery app was created last in the process.
-    celery = current_app.extensions["celery"]
     for task, args in pending:
         try:
-            celery.tasks[task.name].delay(*args)
+            send_task(task, *args)
         except Exception:
             # The row that asked for this work is committed; periodic jobs pick it up later.
             log.warning("could not queue %s; it will be retried by its periodic job", task.name)
@@ -83,3 +96,16 @@ def _install_after_commit_hooks() -> None:
     if not event.contains(Session, "after_commit", _run_pending):
         event.listen(Session, "after_commit", _run_pending)
         event.listen(Session, "after_soft_rollback", _drop_pending)
+
+
+def run_in_batches(step: Callable[..., int], *, batch_size: int, max_batches: int = 1000) -> int:
+    """Call `step(batch_size=…)` and commit after each call until a batch comes back short:
+    many short transactions instead of one long one. Returns the total."""
+    total = 0
+    for _ in range(max_batches):
+        done = step(batch_size=batch_size)
+        db.session.commit()
+        total += done
+        if done < batch_size:
+            break
+    return total

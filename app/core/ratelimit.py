@@ -23,9 +23,10 @@ _EXTENSION = "gatehouse.ratelimits"
 
 
 class RateLimits:
-    def __init__(self, storage_uri: str, enabled: bool) -> None:
+    def __init__(self, storage_uri: str, enabled: bool, key_prefix: str) -> None:
         self.enabled = enabled
-        self.storage = storage_from_string(storage_uri)
+        options = {"key_prefix": key_prefix} if storage_uri.startswith("redis") else {}
+        self.storage = storage_from_string(storage_uri, **options)
         self.limiter = FixedWindowRateLimiter(self.storage)
 
     def check(self, setting: str, limit_text: str, *identity: str) -> None:
@@ -53,7 +54,9 @@ class RateLimits:
 
 def init_rate_limits(app: Flask) -> RateLimits:
     storage_uri = app.config["REDIS_URL"] or "memory://"
-    limits = RateLimits(storage_uri, app.config["RATELIMIT_ENABLED"])
+    limits = RateLimits(
+        storage_uri, app.config["RATELIMIT_ENABLED"], f"{app.config['REDIS_KEY_PREFIX']}:limits"
+    )
     app.extensions[_EXTENSION] = limits
     return limits
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
-from app.core.db import TenantScoped
+from app.core.db import TenantScoped, db
 
 ALL_TENANTS: Final = object()
 _current: ContextVar[object | str | None] = ContextVar("gatehouse_tenant", default=None)
@@ -64,10 +64,16 @@ def current_tenant_id() -> str:
 
 @contextmanager
 def tenant_scope(tenant_id: str) -> Iterator[None]:
-    """Restrict every tenant-scoped read and write inside the block to `tenant_id`."""
+    """Restrict every tenant-scoped read and write inside the block to `tenant_id`.
+
+    Pending writes are flushed before the block ends, so they are checked against the
+    tenant they were made for (a later commit may run outside any scope)."""
     token = _current.set(tenant_id)
     try:
         yield
+        session = db.session
+        if session.new or session.dirty or session.deleted:
+            session.flush()
     finally:
         _current.reset(token)
 

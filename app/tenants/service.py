@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
-from app.core import security
+from app.core import lastseen, security
 from app.core.db import db, utcnow
 from app.core.errors import NotFound, Unauthenticated
 from app.core.tenancy import all_tenants, tenant_scope
 from app.tenants.models import ApiKey, Tenant
 
 KEY_PREFIX = "gh_"
-# last_used_at is a write; keep it coarse so busy keys do not write on every request.
-LAST_USED_RESOLUTION_SECONDS = 300
 
 SETTINGS_FIELDS = (
     "allow_user_token_management",
@@ -182,9 +181,36 @@ def authenticate_api_key(raw: str) -> ApiKey:
         matches = security.constant_time_equals(security.sha256_hex(raw), expected)
         if api_key is None or not matches or api_key.revoked_at is not None:
             raise Unauthenticated("The API key is not valid", code="invalid_api_key")
-        now = utcnow()
-        last = api_key.last_used_at
-        if last is None or (now - last).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
-            api_key.last_used_at = now
-            db.session.flush()
     return api_key
+
+
+def record_key_use_by_id(key_id: str) -> None:
+    """Note a key's use: buffered in Redis like user activity (no database write per
+    request); embedded mode writes through at most once a minute."""
+    if lastseen.record("api_key", key_id):
+        _write_key_use([(key_id, utcnow())])
+
+
+def flush_key_usage() -> int:
+    """Move buffered key use into `last_used_at`."""
+    rows = [
+        (key_id, datetime.fromtimestamp(at, UTC))
+        for key_id, at in lastseen.drain("api_key").items()
+    ]
+    _write_key_use(rows)
+    return len(rows)
+
+
+def _write_key_use(rows: list[tuple[str, datetime]]) -> None:
+    if not rows:
+        return
+    table = ApiKey.__table__
+    statement = (
+        update(table)
+        .where(
+            table.c.id == bindparam("k"),
+            (table.c.last_used_at.is_(None)) | (table.c.last_used_at < bindparam("at")),
+        )
+        .values(last_used_at=bindparam("at"))
+    )
+    db.session.execute(statement, [{"k": k, "at": at} for k, at in rows])

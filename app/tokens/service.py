@@ -12,17 +12,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import AppError, Invalid, InvalidGrant, Unauthenticated
-from app.core.tenancy import Principal, tenant_scope
+from app.core.tenancy import Principal, all_tenants, tenant_scope
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import signing
-from app.tokens.models import RefreshToken
+from app.tokens.models import CustomTokenUse, RefreshToken
 from app.users import service as user_service
 from app.users.models import User
 
@@ -53,6 +53,8 @@ ADMIN_SCOPES = (
     "write:secrets",
     "read:properties",
     "write:properties",
+    "create:user_tokens",
+    "read:audit",
 )
 ADMIN_GROUP = "admin"
 
@@ -367,3 +369,27 @@ def authenticate_access_token(raw: str) -> Principal:
         kind="user",
         credential_id=claims.get("sid"),
     )
+
+
+def purge_expired(*, batch_size: int) -> int:
+    """Delete up to `batch_size` expired refresh tokens and used custom-token ids (all
+    tenants); how many rows went."""
+    now = utcnow()
+    removed = 0
+    with all_tenants():
+        for model in (RefreshToken, CustomTokenUse):
+            doomed = (
+                select(model.__table__.c[_pk(model)])
+                .where(model.expires_at < now)
+                .limit(batch_size)
+            )
+            removed += db.session.execute(
+                delete(model)
+                .where(model.__table__.c[_pk(model)].in_(doomed))
+                .execution_options(synchronize_session=False)
+            ).rowcount
+    return removed
+
+
+def _pk(model: type[Any]) -> str:
+    return model.__mapper__.primary_key[0].key

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.audit import service as audit_service
-from app.core import security
-from app.core.db import db
+from app.core import lastseen, security
+from app.core.db import db, utcnow
 from app.core.errors import Conflict, Forbidden, Invalid, NotFound
 from app.core.tenancy import Principal, current_tenant_id
 from app.tenants import service as tenant_service
@@ -246,3 +247,39 @@ def change_account_email(*, actor: Principal, user: User, changes: dict[str, Any
     if "email_verified" in changes:
         update["email_verified"] = changes["email_verified"]
     return update_user(user=user, changes=update) if update else user
+
+
+def record_activity(*, tenant_id: str, user_id: str) -> None:
+    """Note that a user made an authenticated request: one Redis write, no database
+    write (embedded mode writes through at most once a minute per user)."""
+    if lastseen.record("user", f"{tenant_id}:{user_id}"):
+        _write_activity([(tenant_id, user_id, utcnow())])
+
+
+def flush_activity() -> int:
+    """Move buffered activity into `last_activity_at`, in one batched statement."""
+    entries = lastseen.drain("user")
+    rows = []
+    for key, at in entries.items():
+        tenant_id, _, user_id = key.partition(":")
+        rows.append((tenant_id, user_id, datetime.fromtimestamp(at, UTC)))
+    _write_activity(rows)
+    return len(rows)
+
+
+def _write_activity(rows: list[tuple[str, str, datetime]]) -> None:
+    # A Core statement keyed by (tenant, id): it spans tenants by design, never moves a
+    # timestamp backwards, and leaves version and updated_at alone (activity is no edit).
+    if not rows:
+        return
+    table = User.__table__
+    statement = (
+        update(table)
+        .where(
+            table.c.tenant_id == bindparam("t"),
+            table.c.id == bindparam("u"),
+            (table.c.last_activity_at.is_(None)) | (table.c.last_activity_at < bindparam("at")),
+        )
+        .values(last_activity_at=bindparam("at"), updated_at=table.c.updated_at)
+    )
+    db.session.execute(statement, [{"t": t, "u": u, "at": at} for t, u, at in rows])

@@ -8,11 +8,21 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, jsonify, request
 
-from app.api.auth import current_principal, requires
+from app.api.auth import client_ip, current_principal, public, requires, tenant_header
 from app.api.etag import check_if_match, with_etag
 from app.api.me import blp
-from app.api.me.schemas import MeDocumentSchema, MeUpdatedSchema, MeUpdateSchema, SettingsListSchema
+from app.api.me.schemas import (
+    MeDocumentSchema,
+    MeUpdatedSchema,
+    MeUpdateSchema,
+    OkSchema,
+    ResetConfirmSchema,
+    ResetRequestSchema,
+    SettingsListSchema,
+)
+from app.core import ratelimit
 from app.core.errors import Invalid
+from app.credentials import reset as password_reset
 from app.credentials import service as credential_service
 from app.users import service as user_service
 from app.users.models import User
@@ -22,11 +32,11 @@ def _own_user() -> User:
     return user_service.get_user(current_principal().user_id or "")
 
 
-def _json_body() -> Any:
-    """The parsed body; NO_BODY_GIVEN when there is none, INVALID_BODY when it is not JSON."""
+def _json_body(empty_key: str = "NO_BODY_GIVEN") -> Any:
+    """The parsed body; `empty_key` when there is none, INVALID_BODY when it is not JSON."""
     raw = request.get_data(cache=True)
     if not raw.strip():
-        raise Invalid("The request did not include a body", code="NO_BODY_GIVEN")
+        raise Invalid("The request did not include a body", code=empty_key)
     try:
         return json.loads(raw)
     except ValueError as exc:
@@ -91,3 +101,36 @@ def put_settings() -> Response:
     check_if_match(user)
     user_service.update_user(user=user, changes={"settings": items})
     return with_etag(jsonify(user.settings), user)
+
+
+@blp.route("/auth/password-reset", methods=["POST"])
+@public
+@blp.response(200, OkSchema)
+def request_password_reset() -> dict[str, str]:
+    """Mail a password-reset link (the answer is the same whether or not a user matched)"""
+    body = _validated(ResetRequestSchema(), _json_body("EMPTY_BODY"))
+    tenant_id = tenant_header()
+    if tenant_id is None:
+        raise Invalid("X-Tenant-ID names the tenant", code="INVALID_BODY")
+    ip = client_ip() or "-"
+    address = (body.get("email") or body.get("username") or "").casefold()
+    ratelimit.check("RATELIMIT_RESET_PER_IP", ip)
+    ratelimit.check("RATELIMIT_RESET_PER_ADDRESS", tenant_id, address)
+    password_reset.request_reset(
+        tenant_id=tenant_id,
+        username=body.get("username"),
+        email=body.get("email"),
+        host=body["host"],
+        ip=ip,
+    )
+    return {"msg": "ok"}
+
+
+@blp.route("/auth/password-reset/confirm", methods=["POST"])
+@public
+@blp.response(200, OkSchema)
+def confirm_password_reset() -> dict[str, str]:
+    """Choose a new password with a reset token (revokes every session)"""
+    body = _validated(ResetConfirmSchema(), _json_body("EMPTY_BODY"))
+    password_reset.confirm_reset(token=body["token"], password=body["password"], ip=client_ip())
+    return {"msg": "ok"}

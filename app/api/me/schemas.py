@@ -80,3 +80,29 @@ class MeUpdatedSchema(OutputSchema):
     firstname = ma.fields.String(attribute="first_name", allow_none=True)
     lastname = ma.fields.String(attribute="last_name", allow_none=True)
     _meta = ma.fields.Function(lambda u: {"guid": u.id}, data_key="_meta")
+
+
+class ResetRequestSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    username = ma.fields.String(validate=ma.validate.Length(min=1, max=128))
+    email = ma.fields.String(validate=ma.validate.Length(min=1, max=255))
+    host = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=259))
+
+    @ma.validates_schema
+    def _one_given(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data.get("username") and not data.get("email"):
+            raise ma.ValidationError("Give username or email.", "_schema")
+
+
+class ResetConfirmSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=2048))
+    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1024))
+
+
+class OkSchema(OutputSchema):
+    msg = ma.fields.String()

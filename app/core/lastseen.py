@@ -1,0 +1,58 @@
+"""A last-seen buffer: "X was active at T" costs one Redis write (HSET) per request and
+no database write; a periodic job drains the buffer into the database in batches.
+
+Without Redis (embedded mode) the caller is told to write through, at most once a minute
+per key, so the database still sees activity without a write per request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from flask import current_app
+
+from app.core import kv
+
+WRITE_THROUGH_EVERY_SECONDS = 60
+_local_lock = threading.Lock()
+_local_last_write: dict[tuple[str, str], float] = {}
+
+
+def _hash_name(kind: str) -> str:
+    return f"{current_app.config['REDIS_KEY_PREFIX']}:lastseen:{kind}"
+
+
+def record(kind: str, key: str, at: float | None = None) -> bool:
+    """Note that `key` was seen now; True when the caller must write through itself."""
+    at = at or time.time()
+    client = kv.client()
+    if client is not None:
+        client.hset(_hash_name(kind), key, f"{at:.3f}")
+        return False
+    with _local_lock:
+        last = _local_last_write.get((kind, key), 0.0)
+        if at - last < WRITE_THROUGH_EVERY_SECONDS:
+            return False
+        _local_last_write[(kind, key)] = at
+        if len(_local_last_write) > 100_000:
+            _local_last_write.clear()
+    return True
+
+
+def drain(kind: str) -> dict[str, float]:
+    """Take every buffered entry of `kind` atomically (new writes go to a fresh hash)."""
+    client = kv.client()
+    if client is None:
+        return {}
+    source = _hash_name(kind)
+    staging = f"{source}:draining:{time.time_ns()}"
+    try:
+        client.rename(source, staging)
+    except Exception as exc:  # redis answers "no such key" when nothing was buffered
+        if "no such key" in str(exc).lower():
+            return {}
+        raise
+    entries = client.hgetall(staging)
+    client.delete(staging)
+    return {k.decode(): float(v) for k, v in entries.items()}

@@ -1,0 +1,46 @@
+"""Mail work for the worker: send one delivery (with retries), re-queue stuck ones."""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from flask import current_app
+
+from app.core.db import db
+from app.core.jobs import run_in_batches, send_task
+from app.mail import service as mail_service
+from app.mail.models import QUEUED
+
+
+@shared_task(bind=True, name="mail.send_delivery", acks_late=True, reject_on_worker_lost=True)
+def send_delivery(self: Task, tenant_id: str, delivery_id: str) -> str:
+    """Send a delivery row at most once; retry transient failures with back-off."""
+    if not mail_service.claim(tenant_id=tenant_id, delivery_id=delivery_id):
+        return "skipped"  # sent, failed, or being sent by another worker
+    db.session.commit()  # the claim is durable before the mail leaves
+    try:
+        delivery = mail_service.send_claimed(tenant_id=tenant_id, delivery_id=delivery_id)
+    except mail_service.TransientMailError as exc:
+        db.session.commit()
+        delivery = mail_service.get_delivery(tenant_id=tenant_id, delivery_id=delivery_id)
+        if delivery.status != QUEUED:
+            return delivery.status
+        countdown = mail_service.retry_delay(delivery.attempts)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=None) from exc
+    return delivery.status
+
+
+@shared_task(name="mail.requeue_stuck")
+def requeue_stuck() -> int:
+    """Queue again every delivery still waiting well after it was due (broker outage)."""
+    stuck = mail_service.stuck_deliveries()
+    for tenant_id, delivery_id in stuck:
+        send_task(send_delivery, tenant_id, delivery_id)
+    return len(stuck)
+
+
+@shared_task(name="mail.cleanup_deliveries")
+def cleanup_deliveries() -> int:
+    """Delete old sent/failed delivery rows in bounded batches."""
+    return run_in_batches(
+        mail_service.purge_old, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
+    )
