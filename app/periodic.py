@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
-from flask import Flask
+from flask import Flask, current_app
 
 from app.credentials import tasks as credential_tasks
 from app.mail import tasks as mail_tasks
@@ -53,4 +53,7 @@ def beat_schedule(app: Flask) -> dict[str, dict[str, Any]]:
 
 def run_job(name: str) -> dict[str, Any]:
     """Run every task of one job now, in this process; {task name: its result}."""
-    return {task.name: task() for task in JOBS[name].tasks}
+    # This app's own task objects: a shared_task proxy would run under whichever Celery
+    # app (and so whichever Flask app) was created last in the process.
+    tasks = current_app.extensions["celery"].tasks
+    return {task.name: tasks[task.name]() for task in JOBS[name].tasks}

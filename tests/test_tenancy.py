@@ -167,7 +167,7 @@ def test_user_of_another_tenant_cannot_be_flushed_in_this_scope(app, tenant, oth
     with app.app_context():
         with tenant_scope(tenant.id):
             user = user_service.get_user("scoped")
-        with tenant_scope(other_tenant.id), pytest.raises(TenancyError):
+        with pytest.raises(TenancyError), tenant_scope(other_tenant.id):
             user_service.update_user(user=user, changes={"display_name": "Hijacked"})
     with app.app_context(), tenant_scope(tenant.id):
         assert user_service.get_user("scoped").display_name == "Original"

@@ -222,4 +222,6 @@ def test_singular_user_resources_carry_an_etag_that_changes_with_the_row(
     assert profile.headers["ETag"] == first.headers["ETag"]
     patched = client.patch("/users/tagged", json={"emailVerified": True}, headers=tenant.headers)
     assert patched.status_code == 200
-    assert client.get("/user/tagged", headers=tenant.headers).headers["ETag"] != first.headers["ETag"]
+    assert (
+        client.get("/user/tagged", headers=tenant.headers).headers["ETag"] != first.headers["ETag"]
+    )

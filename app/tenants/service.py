@@ -50,6 +50,10 @@ def get_tenant(tenant_id: str) -> Tenant:
     return tenant
 
 
+def find_tenant(tenant_id: str) -> Tenant | None:
+    return db.session.get(Tenant, tenant_id)
+
+
 def find_tenant_by_name(name: str) -> Tenant | None:
     return db.session.scalar(select(Tenant).where(Tenant.name == name).order_by(Tenant.created_at))
 

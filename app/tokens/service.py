@@ -205,7 +205,8 @@ def password_grant(
     the user exists (a dummy hash is verified when it does not)."""
     if not (username or email):
         raise Invalid("username or email is required", code="invalid_request")
-    tenant_service.get_tenant(tenant_id)
+    if tenant_service.find_tenant(tenant_id) is None:
+        raise Invalid("X-Tenant-ID names no tenant", code="invalid_request")
     login = username or email or ""
     with tenant_scope(tenant_id):
         candidates = _password_candidates(username, email)
@@ -280,15 +281,24 @@ def refresh_grant(
         return tokens
 
 
-def _invalid_client(message: str = "Client authentication failed") -> AppError:
-    return Unauthenticated(message, code="invalid_client")
-
-
 def client_credentials_grant(
-    *, client_id: str | None, client_secret: str | None, tenant_id: str | None
+    *,
+    client_id: str | None,
+    client_secret: str | None,
+    tenant_id: str | None,
+    challenge: str = "Bearer",
 ) -> TokenSet:
     """An access token that carries an API key's scopes (no user, no refresh token).
-    The API key is the client secret; a given client_id must be that key's id."""
+    The API key is the client secret; a given client_id must be that key's id. A failure
+    is invalid_client, challenging with the scheme the client used (RFC 6749 §5.2)."""
+
+    def _invalid_client(message: str = "Client authentication failed") -> AppError:
+        return Unauthenticated(
+            message,
+            code="invalid_client",
+            headers={"WWW-Authenticate": f'{challenge} realm="gatehouse"'},
+        )
+
     if not client_secret:
         raise _invalid_client("client_secret (the API key) is required")
     try:
@@ -332,8 +342,10 @@ def revoke_token(*, token: str) -> None:
 
 
 def revoke_user_sessions(*, user: User, keep_family: str | None = None) -> None:
-    """Invalidate every access token issued so far and every refresh family but one."""
+    """Invalidate every access token issued so far and every refresh family, except the
+    session `keep_family` (its tokens stay valid)."""
     user.tokens_valid_after = utcnow()
+    user.kept_session_id = keep_family
     query = update(RefreshToken).where(
         RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)
     )
@@ -346,6 +358,8 @@ def authenticate_access_token(raw: str) -> Principal:
     """The principal behind a bearer JWT; invalid_token when it is expired, forged, issued
     before the user's tokens_valid_after, or its user is blocked or gone."""
     claims = signing.verify(raw)
+    if not isinstance(claims.get("scope"), str) or "jti" not in claims:
+        raise signing.invalid_token("An ID token is not an access token")
     tenant_id = claims["tid"]
     scopes = frozenset(str(claims.get("scope", "")).split())
     if claims.get("gty") == "client-credentials":
@@ -360,7 +374,8 @@ def authenticate_access_token(raw: str) -> Principal:
     if user is None or user.blocked:
         raise signing.invalid_token()
     valid_after = user.tokens_valid_after
-    if valid_after is not None and float(claims["iat"]) < _timestamp(valid_after):
+    kept = user.kept_session_id is not None and claims.get("sid") == user.kept_session_id
+    if valid_after is not None and float(claims["iat"]) < _timestamp(valid_after) and not kept:
         raise signing.invalid_token("The access token was revoked")
     return Principal(
         tenant_id=tenant_id,

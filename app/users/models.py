@@ -50,6 +50,8 @@ class User(TenantScoped, TimestampMixin, Base):
     last_login_at: Mapped[datetime | None]
     logins_count: Mapped[int] = mapped_column(default=0)
     tokens_valid_after: Mapped[datetime | None]
+    # The one session (refresh family) that survived the last "revoke other sessions".
+    kept_session_id: Mapped[str32 | None]
     version: Mapped[int] = mapped_column(default=1)
 
     policies: Mapped[list[Policy]] = relationship(

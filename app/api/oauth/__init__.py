@@ -19,7 +19,7 @@ OAUTH_ERRORS = frozenset(
         "invalid_scope",
     }
 )
-_BY_STATUS = {401: "invalid_client", 403: "unauthorized_client", 429: "slow_down"}
+_BY_STATUS = {401: "invalid_client", 403: "unauthorized_client", 429: "temporarily_unavailable"}
 
 
 def render_error(err: AppError, request_id: str) -> dict[str, Any]:

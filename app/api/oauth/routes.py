@@ -48,6 +48,14 @@ def _load(schema: ma.Schema) -> dict[str, Any]:
         ) from exc
 
 
+def _malformed_basic() -> Unauthenticated:
+    return Unauthenticated(
+        "Malformed Basic credentials",
+        code="invalid_client",
+        headers={"WWW-Authenticate": 'Basic realm="gatehouse"'},
+    )
+
+
 def _basic_credentials() -> tuple[str, str] | None:
     """RFC 6749 §2.3.1: HTTP Basic with form-urlencoded client id and secret."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -56,10 +64,10 @@ def _basic_credentials() -> tuple[str, str] | None:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
-        raise Unauthenticated("Malformed Basic credentials", code="invalid_client") from exc
+        raise _malformed_basic() from exc
     client_id, sep, secret = decoded.partition(":")
     if not sep:
-        raise Unauthenticated("Malformed Basic credentials", code="invalid_client")
+        raise _malformed_basic()
     return unquote(client_id), unquote(secret)
 
 
@@ -102,7 +110,10 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
         basic = _basic_credentials()
         client_id, secret = basic or (body.get("client_id"), body.get("client_secret"))
         return token_service.client_credentials_grant(
-            client_id=client_id, client_secret=secret, tenant_id=tenant_header()
+            client_id=client_id,
+            client_secret=secret,
+            tenant_id=tenant_header(),
+            challenge="Basic" if basic else "Bearer",
         )
     raise Invalid(
         f"grant_type must be one of {', '.join(GRANT_TYPES)}", code="unsupported_grant_type"
@@ -148,7 +159,9 @@ def revoke() -> Response:
 def jwks() -> Response:
     """Publish the public signing keys (current and previous)"""
     response = jsonify(signing.jwks())
-    response.headers["Cache-Control"] = "public, max-age=300"
+    # Short, so verifiers that honour caching see a rotated key soon (PyJWKClient and
+    # most libraries re-fetch at once on an unknown kid anyway).
+    response.headers["Cache-Control"] = "public, max-age=60"
     return response
 
 
