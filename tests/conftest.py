@@ -26,6 +26,7 @@ from app import create_app
 from app.core.db import db
 from config import Config
 from tests import factories
+from tests.postmark_fake import FakePostmark, start_fake_postmark
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -85,8 +86,35 @@ def make_config(database_url: str, tmp: Path, **extra: str) -> Config:
 
 
 @pytest.fixture(scope="session")
-def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    application = create_app(make_config(database_url, tmp_path_factory.mktemp("instance")))
+def fake_postmark_server() -> Iterator[FakePostmark]:
+    fake = start_fake_postmark()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture()
+def postmark(fake_postmark_server: FakePostmark) -> Iterator[FakePostmark]:
+    """The local Postmark stand-in, emptied for each test."""
+    fake_postmark_server.reset()
+    yield fake_postmark_server
+    fake_postmark_server.reset()
+
+
+@pytest.fixture(scope="session")
+def app(
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_postmark_server: FakePostmark,
+) -> Iterator[Flask]:
+    application = create_app(
+        make_config(
+            database_url,
+            tmp_path_factory.mktemp("instance"),
+            POSTMARK_API_URL=fake_postmark_server.url,
+            # Retries without waiting; the back-off arithmetic has its own test.
+            MAIL_RETRY_BASE_SECONDS="0",
+        )
+    )
     with application.app_context():
         flask_migrate.upgrade()
     yield application
