@@ -6,11 +6,11 @@ from types import ModuleType
 
 from flask import request
 
-from app.api import accounts, me, oauth, platform, user
+from app.api import accounts, directory, me, oauth, platform, user
 from app.core.errors import Renderer, render_default
 from app.core.smorest import Api
 
-SURFACES: tuple[ModuleType, ...] = (platform, user, me, accounts, oauth)
+SURFACES: tuple[ModuleType, ...] = (platform, user, me, accounts, oauth, directory)
 
 # For errors raised before a blueprint is known (404/405): the longest prefix wins.
 PATH_PREFIXES: tuple[tuple[str, ModuleType], ...] = (
@@ -24,6 +24,8 @@ PATH_PREFIXES: tuple[tuple[str, ModuleType], ...] = (
     ("/tenants", platform),
     ("/audit-events", platform),
     ("/oauth/", oauth),
+    ("/api/v1/", directory),
+    ("/api/v1", directory),
     ("/.well-known/", oauth),
 )
 

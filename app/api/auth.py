@@ -20,7 +20,9 @@ from app.core.errors import AppError, Forbidden, Invalid, Unauthenticated
 from app.core.tenancy import Principal, tenant_scope
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
+from app.users import policies as policy_service
 from app.users import service as user_service
+from app.users.models import User
 
 F = TypeVar("F", bound=Callable[..., Any])
 TENANT_HEADERS = ("X-Tenant-ID", "x-m2-organization-id")
@@ -120,8 +122,26 @@ def _check_scopes(
     if current_scope is not None and principal.is_user and principal.has(current_scope):
         if target is None or target == principal.user_id:
             return
+    if any_scope is None and not principal.is_user:
+        raise Forbidden("This endpoint needs a user's access token", code="user_token_required")
     needed = " or ".join(s for s in (any_scope, current_scope) if s)
     raise Forbidden(f"This credential lacks the scope {needed}", code="insufficient_scope")
+
+
+def user_by_username_for(any_scope: str, username: str) -> User:
+    """The user named `username`, for a caller that holds `any_scope` or is that user;
+    Forbidden otherwise (decided before any look-up, so names are not probed)."""
+    principal = current_principal()
+    if principal.has(any_scope):
+        return policy_service.get_by_username(username)
+    own = (
+        user_service.find_user(principal.user_id)
+        if principal.is_user and principal.user_id
+        else None
+    )
+    if own is None or own.username_normalized != username.casefold():
+        raise Forbidden(f"This credential lacks the scope {any_scope}", code="insufficient_scope")
+    return own
 
 
 def _run_in_transaction(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

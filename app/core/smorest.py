@@ -7,6 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import flask_smorest
+import marshmallow as ma
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import resolve_schema_cls
+from flask import Flask
 from webargs.flaskparser import FlaskParser
 
 
@@ -18,7 +22,24 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
 
 
+def schema_name(schema: type[ma.Schema]) -> str:
+    """OpenAPI component names carry the surface (`directory.Policy`), since several
+    surfaces present the same object in their own shape."""
+    resolved = resolve_schema_cls(schema)
+    schema_cls = resolved[0] if isinstance(resolved, list) else resolved
+    name = schema_cls.__name__.removesuffix("Schema") or schema_cls.__name__
+    parts = schema_cls.__module__.split(".")
+    surface = parts[2] if len(parts) > 3 and parts[:2] == ["app", "api"] else "common"
+    return f"{surface}.{name}"
+
+
 class Api(flask_smorest.Api):
+    def __init__(self, app: Flask | None = None) -> None:
+        super().__init__(
+            app,
+            spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)},
+        )
+
     def _register_error_handlers(self) -> None:
         """Errors are rendered by core.errors.register_error_handlers, per surface."""
 

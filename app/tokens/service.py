@@ -23,6 +23,7 @@ from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import signing
 from app.tokens.models import CustomTokenUse, RefreshToken
+from app.users import policies as policy_service
 from app.users import service as user_service
 from app.users.models import User
 
@@ -76,6 +77,7 @@ def user_scopes(user: User) -> list[str]:
     if user.permissions_group == ADMIN_GROUP:
         scopes += ADMIN_SCOPES
     scopes += [s for s in user.custom_scopes or [] if isinstance(s, str)]
+    scopes += policy_service.policy_scopes(user)
     return list(dict.fromkeys(scopes))
 
 
