@@ -107,7 +107,9 @@ class Config:
         if production and not raw_db:
             raise ConfigError("DATABASE_URL is not set (required when APP_ENV=production)")
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(raw_db or default_db)
-        self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+        # No pre-ping: it costs a round trip per request. Connections are recycled instead,
+        # and a dropped one answers 503 once while the pool replaces it.
+        self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_recycle": 1800}
 
         self.REDIS_URL = env.get("REDIS_URL", "")
         self.CELERY_BROKER_URL = env.get("CELERY_BROKER_URL", "") or self.REDIS_URL

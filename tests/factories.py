@@ -131,3 +131,74 @@ def property_rows(app: Flask, tenant_id: str) -> list[tuple[Any, ...]]:
         return [
             (p.id, p.user_id, p.name, p.value, p.version, p.created_at, p.updated_at) for p in rows
         ]
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
+    """Poll `predicate` until it returns something truthy or `timeout` passes; its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(0.05)  # poll interval while the worker thread does its part
+        value = predicate()
+    return value
+
+
+def email_deliveries(app: Flask, tenant_id: str) -> list[Any]:
+    """A tenant's email delivery rows (detached), oldest first."""
+    from app.mail.models import EmailDelivery
+
+    with app.app_context(), tenant_scope(tenant_id):
+        query = select(EmailDelivery).order_by(EmailDelivery.created_at, EmailDelivery.id)
+        return list(db.session.scalars(query))
+
+
+def counting_client(app: Flask) -> Any:
+    """A test client whose `value_reads` counts successful secret value reads: each one
+    queues an audit task, which a test waits for before its tables are truncated."""
+    from flask.testing import FlaskClient
+
+    class ValueReadCountingClient(FlaskClient):
+        value_reads = 0
+
+        def open(self, *args: Any, **kwargs: Any) -> Any:
+            response = super().open(*args, **kwargs)
+            if response.status_code == 200 and response.request.path.endswith("/value"):
+                self.value_reads += 1
+            return response
+
+    return ValueReadCountingClient(app, app.response_class, use_cookies=True)
+
+
+def wait_for_value_read_audits(app: Flask, count: int, timeout: float = 10.0) -> int:
+    """Poll (all tenants) until the worker has written `count` secret.value_read events;
+    return how many there are."""
+    import time
+
+    from app.audit.models import AuditEvent
+    from app.core.tenancy import all_tenants
+
+    deadline = time.monotonic() + timeout
+    query = select(func.count()).where(AuditEvent.action == "secret.value_read")
+    while True:
+        with app.app_context(), all_tenants():
+            found = db.session.scalar(query) or 0
+        if found >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def assert_directory_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """Assert `response` is a directory-surface (seed 002) error of `status`:
+    `{"error": "<message>", "code": "<UPPER_CASE_KEY>"}`; return its body."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json, response.get_data(as_text=True)
+    body = response.get_json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert isinstance(body.get("code"), str) and body["code"], body
+    assert body["code"] == body["code"].upper(), body
+    assert body["code"].replace("_", "").isalnum(), body
+    if code is not None:
+        assert body["code"] == code, body
+    return body

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit_service
 from app.core import security
@@ -168,9 +169,20 @@ def issue_session(
 
 
 def record_login(user: User, *, actor: str, ip: str | None, method: str) -> None:
-    """Count a successful sign-in (in this transaction, so the next read shows it)."""
-    user.logins_count = (user.logins_count or 0) + 1
-    user.last_login_at = utcnow()
+    """Count a successful sign-in (in this transaction, so the next read shows it).
+
+    An atomic `logins_count + 1` rather than a versioned row update: concurrent sign-ins of
+    one user must both count, and a sign-in is no edit of the user (version, updated_at
+    and so the ETag stay)."""
+    now = utcnow()
+    db.session.execute(
+        update(User)
+        .where(User.tenant_id == user.tenant_id, User.id == user.id)
+        .values(logins_count=User.logins_count + 1, last_login_at=now, updated_at=User.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(user, "logins_count", (user.logins_count or 0) + 1)
+    set_committed_value(user, "last_login_at", now)
     audit_service.record(
         action="user.signed_in", actor=actor, user_id=user.id, ip=ip, data={"method": method}
     )
