@@ -384,9 +384,12 @@ def authenticate_access_token(raw: str) -> Principal:
             tenant_id=tenant_id, scopes=scopes, kind="api_key", credential_id=api_key.id
         )
     with tenant_scope(tenant_id):
-        user = user_service.find_user(str(claims["sub"]))
+        user = user_service.load_caller(str(claims["sub"]))
     if user is None or user.blocked:
         raise signing.invalid_token()
+    # The identity map holds rows weakly: keep the caller's row for this unit of work, so
+    # the view's look-up of the same user costs no second query.
+    db.session.info["authenticated_user"] = user
     valid_after = user.tokens_valid_after
     kept = user.kept_session_id is not None and claims.get("sid") == user.kept_session_id
     if valid_after is not None and float(claims["iat"]) < _timestamp(valid_after) and not kept:

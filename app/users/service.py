@@ -12,6 +12,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from app.audit import service as audit_service
 from app.core import lastseen, security
@@ -188,6 +189,16 @@ def find_user(user_id: str) -> User | None:
     The primary key holds the tenant, so the identity map can answer without a query
     (the bearer-token check has usually loaded this user already)."""
     return db.session.get(User, (current_tenant_id(), user_id))
+
+
+def load_caller(user_id: str) -> User | None:
+    """The authenticated caller's row with its policies and identities, in one query (the
+    bearer check runs on every request; profile reads then need no further query)."""
+    return db.session.get(
+        User,
+        (current_tenant_id(), user_id),
+        options=[joinedload(User.policies), joinedload(User.linked_identities)],
+    )
 
 
 def find_by_username(username: str) -> User | None:
