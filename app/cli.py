@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 
 from app.core.db import db
 from app.core.errors import AppError
+from app.core.security import KeyRingError
 from app.periodic import JOBS, run_job
 from app.secrets import service as secret_service
 from app.tenants import service as tenant_service
@@ -81,7 +82,14 @@ def register_cli(app: Flask) -> None:
         """Rewrite every secret under the current (first) ENCRYPTION_KEYS key, in batches."""
         total = 0
         while True:
-            done = secret_service.reencrypt_batch(batch_size=batch_size)
+            try:
+                done = secret_service.reencrypt_batch(batch_size=batch_size)
+            except KeyRingError as exc:
+                db.session.rollback()
+                raise click.ClickException(
+                    f"a secret cannot be decrypted ({exc}); put the key that made it back "
+                    f"into ENCRYPTION_KEYS (after the current one) and run again"
+                ) from exc
             db.session.commit()  # one short transaction per batch
             total += done
             if done < batch_size:

@@ -8,6 +8,7 @@ local defaults); if they are not, the run stops with a message instead of skippi
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from app import create_app
 from app.core.db import db
@@ -139,8 +141,17 @@ def clean_tables(app: Flask) -> Iterator[None]:
         tables = ", ".join(
             f'"{t.name}"' for t in db.metadata.sorted_tables if t.name != "signing_key"
         )
-        db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        db.session.commit()
+        # The worker thread may still be writing (an audit event): retry on a deadlock.
+        for attempt in range(5):
+            try:
+                db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                db.session.commit()
+                break
+            except OperationalError:
+                db.session.rollback()
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
 
 
 @pytest.fixture()

@@ -57,7 +57,8 @@ def celery_init_app(app: Flask) -> Celery:
         },
         timezone="UTC",
     )
-    celery.set_default()
+    # Not set as Celery's default app: a process may build several Flask apps (tests), and
+    # work is always sent through the app's own Celery (send_task, run_job).
     app.extensions["celery"] = celery
     _install_after_commit_hooks()
     return celery

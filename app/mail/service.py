@@ -205,12 +205,20 @@ def _record_failure(delivery: EmailDelivery, error: str, *, final: bool) -> None
 
 
 def stuck_deliveries(*, limit: int = 500) -> list[tuple[str, str]]:
-    """(tenant id, delivery id) of rows still queued well after they were due."""
-    cutoff = utcnow() - timedelta(seconds=current_app.config["MAIL_REQUEUE_AFTER_SECONDS"])
+    """(tenant id, delivery id) of rows still queued well after they were due, or left
+    `sending` by a worker that died mid-send (its claim has run out)."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=current_app.config["MAIL_REQUEUE_AFTER_SECONDS"])
+    lease_expired = now - timedelta(seconds=SENDING_LEASE_SECONDS)
     with all_tenants():
         rows = db.session.execute(
             select(EmailDelivery.tenant_id, EmailDelivery.id)
-            .where(EmailDelivery.status == QUEUED, EmailDelivery.next_attempt_at <= cutoff)
+            .where(
+                or_(
+                    (EmailDelivery.status == QUEUED) & (EmailDelivery.next_attempt_at <= cutoff),
+                    (EmailDelivery.status == SENDING) & (EmailDelivery.updated_at < lease_expired),
+                )
+            )
             .order_by(EmailDelivery.next_attempt_at)
             .limit(limit)
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Task, shared_task
 from flask import current_app
 
@@ -10,8 +12,16 @@ from app.core.jobs import run_in_batches, send_task
 from app.mail import service as mail_service
 from app.mail.models import QUEUED
 
+log = logging.getLogger(__name__)
 
-@shared_task(bind=True, name="mail.send_delivery", acks_late=True, reject_on_worker_lost=True)
+
+@shared_task(
+    bind=True,
+    name="mail.send_delivery",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # the row counts attempts and stops at MAIL_MAX_ATTEMPTS
+)
 def send_delivery(self: Task, tenant_id: str, delivery_id: str) -> str:
     """Send a delivery row at most once; retry transient failures with back-off."""
     if not mail_service.claim(tenant_id=tenant_id, delivery_id=delivery_id):
@@ -25,7 +35,7 @@ def send_delivery(self: Task, tenant_id: str, delivery_id: str) -> str:
         if delivery.status != QUEUED:
             return delivery.status
         countdown = mail_service.retry_delay(delivery.attempts)
-        raise self.retry(exc=exc, countdown=countdown, max_retries=None) from exc
+        raise self.retry(exc=exc, countdown=countdown) from exc
     return delivery.status
 
 
@@ -34,7 +44,11 @@ def requeue_stuck() -> int:
     """Queue again every delivery still waiting well after it was due (broker outage)."""
     stuck = mail_service.stuck_deliveries()
     for tenant_id, delivery_id in stuck:
-        send_task(send_delivery, tenant_id, delivery_id)
+        try:
+            send_task(send_delivery, tenant_id, delivery_id)
+        except Exception:
+            log.warning("broker unavailable; %d deliveries wait for the next run", len(stuck))
+            break
     return len(stuck)
 
 
