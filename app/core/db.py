@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, String
+from sqlalchemy import JSON, DateTime, ForeignKey, ForeignKeyConstraint, MetaData, String
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, registry
 from sqlalchemy.types import TypeDecorator
 
@@ -83,3 +84,24 @@ class TenantScoped:
         return mapped_column(
             String(32), ForeignKey("tenant.id", ondelete="CASCADE"), index=True, nullable=False
         )
+
+
+def add_unique(row: Any, conflict: Exception) -> None:
+    """Add and flush `row` in a savepoint; a unique-constraint violation raises `conflict`
+    and leaves the session usable. Uniqueness rests on the database, so a race between two
+    requests gives one success and one conflict, never two rows."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(row)
+    except IntegrityError as exc:
+        raise conflict from exc
+
+
+def user_foreign_key() -> ForeignKeyConstraint:
+    """The (tenant_id, user_id) → user_account link of rows a user owns; deleting the user
+    deletes them (the database cascades)."""
+    return ForeignKeyConstraint(
+        ["tenant_id", "user_id"],
+        ["user_account.tenant_id", "user_account.id"],
+        ondelete="CASCADE",
+    )

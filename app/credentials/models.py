@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKeyConstraint, Index
+from sqlalchemy import Index
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, TenantScoped, str32, str128
+from app.core.db import Base, TenantScoped, str32, str128, user_foreign_key
 
 
 class PasswordResetRequest(TenantScoped, Base):
     __tablename__ = "password_reset_request"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "user_id"],
-            ["user_account.tenant_id", "user_account.id"],
-            ondelete="CASCADE",
-        ),
+        user_foreign_key(),
         Index("ix_password_reset_request_expires", "expires_at"),
     )
 

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKeyConstraint, Index, UniqueConstraint
+from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128
+from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128, user_foreign_key
 
 
 class Property(TenantScoped, TimestampMixin, Base):
     __tablename__ = "property"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "user_id"],
-            ["user_account.tenant_id", "user_account.id"],
-            ondelete="CASCADE",
-        ),
+        user_foreign_key(),
         UniqueConstraint("tenant_id", "user_id", "name"),
         Index("ix_property_tenant_user_created", "tenant_id", "user_id", "created_at", "id"),
     )

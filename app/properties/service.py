@@ -6,10 +6,9 @@ import json
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from app.core import security
-from app.core.db import db, utcnow
+from app.core.db import add_unique, db, utcnow
 from app.core.errors import Conflict, NotFound, PayloadTooLarge
 from app.core.pagination import Page, paginate_by_creation
 from app.properties.models import Property
@@ -28,13 +27,9 @@ def _check_size(value: Any) -> None:
 
 
 def _flush_named(prop: Property) -> None:
-    try:
-        with db.session.begin_nested():
-            db.session.add(prop)
-    except IntegrityError as exc:
-        raise Conflict(
-            "This user already has a property with this name", code="property_exists"
-        ) from exc
+    add_unique(
+        prop, Conflict("This user already has a property with this name", code="property_exists")
+    )
 
 
 def create_property(*, user_id: str, name: str, value: Any) -> Property:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKeyConstraint, Index, Text, UniqueConstraint
+from sqlalchemy import Index, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128
+from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128, user_foreign_key
 
 
 class Secret(TenantScoped, TimestampMixin, Base):
     __tablename__ = "secret"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "user_id"],
-            ["user_account.tenant_id", "user_account.id"],
-            ondelete="CASCADE",
-        ),
+        user_foreign_key(),
         UniqueConstraint("tenant_id", "user_id", "name"),
         Index("ix_secret_tenant_user_created", "tenant_id", "user_id", "created_at", "id"),
     )

@@ -7,11 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from app.audit import tasks as audit_tasks
 from app.core import security
-from app.core.db import db, utcnow
+from app.core.db import add_unique, db, utcnow
 from app.core.errors import Conflict, Invalid, NotFound, PayloadTooLarge
 from app.core.jobs import enqueue_after_commit
 from app.core.pagination import Page, paginate_by_creation
@@ -37,14 +36,9 @@ def _encrypt(secret: Secret, value: str) -> None:
 
 
 def _flush_named(secret: Secret) -> None:
-    """Flush in a savepoint: the unique (user, name) constraint turns a race into 409."""
-    try:
-        with db.session.begin_nested():
-            db.session.add(secret)
-    except IntegrityError as exc:
-        raise Conflict(
-            "This user already has a secret with this name", code="secret_exists"
-        ) from exc
+    add_unique(
+        secret, Conflict("This user already has a secret with this name", code="secret_exists")
+    )
 
 
 def create_secret(*, user_id: str, name: str, value: str) -> Secret:

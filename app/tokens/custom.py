@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy.exc import IntegrityError
 
 from app.audit import tasks as audit_tasks
 from app.core import security
-from app.core.db import db, utcnow
+from app.core.db import add_unique, db, utcnow
 from app.core.errors import Forbidden, InvalidGrant
 from app.core.jobs import enqueue_after_commit
 from app.core.tenancy import Principal
@@ -63,17 +62,12 @@ def generate_custom_token(*, actor: Principal, user_id: str) -> CustomToken:
 
 def _claim_once(jti: str, user_id: str, ttl: int) -> None:
     now = utcnow()
-    try:
-        with db.session.begin_nested():
-            db.session.add(
-                CustomTokenUse(
-                    jti=jti, user_id=user_id, used_at=now, expires_at=now + timedelta(seconds=ttl)
-                )
-            )
-    except IntegrityError as exc:
-        raise InvalidGrant(
-            "The custom token was already used", code="invalid_custom_token"
-        ) from exc
+    add_unique(
+        CustomTokenUse(
+            jti=jti, user_id=user_id, used_at=now, expires_at=now + timedelta(seconds=ttl)
+        ),
+        InvalidGrant("The custom token was already used", code="invalid_custom_token"),
+    )
 
 
 def sign_in_with_custom_token(*, actor: Principal, token: str) -> token_service.TokenSet:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKeyConstraint, Index, Text
+from sqlalchemy import JSON, Index, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, TenantScoped, str32, str64, str128
+from app.core.db import Base, TenantScoped, str32, str64, str128, user_foreign_key
 
 
 class SigningKey(Base):
@@ -30,11 +30,7 @@ class RefreshToken(TenantScoped, Base):
 
     __tablename__ = "refresh_token"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "user_id"],
-            ["user_account.tenant_id", "user_account.id"],
-            ondelete="CASCADE",
-        ),
+        user_foreign_key(),
         Index("ix_refresh_token_tenant_user", "tenant_id", "user_id"),
         Index("ix_refresh_token_family", "family_id"),
         Index("ix_refresh_token_expires", "expires_at"),

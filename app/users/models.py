@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128, str255
+from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128, str255, user_foreign_key
 
 PRIMARY_PROVIDER = "gatehouse"
 PASSWORD_CONNECTION = "Username-Password-Authentication"
@@ -81,19 +81,11 @@ class User(TenantScoped, TimestampMixin, Base):
         return [primary] + [identity.as_dict() for identity in self.linked_identities]
 
 
-def _user_fk() -> ForeignKeyConstraint:
-    return ForeignKeyConstraint(
-        ["tenant_id", "user_id"],
-        ["user_account.tenant_id", "user_account.id"],
-        ondelete="CASCADE",
-    )
-
-
 class Policy(TenantScoped, Base):
     """One permission: `type` (read/write/admin) on a resource of a resource type."""
 
     __tablename__ = "policy"
-    __table_args__ = (_user_fk(), Index("ix_policy_tenant_user", "tenant_id", "user_id"))
+    __table_args__ = (user_foreign_key(), Index("ix_policy_tenant_user", "tenant_id", "user_id"))
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     user_id: Mapped[str128]
@@ -109,7 +101,7 @@ class Identity(TenantScoped, Base):
 
     __tablename__ = "identity"
     __table_args__ = (
-        _user_fk(),
+        user_foreign_key(),
         UniqueConstraint("tenant_id", "provider", "provider_user_id"),
         Index("ix_identity_tenant_user", "tenant_id", "user_id"),
     )

@@ -11,12 +11,11 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from app.audit import service as audit_service
 from app.core import lastseen, security
-from app.core.db import db, utcnow
+from app.core.db import add_unique, db, utcnow
 from app.core.errors import Conflict, Forbidden, Invalid, NotFound
 from app.core.tenancy import Principal, current_tenant_id
 from app.tenants import service as tenant_service
@@ -165,14 +164,7 @@ def _check_username_free(user: User) -> None:
 
 
 def _flush_unique(user: User) -> None:
-    """Flush inside a savepoint so a lost race becomes a Conflict, not a broken session."""
-    try:
-        with db.session.begin_nested():
-            db.session.add(user)
-    except IntegrityError as exc:
-        raise Conflict(
-            "A user with this id or username already exists", code="user_exists"
-        ) from exc
+    add_unique(user, Conflict("A user with this id or username already exists", code="user_exists"))
 
 
 def get_user(user_id: str) -> User:
