@@ -394,3 +394,30 @@ def test_sign_in_is_rate_limited_per_account(
             client, tenant.id, grant_type="password", username="bob", password=PASSWORD
         )
         assert_oauth_error(other, 401, "invalid_grant")
+
+
+def test_a_hash_made_with_older_parameters_is_upgraded_at_sign_in(
+    app: Flask, client: FlaskClient, tenant: TenantHandle
+) -> None:
+    from argon2 import PasswordHasher, Type
+    from sqlalchemy import update
+
+    from app.core.db import db
+    from app.core.tenancy import tenant_scope
+    from app.users.models import User
+
+    factories.make_user(app, tenant.id, user_id="old-hash", username="oldhash", password=PASSWORD)
+    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1, type=Type.ID)
+    with app.app_context(), tenant_scope(tenant.id):
+        db.session.execute(
+            update(User).where(User.id == "old-hash").values(password_hash=weak.hash(PASSWORD))
+        )
+        db.session.commit()
+
+    sign_in(client, tenant.id, "oldhash")
+
+    with app.app_context(), tenant_scope(tenant.id):
+        stored = db.session.get(User, (tenant.id, "old-hash")).password_hash
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert PasswordHasher().verify(stored, PASSWORD)
+    sign_in(client, tenant.id, "oldhash")  # the new hash works

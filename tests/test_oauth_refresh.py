@@ -195,3 +195,22 @@ def test_refresh_is_rate_limited_per_ip(
         assert second.headers["x-ratelimit-limit"] == "1"
         # Sign-in has its own limits: it still works.
         sign_in(client, tenant.id, "carol")
+
+
+def test_an_expired_refresh_token_is_refused(
+    app: Flask, client: FlaskClient, tenant: TenantHandle
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.core.db import utcnow
+    from app.tokens.models import RefreshToken
+
+    _user(app, tenant)
+    tokens = sign_in(client, tenant.id, "carol")
+    with app.app_context(), tenant_scope(tenant.id):
+        db.session.execute(update(RefreshToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    response = refresh(client, tokens["refresh_token"], tenant.id)
+    assert_oauth_error(response, 401, "invalid_grant")
