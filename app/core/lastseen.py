@@ -1,5 +1,7 @@
-"""A last-seen buffer: "X was active at T" costs one Redis write (HSET) per request and
-no database write; a periodic job drains the buffer into the database in batches.
+"""A last-seen buffer: "X was active at T" costs at most one Redis write (HSET) per request
+and no database write; a periodic job drains the buffer into the database in batches.
+A process writes the same key at most every few seconds, so a busy client costs Redis
+little more than an idle one.
 
 Without Redis (embedded mode) the caller is told to write through, at most once a minute
 per key, so the database still sees activity without a write per request.
@@ -15,6 +17,7 @@ from flask import current_app
 from app.core import kv
 
 WRITE_THROUGH_EVERY_SECONDS = 60
+REDIS_WRITE_EVERY_SECONDS = 5
 _local_lock = threading.Lock()
 _local_last_write: dict[tuple[str, str], float] = {}
 
@@ -27,17 +30,18 @@ def record(kind: str, key: str, at: float | None = None) -> bool:
     """Note that `key` was seen now; True when the caller must write through itself."""
     at = at or time.time()
     client = kv.client()
-    if client is not None:
-        client.hset(_hash_name(kind), key, f"{at:.3f}")
-        return False
+    every = REDIS_WRITE_EVERY_SECONDS if client is not None else WRITE_THROUGH_EVERY_SECONDS
     with _local_lock:
         last = _local_last_write.get((kind, key), 0.0)
-        if at - last < WRITE_THROUGH_EVERY_SECONDS:
+        if at - last < every:
             return False
         _local_last_write[(kind, key)] = at
         if len(_local_last_write) > 100_000:
             _local_last_write.clear()
-    return True
+    if client is None:
+        return True
+    client.hset(_hash_name(kind), key, f"{at:.3f}")
+    return False
 
 
 def drain(kind: str) -> dict[str, float]:

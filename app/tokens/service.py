@@ -202,14 +202,16 @@ def _signin_failed(ip: str | None, user: User | None, reason: str, login: str) -
 
 
 def _password_candidates(username: str | None, email: str | None) -> list[User]:
+    """The users a login names: the username's owner, else the password users with that
+    email (standard OAuth clients only send `username`, so it is tried as an email too)."""
+    matches = user_service.find_login_matches(username=username, email=email or username)
     if username:
-        user = user_service.find_by_username(username)
-        if user is not None:
-            return [user]
-        email = username  # standard OAuth clients only send `username`
-    if email:
-        return [u for u in user_service.find_by_email(email) if u.password_hash]
-    return []
+        folded = username.casefold()
+        by_name = [u for u in matches if u.username_normalized == folded]
+        if by_name:
+            return by_name
+    wanted = (email or username or "").casefold()
+    return [u for u in matches if u.email_normalized == wanted and u.password_hash]
 
 
 def password_grant(
@@ -219,7 +221,8 @@ def password_grant(
     the user exists (a dummy hash is verified when it does not)."""
     if not (username or email):
         raise Invalid("username or email is required", code="invalid_request")
-    if tenant_service.find_tenant(tenant_id) is None:
+    tenant = tenant_service.find_tenant(tenant_id)  # kept: issuing tokens reads it again
+    if tenant is None:
         raise Invalid("X-Tenant-ID names no tenant", code="invalid_request")
     login = username or email or ""
     with tenant_scope(tenant_id):

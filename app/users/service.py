@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from app.audit import service as audit_service
@@ -195,6 +195,26 @@ def load_caller(user_id: str) -> User | None:
 
 def find_by_username(username: str) -> User | None:
     return db.session.scalar(select(User).where(User.username_normalized == username.casefold()))
+
+
+def find_login_matches(*, username: str | None, email: str | None) -> list[User]:
+    """In one query (with policies, which token scopes need): the user with this username
+    and the users with this email."""
+    conditions = []
+    if username:
+        conditions.append(User.username_normalized == username.casefold())
+    if email:
+        conditions.append(User.email_normalized == email.casefold())
+    if not conditions:
+        return []
+    query = (
+        select(User)
+        .where(or_(*conditions))
+        .options(joinedload(User.policies))
+        .order_by(User.created_at, User.id)
+        .limit(MAX_EMAIL_MATCHES + 1)
+    )
+    return list(db.session.scalars(query).unique())
 
 
 def find_by_email(email: str) -> list[User]:
