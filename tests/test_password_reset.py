@@ -175,7 +175,14 @@ def test_unknown_users_get_the_same_answer_and_no_mail(
     time.sleep(1)  # give a wrongly queued mail the time to arrive
     assert postmark.attempts() == 0
     assert factories.email_deliveries(app, mail_tenant.id) == []
-    assert audit(client, mail_tenant, "password_reset.requested") == []
+    # Misses are audited too (probing shows), with no user and nothing mailed.
+    misses = audit(client, mail_tenant, "password_reset.requested")
+    assert sorted(event["target"] for event in misses) == [
+        "e@x.org",
+        "nobody",
+        "nobody@example.com",
+    ]
+    assert all(event["user_id"] is None and event["data"] == {"matched": False} for event in misses)
 
 
 # --- request errors -------------------------------------------------------------------------

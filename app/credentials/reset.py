@@ -69,7 +69,17 @@ def request_reset(
     settings = mail_service.mail_settings(tenant_id)
     ttl = current_app.config["PASSWORD_RESET_TTL"]
     with tenant_scope(tenant_id):
-        for user in _matching_users(username, email):
+        users = _matching_users(username, email)
+        if not users:
+            # Written for a miss too: the log shows probing, and both paths do a write.
+            audit_service.record(
+                action="password_reset.requested",
+                actor="anonymous",
+                target=(username or email or "")[:255],
+                ip=ip,
+                data={"matched": False},
+            )
+        for user in users:
             now = utcnow()
             reset = PasswordResetRequest(
                 id=security.random_hex(16),
