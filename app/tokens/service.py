@@ -18,7 +18,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
-from app.core.errors import AppError, Invalid, InvalidGrant, Unauthenticated
 from app.core.tenancy import Principal, all_tenants, tenant_scope
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
@@ -82,7 +81,7 @@ def user_scopes(user: User) -> list[str]:
     return list(dict.fromkeys(scopes))
 
 
-def _access_ttl(tenant: Tenant) -> int:
+def access_ttl(tenant: Tenant) -> int:
     return tenant.access_token_ttl or current_app.config["ACCESS_TOKEN_TTL"]
 
 
@@ -90,7 +89,7 @@ def _refresh_ttl(tenant: Tenant) -> int:
     return tenant.refresh_token_ttl or current_app.config["REFRESH_TOKEN_TTL"]
 
 
-def _timestamp(moment: datetime) -> float:
+def timestamp(moment: datetime) -> float:
     # Millisecond precision (truncated), so a token made right after a password change is
     # not older than tokens_valid_after even within the same second.
     return math.floor(moment.timestamp() * 1000) / 1000
@@ -102,7 +101,7 @@ def _id_token(user: User, tenant: Tenant, now: datetime, ttl: int, auth_time: da
         "sub": user.id,
         "aud": tenant.id,
         "tid": tenant.id,
-        "iat": _timestamp(now),
+        "iat": timestamp(now),
         "exp": int(now.timestamp()) + ttl,
         "auth_time": int(auth_time.timestamp()),
         "email": user.email,
@@ -143,7 +142,7 @@ def issue_session(
     now = utcnow()
     family_id = family_id or security.random_hex(16)
     auth_time = auth_time or now
-    ttl = _access_ttl(tenant)
+    ttl = access_ttl(tenant)
     scope = " ".join(user_scopes(user))
     access = signing.sign(
         {
@@ -152,7 +151,7 @@ def issue_session(
             "aud": tenant.id,
             "tid": tenant.id,
             "scope": scope,
-            "iat": _timestamp(now),
+            "iat": timestamp(now),
             "exp": int(now.timestamp()) + ttl,
             "jti": uuid.uuid4().hex,
             "sid": family_id,
@@ -186,176 +185,6 @@ def record_login(user: User, *, actor: str, ip: str | None, method: str) -> None
     audit_service.record(
         action="user.signed_in", actor=actor, user_id=user.id, ip=ip, data={"method": method}
     )
-
-
-def _signin_failed(ip: str | None, user: User | None, reason: str, login: str) -> InvalidGrant:
-    audit_service.record(
-        action="user.signin_failed",
-        actor="anonymous",
-        user_id=user.id if user else None,
-        target=login[:255],
-        ip=ip,
-        data={"reason": reason},
-    )
-    db.session.flush()  # inside the caller's tenant scope; the edge commits despite the error
-    return InvalidGrant("Wrong username, email or password", commit=True)
-
-
-def _password_candidates(username: str | None, email: str | None) -> list[User]:
-    """The users a login names: the username's owner, else the password users with that
-    email (standard OAuth clients only send `username`, so it is tried as an email too)."""
-    matches = user_service.find_login_matches(username=username, email=email or username)
-    if username:
-        folded = username.casefold()
-        by_name = [u for u in matches if u.username_normalized == folded]
-        if by_name:
-            return by_name
-    wanted = (email or username or "").casefold()
-    return [u for u in matches if u.email_normalized == wanted and u.password_hash]
-
-
-def password_grant(
-    *, tenant_id: str, username: str | None, email: str | None, password: str, ip: str | None
-) -> TokenSet:
-    """Sign in with a password; InvalidGrant with the same answer and cost whether or not
-    the user exists (a dummy hash is verified when it does not)."""
-    if not (username or email):
-        raise Invalid("username or email is required", code="invalid_request")
-    tenant = tenant_service.find_tenant(tenant_id)  # kept: issuing tokens reads it again
-    if tenant is None:
-        raise Invalid("X-Tenant-ID names no tenant", code="invalid_request")
-    login = username or email or ""
-    with tenant_scope(tenant_id):
-        candidates = _password_candidates(username, email)
-        user = candidates[0] if len(candidates) == 1 else None
-        ok = security.verify_password(user.password_hash if user else None, password)
-        if user is None:
-            reason = "ambiguous_email" if candidates else "unknown_user"
-            raise _signin_failed(ip, None, reason, login)
-        if not ok:
-            raise _signin_failed(ip, user, "wrong_password", login)
-        if user.blocked:
-            raise _signin_failed(ip, user, "blocked", login)
-        if user.password_hash and security.password_needs_rehash(user.password_hash):
-            user.password_hash = security.hash_password(password)
-        record_login(user, actor=f"user:{user.id}", ip=ip, method="password")
-        tokens = issue_session(user=user)
-        db.session.flush()
-        return tokens
-
-
-def _tenant_of_refresh_token(raw: str) -> str | None:
-    parts = raw.split("_", 2)
-    if len(parts) != 3 or f"{parts[0]}_" != REFRESH_PREFIX:
-        return None
-    return parts[1]
-
-
-def _find_refresh_token(raw: str) -> RefreshToken | None:
-    return db.session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == security.sha256_hex(raw))
-    )
-
-
-def revoke_family(family_id: str) -> None:
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-
-
-def refresh_grant(
-    *, refresh_token: str, expected_tenant_id: str | None, ip: str | None
-) -> TokenSet:
-    """Rotate a refresh token; reuse after the grace interval revokes the whole family."""
-    tenant_id = _tenant_of_refresh_token(refresh_token)
-    if tenant_id is None or (expected_tenant_id and tenant_id != expected_tenant_id):
-        raise InvalidGrant("The refresh token is not valid")
-    with tenant_scope(tenant_id):
-        row = _find_refresh_token(refresh_token)
-        now = utcnow()
-        if row is None or row.revoked_at is not None or row.expires_at <= now:
-            raise InvalidGrant("The refresh token is not valid")
-        grace = timedelta(seconds=current_app.config["REFRESH_REUSE_GRACE_SECONDS"])
-        if row.used_at is not None and now - row.used_at > grace:
-            revoke_family(row.family_id)
-            audit_service.record(
-                action="token.refresh_reused",
-                actor="anonymous",
-                user_id=row.user_id,
-                target=row.family_id,
-                ip=ip,
-            )
-            db.session.flush()
-            raise InvalidGrant("The refresh token was already used", commit=True)
-        row.used_at = row.used_at or now
-        user = user_service.find_user(row.user_id)
-        if user is None or user.blocked:
-            raise InvalidGrant("The refresh token is not valid")
-        tokens = issue_session(user=user, family_id=row.family_id, auth_time=row.auth_time)
-        db.session.flush()
-        return tokens
-
-
-def client_credentials_grant(
-    *,
-    client_id: str | None,
-    client_secret: str | None,
-    tenant_id: str | None,
-    challenge: str = "Bearer",
-) -> TokenSet:
-    """An access token that carries an API key's scopes (no user, no refresh token).
-    The API key is the client secret; a given client_id must be that key's id. A failure
-    is invalid_client, challenging with the scheme the client used (RFC 6749 §5.2)."""
-
-    def _invalid_client(message: str = "Client authentication failed") -> AppError:
-        return Unauthenticated(
-            message,
-            code="invalid_client",
-            headers={"WWW-Authenticate": f'{challenge} realm="gatehouse"'},
-        )
-
-    if not client_secret:
-        raise _invalid_client("client_secret (the API key) is required")
-    try:
-        api_key = tenant_service.authenticate_api_key(client_secret)
-    except Unauthenticated as exc:
-        raise _invalid_client() from exc
-    if client_id is not None and client_id != api_key.id:
-        raise _invalid_client("client_id does not match the API key")
-    if tenant_id is not None and tenant_id != api_key.tenant_id:
-        raise _invalid_client("The tenant header does not match the API key")
-    tenant = tenant_service.get_tenant(api_key.tenant_id)
-    now = utcnow()
-    ttl = _access_ttl(tenant)
-    scope = " ".join(api_key.scopes)
-    access = signing.sign(
-        {
-            "iss": current_app.config["ISSUER"],
-            "sub": f"{api_key.id}@clients",
-            "aud": tenant.id,
-            "tid": tenant.id,
-            "azp": api_key.id,
-            "gty": "client-credentials",
-            "scope": scope,
-            "iat": _timestamp(now),
-            "exp": int(now.timestamp()) + ttl,
-            "jti": uuid.uuid4().hex,
-        }
-    )
-    return TokenSet(access_token=access, expires_in=ttl, scope=scope)
-
-
-def revoke_token(*, token: str) -> None:
-    """RFC 7009: revoke the family of a refresh token; unknown tokens are ignored."""
-    tenant_id = _tenant_of_refresh_token(token)
-    if tenant_id is None:
-        return
-    with tenant_scope(tenant_id):
-        row = _find_refresh_token(token)
-        if row is not None:
-            revoke_family(row.family_id)
 
 
 def revoke_user_sessions(*, user: User, keep_family: str | None = None) -> None:
@@ -395,7 +224,7 @@ def authenticate_access_token(raw: str) -> Principal:
     db.session.info["authenticated_user"] = user
     valid_after = user.tokens_valid_after
     kept = user.kept_session_id is not None and claims.get("sid") == user.kept_session_id
-    if valid_after is not None and float(claims["iat"]) < _timestamp(valid_after) and not kept:
+    if valid_after is not None and float(claims["iat"]) < timestamp(valid_after) and not kept:
         raise signing.invalid_token("The access token was revoked")
     return Principal(
         tenant_id=tenant_id,

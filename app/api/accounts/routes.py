@@ -21,6 +21,7 @@ from app.api.accounts.schemas import (
 from app.api.auth import api_key_only, client_ip, current_principal, requires
 from app.core import ratelimit
 from app.tokens import custom as custom_tokens
+from app.tokens import grants
 from app.tokens import service as token_service
 from app.users import service as user_service
 from app.users.models import User
@@ -128,7 +129,7 @@ def sign_in_with_token(body: dict[str, Any]) -> token_service.TokenSet:
 def refresh_token(body: dict[str, Any]) -> token_service.TokenSet:
     """Exchange a refresh token for new tokens"""
     ratelimit.check("RATELIMIT_REFRESH_PER_IP", client_ip() or "-")
-    return token_service.refresh_grant(
+    return grants.refresh_grant(
         refresh_token=body["refreshToken"],
         expected_tenant_id=current_principal().tenant_id,
         ip=client_ip(),

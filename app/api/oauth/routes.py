@@ -23,8 +23,8 @@ from app.api.oauth.schemas import (
 from app.core import ratelimit
 from app.core.errors import Invalid, Unauthenticated
 from app.core.http import accepts_form
+from app.tokens import grants, signing
 from app.tokens import service as token_service
-from app.tokens import signing
 
 GRANT_TYPES = ("password", "refresh_token", "client_credentials")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -93,7 +93,7 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
         login = (body.get("username") or body.get("email") or "").casefold()
         ratelimit.check("RATELIMIT_SIGNIN_PER_IP", ip)
         ratelimit.check("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, login, ip)
-        return token_service.password_grant(
+        return grants.password_grant(
             tenant_id=tenant_id,
             username=body.get("username"),
             email=body.get("email"),
@@ -103,13 +103,13 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
     if grant == "refresh_token":
         _require(body, "refresh_token")
         ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
-        return token_service.refresh_grant(
+        return grants.refresh_grant(
             refresh_token=body["refresh_token"], expected_tenant_id=tenant_header(), ip=ip
         )
     if grant == "client_credentials":
         basic = _basic_credentials()
         client_id, secret = basic or (body.get("client_id"), body.get("client_secret"))
-        return token_service.client_credentials_grant(
+        return grants.client_credentials_grant(
             client_id=client_id,
             client_secret=secret,
             tenant_id=tenant_header(),
@@ -147,7 +147,7 @@ def token() -> Response:
 def revoke() -> Response:
     """Revoke a refresh token and its family (RFC 7009; unknown tokens answer 200 too)"""
     body = _load(RevokeRequestSchema())
-    token_service.revoke_token(token=body["token"])
+    grants.revoke_token(token=body["token"])
     response = jsonify({})
     response.headers.update(NO_STORE)
     return response
