@@ -202,10 +202,3 @@ def assert_directory_error(response: Any, status: int, code: str | None = None) 
     if code is not None:
         assert body["code"] == code, body
     return body
-
-
-def restore_worker_app(app: Flask) -> None:
-    """Make the session app's Celery the default one again, in case a test built another
-    app. (create_app no longer makes its Celery the default; this keeps the guarantee
-    explicit for tests that build variant apps.)"""
-    app.extensions["celery"].set_default()

@@ -45,13 +45,6 @@ PERIODIC_TASKS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _worker_runs_the_session_app(app: Flask) -> Iterator[None]:
-    factories.restore_worker_app(app)
-    yield
-    factories.restore_worker_app(app)
-
-
 @contextmanager
 def counting_writes(app: Flask) -> Iterator[list[str]]:
     """The INSERT/UPDATE/DELETE statements this thread sends through `app`'s engine."""
@@ -140,7 +133,6 @@ def test_embedded_mode_writes_through_once_a_minute(app, database_url, tmp_path:
             database_url, tmp_path, REDIS_URL="", CELERY_BROKER_URL="", **shared_secrets(app)
         )
     )
-    factories.restore_worker_app(app)
     try:
         client = embedded.test_client()
         access = factories.sign_in(client, tenant.id, "bea", PASSWORD)["access_token"]
@@ -277,7 +269,6 @@ def test_beat_schedules_every_periodic_task(app, database_url, tmp_path: Path, c
         "CLEANUP_INTERVAL_SECONDS": "29",
     }
     variant = create_app(make_config(database_url, tmp_path, **intervals))
-    factories.restore_worker_app(app)
     for flask_app, expected in (
         (variant, {task: float(intervals[key]) for task, key in PERIODIC_TASKS.items()}),
         (app, {task: float(app.config[key]) for task, key in PERIODIC_TASKS.items()}),
@@ -302,7 +293,6 @@ def test_the_worker_module_carries_the_schedule(
     monkeypatch.setenv("CLEANUP_INTERVAL_SECONDS", "31")
     worker = sys.modules.get("worker")
     worker = importlib.reload(worker) if worker else importlib.import_module("worker")
-    factories.restore_worker_app(app)
     try:
         assert worker.app is worker.celery is worker.flask_app.extensions["celery"]
         entries = worker.celery.conf.beat_schedule.values()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import email.policy
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,6 @@ from tests.postmark_fake import FakePostmark
 PASSWORD = "correct horse battery"
 HOST = "app.example.com"
 LINK_PREFIX = f"https://{HOST}/reset-password?token="
-
-
-@pytest.fixture(autouse=True)
-def _worker_runs_the_session_app(app: Flask) -> Iterator[None]:
-    factories.restore_worker_app(app)
-    yield
-    factories.restore_worker_app(app)
 
 
 @pytest.fixture()
@@ -164,7 +156,6 @@ def test_a_broker_outage_loses_no_mail(
             MAIL_REQUEUE_AFTER_SECONDS="0",
         )
     )
-    factories.restore_worker_app(app)
     try:
         started = time.monotonic()
         ask_reset(outage.test_client(), mail_tenant.id)

@@ -8,7 +8,6 @@ import html
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -29,13 +28,6 @@ HOST = "app.example.com"
 SENDER = "noreply@example.com"
 PM_TOKEN = "pm-token-1"
 LINK = re.compile(r"https://app\.example\.com/reset-password\?token=([^\s\"'<>&]+)")
-
-
-@pytest.fixture(autouse=True)
-def _worker_runs_the_session_app(app: Flask) -> Iterator[None]:
-    factories.restore_worker_app(app)
-    yield
-    factories.restore_worker_app(app)
 
 
 @pytest.fixture()
@@ -309,7 +301,6 @@ def test_an_expired_token_is_invalid(
         SECRET_KEY=app.config["SECRET_KEY"],
     )
     with short_lived as short:
-        factories.restore_worker_app(app)
         short_client = short.test_client()
         token = mailed_token(short_client, postmark, mail_tenant.id, email="joe@example.com")
         time.sleep(2)  # the token's age must exceed its one-second lifetime

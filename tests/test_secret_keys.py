@@ -30,7 +30,7 @@ RACERS = 8
 
 
 @contextmanager
-def keyed_app(session_app: Flask, database_url: str, tmp: Path, keys: str) -> Iterator[Flask]:
+def keyed_app(database_url: str, tmp: Path, keys: str) -> Iterator[Flask]:
     """Another process of the deployment, on the test database, with ENCRYPTION_KEYS=keys."""
     variant = create_app(make_config(database_url, tmp, ENCRYPTION_KEYS=keys))
     try:
@@ -38,7 +38,6 @@ def keyed_app(session_app: Flask, database_url: str, tmp: Path, keys: str) -> It
     finally:
         with variant.app_context():
             db.engine.dispose()
-        session_app.extensions["celery"].set_default()
 
 
 @pytest.fixture()
@@ -82,9 +81,9 @@ def value_of(client, headers, user_id: str, secret_id: str):
 def test_values_survive_key_rotation_and_reencryption(app, database_url, tmp_path, client_for):
     k1, k2 = factories.new_encryption_key(), factories.new_encryption_key()
     with (
-        keyed_app(app, database_url, tmp_path / "k1", k1) as app_k1,
-        keyed_app(app, database_url, tmp_path / "k21", f"{k2},{k1}") as app_k21,
-        keyed_app(app, database_url, tmp_path / "k2", k2) as app_k2,
+        keyed_app(database_url, tmp_path / "k1", k1) as app_k1,
+        keyed_app(database_url, tmp_path / "k21", f"{k2},{k1}") as app_k21,
+        keyed_app(database_url, tmp_path / "k2", k2) as app_k2,
     ):
         tenant = factories.make_tenant(app_k1, "rotation")
         second = factories.make_tenant(app_k1, "rotation-two")
@@ -151,9 +150,9 @@ def test_values_survive_key_rotation_and_reencryption(app, database_url, tmp_pat
 def test_reencrypt_in_small_batches_covers_every_secret(app, database_url, tmp_path, client_for):
     k1, k2 = factories.new_encryption_key(), factories.new_encryption_key()
     with (
-        keyed_app(app, database_url, tmp_path / "k1", k1) as app_k1,
-        keyed_app(app, database_url, tmp_path / "k21", f"{k2},{k1}") as app_k21,
-        keyed_app(app, database_url, tmp_path / "k2", k2) as app_k2,
+        keyed_app(database_url, tmp_path / "k1", k1) as app_k1,
+        keyed_app(database_url, tmp_path / "k21", f"{k2},{k1}") as app_k21,
+        keyed_app(database_url, tmp_path / "k2", k2) as app_k2,
     ):
         tenant = factories.make_tenant(app_k1, "batches")
         user = factories.make_user(app_k1, tenant.id, user_id="many")

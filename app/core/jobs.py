@@ -33,7 +33,7 @@ def celery_init_app(app: Flask) -> Celery:
                     db.session.rollback()
                     raise
 
-    celery = Celery(app.name, task_cls=FlaskTask)
+    celery = Celery(app.name, task_cls=FlaskTask, set_as_current=False)
     broker = app.config["CELERY_BROKER_URL"]
     celery.conf.update(
         broker_url=broker or "memory://",
@@ -57,7 +57,7 @@ def celery_init_app(app: Flask) -> Celery:
         },
         timezone="UTC",
     )
-    # Not set as Celery's default app: a process may build several Flask apps (tests), and
+    # Neither current nor default: a process may build several Flask apps (tests), and
     # work is always sent through the app's own Celery (send_task, run_job).
     app.extensions["celery"] = celery
     _install_after_commit_hooks()
