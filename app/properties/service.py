@@ -73,14 +73,9 @@ def get_property(*, user_id: str, property_id: str) -> Property:
     return prop
 
 
-def update_property(
-    *,
-    user_id: str,
-    property_id: str,
-    changes: dict[str, Any],
-) -> Property:
-    """Replace the value and/or the name; NotFound, Conflict, PayloadTooLarge."""
-    prop = get_property(user_id=user_id, property_id=property_id)
+def update_property(*, prop: Property, changes: dict[str, Any]) -> Property:
+    """Replace the value and/or the name of a property (from get_property); Conflict,
+    PayloadTooLarge."""
     if "value" in changes:
         _check_size(changes["value"])
         prop.value = changes["value"]

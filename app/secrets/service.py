@@ -96,16 +96,11 @@ def read_value(*, actor: Principal, user_id: str, secret_id: str) -> str:
     return value.decode("utf-8")
 
 
-def update_secret(
-    *,
-    user_id: str,
-    secret_id: str,
-    changes: dict[str, Any],
-) -> Secret:
-    """Rename and/or replace the value; Invalid, NotFound, Conflict, PayloadTooLarge."""
+def update_secret(*, secret: Secret, changes: dict[str, Any]) -> Secret:
+    """Rename a secret (from get_secret) and/or replace its value; Invalid, Conflict,
+    PayloadTooLarge."""
     if not changes.keys() & {"name", "value"}:
         raise Invalid("Give name or value", code="validation_failed")
-    secret = get_secret(user_id=user_id, secret_id=secret_id)
     if "name" in changes:
         secret.name = changes["name"]
     if "value" in changes:

@@ -57,8 +57,9 @@ def get_property(user_id: str, property_id: str) -> Tagged:
 @blp.response(200, PropertySchema)
 def update_property(body: dict[str, Any], user_id: str, property_id: str) -> Tagged:
     """Replace a property's value (and optionally its name; honours If-Match)"""
-    check_if_match(property_service.get_property(user_id=user_id, property_id=property_id))
-    prop = property_service.update_property(user_id=user_id, property_id=property_id, changes=body)
+    prop = property_service.get_property(user_id=user_id, property_id=property_id)
+    check_if_match(prop)
+    prop = property_service.update_property(prop=prop, changes=body)
     return prop, 200, etag_headers(prop)
 
 

@@ -72,8 +72,9 @@ def get_secret_value(user_id: str, secret_id: str) -> Response:
 @blp.response(200, SecretSchema)
 def update_secret(body: dict[str, Any], user_id: str, secret_id: str) -> Tagged:
     """Rename a secret or replace its value (honours If-Match)"""
-    check_if_match(secret_service.get_secret(user_id=user_id, secret_id=secret_id))
-    secret = secret_service.update_secret(user_id=user_id, secret_id=secret_id, changes=body)
+    secret = secret_service.get_secret(user_id=user_id, secret_id=secret_id)
+    check_if_match(secret)
+    secret = secret_service.update_secret(secret=secret, changes=body)
     return secret, 200, etag_headers(secret)
 
 
