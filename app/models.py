@@ -6,12 +6,13 @@ from app.mail.models import EmailDelivery
 from app.properties.models import Property
 from app.secrets.models import Secret
 from app.tenants.models import ApiKey, Tenant
-from app.tokens.models import CustomTokenUse, RefreshToken, SigningKey
+from app.tokens.models import AuthSession, CustomTokenUse, RefreshToken, SigningKey
 from app.users.models import Identity, Policy, User
 
 __all__ = [
     "ApiKey",
     "AuditEvent",
+    "AuthSession",
     "CustomTokenUse",
     "EmailDelivery",
     "Identity",

@@ -176,24 +176,6 @@ def test_wrong_password_and_unknown_user_answer_alike_and_both_verify_a_hash(
     assert audit_events(client, tenant.headers, "user.signed_in") == []
 
 
-def test_an_email_shared_by_two_password_users_does_not_sign_in(
-    app: Flask, client: FlaskClient, tenant: TenantHandle, verify_calls: list[str]
-) -> None:
-    for user_id in ("twin-1", "twin-2"):
-        factories.make_user(
-            app, tenant.id, user_id=user_id, email="twins@example.com", password=PASSWORD
-        )
-    unknown = token_request(
-        client, tenant.id, grant_type="password", username="nobody", password=PASSWORD
-    )
-    shared = token_request(
-        client, tenant.id, grant_type="password", email="twins@example.com", password=PASSWORD
-    )
-    assert assert_oauth_error(shared, 401, "invalid_grant") == unknown.get_json()
-    assert len(verify_calls) == 2
-    assert len(audit_events(client, tenant.headers, "user.signin_failed")) == 2
-
-
 def test_a_blocked_user_cannot_sign_in(
     app: Flask, client: FlaskClient, tenant: TenantHandle
 ) -> None:

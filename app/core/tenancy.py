@@ -34,8 +34,9 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     user_id: str | None = None
     kind: str = "api_key"  # api_key | root | user | system
-    credential_id: str | None = None  # API key id, or the refresh family (sid) of a token
+    credential_id: str | None = None  # API key id, or the session (sid) of a user token
     ip: str | None = None
+    auth_time: int | None = None  # when the user of a token last entered a password
 
     @property
     def label(self) -> str:

@@ -17,7 +17,7 @@ def change_password(*, actor: Principal, user: User, new_password: str) -> None:
     user_service.check_password(new_password)
     user.password_hash = security.hash_password(new_password)
     keep = actor.credential_id if actor.is_user and actor.user_id == user.id else None
-    token_service.revoke_user_sessions(user=user, keep_family=keep)
+    token_service.revoke_user_sessions(user=user, keep_session=keep)
     audit_service.record(
         action="user.password_changed", actor=actor.label, user_id=user.id, ip=actor.ip
     )

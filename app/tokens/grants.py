@@ -17,17 +17,23 @@ from app.core.errors import AppError, Invalid, InvalidGrant, Unauthenticated
 from app.core.tenancy import tenant_scope
 from app.tenants import service as tenant_service
 from app.tokens import signing
-from app.tokens.models import RefreshToken
+from app.tokens.models import AuthSession, RefreshToken
 from app.tokens.service import (
     REFRESH_PREFIX,
     TokenSet,
     access_ttl,
     issue_session,
     record_login,
+    revoke_session,
+    session_expiry,
+    session_is_live,
     timestamp,
 )
 from app.users import service as user_service
 from app.users.models import User
+
+# An address several password users hold: the password is tried on at most this many.
+MAX_EMAIL_CANDIDATES = 5
 
 
 def _signin_failed(ip: str | None, user: User | None, reason: str, login: str) -> InvalidGrant:
@@ -44,8 +50,12 @@ def _signin_failed(ip: str | None, user: User | None, reason: str, login: str) -
 
 
 def _password_candidates(username: str | None, email: str | None) -> list[User]:
-    """The users a login names: the username's owner, else the password users with that
-    email (standard OAuth clients only send `username`, so it is tried as an email too)."""
+    """The users a login may name: the username's owner; else the password users holding
+    that email (standard OAuth clients only send `username`, so it is tried as an email).
+
+    An email is not unique, and anyone may put any address on their own account, so a
+    duplicate must not lock the owner out: verified holders win over unverified ones, and
+    the password decides among the rest (oldest first, at most MAX_EMAIL_CANDIDATES)."""
     matches = user_service.find_login_matches(username=username, email=email or username)
     if username:
         folded = username.casefold()
@@ -53,14 +63,28 @@ def _password_candidates(username: str | None, email: str | None) -> list[User]:
         if by_name:
             return by_name
     wanted = (email or username or "").casefold()
-    return [u for u in matches if u.email_normalized == wanted and u.password_hash]
+    holders = [u for u in matches if u.email_normalized == wanted and u.password_hash]
+    verified = [u for u in holders if u.email_verified]
+    return (verified or holders)[:MAX_EMAIL_CANDIDATES]
+
+
+def _check_password(candidates: list[User], password: str) -> User | None:
+    """The candidate whose password this is; with none, a dummy hash is verified so an
+    unknown login costs what a known one does."""
+    if not candidates:
+        security.verify_password(None, password)
+        return None
+    for candidate in candidates:
+        if security.verify_password(candidate.password_hash, password):
+            return candidate
+    return None
 
 
 def password_grant(
     *, tenant_id: str, username: str | None, email: str | None, password: str, ip: str | None
 ) -> TokenSet:
     """Sign in with a password; InvalidGrant with the same answer and cost whether or not
-    the user exists (a dummy hash is verified when it does not)."""
+    the user exists."""
     if not (username or email):
         raise Invalid("username or email is required", code="invalid_request")
     tenant = tenant_service.find_tenant(tenant_id)  # kept: issuing tokens reads it again
@@ -69,13 +93,12 @@ def password_grant(
     login = username or email or ""
     with tenant_scope(tenant_id):
         candidates = _password_candidates(username, email)
-        user = candidates[0] if len(candidates) == 1 else None
-        ok = security.verify_password(user.password_hash if user else None, password)
+        user = _check_password(candidates, password)
         if user is None:
-            reason = "ambiguous_email" if candidates else "unknown_user"
-            raise _signin_failed(ip, None, reason, login)
-        if not ok:
-            raise _signin_failed(ip, user, "wrong_password", login)
+            named = candidates[0] if len(candidates) == 1 else None
+            raise _signin_failed(
+                ip, named, "wrong_password" if candidates else "unknown_user", login
+            )
         if user.blocked:
             raise _signin_failed(ip, user, "blocked", login)
         if user.password_hash and security.password_needs_rehash(user.password_hash):
@@ -99,43 +122,58 @@ def _find_refresh_token(raw: str) -> RefreshToken | None:
     )
 
 
-def revoke_family(family_id: str) -> None:
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+def _extend_live_session(session: AuthSession, user: User) -> bool:
+    """Push a live session's expiry forward, atomically with the check that it is still
+    live: a revocation committed before this statement wins, and one that commits after
+    it ends the tokens this refresh mints (they name the session)."""
+    tenant = tenant_service.get_tenant(user.tenant_id)
+    result = db.session.execute(
+        update(AuthSession)
+        .where(
+            AuthSession.id == session.id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.generation == (user.session_generation or 0),
+        )
+        .values(expires_at=session_expiry(tenant, utcnow()))
+        .execution_options(synchronize_session=False)
     )
+    return result.rowcount == 1
 
 
 def refresh_grant(
     *, refresh_token: str, expected_tenant_id: str | None, ip: str | None
 ) -> TokenSet:
-    """Rotate a refresh token; reuse after the grace interval revokes the whole family."""
+    """Rotate a refresh token; reuse after the grace interval revokes the whole session.
+    InvalidGrant for an unknown, expired or revoked token, or a blocked or deleted user."""
     tenant_id = _tenant_of_refresh_token(refresh_token)
     if tenant_id is None or (expected_tenant_id and tenant_id != expected_tenant_id):
         raise InvalidGrant("The refresh token is not valid")
     with tenant_scope(tenant_id):
         row = _find_refresh_token(refresh_token)
         now = utcnow()
-        if row is None or row.revoked_at is not None or row.expires_at <= now:
+        if row is None or row.expires_at <= now:
             raise InvalidGrant("The refresh token is not valid")
+        session = db.session.get(AuthSession, row.family_id)
+        user = user_service.find_user(row.user_id)
+        if user is None or user.blocked or not session_is_live(user, session):
+            raise InvalidGrant("The refresh token is not valid")
+        assert session is not None  # session_is_live said so
         grace = timedelta(seconds=current_app.config["REFRESH_REUSE_GRACE_SECONDS"])
         if row.used_at is not None and now - row.used_at > grace:
-            revoke_family(row.family_id)
+            revoke_session(session.id)
             audit_service.record(
                 action="token.refresh_reused",
                 actor="anonymous",
                 user_id=row.user_id,
-                target=row.family_id,
+                target=session.id,
                 ip=ip,
             )
             db.session.flush()
             raise InvalidGrant("The refresh token was already used", commit=True)
-        row.used_at = row.used_at or now
-        user = user_service.find_user(row.user_id)
-        if user is None or user.blocked:
+        if not _extend_live_session(session, user):
             raise InvalidGrant("The refresh token is not valid")
-        tokens = issue_session(user=user, family_id=row.family_id, auth_time=row.auth_time)
+        row.used_at = row.used_at or now
+        tokens = issue_session(user=user, session=session)
         db.session.flush()
         return tokens
 
@@ -182,7 +220,7 @@ def client_credentials_grant(
             "gty": "client-credentials",
             "scope": scope,
             "iat": timestamp(now),
-            "exp": int(now.timestamp()) + ttl,
+            "exp": timestamp(now) + ttl,
             "jti": uuid.uuid4().hex,
         }
     )
@@ -197,4 +235,4 @@ def revoke_token(*, token: str) -> None:
     with tenant_scope(tenant_id):
         row = _find_refresh_token(token)
         if row is not None:
-            revoke_family(row.family_id)
+            revoke_session(row.family_id)

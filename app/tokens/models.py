@@ -1,4 +1,5 @@
-"""Signing keys (global), refresh tokens (hashed, in families) and used custom-token ids."""
+"""Signing keys (global), sign-in sessions, refresh tokens (hashed, one family per session)
+and used custom-token ids."""
 
 from __future__ import annotations
 
@@ -25,6 +26,29 @@ class SigningKey(Base):
     expires_at: Mapped[datetime | None]
 
 
+class AuthSession(TenantScoped, Base):
+    """A sign-in session: one refresh-token family. Access tokens name it (`sid`), so
+    revoking the row ends every token of the family at once, however many were minted
+    concurrently. `generation` is the user's `session_generation` when the session was
+    made (or kept); a password change bumps the user's, which ends every other session."""
+
+    __tablename__ = "auth_session"
+    __table_args__ = (
+        user_foreign_key(),
+        Index("ix_auth_session_tenant_user", "tenant_id", "user_id"),
+        Index("ix_auth_session_expires", "expires_at"),
+    )
+
+    id: Mapped[str32] = mapped_column(primary_key=True)
+    user_id: Mapped[str128]
+    generation: Mapped[int] = mapped_column(default=0)
+    auth_time: Mapped[datetime]
+    created_at: Mapped[datetime]
+    # Pushed forward at every rotation: the last moment a token of this family can be valid.
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class RefreshToken(TenantScoped, Base):
     """One refresh token of a family (a sign-in session); only its SHA-256 is kept."""
 
@@ -42,9 +66,7 @@ class RefreshToken(TenantScoped, Base):
     user_id: Mapped[str128]
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
-    auth_time: Mapped[datetime]
     used_at: Mapped[datetime | None]
-    revoked_at: Mapped[datetime | None]
 
 
 class CustomTokenUse(TenantScoped, Base):

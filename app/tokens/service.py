@@ -5,29 +5,31 @@ check of a bearer access token on every request.
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
-from app.core.tenancy import Principal, all_tenants, tenant_scope
+from app.core.tenancy import Principal, all_tenants, current_tenant_id, tenant_scope
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import signing
-from app.tokens.models import CustomTokenUse, RefreshToken
+from app.tokens.models import AuthSession, CustomTokenUse, RefreshToken
 from app.users import policies as policy_service
 from app.users import service as user_service
 from app.users.models import User
 
 REFRESH_PREFIX = "rt_"
+# The user's scope version when the access token was minted (only Gatehouse reads it).
+SCOPE_VERSION_CLAIM = "gh_sv"
 CURRENT_USER_SCOPES = (
     "read:current_user",
     "update:current_user",
@@ -89,10 +91,10 @@ def _refresh_ttl(tenant: Tenant) -> int:
     return tenant.refresh_token_ttl or current_app.config["REFRESH_TOKEN_TTL"]
 
 
-def timestamp(moment: datetime) -> float:
-    # Millisecond precision (truncated), so a token made right after a password change is
-    # not older than tokens_valid_after even within the same second.
-    return math.floor(moment.timestamp() * 1000) / 1000
+def timestamp(moment: datetime) -> int:
+    """A JWT NumericDate: whole seconds (standard clients refuse a fractional `iat` as
+    issued in the future). Revocation does not rest on it: see AuthSession."""
+    return int(moment.timestamp())
 
 
 def _id_token(user: User, tenant: Tenant, now: datetime, ttl: int, auth_time: datetime) -> str:
@@ -102,8 +104,8 @@ def _id_token(user: User, tenant: Tenant, now: datetime, ttl: int, auth_time: da
         "aud": tenant.id,
         "tid": tenant.id,
         "iat": timestamp(now),
-        "exp": int(now.timestamp()) + ttl,
-        "auth_time": int(auth_time.timestamp()),
+        "exp": timestamp(now) + ttl,
+        "auth_time": timestamp(auth_time),
         "email": user.email,
         "email_verified": user.email_verified,
         "name": user.display_name or " ".join(p for p in (user.first_name, user.last_name) if p),
@@ -115,33 +117,48 @@ def _id_token(user: User, tenant: Tenant, now: datetime, ttl: int, auth_time: da
     return signing.sign({k: v for k, v in claims.items() if v not in (None, "")})
 
 
-def _new_refresh_token(
-    user: User, tenant: Tenant, family_id: str, auth_time: datetime, now: datetime
-) -> str:
-    raw = f"{REFRESH_PREFIX}{tenant.id}_{security.random_token(32)}"
+def _new_refresh_token(user: User, tenant: Tenant, session: AuthSession, now: datetime) -> str:
+    raw = f"{REFRESH_PREFIX}{user.tenant_id}_{security.random_token(32)}"
     db.session.add(
         RefreshToken(
             id=security.random_hex(16),
-            tenant_id=tenant.id,
+            tenant_id=user.tenant_id,
             token_hash=security.sha256_hex(raw),
-            family_id=family_id,
+            family_id=session.id,
             user_id=user.id,
             created_at=now,
             expires_at=now + timedelta(seconds=_refresh_ttl(tenant)),
-            auth_time=auth_time,
         )
     )
     return raw
 
 
-def issue_session(
-    *, user: User, family_id: str | None = None, auth_time: datetime | None = None
-) -> TokenSet:
-    """Access, ID and refresh tokens for `user` (a new family unless one is given)."""
+def session_expiry(tenant: Tenant, now: datetime) -> datetime:
+    """When a session touched now can have no valid token left (refresh or access)."""
+    return now + timedelta(seconds=max(_refresh_ttl(tenant), access_ttl(tenant)))
+
+
+def start_session(*, user: User, tenant: Tenant, now: datetime) -> AuthSession:
+    """A new sign-in session (refresh family) of `user`, under its current generation."""
+    session = AuthSession(
+        id=security.random_hex(16),
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        generation=user.session_generation or 0,
+        auth_time=now,
+        created_at=now,
+        expires_at=session_expiry(tenant, now),
+    )
+    db.session.add(session)
+    return session
+
+
+def issue_session(*, user: User, session: AuthSession | None = None) -> TokenSet:
+    """Access, ID and refresh tokens for `user` in `session` (a new one unless given; a
+    given one has already been extended by the refresh that continues it)."""
     tenant = tenant_service.get_tenant(user.tenant_id)
     now = utcnow()
-    family_id = family_id or security.random_hex(16)
-    auth_time = auth_time or now
+    session = session or start_session(user=user, tenant=tenant, now=now)
     ttl = access_ttl(tenant)
     scope = " ".join(user_scopes(user))
     access = signing.sign(
@@ -152,17 +169,19 @@ def issue_session(
             "tid": tenant.id,
             "scope": scope,
             "iat": timestamp(now),
-            "exp": int(now.timestamp()) + ttl,
+            "exp": timestamp(now) + ttl,
+            "auth_time": timestamp(session.auth_time),
             "jti": uuid.uuid4().hex,
-            "sid": family_id,
+            "sid": session.id,
+            SCOPE_VERSION_CLAIM: user.scope_version or 0,
         }
     )
     return TokenSet(
         access_token=access,
         expires_in=ttl,
         scope=scope,
-        id_token=_id_token(user, tenant, now, ttl, auth_time),
-        refresh_token=_new_refresh_token(user, tenant, family_id, auth_time, now),
+        id_token=_id_token(user, tenant, now, ttl, session.auth_time),
+        refresh_token=_new_refresh_token(user, tenant, session, now),
         user_id=user.id,
     )
 
@@ -187,22 +206,86 @@ def record_login(user: User, *, actor: str, ip: str | None, method: str) -> None
     )
 
 
-def revoke_user_sessions(*, user: User, keep_family: str | None = None) -> None:
-    """Invalidate every access token issued so far and every refresh family, except the
-    session `keep_family` (its tokens stay valid)."""
-    user.tokens_valid_after = utcnow()
-    user.kept_session_id = keep_family
-    query = update(RefreshToken).where(
-        RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)
+def revoke_user_sessions(*, user: User, keep_session: str | None = None) -> None:
+    """End every session of the user except `keep_session` (its tokens stay valid).
+
+    Bumping the generation ends sessions that no UPDATE could see: one a sign-in or a
+    refresh is creating at this very moment is born under the old generation and is
+    refused on its first use."""
+    now = utcnow()
+    user.tokens_valid_after = now
+    user.session_generation = (user.session_generation or 0) + 1
+    db.session.flush()
+    if keep_session is not None:
+        db.session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == keep_session, AuthSession.user_id == user.id)
+            .values(generation=user.session_generation)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+        .where(AuthSession.id != (keep_session or ""))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
     )
-    if keep_family is not None:
-        query = query.where(RefreshToken.family_id != keep_family)
-    db.session.execute(query.values(revoked_at=utcnow()))
+
+
+def revoke_session(session_id: str) -> None:
+    """End one session: every access and refresh token of its family, including any a
+    concurrent refresh is minting right now (they name the session, which is checked)."""
+    db.session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def bump_scope_version(user: User) -> None:
+    """What the user's tokens may do changed: access tokens minted before are refused
+    (a refresh mints one with the new scopes)."""
+    user.scope_version = (user.scope_version or 0) + 1
+
+
+def session_is_live(user: User, session: AuthSession | None) -> bool:
+    """Whether a session still stands: not revoked, and of the user's current generation."""
+    return (
+        session is not None
+        and session.revoked_at is None
+        and session.generation == (user.session_generation or 0)
+    )
+
+
+def _load_caller(user_id: str, session_id: str) -> tuple[User | None, AuthSession | None]:
+    """The caller's row (with its policies and identities, which profile answers print)
+    and the session its token names, in one query."""
+    row = (
+        db.session.execute(
+            select(User, AuthSession)
+            .outerjoin(
+                AuthSession,
+                and_(
+                    AuthSession.tenant_id == User.tenant_id,
+                    AuthSession.user_id == User.id,
+                    AuthSession.id == session_id,
+                ),
+            )
+            .where(User.tenant_id == current_tenant_id(), User.id == user_id)
+            .options(joinedload(User.policies), joinedload(User.linked_identities))
+        )
+        .unique()
+        .first()
+    )
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 def authenticate_access_token(raw: str) -> Principal:
-    """The principal behind a bearer JWT; invalid_token when it is expired, forged, issued
-    before the user's tokens_valid_after, or its user is blocked or gone."""
+    """The principal behind a bearer JWT; invalid_token when it is expired or forged, its
+    session was revoked (password change, reset, revoke, reuse), its scopes are stale
+    (group, custom scopes or policies changed), or its user is blocked or gone. The user
+    and the session come from one query."""
     claims = signing.verify(raw)
     if not isinstance(claims.get("scope"), str) or "jti" not in claims:
         raise signing.invalid_token("An ID token is not an access token")
@@ -215,33 +298,38 @@ def authenticate_access_token(raw: str) -> Principal:
         return Principal(
             tenant_id=tenant_id, scopes=scopes, kind="api_key", credential_id=api_key.id
         )
+    sid = claims.get("sid")
+    if not isinstance(sid, str):
+        raise signing.invalid_token()
     with tenant_scope(tenant_id):
-        user = user_service.load_caller(str(claims["sub"]))
+        user, session = _load_caller(str(claims["sub"]), sid)
     if user is None or user.blocked:
         raise signing.invalid_token()
+    if not session_is_live(user, session):
+        raise signing.invalid_token("The access token was revoked")
+    if claims.get(SCOPE_VERSION_CLAIM) != (user.scope_version or 0):
+        raise signing.invalid_token("The permissions changed; refresh the access token")
     # The identity map holds rows weakly: keep the caller's row for this unit of work, so
     # the view's look-up of the same user costs no second query.
     db.session.info["authenticated_user"] = user
-    valid_after = user.tokens_valid_after
-    kept = user.kept_session_id is not None and claims.get("sid") == user.kept_session_id
-    if valid_after is not None and float(claims["iat"]) < timestamp(valid_after) and not kept:
-        raise signing.invalid_token("The access token was revoked")
+    auth_time = claims.get("auth_time")
     return Principal(
         tenant_id=tenant_id,
         scopes=scopes,
         user_id=user.id,
         kind="user",
-        credential_id=claims.get("sid"),
+        credential_id=sid,
+        auth_time=auth_time if isinstance(auth_time, int) else None,
     )
 
 
 def purge_expired(*, batch_size: int) -> int:
-    """Delete up to `batch_size` expired refresh tokens and used custom-token ids (all
-    tenants); how many rows went."""
+    """Delete up to `batch_size` expired refresh tokens, used custom-token ids and ended
+    sessions of each kind (all tenants); how many rows went."""
     now = utcnow()
     removed = 0
     with all_tenants():
-        for model in (RefreshToken, CustomTokenUse):
+        for model in (RefreshToken, CustomTokenUse, AuthSession):
             doomed = (
                 select(model.__table__.c[_pk(model)])
                 .where(model.expires_at < now)

@@ -49,9 +49,14 @@ class User(TenantScoped, TimestampMixin, Base):
     last_activity_at: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     logins_count: Mapped[int] = mapped_column(default=0)
+    # When the user's sessions were last revoked (shown as tokensValidAfterTime).
     tokens_valid_after: Mapped[datetime | None]
-    # The one session (refresh family) that survived the last "revoke other sessions".
-    kept_session_id: Mapped[str32 | None]
+    # Bumped to end every session at once (password change or reset): a session made under
+    # an older generation is dead, even one created by a sign-in that was in flight.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Bumped when what a token may do changes (group, custom scopes, policies): access
+    # tokens carry it, so one minted before the change is refused on the next request.
+    scope_version: Mapped[int] = mapped_column(default=0, server_default="0")
     version: Mapped[int] = mapped_column(default=1)
 
     policies: Mapped[list[Policy]] = relationship(

@@ -183,16 +183,6 @@ def find_user(user_id: str) -> User | None:
     return db.session.get(User, (current_tenant_id(), user_id))
 
 
-def load_caller(user_id: str) -> User | None:
-    """The authenticated caller's row with its policies and identities, in one query (the
-    bearer check runs on every request; profile reads then need no further query)."""
-    return db.session.get(
-        User,
-        (current_tenant_id(), user_id),
-        options=[joinedload(User.policies), joinedload(User.linked_identities)],
-    )
-
-
 def find_by_username(username: str) -> User | None:
     return db.session.scalar(select(User).where(User.username_normalized == username.casefold()))
 
