@@ -24,7 +24,6 @@ from app.tenants.models import Tenant
 from app.tokens import signing
 from app.tokens.models import AuthSession, CustomTokenUse, RefreshToken
 from app.users import policies as policy_service
-from app.users import service as user_service
 from app.users.models import User
 
 REFRESH_PREFIX = "rt_"
