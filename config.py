@@ -60,8 +60,10 @@ def _dev_secrets(instance_path: Path) -> dict[str, str]:
     missing = {k: make() for k, make in _GENERATED_SECRETS.items() if not stored.get(k)}
     if missing:
         stored.update(missing)
-        instance_path.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(stored, indent=2))
+        instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(json.dumps(stored, indent=2))
         path.chmod(0o600)
     return stored
 
@@ -109,7 +111,12 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(raw_db or default_db)
         # No pre-ping: it costs a round trip per request. Connections are recycled instead,
         # and a dropped one answers 503 once while the pool replaces it.
-        self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_recycle": 1800}
+        # hide_parameters: a logged database error never shows a bound value (a password
+        # hash, an email, a token digest).
+        self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {
+            "pool_recycle": 1800,
+            "hide_parameters": True,
+        }
 
         self.REDIS_URL = env.get("REDIS_URL", "")
         self.CELERY_BROKER_URL = env.get("CELERY_BROKER_URL", "") or self.REDIS_URL
@@ -129,6 +136,8 @@ class Config:
         self.CUSTOM_TOKEN_TTL = min(_int(env, "CUSTOM_TOKEN_TTL", 3600), 3600)
         self.REFRESH_REUSE_GRACE_SECONDS = _int(env, "REFRESH_REUSE_GRACE_SECONDS", 10)
         self.PASSWORD_RESET_TTL = min(_int(env, "PASSWORD_RESET_TTL", 3600), 3600)
+        # A self-service password or email change needs a password entered this recently.
+        self.REAUTH_MAX_AGE_SECONDS = _int(env, "REAUTH_MAX_AGE_SECONDS", 300)
 
         self.RATELIMIT_SIGNIN_PER_ACCOUNT = env.get("RATELIMIT_SIGNIN_PER_ACCOUNT", "10 per minute")
         self.RATELIMIT_SIGNIN_PER_IP = env.get("RATELIMIT_SIGNIN_PER_IP", "300 per minute")

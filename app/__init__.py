@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -33,7 +34,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     app.config.update(config.as_dict())
     app.config.update(overrides)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep each document's field order
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    _private_instance_files(app)
     _configure_logging(app)
     try:
         app.extensions["gatehouse.keyring"] = KeyRing(app.config["ENCRYPTION_KEYS"])
@@ -70,6 +71,21 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])  # type: ignore[method-assign]
     app.wsgi_app = StripTrailingSlash(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def _private_instance_files(app: Flask) -> None:
+    """instance/ holds the development secrets, the SQLite database and mails with reset
+    links: only the owner may read them (the folder 0700, the database file 0600; SQLite
+    gives its journal files the database file's mode)."""
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    instance.chmod(0o700)
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database)
+        database.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+        database.chmod(0o600)
 
 
 def _serve_swagger_assets(app: Flask) -> None:

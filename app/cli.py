@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -48,7 +49,9 @@ def bootstrap() -> dict[str, str]:
         db.session.commit()
         saved = {"tenant_id": tenant.id, "api_key": issued.raw_key}
         path = _bootstrap_file()
-        path.write_text(json.dumps(saved, indent=2))
+        descriptor = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:  # it holds an API key: owner only
+            file.write(json.dumps(saved, indent=2))
         path.chmod(0o600)
     else:
         db.session.commit()

@@ -194,7 +194,8 @@ def test_forged_or_garbage_tokens_are_401(app, client, enabled):
     assert signin(client, enabled, real).status_code == 200  # the real one is still unused
 
 
-def test_a_token_of_another_tenant_is_401(app, client, enabled, other_tenant):
+def test_a_token_of_another_tenant_is_401(app, client, enabled):
+    other_tenant = factories.make_tenant(app, "umbrella", allow_user_token_management=True)
     token = new_token(client, enabled, "cross-1")
     assert_error(signin(client, other_tenant, token), 401)
     assert factories.count_users(app, other_tenant.id) == 0
@@ -260,7 +261,8 @@ def test_refresh_with_a_garbage_token_is_401(client, enabled, token):
     assert_error(response, 401)
 
 
-def test_refresh_with_another_tenants_key_is_401(client, enabled, other_tenant):
+def test_refresh_with_another_tenants_key_is_401(app, client, enabled):
+    other_tenant = factories.make_tenant(app, "umbrella", allow_user_token_management=True)
     first = signin(client, enabled, new_token(client, enabled, "refresh-2")).get_json()
     body = {"refreshToken": first["refreshToken"]}
     assert_error(client.post("/token/refresh", json=body, headers=other_tenant.m2_headers), 401)

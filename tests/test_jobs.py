@@ -68,4 +68,5 @@ def test_eager_mode_runs_tasks_in_process(tmp_path: Path) -> None:
         db.create_all()
         enqueue_after_commit(create_tenant_named, "eager")
         db.session.commit()
-    assert _tenant_names(eager_app) == {"eager"}
+    # In this process, on a background thread, after the commit that queued it.
+    assert _wait_for(lambda: _tenant_names(eager_app) == {"eager"})

@@ -263,14 +263,16 @@ def test_development_writes_mail_to_the_outbox(tmp_path: Path, postmark: FakePos
         ask_reset(dev.test_client(), tenant.id, "dee@example.com")
 
         outbox = Path(dev.instance_path) / "outbox"
-        files = sorted(outbox.glob("*.eml"))
+        files = factories.wait_until(lambda: sorted(outbox.glob("*.eml")))
         assert len(files) == 1, files
         message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
         assert message["To"] == "dee@example.com"
         text = message.get_body(("plain",)).get_content()
         assert LINK_PREFIX in text
-        [row] = factories.email_deliveries(dev, tenant.id)
-        assert row.status == "sent"
+        rows = factories.wait_until(
+            lambda: [r for r in factories.email_deliveries(dev, tenant.id) if r.status == "sent"]
+        )
+        assert len(rows) == 1
         assert postmark.attempts() == 0
     finally:
         with dev.app_context():

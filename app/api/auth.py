@@ -181,19 +181,27 @@ def requires(
     return decorate
 
 
-def api_key_only(view: F) -> F:
-    """Allow any API key of the tenant (or the root key naming it), but no user token."""
+def api_key_only(scope: str) -> Callable[[F], F]:
+    """Allow an API key of the tenant (or the root key naming it) holding `scope`, but no
+    user token."""
 
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        principal = authenticate()
-        if principal.is_user:
-            raise Forbidden("This endpoint needs the tenant's API key", code="api_key_required")
-        g.principal = principal
-        with tenant_scope(principal.tenant_id):
-            return _run_in_transaction(view, *args, **kwargs)
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = authenticate()
+            if principal.is_user:
+                raise Forbidden("This endpoint needs the tenant's API key", code="api_key_required")
+            if not principal.has(scope):
+                raise Forbidden(
+                    f"This credential lacks the scope {scope}", code="insufficient_scope"
+                )
+            g.principal = principal
+            with tenant_scope(principal.tenant_id):
+                return _run_in_transaction(view, *args, **kwargs)
 
-    return cast(F, wrapper)
+        return cast(F, wrapper)
+
+    return decorate
 
 
 def root_only(view: F) -> F:

@@ -10,7 +10,7 @@ import marshmallow as ma
 
 from app.core.security import sha256_hex
 
-USER_ID_REGEX = r"^[A-Za-z0-9._@|:-]{1,128}$"
+USER_ID_REGEX = r"^[A-Za-z0-9._@|:-]{1,128}\Z"
 
 
 def entity_tag(row: Any) -> str:

@@ -65,3 +65,16 @@ def check(setting: str, *identity: str) -> None:
     """Apply the limit named by config `setting` (e.g. RATELIMIT_SIGNIN_PER_IP)."""
     limits: RateLimits = current_app.extensions[_EXTENSION]
     limits.check(setting, current_app.config[setting], *identity)
+
+
+def login_keys(*identifiers: str | None) -> list[str]:
+    """The distinct, case-folded identifiers a request names (username, email): a limit
+    keyed on a login counts against every one of them, so pairing the real address with
+    a fresh username each time cannot dodge it."""
+    return sorted({value.casefold() for value in identifiers if value})
+
+
+def check_each(setting: str, scope: str, identifiers: list[str], *extra: str) -> None:
+    """Apply the limit `setting` to each identifier (within `scope`, e.g. a tenant)."""
+    for identifier in identifiers:
+        check(setting, scope, identifier, *extra)

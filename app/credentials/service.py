@@ -13,7 +13,9 @@ from app.users.models import User
 
 def change_password(*, actor: Principal, user: User, new_password: str) -> None:
     """Set a new password (Invalid when the tenant's policy refuses it) and revoke every
-    session of the user except the one making the change."""
+    session of the user except the one making the change. A user changing its own
+    password must have signed in recently (Unauthenticated reauthentication_required)."""
+    user_service.check_recent_sign_in(actor=actor, user=user)
     user_service.check_password(new_password)
     user.password_hash = security.hash_password(new_password)
     keep = actor.credential_id if actor.is_user and actor.user_id == user.id else None

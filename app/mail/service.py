@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -159,9 +160,12 @@ def _write_outbox(delivery: EmailDelivery, body: dict[str, str]) -> str:
     message.set_content(body["text"])
     message.add_alternative(body["html"], subtype="html")
     outbox = Path(current_app.instance_path) / "outbox"
-    outbox.mkdir(parents=True, exist_ok=True)
+    outbox.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = outbox / f"{delivery.created_at:%Y%m%dT%H%M%S}-{delivery.id}.eml"
-    path.write_bytes(bytes(message))
+    # Only the owner may read a mail: it can hold a reset link.
+    descriptor = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(bytes(message))
     log.info(
         "mail %s to %s (%s) written to %s", delivery.id, delivery.to_address, delivery.subject, path
     )

@@ -16,6 +16,8 @@ from app.core.errors import Forbidden, InvalidGrant
 from app.core.jobs import enqueue_after_commit
 from app.core.tenancy import Principal
 from app.tenants import service as tenant_service
+from app.tenants.models import Tenant
+from app.tokens import grants
 from app.tokens import service as token_service
 from app.tokens.models import CustomTokenUse
 from app.users import service as user_service
@@ -29,16 +31,23 @@ class CustomToken:
     expires_in: int
 
 
-def generate_custom_token(*, actor: Principal, user_id: str) -> CustomToken:
-    """Mint a single-use custom token for `user_id`; Forbidden unless the tenant allows
-    user-token management. The issuance is audited by the worker."""
-    tenant = tenant_service.get_tenant(actor.tenant_id)
+def _tenant_managing_tokens(tenant_id: str) -> Tenant:
+    """The tenant, if it allows user-token management (seed 004 asks it of every /token/
+    call); Forbidden otherwise."""
+    tenant = tenant_service.get_tenant(tenant_id)
     if not tenant.allow_user_token_management:
         raise Forbidden(
             "This tenant does not allow user token management "
             "(enable the allow_user_token_management setting)",
             code="user_token_management_disabled",
         )
+    return tenant
+
+
+def generate_custom_token(*, actor: Principal, user_id: str) -> CustomToken:
+    """Mint a single-use custom token for `user_id`; Forbidden unless the tenant allows
+    user-token management. The issuance is audited by the worker."""
+    tenant = _tenant_managing_tokens(actor.tenant_id)
     user_service.check_user_id(user_id)
     jti = security.random_hex(16)
     ttl = current_app.config["CUSTOM_TOKEN_TTL"]
@@ -72,7 +81,9 @@ def _claim_once(jti: str, user_id: str, ttl: int) -> None:
 
 def sign_in_with_custom_token(*, actor: Principal, token: str) -> token_service.TokenSet:
     """Exchange a custom token once for tokens, creating the user if needed; InvalidGrant
-    for a forged, expired, used or other-tenant token, or a blocked user."""
+    for a forged, expired, used or other-tenant token, or a blocked user; Forbidden when
+    the tenant does not allow user-token management."""
+    _tenant_managing_tokens(actor.tenant_id)
     ttl = current_app.config["CUSTOM_TOKEN_TTL"]
     try:
         payload = security.signed_loads(current_app.config["SECRET_KEY"], PURPOSE, token, ttl)
@@ -95,3 +106,12 @@ def sign_in_with_custom_token(*, actor: Principal, token: str) -> token_service.
     tokens.is_new_user = is_new
     db.session.flush()
     return tokens
+
+
+def refresh_for_backend(*, actor: Principal, refresh_token: str) -> token_service.TokenSet:
+    """A backend's refresh of one of its tenant's sessions (seed 004 `/token/refresh`);
+    Forbidden when the tenant does not allow user-token management, InvalidGrant."""
+    _tenant_managing_tokens(actor.tenant_id)
+    return grants.refresh_grant(
+        refresh_token=refresh_token, expected_tenant_id=actor.tenant_id, ip=actor.ip
+    )

@@ -242,12 +242,6 @@ def revoke_session(session_id: str) -> None:
     )
 
 
-def bump_scope_version(user: User) -> None:
-    """What the user's tokens may do changed: access tokens minted before are refused
-    (a refresh mints one with the new scopes)."""
-    user.scope_version = (user.scope_version or 0) + 1
-
-
 def session_is_live(user: User, session: AuthSession | None) -> bool:
     """Whether a session still stands: not revoked, and of the user's current generation."""
     return (

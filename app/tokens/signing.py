@@ -7,8 +7,10 @@ claims per token until the token expires, so a hot path does no RSA work twice.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -29,6 +31,10 @@ ALGORITHM = "RS256"
 CURRENT_KEY_CACHE_SECONDS = 60
 UNKNOWN_KID_RETRY_SECONDS = 5
 VERIFIED_CACHE_SIZE = 10_000
+# Misses remembered per process: bounded, so a flood of made-up kids costs no memory.
+UNKNOWN_KID_CACHE_SIZE = 256
+# Our kids are random_hex(8); anything else is refused before any look-up.
+KID_PATTERN = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass
@@ -36,7 +42,7 @@ class _KeyCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
     current: tuple[str, Any, float] | None = None  # kid, private key, loaded at
     public: dict[str, tuple[Any, float | None]] = field(default_factory=dict)  # kid -> key, exp
-    unknown: dict[str, float] = field(default_factory=dict)  # kid -> last miss
+    unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # kid -> last miss
     verified: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> claims
 
 
@@ -136,6 +142,9 @@ def _public_key(kid: str) -> Any:
     if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
         with cache.lock:
             cache.unknown[kid] = now
+            cache.unknown.move_to_end(kid)
+            while len(cache.unknown) > UNKNOWN_KID_CACHE_SIZE:
+                cache.unknown.popitem(last=False)
         return None
     public = RSAAlgorithm.from_jwk(row.public_jwk)
     expires = row.expires_at.timestamp() if row.expires_at else None
@@ -162,9 +171,10 @@ def verify(token: str) -> dict[str, Any]:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise invalid_token() from exc
-    if header.get("alg") != ALGORITHM or not isinstance(header.get("kid"), str):
+    kid = header.get("kid")
+    if header.get("alg") != ALGORITHM or not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
         raise invalid_token()
-    key = _public_key(header["kid"])
+    key = _public_key(kid)
     if key is None:
         raise invalid_token()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from app.core.db import db
 from app.core.errors import Invalid, NotFound
@@ -38,19 +38,29 @@ def check_policies(policies: list[dict[str, Any]]) -> None:
 
 
 def replace_policies(*, user: User, policies: list[dict[str, Any]]) -> list[Policy]:
-    """Make `policies` the user's whole policy list; Invalid."""
+    """Make `policies` the user's whole policy list, atomically: concurrent replacements
+    apply one after the other (the last one wins), never merged; Invalid."""
     check_policies(policies)
-    user.policies = [
-        Policy(
-            tenant_id=user.tenant_id,
-            user_id=user.id,
-            resource=p["resource"],
-            resource_type=p["resource_type"],
-            type=p["type"],
+    user_service.lock_user(user)
+    db.session.execute(
+        delete(Policy)
+        .where(Policy.tenant_id == user.tenant_id, Policy.user_id == user.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(user, ["policies"])
+    for p in policies:
+        db.session.add(
+            Policy(
+                tenant_id=user.tenant_id,
+                user_id=user.id,
+                resource=p["resource"],
+                resource_type=p["resource_type"],
+                type=p["type"],
+            )
         )
-        for p in policies
-    ]
+    user_service.scopes_changed(user)
     db.session.flush()
+    db.session.expire(user, ["policies"])
     return user.policies
 
 

@@ -10,21 +10,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from app.audit import service as audit_service
 from app.core import lastseen, security
 from app.core.db import add_unique, db, utcnow
-from app.core.errors import Conflict, Forbidden, Invalid, NotFound
+from app.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from app.core.tenancy import Principal, current_tenant_id
 from app.tenants import service as tenant_service
 from app.users.models import User
 
-USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@|:-]{1,128}$")
+USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@|:-]{1,128}\Z")
 RESERVED_USERNAMES = frozenset({"me", "current", "profile"})
 MAX_PASSWORD_LENGTH = 1024
 MAX_EMAIL_MATCHES = 100
+# Fields that decide an access token's scopes (see tokens.service.user_scopes).
+SCOPE_FIELDS = frozenset({"permissions_group", "custom_scopes"})
 
 # Attributes a caller may set directly; everything else has its own function.
 PROFILE_FIELDS = frozenset(
@@ -50,7 +53,7 @@ PROFILE_FIELDS = frozenset(
 
 def check_user_id(user_id: str) -> str:
     """`user_id` if it has the allowed form; Invalid otherwise."""
-    if not isinstance(user_id, str) or not USER_ID_PATTERN.match(user_id):
+    if not isinstance(user_id, str) or not USER_ID_PATTERN.fullmatch(user_id):
         raise Invalid(
             "A user id is 1-128 characters of A-Z a-z 0-9 . _ @ | : -",
             code="invalid_user_id",
@@ -61,7 +64,7 @@ def check_user_id(user_id: str) -> str:
 
 def normalize_username(username: str) -> str:
     """The case-folded username; Invalid when reserved or malformed."""
-    if not USER_ID_PATTERN.match(username):
+    if not USER_ID_PATTERN.fullmatch(username):
         raise Invalid(
             "A username is 1-128 characters of A-Z a-z 0-9 . _ @ | : -",
             code="invalid_username",
@@ -220,10 +223,13 @@ def find_by_email(email: str) -> list[User]:
 
 
 def update_user(*, user: User, changes: dict[str, Any]) -> User:
-    """Apply `changes` (profile fields, `username`, `email`) to `user`; Invalid or Conflict."""
+    """Apply `changes` (profile fields, `username`, `email`) to `user`; Invalid or Conflict.
+    A change of what the user's tokens may do ends the access tokens minted before it."""
     unknown = set(changes) - PROFILE_FIELDS - {"username", "email"}
     if unknown:
         raise TypeError(f"unknown user fields: {sorted(unknown)}")
+    if any(changes[key] != getattr(user, key) for key in changes.keys() & SCOPE_FIELDS):
+        scopes_changed(user)
     if "username" in changes:
         _set_username(user, changes["username"])
         _check_username_free(user)
@@ -233,6 +239,42 @@ def update_user(*, user: User, changes: dict[str, Any]) -> User:
         setattr(user, key, changes[key])
     _flush_unique(user)
     return user
+
+
+def scopes_changed(user: User) -> None:
+    """What the user's tokens may do changed (group, custom scopes, policies): access
+    tokens carry the scope version, so those minted before are refused on their next use
+    (a refresh mints one with the new scopes)."""
+    user.scope_version = (user.scope_version or 0) + 1
+
+
+def lock_user(user: User) -> User:
+    """Take the user's row lock for the rest of the transaction and reload the row, so
+    read-modify-write changes (a policy list) of concurrent requests apply one after the
+    other instead of merging."""
+    db.session.execute(
+        select(User)
+        .where(User.tenant_id == user.tenant_id, User.id == user.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return user
+
+
+def check_recent_sign_in(*, actor: Principal, user: User) -> None:
+    """A user changing its own password or email with an access token must have entered
+    its password within REAUTH_MAX_AGE_SECONDS (OWASP ASVS V3.7.1): a stolen token alone
+    cannot take the account over. API keys and administrators acting on others are not
+    asked. Unauthenticated `reauthentication_required` otherwise."""
+    if not (actor.is_user and actor.user_id == user.id):
+        return
+    max_age = current_app.config["REAUTH_MAX_AGE_SECONDS"]
+    if actor.auth_time is not None and utcnow().timestamp() - actor.auth_time <= max_age:
+        return
+    raise Unauthenticated(
+        f"Sign in again (password entered within {max_age} s) to change this",
+        code="reauthentication_required",
+    )
 
 
 def delete_user(*, actor: Principal, user: User) -> None:
@@ -255,6 +297,7 @@ def change_account_email(*, actor: Principal, user: User, changes: dict[str, Any
         raise Forbidden("Only an administrator may set emailVerified", code="forbidden_field")
     update: dict[str, Any] = {}
     if "email" in changes and changes["email"] != user.email:
+        check_recent_sign_in(actor=actor, user=user)
         update["email"] = changes["email"]
         update["email_verified"] = False
     if "email_verified" in changes:

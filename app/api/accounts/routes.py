@@ -21,7 +21,6 @@ from app.api.accounts.schemas import (
 from app.api.auth import api_key_only, client_ip, current_principal, requires
 from app.core import ratelimit
 from app.tokens import custom as custom_tokens
-from app.tokens import grants
 from app.tokens import service as token_service
 from app.users import service as user_service
 from app.users.models import User
@@ -113,7 +112,7 @@ def generate_token(body: dict[str, Any]) -> custom_tokens.CustomToken:
 
 
 @blp.route("/token/signin", methods=["POST"])
-@api_key_only
+@api_key_only("create:user_tokens")
 @blp.arguments(SignInSchema)
 @blp.response(200, SessionSchema)
 def sign_in_with_token(body: dict[str, Any]) -> token_service.TokenSet:
@@ -123,14 +122,12 @@ def sign_in_with_token(body: dict[str, Any]) -> token_service.TokenSet:
 
 
 @blp.route("/token/refresh", methods=["POST"])
-@api_key_only
+@api_key_only("create:user_tokens")
 @blp.arguments(RefreshSchema)
 @blp.response(200, SessionSchema)
 def refresh_token(body: dict[str, Any]) -> token_service.TokenSet:
     """Exchange a refresh token for new tokens"""
     ratelimit.check("RATELIMIT_REFRESH_PER_IP", client_ip() or "-")
-    return grants.refresh_grant(
-        refresh_token=body["refreshToken"],
-        expected_tenant_id=current_principal().tenant_id,
-        ip=client_ip(),
+    return custom_tokens.refresh_for_backend(
+        actor=current_principal(), refresh_token=body["refreshToken"]
     )

@@ -9,7 +9,7 @@ import marshmallow as ma
 from app.api.fields import OutputSchema, StrictSchema
 from app.users.models import User
 
-NO_SPACES = r"^\S+$"
+NO_SPACES = r"^\S+\Z"
 
 
 class PolicyInSchema(StrictSchema):

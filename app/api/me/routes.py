@@ -113,9 +113,9 @@ def request_password_reset() -> dict[str, str]:
     if tenant_id is None:
         raise Invalid("X-Tenant-ID names the tenant", code="INVALID_BODY")
     ip = client_ip() or "-"
-    address = (body.get("email") or body.get("username") or "").casefold()
+    addresses = ratelimit.login_keys(body.get("email"), body.get("username"))
     ratelimit.check("RATELIMIT_RESET_PER_IP", ip)
-    ratelimit.check("RATELIMIT_RESET_PER_ADDRESS", tenant_id, address)
+    ratelimit.check_each("RATELIMIT_RESET_PER_ADDRESS", tenant_id, addresses)
     password_reset.request_reset(
         tenant_id=tenant_id,
         username=body.get("username"),

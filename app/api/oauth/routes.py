@@ -90,9 +90,9 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
     if grant == "password":
         _require(body, "password")
         tenant_id = _required_tenant()
-        login = (body.get("username") or body.get("email") or "").casefold()
+        logins = ratelimit.login_keys(body.get("username"), body.get("email"))
         ratelimit.check("RATELIMIT_SIGNIN_PER_IP", ip)
-        ratelimit.check("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, login, ip)
+        ratelimit.check_each("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, logins, ip)
         return grants.password_grant(
             tenant_id=tenant_id,
             username=body.get("username"),

@@ -6,8 +6,8 @@ import marshmallow as ma
 
 from app.api.fields import IsoDateTime, OutputSchema, StrictBoolean, StrictSchema
 
-SCOPE_REGEX = r"^(\*|[a-z_]+:[a-z_]+)$"
-HOST_REGEX = r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$"
+SCOPE_REGEX = r"^(\*|[a-z_]+:[a-z_]+)\Z"
+HOST_REGEX = r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?\Z"
 DAY = 24 * 3600
 
 
