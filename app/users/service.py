@@ -252,13 +252,12 @@ def lock_user(user: User) -> User:
     """Take the user's row lock for the rest of the transaction and reload the row, so
     read-modify-write changes (a policy list) of concurrent requests apply one after the
     other instead of merging."""
-    db.session.execute(
+    return db.session.execute(
         select(User)
         .where(User.tenant_id == user.tenant_id, User.id == user.id)
         .with_for_update()
         .execution_options(populate_existing=True)
-    )
-    return user
+    ).scalar_one()  # loading the row is what refreshes the instance
 
 
 def check_recent_sign_in(*, actor: Principal, user: User) -> None:
