@@ -1,7 +1,7 @@
 """Imports every model so the metadata (and Alembic) sees the whole schema."""
 
 from app.audit.models import AuditEvent
-from app.credentials.models import PasswordResetRequest
+from app.credentials.models import DeviceCredential, MfaEnrolment, PasswordResetRequest
 from app.mail.models import EmailDelivery
 from app.properties.models import Property
 from app.secrets.models import Secret
@@ -14,8 +14,10 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "CustomTokenUse",
+    "DeviceCredential",
     "EmailDelivery",
     "Identity",
+    "MfaEnrolment",
     "PasswordResetRequest",
     "Policy",
     "Property",

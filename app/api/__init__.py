@@ -6,11 +6,11 @@ from types import ModuleType
 
 from flask import request
 
-from app.api import accounts, directory, me, oauth, platform, user
+from app.api import accounts, directory, management, me, oauth, platform, user
 from app.core.errors import Renderer, render_default
 from app.core.smorest import Api
 
-SURFACES: tuple[ModuleType, ...] = (platform, user, me, accounts, oauth, directory)
+SURFACES: tuple[ModuleType, ...] = (platform, user, me, accounts, oauth, directory, management)
 
 # For errors raised before a blueprint is known (404/405): the longest prefix wins.
 PATH_PREFIXES: tuple[tuple[str, ModuleType], ...] = (
@@ -26,6 +26,8 @@ PATH_PREFIXES: tuple[tuple[str, ModuleType], ...] = (
     ("/oauth/", oauth),
     ("/api/v1/", directory),
     ("/api/v1", directory),
+    ("/api/v2/", management),
+    ("/api/v2", management),
     ("/.well-known/", oauth),
 )
 

@@ -1,4 +1,5 @@
-"""Keyset pagination: opaque cursors that carry the sort key of the last row served."""
+"""Pagination: keyset (opaque cursors carrying the last row's sort key) and numbered pages
+with a total, for clients that page by number (Auth0's `page`/`per_page`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, and_, func, or_
+from sqlalchemy import inspect as sa_inspect
 
 from app.core.db import db
 from app.core.errors import Invalid
@@ -86,3 +88,41 @@ def paginate_by_creation(
     return page_from_rows(
         rows, size, lambda row: [row.created_at.isoformat(), str(getattr(row, id_col.key))]
     )
+
+
+@dataclass
+class OffsetPage(Generic[T]):
+    """A numbered page (Auth0-style `page`/`per_page`), with the total when asked for."""
+
+    items: list[T]
+    start: int
+    limit: int
+    total: int | None
+
+
+def paginate_by_offset(
+    query: Select[Any],
+    *,
+    order_by: tuple[Any, ...],
+    page: int,
+    per_page: int,
+    with_total: bool,
+) -> OffsetPage[Any]:
+    """Offset paging for clients that number their pages; `query` must already hold its
+    filters (the total counts the same rows). A page past the end is empty, not an error.
+    Invalid outside per_page 1..MAX_LIMIT or a negative page."""
+    if not 1 <= per_page <= MAX_LIMIT:
+        raise Invalid(f"per_page must be between 1 and {MAX_LIMIT}", code="invalid_limit")
+    if page < 0:
+        raise Invalid("page must be 0 or more", code="invalid_page")
+    start = page * per_page
+    rows = list(db.session.scalars(query.order_by(*order_by).offset(start).limit(per_page)))
+    total = None
+    if with_total:
+        # Count an ORM attribute of the entity, not `count(*)`: a statement without one
+        # names no mapper, and the tenancy filter (core.tenancy) would not see its rows.
+        entity = query.column_descriptions[0]["entity"]
+        key = getattr(entity, sa_inspect(entity).primary_key[-1].key)
+        counted = query.order_by(None).with_only_columns(func.count(key))
+        total = int(db.session.scalar(counted) or 0)
+    return OffsetPage(rows, start, per_page, total)

@@ -15,6 +15,7 @@ from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import AppError, Invalid, InvalidGrant, Unauthenticated
 from app.core.tenancy import tenant_scope
+from app.credentials import mfa as mfa_service
 from app.tenants import service as tenant_service
 from app.tokens import signing
 from app.tokens.models import AuthSession, RefreshToken
@@ -81,7 +82,13 @@ def _check_password(candidates: list[User], password: str) -> User | None:
 
 
 def password_grant(
-    *, tenant_id: str, username: str | None, email: str | None, password: str, ip: str | None
+    *,
+    tenant_id: str,
+    username: str | None,
+    email: str | None,
+    password: str,
+    ip: str | None,
+    otp: str | None = None,
 ) -> TokenSet:
     """Sign in with a password; InvalidGrant with the same answer and cost whether or not
     the user exists."""
@@ -101,6 +108,7 @@ def password_grant(
             )
         if user.blocked:
             raise _signin_failed(ip, user, "blocked", login)
+        mfa_service.check_sign_in(user=user, otp=otp, ip=ip)
         if user.password_hash and security.password_needs_rehash(user.password_hash):
             user.password_hash = security.hash_password(password)
         record_login(user, actor=f"user:{user.id}", ip=ip, method="password")

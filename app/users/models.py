@@ -34,6 +34,7 @@ class User(TenantScoped, TimestampMixin, Base):
     display_name: Mapped[str255 | None]
     first_name: Mapped[str255 | None]
     last_name: Mapped[str255 | None]
+    nickname: Mapped[str255 | None]
     photo_url: Mapped[str | None] = mapped_column(String(2048))
     phone_number: Mapped[str32 | None]
     blocked: Mapped[bool] = mapped_column(default=False)

@@ -36,6 +36,7 @@ PROFILE_FIELDS = frozenset(
         "display_name",
         "first_name",
         "last_name",
+        "nickname",
         "photo_url",
         "phone_number",
         "blocked",

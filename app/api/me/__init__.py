@@ -37,6 +37,6 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
     return body
 
 
-from app.api.me import routes  # noqa: E402,F401  (registers the routes on blp)
+from app.api.me import mfa_routes, routes  # noqa: E402,F401  (registers the routes on blp)
 
 __all__ = ["blp", "render_error"]

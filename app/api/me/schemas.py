@@ -1,4 +1,5 @@
-"""Shapes of the me surface: the `users/me` document (epoch seconds / milliseconds)."""
+"""Shapes of the me surface: the `users/me` document (epoch seconds / milliseconds) and
+TOTP enrolment."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.api.fields import OutputSchema, entity_tag
+from app.api.fields import IsoDateTime, OutputSchema, entity_tag
 from app.users.models import User
 
 
@@ -106,3 +107,28 @@ class ResetConfirmSchema(ma.Schema):
 
 class OkSchema(OutputSchema):
     msg = ma.fields.String()
+
+
+class TotpStartSchema(OutputSchema):
+    """A started TOTP enrolment: the secret (shown only here) and its otpauth:// URI."""
+
+    id = ma.fields.String(attribute="enrolment.id")
+    type = ma.fields.String(attribute="enrolment.type")
+    status = ma.fields.String(attribute="enrolment.status")
+    secret = ma.fields.String()
+    otpauth_uri = ma.fields.String(attribute="uri")
+
+
+class TotpConfirmSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    code = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^\d{6}$"))
+
+
+class EnrolmentSchema(OutputSchema):
+    id = ma.fields.String()
+    type = ma.fields.String()
+    status = ma.fields.String()
+    enrolled_at = IsoDateTime(attribute="created_at")
+    confirmed_at = IsoDateTime(allow_none=True)

@@ -17,6 +17,7 @@ OAUTH_ERRORS = frozenset(
         "unauthorized_client",
         "unsupported_grant_type",
         "invalid_scope",
+        "mfa_required",  # Auth0's answer to a password grant that lacks the second factor
     }
 )
 _BY_STATUS = {401: "invalid_client", 403: "unauthorized_client", 429: "temporarily_unavailable"}

@@ -99,6 +99,7 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
             email=body.get("email"),
             password=body["password"],
             ip=ip,
+            otp=body.get("otp"),
         )
     if grant == "refresh_token":
         _require(body, "refresh_token")

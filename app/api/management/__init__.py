@@ -1,0 +1,91 @@
+"""The management surface (seed 001): `/api/v2/...`, compatible with Auth0's Management API
+v2 and its SDKs. Errors: `{statusCode, error, message, errorCode}`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import marshmallow as ma
+from flask import request
+
+from app.core.errors import AppError
+from app.core.smorest import Blueprint
+
+F = TypeVar("F", bound=Callable[..., Any])
+blp = Blueprint("management", __name__, description="Auth0 Management API v2 compatible users")
+
+# Domain codes → Auth0's errorCode; a 400 not listed here is `invalid_body` for a request
+# with a body and `invalid_query_string` otherwise.
+_ERROR_CODES = {
+    "user_not_found": "inexistent_user",
+    "insufficient_scope": "insufficient_scope",
+    "forbidden_field": "insufficient_scope",
+    "forbidden_user": "insufficient_scope",
+    "user_token_required": "insufficient_scope",
+    "user_exists": "auth0_idp_error",
+    "username_exists": "auth0_idp_error",
+    "invalid_mfa_provider": "invalid_uri",
+    "primary_identity": "invalid_uri",
+    "invalid_query": "invalid_query_string",
+    "invalid_sort": "invalid_query_string",
+    "invalid_limit": "invalid_query_string",
+    "invalid_page": "invalid_query_string",
+    "rate_limited": "too_many_requests",
+}
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class Auth0ErrorSchema(ma.Schema):
+    """Auth0's error body."""
+
+    statusCode = ma.fields.Integer(required=True)
+    error = ma.fields.String(required=True)
+    message = ma.fields.String(required=True)
+    errorCode = ma.fields.String(required=True)
+
+
+def _error_code(err: AppError) -> str:
+    if err.code in _ERROR_CODES:
+        return _ERROR_CODES[err.code]
+    if err.status == 400 and err.code not in ("tenant_required",):
+        return "invalid_body" if request.method in _BODY_METHODS else "invalid_query_string"
+    return err.code
+
+
+def _message(err: AppError) -> str:
+    """The message, naming every failing field (Auth0 says which property is wrong)."""
+    if not err.fields:
+        return err.message
+    parts = []
+    for name, problems in err.fields.items():
+        text = "; ".join(str(p) for p in problems) if isinstance(problems, list) else problems
+        parts.append(f"'{name}': {text}")
+    kind = "Payload" if request.method in _BODY_METHODS else "Query"
+    return f"{kind} validation error: {', '.join(parts)}"
+
+
+def errors(*statuses: int) -> Callable[[F], F]:
+    """Document the error answers a route gives, in this surface's shape."""
+
+    def decorate(view: F) -> F:
+        for status in sorted(set(statuses) | {401, 403, 429}, reverse=True):
+            view = blp.alt_response(status, schema=Auth0ErrorSchema)(view)
+        return view
+
+    return decorate
+
+
+def render_error(err: AppError, request_id: str) -> dict[str, Any]:
+    return {
+        "statusCode": err.status,
+        "error": HTTPStatus(err.status).phrase,
+        "message": _message(err),
+        "errorCode": _error_code(err),
+    }
+
+
+from app.api.management import device_routes, identity_routes, routes  # noqa: E402,F401
+
+__all__ = ["Auth0ErrorSchema", "blp", "errors", "render_error"]

@@ -1,0 +1,218 @@
+"""Second factor (TOTP, RFC 6238 with pyotp): enrol, confirm, check at sign-in, list, remove.
+
+The secret is encrypted with the key ring and bound to its row; each accepted code's
+time-step is remembered, so a code works once (also against two concurrent sign-ins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyotp
+from sqlalchemy import or_, select, update
+
+from app.audit import service as audit_service
+from app.core import security
+from app.core.db import add_unique, db, utcnow
+from app.core.errors import Conflict, Forbidden, Invalid, InvalidGrant, NotFound
+from app.core.tenancy import Principal
+from app.credentials.models import MfaEnrolment
+from app.tenants import service as tenant_service
+from app.users.models import User
+
+TOTP = "totp"
+PENDING, CONFIRMED = "pending", "confirmed"
+# Management API provider names that mean the TOTP enrolment ("duo" is never enrolled here).
+TOTP_PROVIDERS = frozenset({"google-authenticator"})
+KNOWN_PROVIDERS = TOTP_PROVIDERS | {"duo"}
+VALID_WINDOW = 1  # one time-step either side, for clock drift
+
+
+@dataclass
+class TotpStart:
+    """A new (pending) TOTP enrolment; `secret` is shown to the user only here."""
+
+    enrolment: MfaEnrolment
+    secret: str
+    uri: str
+
+
+def _associated_data(enrolment: MfaEnrolment) -> bytes:
+    # Binds the ciphertext to its row and owner: a secret copied elsewhere does not decrypt.
+    return f"mfa:{enrolment.tenant_id}:{enrolment.id}:{enrolment.user_id}".encode()
+
+
+def _secret(enrolment: MfaEnrolment) -> str:
+    return (
+        security.keyring().decrypt(enrolment.secret_encrypted, _associated_data(enrolment)).decode()
+    )
+
+
+def find_totp(user: User) -> MfaEnrolment | None:
+    """The user's TOTP enrolment (pending or confirmed), or None."""
+    return db.session.scalar(
+        select(MfaEnrolment).where(MfaEnrolment.user_id == user.id, MfaEnrolment.type == TOTP)
+    )
+
+
+def list_enrolments(user: User) -> list[MfaEnrolment]:
+    """Every enrolment of the user, oldest first."""
+    return list(
+        db.session.scalars(
+            select(MfaEnrolment)
+            .where(MfaEnrolment.user_id == user.id)
+            .order_by(MfaEnrolment.created_at, MfaEnrolment.id)
+        )
+    )
+
+
+def start_totp(*, user: User) -> TotpStart:
+    """Start (or restart) a TOTP enrolment with a fresh secret; Conflict when one is
+    already confirmed (remove it first)."""
+    current = find_totp(user)
+    if current is not None and current.status == CONFIRMED:
+        raise Conflict("A TOTP authenticator is already enrolled", code="mfa_already_enrolled")
+    if current is not None:
+        db.session.delete(current)
+        db.session.flush()
+    secret = pyotp.random_base32()
+    enrolment = MfaEnrolment(
+        id=f"dev_{security.random_hex(12)}",
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        type=TOTP,
+        status=PENDING,
+        created_at=utcnow(),
+    )
+    enrolment.secret_encrypted = security.keyring().encrypt(
+        secret.encode(), _associated_data(enrolment)
+    )
+    add_unique(enrolment, Conflict("An enrolment was started concurrently", code="mfa_conflict"))
+    tenant = tenant_service.get_tenant(user.tenant_id)
+    label = user.email or user.username or user.id
+    uri = pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=tenant.name)
+    return TotpStart(enrolment=enrolment, secret=secret, uri=uri)
+
+
+def _accept_code(enrolment: MfaEnrolment, code: str, now: datetime) -> bool:
+    """Whether `code` is valid now (±1 step) for a time-step later than the last one
+    accepted; if so, claim that step atomically (a concurrent use of it then fails)."""
+    code = code.strip()
+    if not (code.isdigit() and len(code) == 6):
+        return False
+    totp = pyotp.TOTP(_secret(enrolment))
+    current_step = int(now.timestamp()) // totp.interval
+    matched = None
+    for step in range(current_step - VALID_WINDOW, current_step + VALID_WINDOW + 1):
+        # Compare every candidate (no early exit) so timing says nothing about which matched.
+        if security.constant_time_equals(totp.generate_otp(step), code):
+            matched = step
+    if matched is None:
+        return False
+    claimed = db.session.execute(
+        update(MfaEnrolment)
+        .where(
+            MfaEnrolment.id == enrolment.id,
+            or_(MfaEnrolment.last_used_step.is_(None), MfaEnrolment.last_used_step < matched),
+        )
+        .values(last_used_step=matched, last_auth_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return False
+    db.session.refresh(enrolment)
+    return True
+
+
+def confirm_totp(*, actor: Principal, user: User, code: str) -> MfaEnrolment:
+    """Confirm the pending TOTP enrolment with a current code (audited `mfa.enrolled`);
+    NotFound when none was started, Conflict when already confirmed, Invalid for a wrong
+    or already used code."""
+    enrolment = find_totp(user)
+    if enrolment is None:
+        raise NotFound("No TOTP enrolment was started", code="mfa_enrolment_not_found")
+    if enrolment.status == CONFIRMED:
+        raise Conflict("The TOTP authenticator is already confirmed", code="mfa_already_enrolled")
+    now = utcnow()
+    if not _accept_code(enrolment, code, now):
+        raise Invalid(
+            "The code is not valid", code="mfa_code_invalid", fields={"code": ["Invalid code."]}
+        )
+    _mark_confirmed(enrolment, actor_label=actor.label, ip=actor.ip, now=now)
+    return enrolment
+
+
+def _mark_confirmed(
+    enrolment: MfaEnrolment, *, actor_label: str, ip: str | None, now: datetime
+) -> None:
+    enrolment.status = CONFIRMED
+    enrolment.confirmed_at = now
+    audit_service.record(
+        action="mfa.enrolled",
+        actor=actor_label,
+        user_id=enrolment.user_id,
+        target=enrolment.id,
+        ip=ip,
+        data={"type": enrolment.type},
+    )
+    db.session.flush()
+
+
+def sign_in_needs_otp(user: User) -> bool:
+    """Whether a password sign-in of `user` must carry a code: a confirmed TOTP, or a
+    started one when the user must use two factors."""
+    enrolment = find_totp(user)
+    if enrolment is None:
+        return False
+    return enrolment.status == CONFIRMED or user.require_twofactor_auth
+
+
+def check_sign_in(*, user: User, otp: str | None, ip: str | None = None) -> None:
+    """The second-factor step of a sign-in whose password was already verified: nothing
+    when the user needs no code; Forbidden `mfa_required` without one; InvalidGrant for a
+    wrong or reused one. A code that proves a started enrolment confirms it."""
+    enrolment = find_totp(user)
+    if enrolment is None or not (enrolment.status == CONFIRMED or user.require_twofactor_auth):
+        return
+    if not otp:
+        raise Forbidden("Multi-factor authentication is required (send otp)", code="mfa_required")
+    now = utcnow()
+    if not _accept_code(enrolment, otp, now):
+        audit_service.record(
+            action="user.signin_failed",
+            actor="anonymous",
+            user_id=user.id,
+            ip=ip,
+            data={"reason": "wrong_otp"},
+        )
+        db.session.flush()  # kept although the sign-in fails: guessing codes shows in the log
+        raise InvalidGrant("The one-time code is not valid", commit=True)
+    if enrolment.status != CONFIRMED:
+        _mark_confirmed(enrolment, actor_label=f"user:{user.id}", ip=ip, now=now)
+
+
+def remove(*, actor: Principal, user: User, provider: str) -> bool:
+    """Remove the user's enrolment for a Management API provider name (audited
+    `mfa.removed`); False when nothing was enrolled. Invalid for an unknown provider."""
+    if provider not in KNOWN_PROVIDERS:
+        raise Invalid(
+            f"provider must be one of {', '.join(sorted(KNOWN_PROVIDERS))}",
+            code="invalid_mfa_provider",
+        )
+    if provider not in TOTP_PROVIDERS:
+        return False
+    enrolment = find_totp(user)
+    if enrolment is None:
+        return False
+    db.session.delete(enrolment)
+    audit_service.record(
+        action="mfa.removed",
+        actor=actor.label,
+        user_id=user.id,
+        target=enrolment.id,
+        ip=actor.ip,
+        data={"provider": provider},
+    )
+    db.session.flush()
+    return True
