@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,3 +204,39 @@ def assert_directory_error(response: Any, status: int, code: str | None = None) 
     if code is not None:
         assert body["code"] == code, body
     return body
+
+
+@contextmanager
+def serve(app: Flask) -> Iterator[str]:
+    """Serve `app` over real HTTP on a free local port (in a thread) for clients that need
+    a socket, such as the Auth0 SDK; yields the base URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def auth0_client(base_url: str, token: str, tenant_id: str | None = None) -> Any:
+    """The official Auth0 management client pointed at Gatehouse (no retries, so an error
+    answer surfaces at once)."""
+    from auth0.management import Auth0
+
+    headers = {"X-Tenant-ID": tenant_id} if tenant_id else None
+    return Auth0(base_url=f"{base_url}/api/v2", token=token, headers=headers, max_retries=0)
+
+
+def totp_code(secret: str, at: float | None = None) -> str:
+    """The TOTP code of `secret` now (or at `at`, epoch seconds), as an authenticator app shows."""
+    import time
+
+    import pyotp
+
+    return pyotp.TOTP(secret).at(at if at is not None else time.time())
