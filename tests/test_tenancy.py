@@ -171,3 +171,81 @@ def test_user_of_another_tenant_cannot_be_flushed_in_this_scope(app, tenant, oth
             user_service.update_user(user=user, changes={"display_name": "Hijacked"})
     with app.app_context(), tenant_scope(tenant.id):
         assert user_service.get_user("scoped").display_name == "Original"
+
+
+# Every management route that takes an id (seed 001), with another tenant's key.
+MANAGEMENT_ROUTES = [
+    ("get", f"/api/v2/users/{USER_ID}", None),
+    ("patch", f"/api/v2/users/{USER_ID}", {"user_metadata": {"x": 1}}),
+    ("patch", f"/api/v2/users/{USER_ID}", {"blocked": True}),
+    ("delete", f"/api/v2/users/{USER_ID}", None),
+    ("get", f"/api/v2/users/{USER_ID}/enrollments", None),
+    ("delete", f"/api/v2/users/{USER_ID}/multifactor/google-authenticator", None),
+    ("post", f"/api/v2/users/{USER_ID}/identities", {"provider": "gatehouse", "user_id": "mine"}),
+    ("post", "/api/v2/users/mine/identities", {"provider": "gatehouse", "user_id": USER_ID}),
+    ("delete", f"/api/v2/users/{USER_ID}/identities/gatehouse/linked", None),
+    ("delete", "/api/v2/device-credentials/{credential}", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), MANAGEMENT_ROUTES)
+def test_other_tenant_gets_404_on_every_management_id_route(
+    app, client, tenant, other_tenant, method, path, body
+):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    factories.make_user(app, tenant.id, user_id=USER_ID, email=EMAIL)
+    factories.make_user(app, tenant.id, user_id="linked")
+    factories.make_user(app, other_tenant.id, user_id="mine")
+    own = {"Authorization": f"Bearer {tenant.key}"}
+    linked = client.post(
+        f"/api/v2/users/{USER_ID}/identities",
+        json={"provider": "gatehouse", "user_id": "linked"},
+        headers=own,
+    )
+    assert linked.status_code == 201
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    value = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    device = client.post(
+        "/api/v2/device-credentials",
+        json={
+            "device_name": "p",
+            "type": "public_key",
+            "value": value,
+            "device_id": "d",
+            "user_id": USER_ID,
+        },
+        headers=own,
+    )
+    assert device.status_code == 201
+    path = path.replace("{credential}", device.get_json()["id"])
+    before = client.get(f"/api/v2/users/{USER_ID}", headers=own).get_json()
+    devices = client.get("/api/v2/device-credentials", headers=own).get_json()
+
+    response = getattr(client, method)(
+        path, json=body, headers={"Authorization": f"Bearer {other_tenant.key}"}
+    )
+    error = response.get_json()
+    assert response.status_code == 404, error
+    assert error["statusCode"] == 404 and error["errorCode"] in (
+        "inexistent_user",
+        "device_credential_not_found",
+    )
+    assert USER_ID not in error["message"]
+    assert client.get(f"/api/v2/users/{USER_ID}", headers=own).get_json() == before
+    assert client.get("/api/v2/device-credentials", headers=own).get_json() == devices
+    searched = client.get(
+        "/api/v2/users",
+        query_string={"q": f"user_id:{USER_ID}"},
+        headers={"Authorization": f"Bearer {other_tenant.key}"},
+    )
+    assert searched.get_json() == []
+    by_email = client.get(
+        "/api/v2/users-by-email",
+        query_string={"email": EMAIL},
+        headers={"Authorization": f"Bearer {other_tenant.key}"},
+    )
+    assert by_email.get_json() == []
