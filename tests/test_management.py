@@ -333,3 +333,25 @@ def test_rate_limit_answer_in_auth0_shape(app):
         "message": "Too many requests",
         "errorCode": "too_many_requests",
     }
+
+
+def test_user_created_with_a_username_resets_its_password_by_username(
+    app, client, base_url, postmark, celery_worker
+):
+    tenant = factories.make_tenant(
+        app,
+        "mailco",
+        email_from="noreply@example.com",
+        postmark_server_token="pm-token",
+        password_reset_hosts=["app.example.com"],
+    )
+    sdk = auth0_client(base_url, tenant.key)
+    sdk.users.create(connection="db", username="zoe", email="zoe@example.com")
+    asked = client.post(
+        "/auth/password-reset",
+        json={"username": "zoe", "host": "app.example.com"},
+        headers={"X-Tenant-ID": tenant.id},
+    )
+    assert asked.status_code == 200 and asked.get_json() == {"msg": "ok"}
+    [mail] = factories.wait_until(lambda: postmark.mails())
+    assert mail.body["To"] == "zoe@example.com"
