@@ -1,7 +1,7 @@
 """mfa enrolments, device credentials, nickname
 
 Revision ID: 7f1f1baf5855
-Revises: 39248afe04d1
+Revises: 325bf4f091a1
 Create Date: 2026-11-30 16:22:29.063012
 
 """
@@ -13,7 +13,7 @@ import app.core.db
 
 # revision identifiers, used by Alembic.
 revision = '7f1f1baf5855'
-down_revision = '39248afe04d1'
+down_revision = '325bf4f091a1'
 branch_labels = None
 depends_on = None
 
