@@ -9,7 +9,7 @@ from flask import Response
 from app.api.auth import current_principal, requires
 from app.api.management import blp, errors
 from app.api.management.query import field_selection
-from app.api.management.routes import answer, nested
+from app.api.management.routes import page_answer
 from app.api.management.schemas import (
     DEVICE_FIELDS,
     CreateDeviceCredentialSchema,
@@ -42,19 +42,13 @@ def list_device_credentials(query: dict[str, Any]) -> Response:
         per_page=query["per_page"],
         with_total=query["include_totals"],
     )
-    selection = field_selection(query.get("fields"), query["include_fields"], DEVICE_FIELDS)
-    if not query["include_totals"]:
-        return answer(DeviceCredentialSchema(many=True, **selection), found.items)
-    page = {
-        "start": found.start,
-        "limit": found.limit,
-        "length": len(found.items),
-        "total": found.total,
-        "device_credentials": found.items,
-    }
-    outer = ("start", "limit", "length", "total")
-    return answer(
-        DeviceCredentialPageSchema(**nested(selection, "device_credentials", outer)), page
+    return page_answer(
+        found,
+        key="device_credentials",
+        page_schema=DeviceCredentialPageSchema,
+        item_schema=DeviceCredentialSchema,
+        selection=field_selection(query.get("fields"), query["include_fields"], DEVICE_FIELDS),
+        with_total=query["include_totals"],
     )
 
 

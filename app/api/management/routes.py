@@ -12,6 +12,7 @@ from app.api.auth import current_principal, requires
 from app.api.management import blp, errors
 from app.api.management.query import field_selection, parse_q, parse_sort
 from app.api.management.schemas import (
+    PAGE_FIELDS,
     USER_FIELDS,
     CreateUserSchema,
     FieldsQuerySchema,
@@ -21,6 +22,7 @@ from app.api.management.schemas import (
     UsersByEmailQuerySchema,
     UserSchema,
 )
+from app.core.pagination import OffsetPage
 from app.credentials import service as credential_service
 from app.users import profile as profile_service
 from app.users import search as search_service
@@ -38,13 +40,36 @@ def answer(schema: ma.Schema, data: Any, status: int = 200) -> Response:
     return response
 
 
-def nested(selection: dict[str, Any], key: str, outer: tuple[str, ...]) -> dict[str, Any]:
+def _nested(selection: dict[str, Any], key: str) -> dict[str, Any]:
     """A field selection for the objects inside a page's `key` list."""
     if "only" in selection:
-        return {"only": outer + tuple(f"{key}.{name}" for name in selection["only"])}
+        return {"only": PAGE_FIELDS + tuple(f"{key}.{name}" for name in selection["only"])}
     if "exclude" in selection:
         return {"exclude": tuple(f"{key}.{name}" for name in selection["exclude"])}
     return {}
+
+
+def page_answer(
+    found: OffsetPage[Any],
+    *,
+    key: str,
+    page_schema: type[ma.Schema],
+    item_schema: type[ma.Schema],
+    selection: dict[str, Any],
+    with_total: bool,
+) -> Response:
+    """Auth0's list answer: a bare array, or with totals `{start, limit, length, total,
+    <key>: [...]}`."""
+    if not with_total:
+        return answer(item_schema(many=True, **selection), found.items)
+    page = {
+        "start": found.start,
+        "limit": found.limit,
+        "length": len(found.items),
+        "total": found.total,
+        key: found.items,
+    }
+    return answer(page_schema(**_nested(selection, key)), page)
 
 
 def _body(body: dict[str, Any]) -> dict[str, Any]:
@@ -65,18 +90,14 @@ def list_users(query: dict[str, Any]) -> Response:
         sort=parse_sort(query.get("sort")),
     )
     found = search_service.search_users(query=parse_q(query.get("q")), paging=paging)
-    selection = field_selection(query.get("fields"), query["include_fields"], USER_FIELDS)
-    if not query["include_totals"]:
-        return answer(UserSchema(many=True, **selection), found.items)
-    page = {
-        "start": found.start,
-        "limit": found.limit,
-        "length": len(found.items),
-        "total": found.total,
-        "users": found.items,
-    }
-    outer = ("start", "limit", "length", "total")
-    return answer(UserPageSchema(**nested(selection, "users", outer)), page)
+    return page_answer(
+        found,
+        key="users",
+        page_schema=UserPageSchema,
+        item_schema=UserSchema,
+        selection=field_selection(query.get("fields"), query["include_fields"], USER_FIELDS),
+        with_total=query["include_totals"],
+    )
 
 
 @blp.route("/api/v2/users", methods=["POST"])

@@ -46,13 +46,20 @@ class UserSchema(OutputSchema):
 USER_FIELDS = frozenset(UserSchema().fields)
 
 
-class UserPageSchema(OutputSchema):
-    """`include_totals=true`: the page with its position and the total."""
+class PageSchema(OutputSchema):
+    """`include_totals=true`: a page with its position and the total (the items are in
+    a list named by the subclass)."""
 
     start = ma.fields.Integer()
     limit = ma.fields.Integer()
     length = ma.fields.Integer()
     total = ma.fields.Integer()
+
+
+PAGE_FIELDS = ("start", "limit", "length", "total")
+
+
+class UserPageSchema(PageSchema):
     users = ma.fields.List(ma.fields.Nested(UserSchema))
 
 
@@ -77,11 +84,7 @@ class DeviceCredentialSchema(OutputSchema):
 DEVICE_FIELDS = frozenset(DeviceCredentialSchema().fields)
 
 
-class DeviceCredentialPageSchema(OutputSchema):
-    start = ma.fields.Integer()
-    limit = ma.fields.Integer()
-    length = ma.fields.Integer()
-    total = ma.fields.Integer()
+class DeviceCredentialPageSchema(PageSchema):
     device_credentials = ma.fields.List(ma.fields.Nested(DeviceCredentialSchema))
 
 
