@@ -17,6 +17,7 @@ from app import models  # noqa: F401  (every model registered on the metadata)
 from app.core.db import db
 from app.core.errors import register_error_handlers
 from app.core.http import RequestIdFilter, StripTrailingSlash, install_http_hooks
+from app.core.inputs import install_input_guards
 from app.core.jobs import celery_init_app
 from app.core.kv import init_kv
 from app.core.ratelimit import init_rate_limits
@@ -33,7 +34,6 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     app = Flask(__name__, instance_path=config.INSTANCE_PATH, static_folder=None)
     app.config.update(config.as_dict())
     app.config.update(overrides)
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep each document's field order
     _private_instance_files(app)
     _configure_logging(app)
     try:
@@ -62,6 +62,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     register_surfaces(api)
     _serve_swagger_assets(app)
     install_http_hooks(app)
+    install_input_guards(app)  # after the request id is set, so its 400s carry it
     register_error_handlers(app, choose_renderer)
 
     from app.cli import register_cli

@@ -17,6 +17,7 @@ from flask import g, request
 
 from app.core.db import db
 from app.core.errors import AppError, Forbidden, Invalid, Unauthenticated
+from app.core.smorest import API_KEY_SCHEMES, AuthDoc, document_auth
 from app.core.tenancy import Principal, tenant_scope
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
@@ -25,6 +26,9 @@ from app.users import service as user_service
 from app.users.models import User
 
 F = TypeVar("F", bound=Callable[..., Any])
+# For the OpenAPI document: what each decorator can answer before the view runs
+# (400 tenant_required, 401, 403, 404 tenant_not_found, 503 database down).
+_KEY_STATUSES = (400, 401, 403, 404, 503)
 TENANT_HEADERS = ("X-Tenant-ID", "x-m2-organization-id")
 API_KEY_HEADERS = ("X-APIKEY", "x-api-key")
 
@@ -176,7 +180,9 @@ def requires(
                 _check_scopes(principal, any_scope, current_scope, target)
                 return _run_in_transaction(view, *args, **kwargs)
 
-        return cast(F, wrapper)
+        schemes = API_KEY_SCHEMES if any_scope is not None else ("Bearer",)
+        scopes = tuple(s for s in (any_scope, current_scope and f"{current_scope} (own)") if s)
+        return cast(F, document_auth(wrapper, AuthDoc(schemes, True, _KEY_STATUSES, scopes)))
 
     return decorate
 
@@ -199,7 +205,9 @@ def api_key_only(scope: str) -> Callable[[F], F]:
             with tenant_scope(principal.tenant_id):
                 return _run_in_transaction(view, *args, **kwargs)
 
-        return cast(F, wrapper)
+        scopes = (scope,)
+        auth = AuthDoc(API_KEY_SCHEMES, True, _KEY_STATUSES, scopes)
+        return cast(F, document_auth(wrapper, auth))
 
     return decorate
 
@@ -215,7 +223,7 @@ def root_only(view: F) -> F:
         g.principal = principal
         return _run_in_transaction(view, *args, **kwargs)
 
-    return cast(F, wrapper)
+    return cast(F, document_auth(wrapper, AuthDoc(API_KEY_SCHEMES, False, _KEY_STATUSES)))
 
 
 def public(view: F) -> F:
@@ -225,4 +233,4 @@ def public(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return _run_in_transaction(view, *args, **kwargs)
 
-    return cast(F, wrapper)
+    return cast(F, document_auth(wrapper, AuthDoc((), False, (503,))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import request
 
 from app.api.fields import entity_tag
 from app.core.errors import PreconditionFailed
@@ -25,9 +25,12 @@ def check_if_match(row: Any) -> None:
         )
 
 
-def with_etag(response: Response, row: Any) -> Response:
-    response.set_etag(entity_tag(row))
-    return response
+ETAG_HEADER = {
+    "ETag": {
+        "description": "The resource's version; send it back in If-Match to update safely",
+        "schema": {"type": "string"},
+    }
+}
 
 
 def etag_headers(row: Any) -> dict[str, str]:

@@ -56,6 +56,16 @@ class OutputSchema(ma.Schema):
         ordered = True
 
 
+def at_most(count: int) -> Any:
+    """A webargs validator for a list body: at most `count` items."""
+
+    def validate(items: list[Any]) -> None:
+        if len(items) > count:
+            raise ma.ValidationError(f"At most {count} items.")
+
+    return validate
+
+
 class ListQuerySchema(StrictSchema):
     limit = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=1, max=100))
     cursor = ma.fields.String(load_default=None, validate=ma.validate.Length(max=512))

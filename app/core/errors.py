@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import marshmallow as ma
 from flask import Flask, Response, g, jsonify
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
@@ -145,10 +146,11 @@ def to_app_error(exc: BaseException) -> AppError:
         err = cls() if cls is not AppError else AppError(exc.description)
         if cls is AppError:
             err.status = exc.code or 500
-        retry_after = exc.get_headers() if exc.code == 429 else []
-        for name, value in retry_after:
-            if name.lower() == "retry-after":
-                err.headers["Retry-After"] = value
+        # Keep what the exception says beyond its HTML body: `Allow` on a 405 (RFC 9110),
+        # `Retry-After` on a 429.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                err.headers[name] = value
         return err
     if isinstance(exc, StaleDataError):
         return PreconditionFailed("The resource was changed concurrently", code="concurrent_update")
@@ -180,6 +182,19 @@ def render_default(err: AppError, request_id: str) -> dict[str, Any]:
     if err.fields:
         body["fields"] = err.fields
     return body
+
+
+class DefaultErrorSchema(ma.Schema):
+    """The default error body, as `render_default` writes it (for the OpenAPI document)."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    error = ma.fields.String(required=True, metadata={"description": "A stable error code"})
+    message = ma.fields.String(required=True)
+    status = ma.fields.Integer(required=True)
+    request_id = ma.fields.String(required=True)
+    fields = ma.fields.Dict(metadata={"description": "Messages by field, on validation errors"})
 
 
 def register_error_handlers(app: Flask, choose_renderer: Callable[[], Renderer]) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import inspect as sa_inspect
 
 from app.core.db import db
 from app.core.errors import Invalid
+from app.core.inputs import loads_strict
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
@@ -36,7 +37,7 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
     if not cursor:
         return None
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        key = loads_strict(base64.urlsafe_b64decode(cursor.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise Invalid("The cursor is not valid", code="invalid_cursor") from exc
     if not isinstance(key, list):
@@ -75,9 +76,12 @@ def paginate_by_creation(
     key = decode_cursor(cursor)
     if key is not None:
         try:
-            at, last_id = datetime.fromisoformat(key[0]), str(key[1])
+            at, last_id = datetime.fromisoformat(key[0]), key[1]
         except (IndexError, TypeError, ValueError) as exc:
             raise Invalid("The cursor is not valid", code="invalid_cursor") from exc
+        # The cursors we issue hold an aware time and a string id; anything else was forged.
+        if at.tzinfo is None or not isinstance(last_id, str):
+            raise Invalid("The cursor is not valid", code="invalid_cursor")
         if newest_first:
             after = or_(created_col < at, and_(created_col == at, id_col < last_id))
         else:

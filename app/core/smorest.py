@@ -1,25 +1,237 @@
-"""flask-smorest subclasses: 400 (not 422) for validation errors, and error rendering
-left to core.errors so every surface answers in its own shape.
+"""flask-smorest subclasses: 400 (not 422) for validation errors, a strict JSON body parser,
+error rendering left to core.errors, and an OpenAPI document that tells the truth.
+
+Every operation of a surface's Blueprint is documented with:
+- the surface's own error schema (`Blueprint(..., error_schema=...)`) for each error status
+  it can answer: the common ones are added here, route-specific ones come from
+  `@blp.errors(409, ...)`;
+- its security and tenant-header parameters, from the metadata the auth decorators leave
+  on the view (`document_auth`), or `@blp.tenant_header` for public views that read it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import http
+from collections.abc import Callable
+from copy import deepcopy
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import flask_smorest
 import marshmallow as ma
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
-from flask import Flask
-from webargs.flaskparser import FlaskParser
+from flask import Flask, current_app
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, is_json_request
+
+from app.core.errors import Invalid
+from app.core.inputs import INVALID_TEXT, BadText
+
+F = TypeVar("F", bound=Callable[..., Any])
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+# flask-smorest keys a request body's content type by location; this one stands for both.
+_JSON_OR_FORM = "application/json|application/x-www-form-urlencoded"
+TENANT_HEADERS = ("X-Tenant-ID", "x-m2-organization-id")
+_BODY_METHODS = frozenset({"post", "put", "patch", "delete"})
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": "The authentication scheme to use (`Bearer`, or `Basic`)"},
+    405: {"Allow": "The methods the path answers"},
+    429: {"Retry-After": "Seconds to wait before trying again"},
+}
 
 
 class Parser(FlaskParser):
+    """webargs' parser with validation errors at 400 and JSON read through the app's
+    strict JSON provider (so NaN, deep nesting or NUL are a 400, never a 500).
+
+    A schema may set `EMPTY_BODY_CODE` to answer a missing body with that error code
+    instead of validating an empty object (the me surface's NO_BODY_GIVEN)."""
+
     DEFAULT_VALIDATION_STATUS = 400
+
+    def load_json(self, req: Any, schema: ma.Schema) -> Any:
+        if is_json_request(req):
+            raw = req.get_data(cache=True)
+            if raw.strip():
+                return _parse_json(raw)
+        elif req.content_length:
+            return webargs_core.missing  # a form body: json_or_form reads it next
+        code = getattr(schema, "EMPTY_BODY_CODE", None)
+        if code:
+            raise Invalid("The request did not include a body", code=code)
+        return webargs_core.missing
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return current_app.json.loads(raw)
+    except BadText as exc:
+        raise Invalid(str(exc), code=INVALID_TEXT) from exc
+    except ValueError as exc:  # malformed, NaN/Infinity, too deep, a 5000-digit number
+        message = f"The body is not valid JSON: {_first_line(exc)}"
+        raise Invalid(message, code="invalid_json") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class AuthDoc:
+    """What an auth decorator accepts, for the document: any one of `schemes`; whether the
+    tenant header applies; the statuses the check itself can answer."""
+
+    schemes: tuple[str, ...]
+    tenant_header: bool
+    statuses: tuple[int, ...]
+    scopes: tuple[str, ...] = ()
+
+
+API_KEY_SCHEMES = ("ApiKey", "ApiKeyLower", "Bearer")
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-APIKEY"},
+    "ApiKeyLower": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "Bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A user's access token, or an API key sent as a bearer token",
+    },
+    "ClientBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "OAuth client authentication: the API key's id and the API key",
+    },
+}
+
+
+def document_auth(view: F, auth: AuthDoc) -> F:
+    """Leave `auth` on `view` for the document (called by the auth decorators).
+    functools.wraps shares the inner view's `_apidoc`, so it is copied, never mutated."""
+    return _set_doc(view, "auth", auth)
+
+
+def _set_doc(view: F, key: str, value: Any) -> F:
+    apidoc = deepcopy(getattr(view, "_apidoc", {}))
+    apidoc[key] = value
+    view._apidoc = apidoc  # type: ignore[attr-defined]
+    return view
+
+
+_TENANT_WITH_KEY = (
+    "The tenant (either header name). Optional with a tenant's API key or a user token, "
+    "where it must name their tenant (else 403); required with the root key."
+)
+
+
+def _tenant_parameters(description: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "in": "header",
+            "name": name,
+            "required": False,
+            "schema": {"type": "string", "maxLength": 128},
+            "description": description,
+        }
+        for name in TENANT_HEADERS
+    ]
+
+
+IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Only apply the change if the resource still has this ETag (else 412)",
+}
 
 
 class Blueprint(flask_smorest.Blueprint):
+    """A surface: its routes, and the schema of the errors it renders."""
+
     ARGUMENTS_PARSER = Parser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "json_or_form": _JSON_OR_FORM,
+    }
+
+    def __init__(self, *args: Any, error_schema: type[ma.Schema], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.error_schema = error_schema
+        self._prepare_doc_cbks.append(self._prepare_surface_doc)
+
+    @staticmethod
+    def errors(*statuses: int) -> Callable[[F], F]:
+        """Document statuses a route answers besides the common ones (409, 412, 429, ...),
+        in the surface's error schema. 412 also documents the If-Match header."""
+
+        def decorate(view: F) -> F:
+            known = set(getattr(view, "_apidoc", {}).get("errors", ()))
+            return _set_doc(view, "errors", known | set(statuses))
+
+        return decorate
+
+    @staticmethod
+    def tenant_header(description: str) -> Callable[[F], F]:
+        """Document the tenant headers on a public view that reads them (`description`
+        says when they are needed)."""
+        return lambda view: _set_doc(view, "tenant_header", description)
+
+    def _error_response(self, status: int) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "description": http.HTTPStatus(status).phrase,
+            "content": {JSON: {"schema": self.error_schema}},
+        }
+        if status in _ERROR_HEADERS:
+            response["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in _ERROR_HEADERS[status].items()
+            }
+        return response
+
+    def _prepare_surface_doc(
+        self, doc: dict[str, Any], doc_info: dict[str, Any], *, method: str, **_: Any
+    ) -> dict[str, Any]:
+        auth: AuthDoc | None = doc_info.get("auth")
+        statuses = {400, 500} | set(doc_info.get("errors", ()))
+        parameters = doc.setdefault("parameters", [])
+        if auth is not None:
+            doc["security"] = [{scheme: []} for scheme in auth.schemes]
+            statuses |= set(auth.statuses)
+            if auth.scopes:
+                doc["x-scopes"] = list(auth.scopes)
+        else:
+            doc["security"] = []
+        tenant_doc = doc_info.get("tenant_header") or (
+            auth and auth.tenant_header and _TENANT_WITH_KEY
+        )
+        if tenant_doc:
+            parameters.extend(_tenant_parameters(tenant_doc))
+            statuses.add(403)  # the two tenant headers disagree
+        if 412 in statuses:
+            parameters.append(dict(IF_MATCH))
+        if method in _BODY_METHODS:
+            statuses.add(415)
+            if "requestBody" in doc:
+                statuses.add(413)
+        if not parameters:
+            del doc["parameters"]
+        self._split_json_or_form(doc)
+        responses = {int(status): value for status, value in doc.get("responses", {}).items()}
+        for status in statuses:
+            if not isinstance(responses.get(status, ""), dict):  # absent, or smorest's default
+                responses[status] = self._error_response(status)
+        doc["responses"] = {status: responses[status] for status in sorted(responses)}
+        return doc
+
+    @staticmethod
+    def _split_json_or_form(doc: dict[str, Any]) -> None:
+        content = doc.get("requestBody", {}).get("content", {})
+        if _JSON_OR_FORM in content:
+            media = content.pop(_JSON_OR_FORM)
+            content[FORM] = media
+            content[JSON] = deepcopy(media)
 
 
 def schema_name(schema: type[ma.Schema]) -> str:
@@ -29,26 +241,36 @@ def schema_name(schema: type[ma.Schema]) -> str:
     schema_cls = resolved[0] if isinstance(resolved, list) else resolved
     name = schema_cls.__name__.removesuffix("Schema") or schema_cls.__name__
     parts = schema_cls.__module__.split(".")
-    surface = parts[2] if len(parts) > 3 and parts[:2] == ["app", "api"] else "common"
+    surface = parts[2] if len(parts) > 2 and parts[:2] == ["app", "api"] else "common"
     return f"{surface}.{name}"
 
 
 class Api(flask_smorest.Api):
+    # Errors are documented per operation in the surface's shape, never as smorest's
+    # generic `default` error.
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
     def __init__(self, app: Flask | None = None) -> None:
         super().__init__(
             app,
             spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)},
         )
 
+    def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
+        # Swagger UI keeps the credentials typed into "Authorize" across reloads.
+        app.config.setdefault("OPENAPI_SWAGGER_UI_CONFIG", {"persistAuthorization": True})
+        super().init_app(app, *args, **kwargs)
+
     def _register_error_handlers(self) -> None:
         """Errors are rendered by core.errors.register_error_handlers, per surface."""
 
+    def _register_responses(self) -> None:
+        """No generic error responses: each surface documents its own (see Blueprint)."""
+
+    def _register_pagination_header(self) -> None:
+        """Paging is by cursor (`next_cursor`, `Link`), not smorest's X-Pagination."""
+
     def register_security_schemes(self) -> None:
         """Describe the credentials every surface accepts in the OpenAPI document."""
-        schemes: dict[str, dict[str, Any]] = {
-            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-APIKEY"},
-            "ApiKeyLower": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-            "Bearer": {"type": "http", "scheme": "bearer"},
-        }
-        for name, scheme in schemes.items():
+        for name, scheme in SECURITY_SCHEMES.items():
             self.spec.components.security_scheme(name, scheme)

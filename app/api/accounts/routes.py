@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify
-
 from app.api.accounts import blp
 from app.api.accounts.schemas import (
     AccountQuerySchema,
@@ -17,6 +15,7 @@ from app.api.accounts.schemas import (
     RefreshSchema,
     SessionSchema,
     SignInSchema,
+    WithoutEmail,
 )
 from app.api.auth import api_key_only, client_ip, current_principal, requires
 from app.core import ratelimit
@@ -26,10 +25,10 @@ from app.users import service as user_service
 from app.users.models import User
 
 
-def _account(user: User) -> Response:
-    """One account, with the email hidden when the caller may not see it."""
+def _account(user: User) -> User | WithoutEmail:
+    """One account, with the email left out when the caller may not see it."""
     visible = user_service.email_visible(actor=current_principal(), user=user)
-    return jsonify(AccountSchema(exclude=() if visible else ("email",)).dump(user))
+    return user if visible else WithoutEmail(user)
 
 
 @blp.route("/auth/user", methods=["GET"])
@@ -52,6 +51,7 @@ def find_accounts(query: dict[str, Any]) -> list[User]:
 @requires("create:users", user_arg=None)
 @blp.arguments(CreateAccountSchema)
 @blp.response(200, AccountSchema)
+@blp.errors(409)
 def create_account(body: dict[str, Any]) -> User:
     """Create an account"""
     return user_service.create_user(
@@ -68,7 +68,7 @@ def create_account(body: dict[str, Any]) -> User:
 @blp.route("/users/current", methods=["GET"])
 @requires(None, "read:current_user", user_arg=None)
 @blp.response(200, AccountSchema)
-def get_current_account() -> Response:
+def get_current_account() -> User | WithoutEmail:
     """Get the caller's own account"""
     return _account(user_service.get_user(current_principal().user_id or ""))
 
@@ -76,7 +76,7 @@ def get_current_account() -> Response:
 @blp.route("/users/<user_id>", methods=["GET"])
 @requires("read:users", "read:current_user")
 @blp.response(200, AccountSchema)
-def get_account(user_id: str) -> Response:
+def get_account(user_id: str) -> User | WithoutEmail:
     """Get an account"""
     return _account(user_service.get_user(user_id))
 
@@ -85,7 +85,7 @@ def get_account(user_id: str) -> Response:
 @requires("update:users", "update:current_user")
 @blp.arguments(PatchAccountSchema)
 @blp.response(200, AccountSchema)
-def patch_account(body: dict[str, Any], user_id: str) -> Response:
+def patch_account(body: dict[str, Any], user_id: str) -> User | WithoutEmail:
     """Change an account's email or its verified flag"""
     changes = {"email_verified" if k == "emailVerified" else k: v for k, v in body.items()}
     user = user_service.change_account_email(
@@ -115,6 +115,7 @@ def generate_token(body: dict[str, Any]) -> custom_tokens.CustomToken:
 @api_key_only("create:user_tokens")
 @blp.arguments(SignInSchema)
 @blp.response(200, SessionSchema)
+@blp.errors(429)
 def sign_in_with_token(body: dict[str, Any]) -> token_service.TokenSet:
     """Sign in (or up) with a custom token"""
     ratelimit.check("RATELIMIT_REFRESH_PER_IP", client_ip() or "-")
@@ -125,6 +126,7 @@ def sign_in_with_token(body: dict[str, Any]) -> token_service.TokenSet:
 @api_key_only("create:user_tokens")
 @blp.arguments(RefreshSchema)
 @blp.response(200, SessionSchema)
+@blp.errors(429)
 def refresh_token(body: dict[str, Any]) -> token_service.TokenSet:
     """Exchange a refresh token for new tokens"""
     ratelimit.check("RATELIMIT_REFRESH_PER_IP", client_ip() or "-")

@@ -37,6 +37,19 @@ class AccountSchema(OutputSchema):
         }
 
 
+class WithoutEmail:
+    """A user as shown to a caller who may not read its email: AccountSchema finds no
+    `email` attribute, so the field is left out (not sent as null)."""
+
+    def __init__(self, user: User) -> None:
+        self._user = user
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "email":
+            raise AttributeError(name)
+        return getattr(self._user, name)
+
+
 class AccountQuerySchema(StrictSchema):
     userId = ma.fields.String(validate=ma.validate.Length(min=1, max=128))
     email = ma.fields.String(validate=ma.validate.Length(min=1, max=255))

@@ -5,10 +5,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import marshmallow as ma
+
 from app.core.errors import AppError
 from app.core.smorest import Blueprint
 
-blp = Blueprint("directory", __name__, description="Username/password users and policies")
+
+class ErrorSchema(ma.Schema):
+    """`{"error": "<message>", "code": "<KEY>"}`, as render_error writes it."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    error = ma.fields.String(required=True, metadata={"description": "A readable message"})
+    code = ma.fields.String(required=True, metadata={"description": "A stable UPPER_CASE key"})
+    request_id = ma.fields.String(required=True)
+    fields = ma.fields.Dict(metadata={"description": "Messages by field, on validation errors"})
+
+
+blp = Blueprint(
+    "directory",
+    __name__,
+    description="Username/password users and policies",
+    error_schema=ErrorSchema,
+)
 
 
 def render_error(err: AppError, request_id: str) -> dict[str, Any]:
@@ -24,4 +44,4 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
 
 from app.api.directory import routes  # noqa: E402,F401  (registers the routes on blp)
 
-__all__ = ["blp", "render_error"]
+__all__ = ["ErrorSchema", "blp", "render_error"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, jsonify, request
+from flask import request
 
 from app.api.auth import current_principal, requires, user_by_username_for
 from app.api.directory import blp
@@ -27,6 +27,9 @@ from app.users import service as user_service
 from app.users.models import Policy, User
 
 DONE = {"message": "Operation completed successfully"}
+LINK_HEADER = {
+    "Link": {"description": 'The next page: `<url>; rel="next"`', "schema": {"type": "string"}}
+}
 
 
 @blp.route("/api/v1/users/me", methods=["GET"])
@@ -40,21 +43,22 @@ def get_me() -> User:
 @blp.route("/api/v1/users", methods=["GET"])
 @requires("read:users", user_arg=None)
 @blp.arguments(ListQuerySchema, location="query")
-@blp.response(200, UsernameSchema(many=True))
-def list_users(query: dict[str, Any]) -> Response:
+@blp.response(200, UsernameSchema(many=True), headers=LINK_HEADER)
+def list_users(query: dict[str, Any]) -> tuple[list[User], int, dict[str, str]]:
     """List all users (admin); paged by limit and cursor, with a Link header"""
     page = policy_service.list_directory_users(**query)
-    response = jsonify(UsernameSchema(many=True).dump(page.items))
+    headers = {}
     if page.next_cursor:
         params = {"limit": query.get("limit") or len(page.items), "cursor": page.next_cursor}
-        response.headers["Link"] = f'<{request.base_url}?{urlencode(params)}>; rel="next"'
-    return response
+        headers["Link"] = f'<{request.base_url}?{urlencode(params)}>; rel="next"'
+    return page.items, 200, headers
 
 
 @blp.route("/api/v1/users/<user_name>", methods=["POST"])
 @requires("create:users", user_arg=None)
 @blp.arguments(CreateUserSchema)
 @blp.response(201, UserSchema)
+@blp.errors(409)
 def create_user(body: dict[str, Any], user_name: str) -> User:
     """Create a user with a password and initial policies (the path's name wins)"""
     return policy_service.create_directory_user(

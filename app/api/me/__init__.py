@@ -8,10 +8,32 @@ from __future__ import annotations
 
 from typing import Any
 
+import marshmallow as ma
+
 from app.core.errors import AppError
 from app.core.smorest import Blueprint
 
-blp = Blueprint("me", __name__, description="The caller's own user document (seed 003)")
+
+class ErrorSchema(ma.Schema):
+    """`{"success": false, "succes": false, "error": KEY, "message": ...}` (render_error)."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    success = ma.fields.Boolean(required=True, validate=ma.validate.Equal(False))
+    succes = ma.fields.Boolean(required=True, validate=ma.validate.Equal(False))
+    error = ma.fields.String(required=True, metadata={"description": "e.g. NO_BODY_GIVEN"})
+    message = ma.fields.String(required=True)
+    request_id = ma.fields.String(required=True)
+    fields = ma.fields.Dict(metadata={"description": "Messages by field, on INVALID_BODY"})
+
+
+blp = Blueprint(
+    "me",
+    __name__,
+    description="The caller's own user document (seed 003)",
+    error_schema=ErrorSchema,
+)
 
 _KEYS_BY_CODE = {
     "validation_failed": "INVALID_BODY",
@@ -20,6 +42,7 @@ _KEYS_BY_CODE = {
     "unsupported_media_type": "INVALID_BODY",
     "password_too_short": "INVALID_BODY",
     "password_too_long": "INVALID_BODY",
+    "invalid_characters": "INVALID_BODY",
 }
 
 
@@ -39,4 +62,4 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
 
 from app.api.me import mfa_routes, routes  # noqa: E402,F401  (registers the routes on blp)
 
-__all__ = ["blp", "render_error"]
+__all__ = ["ErrorSchema", "blp", "render_error"]

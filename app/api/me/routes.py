@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import marshmallow as ma
-from flask import Response, jsonify, request
-
 from app.api.auth import client_ip, current_principal, public, requires, tenant_header
-from app.api.etag import check_if_match, with_etag
+from app.api.etag import ETAG_HEADER, check_if_match, etag_headers
+from app.api.fields import at_most
 from app.api.me import blp
 from app.api.me.schemas import (
+    MAX_SETTINGS,
     MeDocumentSchema,
     MeUpdatedSchema,
     MeUpdateSchema,
     OkSchema,
     ResetConfirmSchema,
     ResetRequestSchema,
-    SettingsListSchema,
+    SettingSchema,
 )
 from app.core import ratelimit
 from app.core.errors import Invalid
@@ -32,49 +30,26 @@ def _own_user() -> User:
     return user_service.get_user(current_principal().user_id or "")
 
 
-def _json_body(empty_key: str = "NO_BODY_GIVEN") -> Any:
-    """The parsed body; `empty_key` when there is none, INVALID_BODY when it is not JSON."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        raise Invalid("The request did not include a body", code=empty_key)
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise Invalid("The body is not valid JSON", code="INVALID_BODY") from exc
-
-
-def _validated(schema: ma.Schema, data: Any) -> Any:
-    try:
-        return schema.load(data)
-    except ma.ValidationError as exc:
-        raise Invalid(
-            "The body does not have the expected format",
-            code="INVALID_BODY",
-            fields=exc.normalized_messages(),
-        ) from exc
-
-
-def _document(user: User) -> Response:
-    return with_etag(jsonify(MeDocumentSchema().dump(user)), user)
+def _tagged(user: User) -> tuple[User, int, dict[str, str]]:
+    """The user with its ETag (the `update_hash` that If-Match compares)."""
+    return user, 200, etag_headers(user)
 
 
 @blp.route("/users/me", methods=["GET"])
 @requires(None, "read:current_user", user_arg=None)
-@blp.response(200, MeDocumentSchema)
-def get_me() -> Response:
+@blp.response(200, MeDocumentSchema, headers=ETAG_HEADER)
+def get_me() -> tuple[User, int, dict[str, str]]:
     """Get your own user document"""
-    return _document(_own_user())
+    return _tagged(_own_user())
 
 
 @blp.route("/users/me", methods=["PUT", "PATCH"])
 @requires(None, "update:current_user", user_arg=None)
-@blp.response(200, MeUpdatedSchema)
-def update_me() -> Response:
+@blp.arguments(MeUpdateSchema)
+@blp.response(200, MeUpdatedSchema, headers=ETAG_HEADER)
+@blp.errors(412)
+def update_me(body: dict[str, Any]) -> tuple[User, int, dict[str, str]]:
     """Update your first name, last name or password"""
-    data = _json_body()
-    if not isinstance(data, dict):
-        raise Invalid("The body must be a JSON object", code="INVALID_BODY")
-    body = _validated(MeUpdateSchema(), data)
     if not body:
         raise Invalid("No mutations were given", code="NO_MUTATIONS_GIVEN")
     user = _own_user()
@@ -87,28 +62,30 @@ def update_me() -> Response:
         credential_service.change_password(
             actor=current_principal(), user=user, new_password=body["password"]
         )
-    return with_etag(jsonify(MeUpdatedSchema().dump(user)), user)
+    return _tagged(user)
 
 
 @blp.route("/users/me/settings", methods=["PUT"])
 @requires(None, "update:current_user", user_arg=None)
-@blp.response(200)
-def put_settings() -> Response:
+@blp.arguments(SettingSchema(many=True), validate=at_most(MAX_SETTINGS))
+@blp.response(200, SettingSchema(many=True), headers=ETAG_HEADER)
+@blp.errors(412)
+def put_settings(items: list[dict[str, Any]]) -> tuple[list[Any], int, dict[str, str]]:
     """Replace your settings with a list of {key, value}"""
-    data = _json_body()
-    items = _validated(SettingsListSchema(), {"items": data})["items"]
     user = _own_user()
     check_if_match(user)
     user_service.update_user(user=user, changes={"settings": items})
-    return with_etag(jsonify(user.settings), user)
+    return user.settings, 200, etag_headers(user)
 
 
 @blp.route("/auth/password-reset", methods=["POST"])
 @public
+@blp.tenant_header("The tenant of the account (required, either header name)")
+@blp.arguments(ResetRequestSchema)
 @blp.response(200, OkSchema)
-def request_password_reset() -> dict[str, str]:
+@blp.errors(429)
+def request_password_reset(body: dict[str, Any]) -> dict[str, str]:
     """Mail a password-reset link (the answer is the same whether or not a user matched)"""
-    body = _validated(ResetRequestSchema(), _json_body("EMPTY_BODY"))
     tenant_id = tenant_header()
     if tenant_id is None:
         raise Invalid("X-Tenant-ID names the tenant", code="INVALID_BODY")
@@ -128,9 +105,9 @@ def request_password_reset() -> dict[str, str]:
 
 @blp.route("/auth/password-reset/confirm", methods=["POST"])
 @public
+@blp.arguments(ResetConfirmSchema)
 @blp.response(200, OkSchema)
-def confirm_password_reset() -> dict[str, str]:
+def confirm_password_reset(body: dict[str, Any]) -> dict[str, str]:
     """Choose a new password with a reset token (revokes every session)"""
-    body = _validated(ResetConfirmSchema(), _json_body("EMPTY_BODY"))
     password_reset.confirm_reset(token=body["token"], password=body["password"], ip=client_ip())
     return {"msg": "ok"}

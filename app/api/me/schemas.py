@@ -21,7 +21,14 @@ def _millis(value: datetime | None) -> int | None:
     return int(value.timestamp() * 1000) if value is not None else None
 
 
+MAX_SETTINGS = 200
+
+
 class SettingSchema(ma.Schema):
+    """One `{key, value}` setting; PUT /users/me/settings takes and answers a list of them."""
+
+    EMPTY_BODY_CODE = "NO_BODY_GIVEN"
+
     class Meta:
         unknown = ma.RAISE
 
@@ -29,14 +36,10 @@ class SettingSchema(ma.Schema):
     value = ma.fields.Raw(required=True, allow_none=True)
 
 
-class SettingsListSchema(ma.Schema):
-    items = ma.fields.List(
-        ma.fields.Nested(SettingSchema), required=True, validate=ma.validate.Length(max=200)
-    )
-
-
 class MeUpdateSchema(ma.Schema):
     """Fields other than these are ignored; a body with none of them is NO_MUTATIONS_GIVEN."""
+
+    EMPTY_BODY_CODE = "NO_BODY_GIVEN"
 
     class Meta:
         unknown = ma.EXCLUDE
@@ -84,6 +87,8 @@ class MeUpdatedSchema(OutputSchema):
 
 
 class ResetRequestSchema(ma.Schema):
+    EMPTY_BODY_CODE = "EMPTY_BODY"
+
     class Meta:
         unknown = ma.RAISE
 
@@ -98,6 +103,8 @@ class ResetRequestSchema(ma.Schema):
 
 
 class ResetConfirmSchema(ma.Schema):
+    EMPTY_BODY_CODE = "EMPTY_BODY"
+
     class Meta:
         unknown = ma.RAISE
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import marshmallow as ma
+
 from app.core.errors import AppError
 from app.core.smorest import Blueprint
-
-blp = Blueprint("oauth", __name__, description="OAuth 2.0 token endpoint, revocation, JWKS")
 
 OAUTH_ERRORS = frozenset(
     {
@@ -21,6 +21,28 @@ OAUTH_ERRORS = frozenset(
     }
 )
 _BY_STATUS = {401: "invalid_client", 403: "unauthorized_client", 429: "temporarily_unavailable"}
+_SERVER_ERRORS = ("server_error", "temporarily_unavailable")
+
+
+class ErrorSchema(ma.Schema):
+    """RFC 6749 §5.2 `{error, error_description}`, as render_error writes it."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    error = ma.fields.String(
+        required=True, validate=ma.validate.OneOf(sorted(OAUTH_ERRORS) + list(_SERVER_ERRORS))
+    )
+    error_description = ma.fields.String(required=True)
+    fields = ma.fields.Dict(metadata={"description": "Messages by parameter, when malformed"})
+
+
+blp = Blueprint(
+    "oauth",
+    __name__,
+    description="OAuth 2.0 token endpoint, revocation, JWKS",
+    error_schema=ErrorSchema,
+)
 
 
 def render_error(err: AppError, request_id: str) -> dict[str, Any]:
@@ -39,4 +61,4 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
 
 from app.api.oauth import routes  # noqa: E402,F401  (registers the routes on blp)
 
-__all__ = ["blp", "render_error"]
+__all__ = ["ErrorSchema", "blp", "render_error"]

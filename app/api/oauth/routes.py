@@ -8,12 +8,12 @@ import binascii
 from typing import Any
 from urllib.parse import unquote
 
-import marshmallow as ma
-from flask import Response, current_app, jsonify, request
+from flask import current_app, request
 
 from app.api.auth import client_ip, public, tenant_header
 from app.api.oauth import blp
 from app.api.oauth.schemas import (
+    EmptySchema,
     JwksSchema,
     OpenIdConfigurationSchema,
     RevokeRequestSchema,
@@ -28,24 +28,7 @@ from app.tokens import service as token_service
 
 GRANT_TYPES = ("password", "refresh_token", "client_credentials")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def _load(schema: ma.Schema) -> dict[str, Any]:
-    """Parse a form or JSON body (OAuth clients send forms, others JSON)."""
-    if request.is_json:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise Invalid("The body must be a JSON object", code="invalid_request")
-    else:
-        data = request.form.to_dict()
-    try:
-        return schema.load(data)
-    except ma.ValidationError as exc:
-        raise Invalid(
-            "The request is missing or has malformed parameters",
-            code="invalid_request",
-            fields=exc.normalized_messages(),
-        ) from exc
+NO_STORE_DOC = {name: {"schema": {"type": "string", "enum": [v]}} for name, v in NO_STORE.items()}
 
 
 def _malformed_basic() -> Unauthenticated:
@@ -124,10 +107,15 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
 @blp.route("/oauth/token", methods=["POST"])
 @accepts_form
 @public
-@blp.response(200, TokenResponseSchema)
-def token() -> Response:
+@blp.tenant_header("The tenant to sign in to: required by the password grant")
+@blp.arguments(TokenRequestSchema, location="json_or_form")
+@blp.response(200, TokenResponseSchema, headers=NO_STORE_DOC)
+@blp.errors(401, 403, 429)
+# The client_credentials grant may authenticate with HTTP Basic; the others need nothing.
+@blp.doc(security=[{}, {"ClientBasic": []}])
+def token(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Issue tokens (password, refresh_token or client_credentials grant)"""
-    tokens = _grant(_load(TokenRequestSchema()))
+    tokens = _grant(body)
     body = {
         "access_token": tokens.access_token,
         "id_token": tokens.id_token,
@@ -136,34 +124,28 @@ def token() -> Response:
         "expires_in": tokens.expires_in,
         "scope": tokens.scope,
     }
-    response = jsonify({k: v for k, v in body.items() if v is not None})
-    response.headers.update(NO_STORE)
-    return response
+    return {k: v for k, v in body.items() if v is not None}, 200, NO_STORE
 
 
 @blp.route("/oauth/revoke", methods=["POST"])
 @accepts_form
 @public
-@blp.response(200)
-def revoke() -> Response:
+@blp.arguments(RevokeRequestSchema, location="json_or_form")
+@blp.response(200, EmptySchema, headers=NO_STORE_DOC)
+def revoke(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Revoke a refresh token and its family (RFC 7009; unknown tokens answer 200 too)"""
-    body = _load(RevokeRequestSchema())
     grants.revoke_token(token=body["token"])
-    response = jsonify({})
-    response.headers.update(NO_STORE)
-    return response
+    return {}, 200, NO_STORE
 
 
 @blp.route("/.well-known/jwks.json", methods=["GET"])
 @public
 @blp.response(200, JwksSchema)
-def jwks() -> Response:
+def jwks() -> tuple[dict[str, Any], int, dict[str, str]]:
     """Publish the public signing keys (current and previous)"""
-    response = jsonify(signing.jwks())
     # Short, so verifiers that honour caching see a rotated key soon (PyJWKClient and
     # most libraries re-fetch at once on an unknown kid anyway).
-    response.headers["Cache-Control"] = "public, max-age=60"
-    return response
+    return signing.jwks(), 200, {"Cache-Control": "public, max-age=60"}
 
 
 @blp.route("/.well-known/openid-configuration", methods=["GET"])

@@ -32,6 +32,10 @@ class RevokeRequestSchema(ma.Schema):
     token_type_hint = ma.fields.String(validate=ma.validate.Length(max=64))
 
 
+class EmptySchema(OutputSchema):
+    """`{}`: revocation answers nothing more (RFC 7009)."""
+
+
 class TokenResponseSchema(OutputSchema):
     access_token = ma.fields.String()
     id_token = ma.fields.String()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify
-
 from app.api.auth import public, requires, root_only
 from app.api.platform import blp
 from app.api.platform.schemas import (
@@ -112,10 +110,9 @@ def healthz() -> dict[str, Any]:
 @blp.route("/readyz", methods=["GET"])
 @public
 @blp.response(200, HealthSchema)
-def readyz() -> Response:
+@blp.alt_response(503, schema=HealthSchema, description="The database or the broker is down")
+def readyz() -> tuple[dict[str, Any], int]:
     """Report whether the database and the broker can be reached (503 when not)"""
     checks = health.readiness()
     ready = all(value in ("ok", "eager") for value in checks.values())
-    response = jsonify({"status": "ok" if ready else "unavailable", "checks": checks})
-    response.status_code = 200 if ready else 503
-    return response
+    return {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.api.auth import requires
-from app.api.etag import check_if_match, etag_headers
+from app.api.etag import ETAG_HEADER, check_if_match, etag_headers
 from app.api.fields import ListQuerySchema
 from app.api.user import blp
 from app.api.user.schemas import (
@@ -35,7 +35,8 @@ def list_properties(query: dict[str, Any], user_id: str) -> Page[Property]:
 @blp.route("/user/<user_id>/properties", methods=["POST"])
 @requires(*WRITE)
 @blp.arguments(CreatePropertySchema)
-@blp.response(201, PropertySchema)
+@blp.response(201, PropertySchema, headers=ETAG_HEADER)
+@blp.errors(409)
 def create_property(body: dict[str, Any], user_id: str) -> Tagged:
     """Create a property"""
     prop = property_service.create_property(user_id=user_id, name=body["name"], value=body["value"])
@@ -44,7 +45,7 @@ def create_property(body: dict[str, Any], user_id: str) -> Tagged:
 
 @blp.route("/user/<user_id>/properties/<property_id>", methods=["GET"])
 @requires(*READ)
-@blp.response(200, PropertySchema)
+@blp.response(200, PropertySchema, headers=ETAG_HEADER)
 def get_property(user_id: str, property_id: str) -> Tagged:
     """Get a property"""
     prop = property_service.get_property(user_id=user_id, property_id=property_id)
@@ -54,7 +55,8 @@ def get_property(user_id: str, property_id: str) -> Tagged:
 @blp.route("/user/<user_id>/properties/<property_id>", methods=["PUT"])
 @requires(*WRITE)
 @blp.arguments(UpdatePropertySchema)
-@blp.response(200, PropertySchema)
+@blp.response(200, PropertySchema, headers=ETAG_HEADER)
+@blp.errors(409, 412)
 def update_property(body: dict[str, Any], user_id: str, property_id: str) -> Tagged:
     """Replace a property's value (and optionally its name; honours If-Match)"""
     prop = property_service.get_property(user_id=user_id, property_id=property_id)

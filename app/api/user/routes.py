@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.api.auth import current_principal, requires
-from app.api.etag import etag_headers
+from app.api.etag import ETAG_HEADER, etag_headers
 from app.api.user import blp
 from app.api.user.schemas import BaseUserSchema, ProfileSchema
 from app.users import service as user_service
@@ -19,7 +19,7 @@ def _tagged(user: User) -> tuple[User, int, dict[str, Any]]:
 
 @blp.route("/user/profile", methods=["GET"])
 @requires(None, "read:current_user", user_arg=None)
-@blp.response(200, ProfileSchema)
+@blp.response(200, ProfileSchema, headers=ETAG_HEADER)
 def get_own_profile() -> tuple[User, int, dict[str, str]]:
     """Get the caller's full profile"""
     return _tagged(user_service.get_user(current_principal().user_id or ""))
@@ -27,7 +27,7 @@ def get_own_profile() -> tuple[User, int, dict[str, str]]:
 
 @blp.route("/user/<user_id>", methods=["GET"])
 @requires("read:users", "read:current_user")
-@blp.response(200, BaseUserSchema)
+@blp.response(200, BaseUserSchema, headers=ETAG_HEADER)
 def get_user(user_id: str) -> tuple[User, int, dict[str, str]]:
     """Get the base user row"""
     return _tagged(user_service.get_user(user_id))
@@ -35,7 +35,7 @@ def get_user(user_id: str) -> tuple[User, int, dict[str, str]]:
 
 @blp.route("/user/<user_id>/profile", methods=["GET"])
 @requires("read:users", "read:current_user")
-@blp.response(200, ProfileSchema)
+@blp.response(200, ProfileSchema, headers=ETAG_HEADER)
 def get_profile(user_id: str) -> tuple[User, int, dict[str, str]]:
     """Get a user's full profile"""
     return _tagged(user_service.get_user(user_id))

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response
 
 from app.api.auth import current_principal, requires
-from app.api.etag import check_if_match, etag_headers
+from app.api.etag import ETAG_HEADER, check_if_match, etag_headers
 from app.api.fields import ListQuerySchema
 from app.api.user import blp
 from app.api.user.schemas import (
@@ -37,7 +37,8 @@ def list_secrets(query: dict[str, Any], user_id: str) -> Page[Secret]:
 @blp.route("/user/<user_id>/secrets", methods=["POST"])
 @requires(*WRITE)
 @blp.arguments(CreateSecretSchema)
-@blp.response(201, SecretSchema)
+@blp.response(201, SecretSchema, headers=ETAG_HEADER)
+@blp.errors(409)
 def create_secret(body: dict[str, Any], user_id: str) -> Tagged:
     """Create a secret"""
     secret = secret_service.create_secret(user_id=user_id, name=body["name"], value=body["value"])
@@ -46,7 +47,7 @@ def create_secret(body: dict[str, Any], user_id: str) -> Tagged:
 
 @blp.route("/user/<user_id>/secrets/<secret_id>", methods=["GET"])
 @requires(*READ)
-@blp.response(200, SecretSchema)
+@blp.response(200, SecretSchema, headers=ETAG_HEADER)
 def get_secret(user_id: str, secret_id: str) -> Tagged:
     """Get a secret's metadata"""
     secret = secret_service.get_secret(user_id=user_id, secret_id=secret_id)
@@ -55,7 +56,13 @@ def get_secret(user_id: str, secret_id: str) -> Tagged:
 
 @blp.route("/user/<user_id>/secrets/<secret_id>/value", methods=["GET"])
 @requires(*READ)
-@blp.response(200, content_type="text/plain")
+@blp.response(
+    200,
+    {"type": "string"},
+    content_type="text/plain",
+    description="The value, exactly as stored",
+    headers={"Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}}},
+)
 def get_secret_value(user_id: str, secret_id: str) -> Response:
     """Read a secret's value as text/plain (audited)"""
     value = secret_service.read_value(
@@ -69,7 +76,8 @@ def get_secret_value(user_id: str, secret_id: str) -> Response:
 @blp.route("/user/<user_id>/secrets/<secret_id>", methods=["PUT"])
 @requires(*WRITE)
 @blp.arguments(UpdateSecretSchema)
-@blp.response(200, SecretSchema)
+@blp.response(200, SecretSchema, headers=ETAG_HEADER)
+@blp.errors(409, 412)
 def update_secret(body: dict[str, Any], user_id: str, secret_id: str) -> Tagged:
     """Rename a secret or replace its value (honours If-Match)"""
     secret = secret_service.get_secret(user_id=user_id, secret_id=secret_id)
