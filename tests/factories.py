@@ -240,3 +240,32 @@ def totp_code(secret: str, at: float | None = None) -> str:
     import pyotp
 
     return pyotp.TOTP(secret).at(at if at is not None else time.time())
+
+
+def table_counts(app: Flask) -> dict[str, int]:
+    """Rows per table, all tenants (to prove a refused request stored nothing)."""
+    from app.core.tenancy import all_tenants
+
+    with app.app_context(), all_tenants():
+        return {
+            table.name: db.session.scalar(select(func.count()).select_from(table)) or 0
+            for table in db.metadata.sorted_tables
+        }
+
+
+def assert_surface_error(response: Any, status: int, surface: str) -> dict[str, Any]:
+    """Assert `response` is an error of `status` in the shape the surface `surface`
+    (platform, user, accounts, me, oauth, directory, ...) declares; return its body."""
+    import importlib
+
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json, response.get_data(as_text=True)
+    body = response.get_json()
+    problems = importlib.import_module(f"app.api.{surface}").ErrorSchema().validate(body)
+    assert problems == {}, (body, problems)
+    return body
+
+
+def error_code(body: dict[str, Any], surface: str) -> str:
+    """The machine-readable code of an error body, wherever the surface puts it."""
+    return body["code"] if surface == "directory" else body["error"]
