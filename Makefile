@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench fuzz clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ run: install
 # Real PostgreSQL and Redis (standard local ports; see README to point elsewhere).
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Schema fuzzing at length (make test runs a short pass): every operation of /openapi.json
+# as an API key, the root key and a user token; prints the counts per run.
+FUZZ_EXAMPLES ?= 25
+FUZZ_SEED ?= 20261130
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest tests/test_fuzz.py -q $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
