@@ -184,17 +184,23 @@ def render_default(err: AppError, request_id: str) -> dict[str, Any]:
     return body
 
 
-class DefaultErrorSchema(ma.Schema):
-    """The default error body, as `render_default` writes it (for the OpenAPI document)."""
+class ErrorBodySchema(ma.Schema):
+    """Base of each surface's error schema (for the OpenAPI document): no other keys, and
+    the field messages of a validation error."""
 
     class Meta:
         unknown = ma.RAISE
+
+    fields = ma.fields.Dict(metadata={"description": "Messages by field, on validation errors"})
+
+
+class DefaultErrorSchema(ErrorBodySchema):
+    """The default error body, as `render_default` writes it."""
 
     error = ma.fields.String(required=True, metadata={"description": "A stable error code"})
     message = ma.fields.String(required=True)
     status = ma.fields.Integer(required=True)
     request_id = ma.fields.String(required=True)
-    fields = ma.fields.Dict(metadata={"description": "Messages by field, on validation errors"})
 
 
 def register_error_handlers(app: Flask, choose_renderer: Callable[[], Renderer]) -> None:

@@ -7,20 +7,16 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.core.errors import AppError
+from app.core.errors import AppError, ErrorBodySchema
 from app.core.smorest import Blueprint
 
 
-class ErrorSchema(ma.Schema):
+class ErrorSchema(ErrorBodySchema):
     """`{"error": "<message>", "code": "<KEY>"}`, as render_error writes it."""
-
-    class Meta:
-        unknown = ma.RAISE
 
     error = ma.fields.String(required=True, metadata={"description": "A readable message"})
     code = ma.fields.String(required=True, metadata={"description": "A stable UPPER_CASE key"})
     request_id = ma.fields.String(required=True)
-    fields = ma.fields.Dict(metadata={"description": "Messages by field, on validation errors"})
 
 
 blp = Blueprint(

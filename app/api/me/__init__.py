@@ -10,22 +10,18 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.core.errors import AppError
+from app.core.errors import AppError, ErrorBodySchema
 from app.core.smorest import Blueprint
 
 
-class ErrorSchema(ma.Schema):
+class ErrorSchema(ErrorBodySchema):
     """`{"success": false, "succes": false, "error": KEY, "message": ...}` (render_error)."""
-
-    class Meta:
-        unknown = ma.RAISE
 
     success = ma.fields.Boolean(required=True, validate=ma.validate.Equal(False))
     succes = ma.fields.Boolean(required=True, validate=ma.validate.Equal(False))
     error = ma.fields.String(required=True, metadata={"description": "e.g. NO_BODY_GIVEN"})
     message = ma.fields.String(required=True)
     request_id = ma.fields.String(required=True)
-    fields = ma.fields.Dict(metadata={"description": "Messages by field, on INVALID_BODY"})
 
 
 blp = Blueprint(

@@ -6,7 +6,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.core.errors import AppError
+from app.core.errors import AppError, ErrorBodySchema
 from app.core.smorest import Blueprint
 
 OAUTH_ERRORS = frozenset(
@@ -24,17 +24,13 @@ _BY_STATUS = {401: "invalid_client", 403: "unauthorized_client", 429: "temporari
 _SERVER_ERRORS = ("server_error", "temporarily_unavailable")
 
 
-class ErrorSchema(ma.Schema):
+class ErrorSchema(ErrorBodySchema):
     """RFC 6749 §5.2 `{error, error_description}`, as render_error writes it."""
-
-    class Meta:
-        unknown = ma.RAISE
 
     error = ma.fields.String(
         required=True, validate=ma.validate.OneOf(sorted(OAUTH_ERRORS) + list(_SERVER_ERRORS))
     )
     error_description = ma.fields.String(required=True)
-    fields = ma.fields.Dict(metadata={"description": "Messages by parameter, when malformed"})
 
 
 blp = Blueprint(
