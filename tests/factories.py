@@ -268,4 +268,5 @@ def assert_surface_error(response: Any, status: int, surface: str) -> dict[str, 
 
 def error_code(body: dict[str, Any], surface: str) -> str:
     """The machine-readable code of an error body, wherever the surface puts it."""
-    return body["code"] if surface == "directory" else body["error"]
+    key = {"directory": "code", "management": "errorCode"}.get(surface, "error")
+    return body[key]

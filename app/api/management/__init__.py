@@ -3,18 +3,14 @@ v2 and its SDKs. Errors: `{statusCode, error, message, errorCode}`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any
 
 import marshmallow as ma
 from flask import request
 
-from app.core.errors import AppError
+from app.core.errors import AppError, ErrorBodySchema
 from app.core.smorest import Blueprint
-
-F = TypeVar("F", bound=Callable[..., Any])
-blp = Blueprint("management", __name__, description="Auth0 Management API v2 compatible users")
 
 # Domain codes → Auth0's errorCode; a 400 not listed here is `invalid_body` for a request
 # with a body and `invalid_query_string` otherwise.
@@ -37,13 +33,21 @@ _ERROR_CODES = {
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-class Auth0ErrorSchema(ma.Schema):
-    """Auth0's error body."""
+class ErrorSchema(ErrorBodySchema):
+    """Auth0's error body, as render_error writes it."""
 
     statusCode = ma.fields.Integer(required=True)
     error = ma.fields.String(required=True)
     message = ma.fields.String(required=True)
     errorCode = ma.fields.String(required=True)
+
+
+blp = Blueprint(
+    "management",
+    __name__,
+    description="Auth0 Management API v2 compatible users",
+    error_schema=ErrorSchema,
+)
 
 
 def _error_code(err: AppError) -> str:
@@ -66,17 +70,6 @@ def _message(err: AppError) -> str:
     return f"{kind} validation error: {', '.join(parts)}"
 
 
-def errors(*statuses: int) -> Callable[[F], F]:
-    """Document the error answers a route gives, in this surface's shape."""
-
-    def decorate(view: F) -> F:
-        for status in sorted(set(statuses) | {401, 403, 429}, reverse=True):
-            view = blp.alt_response(status, schema=Auth0ErrorSchema)(view)
-        return view
-
-    return decorate
-
-
 def render_error(err: AppError, request_id: str) -> dict[str, Any]:
     return {
         "statusCode": err.status,
@@ -88,4 +81,4 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
 
 from app.api.management import device_routes, identity_routes, routes  # noqa: E402,F401
 
-__all__ = ["Auth0ErrorSchema", "blp", "errors", "render_error"]
+__all__ = ["ErrorSchema", "blp", "render_error"]

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response
 
 from app.api.auth import current_principal, requires
-from app.api.management import blp, errors
+from app.api.management import blp
 from app.api.management.query import field_selection
 from app.api.management.routes import page_answer
 from app.api.management.schemas import (
@@ -29,7 +29,7 @@ DEVICES_ANSWER = {
 @blp.route("/api/v2/device-credentials", methods=["GET"])
 @requires("read:device_credentials", "read:current_user", user_arg=None)
 @blp.arguments(ListDevicesQuerySchema, location="query")
-@errors(400)
+@blp.errors(400)
 @blp.response(200, DEVICES_ANSWER)
 def list_device_credentials(query: dict[str, Any]) -> Response:
     """List device credentials (a user's own, or filtered by user_id, client_id, type)"""
@@ -55,7 +55,7 @@ def list_device_credentials(query: dict[str, Any]) -> Response:
 @blp.route("/api/v2/device-credentials", methods=["POST"])
 @requires("create:device_credentials", "create:current_user_device_credentials", user_arg=None)
 @blp.arguments(CreateDeviceCredentialSchema)
-@errors(400, 404, 409, 413, 415)
+@blp.errors(400, 404, 409, 413, 415)
 @blp.response(201, CreatedIdSchema)
 def create_device_credential(body: dict[str, Any]) -> DeviceCredential:
     """Register a device's public key (for the calling user, or the user_id given)"""
@@ -71,7 +71,7 @@ def create_device_credential(body: dict[str, Any]) -> DeviceCredential:
 
 @blp.route("/api/v2/device-credentials/<credential_id>", methods=["DELETE"])
 @requires("delete:device_credentials", "delete:current_user_device_credentials", user_arg=None)
-@errors(404)
+@blp.errors(404)
 @blp.response(204)
 def delete_device_credential(credential_id: str) -> None:
     """Delete a device credential"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.api.auth import current_principal, requires
-from app.api.management import blp, errors
+from app.api.management import blp
 from app.api.management.schemas import EnrollmentSchema, IdentitySchema, LinkIdentitySchema
 from app.credentials import identities as identity_service
 from app.credentials import mfa as mfa_service
@@ -15,7 +15,7 @@ from app.users import service as user_service
 
 @blp.route("/api/v2/users/<user_id>/enrollments", methods=["GET"])
 @requires("read:users", "read:current_user")
-@errors(404)
+@blp.errors(404)
 @blp.response(200, EnrollmentSchema(many=True))
 def list_enrollments(user_id: str) -> list[MfaEnrolment]:
     """List a user's MFA enrolments"""
@@ -24,7 +24,7 @@ def list_enrollments(user_id: str) -> list[MfaEnrolment]:
 
 @blp.route("/api/v2/users/<user_id>/multifactor/<provider>", methods=["DELETE"])
 @requires("update:users", "delete:current_user_metadata")
-@errors(400, 404)
+@blp.errors(400, 404)
 @blp.response(204)
 def delete_multifactor(user_id: str, provider: str) -> None:
     """Remove a user's MFA provider (google-authenticator is the TOTP enrolment)"""
@@ -36,7 +36,7 @@ def delete_multifactor(user_id: str, provider: str) -> None:
 @blp.route("/api/v2/users/<user_id>/identities", methods=["POST"])
 @requires("update:users", "update:current_user_identities")
 @blp.arguments(LinkIdentitySchema)
-@errors(400, 404, 409, 413, 415)
+@blp.errors(400, 404, 409, 413, 415)
 @blp.response(201, IdentitySchema(many=True))
 def link_identity(body: dict[str, Any], user_id: str) -> list[dict[str, Any]]:
     """Link another user's account to this one (by provider and user_id, or link_with)"""
@@ -52,7 +52,7 @@ def link_identity(body: dict[str, Any], user_id: str) -> list[dict[str, Any]]:
 
 @blp.route("/api/v2/users/<user_id>/identities/<provider>/<identity_user_id>", methods=["DELETE"])
 @requires("update:users", "update:current_user_identities")
-@errors(400, 404, 409)
+@blp.errors(400, 404, 409)
 @blp.response(200, IdentitySchema(many=True))
 def unlink_identity(user_id: str, provider: str, identity_user_id: str) -> list[dict[str, Any]]:
     """Unlink an identity from a user (it becomes a separate user again)"""

@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask import Response, jsonify
 
 from app.api.auth import current_principal, requires
-from app.api.management import blp, errors
+from app.api.management import blp
 from app.api.management.query import field_selection, parse_q, parse_sort
 from app.api.management.schemas import (
     PAGE_FIELDS,
@@ -79,7 +79,7 @@ def _body(body: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/api/v2/users", methods=["GET"])
 @requires("read:users", user_arg=None)
 @blp.arguments(ListUsersQuerySchema, location="query")
-@errors(400)
+@blp.errors(400)
 @blp.response(200, USERS_ANSWER)
 def list_users(query: dict[str, Any]) -> Response:
     """List or search users (page, per_page, include_totals, q, sort, fields)"""
@@ -103,7 +103,7 @@ def list_users(query: dict[str, Any]) -> Response:
 @blp.route("/api/v2/users", methods=["POST"])
 @requires("create:users", user_arg=None)
 @blp.arguments(CreateUserSchema)
-@errors(400, 409, 413, 415)
+@blp.errors(400, 409, 413, 415)
 @blp.response(201, UserSchema)
 def create_user(body: dict[str, Any]) -> Any:
     """Create a user"""
@@ -116,7 +116,7 @@ def create_user(body: dict[str, Any]) -> Any:
 @blp.route("/api/v2/users/<user_id>", methods=["GET"])
 @requires("read:users", "read:current_user")
 @blp.arguments(FieldsQuerySchema, location="query")
-@errors(400, 404)
+@blp.errors(400, 404)
 @blp.response(200, UserSchema)
 def get_user(query: dict[str, Any], user_id: str) -> Response:
     """Get a user"""
@@ -127,7 +127,7 @@ def get_user(query: dict[str, Any], user_id: str) -> Response:
 @blp.route("/api/v2/users/<user_id>", methods=["PATCH"])
 @requires("update:users", "update:current_user_metadata")
 @blp.arguments(UpdateUserSchema)
-@errors(400, 404, 409, 413, 415)
+@blp.errors(400, 404, 409, 413, 415)
 @blp.response(200, UserSchema)
 def update_user(body: dict[str, Any], user_id: str) -> Any:
     """Update a user (metadata merged one level deep; other properties replaced)"""
@@ -138,7 +138,7 @@ def update_user(body: dict[str, Any], user_id: str) -> Any:
 
 @blp.route("/api/v2/users/<user_id>", methods=["DELETE"])
 @requires("delete:users")
-@errors(404)
+@blp.errors(404)
 @blp.response(204)
 def delete_user(user_id: str) -> None:
     """Delete a user"""
@@ -148,7 +148,7 @@ def delete_user(user_id: str) -> None:
 @blp.route("/api/v2/users-by-email", methods=["GET"])
 @requires("read:users", user_arg=None)
 @blp.arguments(UsersByEmailQuerySchema, location="query")
-@errors(400)
+@blp.errors(400)
 @blp.response(200, UserSchema(many=True))
 def users_by_email(query: dict[str, Any]) -> Response:
     """Find users by email (case-insensitive)"""
