@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, so a code change does not reinstall them.
+# Dependencies first, so a code change does not reinstall them. Runtime only: tests,
+# lint tools and the embedded test services (requirements-dev.txt) stay out of the image.
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
@@ -28,4 +29,5 @@ ENV APP_ENV=production \
     GUNICORN_CMD_ARGS="--workers 2"
 
 EXPOSE 8000
+# gunicorn.conf.py (in /app) adds up the workers' Prometheus metrics.
 CMD ["gunicorn", "-b", "0.0.0.0:8000", "wsgi:app"]

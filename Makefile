@@ -1,29 +1,43 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
+# `make run` installs the runtime requirements only; `make test` and `make lint` add the
+# development ones (requirements-dev.txt: pytest, ruff, the embedded test services).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+RUNTIME_STAMP := $(VENV)/.runtime-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+DEV_STAMP := $(VENV)/.dev-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test lint format bench fuzz clean
+.PHONY: install install-runtime run test lint format bench fuzz clean
 
-$(STAMP): requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements.txt
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	rm -f $(VENV)/.runtime-*
+	touch $(RUNTIME_STAMP)
 
-install: $(STAMP)
+# The development set includes the runtime one, so it satisfies `make run` too.
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.dev-* $(VENV)/.runtime-*
+	touch $(DEV_STAMP) $(RUNTIME_STAMP)
 
-# Embedded defaults: SQLite in instance/, Celery eager, mail to the log.
-run: install
+install-runtime: $(RUNTIME_STAMP)
+
+install: $(DEV_STAMP)
+
+# Embedded defaults: SQLite in instance/, Celery eager, mail to the outbox. FLASK_RUN_HOST
+# and FLASK_RUN_PORT tell config.py the address, so ISSUER (unless set) follows PORT.
+run: install-runtime
 	$(BIN)/flask --app wsgi db upgrade
 	$(BIN)/flask --app wsgi bootstrap
-	$(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
+	FLASK_RUN_HOST=$(HOST) FLASK_RUN_PORT=$(PORT) $(BIN)/flask --app wsgi run
 
-# Real PostgreSQL and Redis (standard local ports; see README to point elsewhere).
+# PostgreSQL and Redis: the local ones when they answer, else embedded ones (README).
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -1,7 +1,9 @@
 """Configuration read from the environment (and a `.env` file), with typed defaults.
 
-In development missing secrets are generated once into `instance/secrets.json`; in
-production (`APP_ENV=production`) a missing one stops start-up with a clear message.
+Every setting is parsed here, so a bad value stops start-up with one line naming the
+variable (ConfigError) instead of failing on first use. In development missing secrets
+are generated once into `instance/secrets.json`; in production (`APP_ENV=production`) a
+missing one stops start-up too.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
+from limits import parse as parse_rate_limit
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -37,6 +43,62 @@ def normalize_database_url(url: str) -> str:
             raise ConfigError(
                 "DATABASE_URL names PostgreSQL but neither psycopg nor psycopg2 is installed"
             )
+    return url
+
+
+# Databases the migrations and queries are written for, with the drivers that can load.
+_DATABASE_DRIVERS = {"postgresql": ("psycopg", "psycopg2"), "sqlite": ("pysqlite",)}
+
+
+def check_database_url(url: str) -> str:
+    """`url` (normalized) when it names PostgreSQL or SQLite with an installed driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError("DATABASE_URL is not a database URL") from exc
+    shown = parsed.render_as_string(hide_password=True)
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in _DATABASE_DRIVERS:
+        raise ConfigError(f"DATABASE_URL must be a PostgreSQL or SQLite URL, got {shown}")
+    if driver not in _DATABASE_DRIVERS[backend]:
+        raise ConfigError(f"DATABASE_URL names the driver {driver!r}, which is not supported")
+    module = {"pysqlite": "sqlite3"}.get(driver, driver)
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"DATABASE_URL needs the {module} package, which is not installed")
+    return url
+
+
+def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
+    """`url` when it has one of `schemes` and a host (a socket path for unix URLs)."""
+    parts = urlsplit(url)
+    where = parts.path if parts.scheme == "unix" else parts.hostname
+    if parts.scheme.lower() not in schemes or not where:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name} must be a URL starting with {allowed}, got {_hide(url)!r}")
+    return url
+
+
+def _hide(url: str) -> str:
+    """A URL with its password, if any, replaced (config values may hold credentials)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def _check_broker_url(url: str) -> str:
+    from kombu.transport import TRANSPORT_ALIASES, resolve_transport
+
+    scheme = url.partition("://")[0].split("+", 1)[0].lower()
+    if scheme not in TRANSPORT_ALIASES:
+        raise ConfigError(f"CELERY_BROKER_URL names no Celery broker transport: {_hide(url)!r}")
+    try:
+        resolve_transport(scheme)
+    except Exception as exc:  # the transport's own library is missing or broken
+        raise ConfigError(
+            f"CELERY_BROKER_URL needs the {scheme} transport, which cannot be loaded"
+        ) from exc
     return url
 
 
@@ -68,21 +130,75 @@ def _dev_secrets(instance_path: Path) -> dict[str, str]:
     return stored
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw in (None, ""):
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    value = raw.strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off), got {raw!r}")
+    return value in _TRUE
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, default)
+    try:
+        parse_rate_limit(raw)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{name} must be a rate limit like '10 per minute' or '5/hour', got {raw!r}"
+        ) from exc
+    return raw
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip()
+    folded = value.lower() if name != "LOG_LEVEL" else value.upper()
+    if folded not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return folded
+
+
+def _dev_issuer(env: Mapping[str, str]) -> str:
+    """Where `flask run` serves (FLASK_RUN_HOST / FLASK_RUN_PORT, as `make run` sets them),
+    so tokens and discovery name the address clients really use."""
+    host = env.get("FLASK_RUN_HOST", "127.0.0.1")
+    if host in ("0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"  # listening everywhere; the loopback address is one that works
+    port = _int(env, "FLASK_RUN_PORT", 5000, minimum=1)
+    return f"http://{host}:{port}"
+
+
+def _check_encryption_keys(keys: list[str]) -> None:
+    """Each key must be 32 bytes of urlsafe base64; the message never shows a key."""
+    if not keys:
+        raise ConfigError("ENCRYPTION_KEYS is empty")
+    for position, key in enumerate(keys, start=1):
+        try:
+            raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError(
+                f"ENCRYPTION_KEYS key {position} of {len(keys)} is not valid: each key must be "
+                "32 bytes, urlsafe-base64 encoded"
+            )
 
 
 class Config:
@@ -94,11 +210,9 @@ class Config:
             environ = os.environ
         # An empty variable means "not set", so `FOO=` in a .env file keeps the default.
         env = {k: v for k, v in environ.items() if v is not None and v.strip() != ""}
-        self.APP_ENV = env.get("APP_ENV", "development").strip().lower()
-        if self.APP_ENV not in {"development", "production", "testing"}:
-            raise ConfigError(
-                f"APP_ENV must be development, production or testing, got {self.APP_ENV!r}"
-            )
+        self.APP_ENV = _choice(
+            env, "APP_ENV", "development", ("development", "production", "testing")
+        )
         self.INSTANCE_PATH = str(Path(env.get("INSTANCE_PATH") or PROJECT_ROOT / "instance"))
         production = self.APP_ENV == "production"
 
@@ -108,7 +222,9 @@ class Config:
         raw_db = env.get("DATABASE_URL", "")
         if production and not raw_db:
             raise ConfigError("DATABASE_URL is not set (required when APP_ENV=production)")
-        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(raw_db or default_db)
+        self.SQLALCHEMY_DATABASE_URI = check_database_url(
+            normalize_database_url(raw_db or default_db)
+        )
         # No pre-ping: it costs a round trip per request. Connections are recycled instead,
         # and a dropped one answers 503 once while the pool replaces it.
         # hide_parameters: a logged database error never shows a bound value (a password
@@ -119,46 +235,68 @@ class Config:
         }
 
         self.REDIS_URL = env.get("REDIS_URL", "")
+        if self.REDIS_URL:
+            _check_url("REDIS_URL", self.REDIS_URL, ("redis", "rediss", "unix"))
         self.CELERY_BROKER_URL = env.get("CELERY_BROKER_URL", "") or self.REDIS_URL
+        if self.CELERY_BROKER_URL:
+            _check_broker_url(self.CELERY_BROKER_URL)
         self.CELERY_TASK_ALWAYS_EAGER = not self.CELERY_BROKER_URL
         self.CELERY_QUEUE = env.get("CELERY_QUEUE", "celery")
         # Prefix of every Redis key the service writes (rate limits, last-seen buffers),
         # so deployments or test runs can share one Redis.
         self.REDIS_KEY_PREFIX = env.get("REDIS_KEY_PREFIX", "gh")
 
-        self.ISSUER = env.get("ISSUER", "http://127.0.0.1:5000")
+        # Development follows the address `flask run` serves; production names it (or keeps
+        # the documented default).
+        default_issuer = "http://127.0.0.1:5000" if production else _dev_issuer(env)
+        self.ISSUER = _check_url("ISSUER", env.get("ISSUER", default_issuer), ("http", "https"))
         self.POSTMARK_SERVER_TOKEN = env.get("POSTMARK_SERVER_TOKEN", "")
-        self.POSTMARK_API_URL = env.get("POSTMARK_API_URL", "https://api.postmarkapp.com")
+        self.POSTMARK_API_URL = _check_url(
+            "POSTMARK_API_URL",
+            env.get("POSTMARK_API_URL", "https://api.postmarkapp.com"),
+            ("http", "https"),
+        )
         self.EMAIL_FROM = env.get("EMAIL_FROM", "")
 
-        self.ACCESS_TOKEN_TTL = _int(env, "ACCESS_TOKEN_TTL", 15 * 60)
-        self.REFRESH_TOKEN_TTL = _int(env, "REFRESH_TOKEN_TTL", 30 * 24 * 3600)
-        self.CUSTOM_TOKEN_TTL = min(_int(env, "CUSTOM_TOKEN_TTL", 3600), 3600)
+        self.ACCESS_TOKEN_TTL = _int(env, "ACCESS_TOKEN_TTL", 15 * 60, minimum=1)
+        self.REFRESH_TOKEN_TTL = _int(env, "REFRESH_TOKEN_TTL", 30 * 24 * 3600, minimum=1)
+        self.CUSTOM_TOKEN_TTL = min(_int(env, "CUSTOM_TOKEN_TTL", 3600, minimum=1), 3600)
         self.REFRESH_REUSE_GRACE_SECONDS = _int(env, "REFRESH_REUSE_GRACE_SECONDS", 10)
-        self.PASSWORD_RESET_TTL = min(_int(env, "PASSWORD_RESET_TTL", 3600), 3600)
+        self.PASSWORD_RESET_TTL = min(_int(env, "PASSWORD_RESET_TTL", 3600, minimum=1), 3600)
         # A self-service password or email change needs a password entered this recently.
         self.REAUTH_MAX_AGE_SECONDS = _int(env, "REAUTH_MAX_AGE_SECONDS", 300)
 
-        self.RATELIMIT_SIGNIN_PER_ACCOUNT = env.get("RATELIMIT_SIGNIN_PER_ACCOUNT", "10 per minute")
-        self.RATELIMIT_SIGNIN_PER_IP = env.get("RATELIMIT_SIGNIN_PER_IP", "300 per minute")
-        self.RATELIMIT_REFRESH_PER_IP = env.get("RATELIMIT_REFRESH_PER_IP", "300 per minute")
-        self.RATELIMIT_RESET_PER_ADDRESS = env.get("RATELIMIT_RESET_PER_ADDRESS", "5 per hour")
-        self.RATELIMIT_RESET_PER_IP = env.get("RATELIMIT_RESET_PER_IP", "60 per hour")
+        for name, default in (
+            ("RATELIMIT_SIGNIN_PER_ACCOUNT", "10 per minute"),
+            ("RATELIMIT_SIGNIN_PER_IP", "300 per minute"),
+            ("RATELIMIT_REFRESH_PER_IP", "300 per minute"),
+            ("RATELIMIT_RESET_PER_ADDRESS", "5 per hour"),
+            ("RATELIMIT_RESET_PER_IP", "60 per hour"),
+        ):
+            setattr(self, name, _rate_limit(env, name, default))
         self.RATELIMIT_ENABLED = _bool(env, "RATELIMIT_ENABLED", True)
         self.PROXY_FIX_X_FOR = _int(env, "PROXY_FIX_X_FOR", 0)
 
         self.MAIL_RETRY_BASE_SECONDS = _int(env, "MAIL_RETRY_BASE_SECONDS", 5)
-        self.MAIL_MAX_ATTEMPTS = _int(env, "MAIL_MAX_ATTEMPTS", 8)
-        self.MAIL_TIMEOUT_SECONDS = _int(env, "MAIL_TIMEOUT_SECONDS", 10)
+        self.MAIL_MAX_ATTEMPTS = _int(env, "MAIL_MAX_ATTEMPTS", 8, minimum=1)
+        self.MAIL_TIMEOUT_SECONDS = _int(env, "MAIL_TIMEOUT_SECONDS", 10, minimum=1)
         # Periodic jobs (beat) and their knobs.
         self.MAIL_REQUEUE_AFTER_SECONDS = _int(env, "MAIL_REQUEUE_AFTER_SECONDS", 300)
-        self.MAIL_REQUEUE_INTERVAL_SECONDS = _int(env, "MAIL_REQUEUE_INTERVAL_SECONDS", 60)
-        self.ACTIVITY_FLUSH_INTERVAL_SECONDS = _int(env, "ACTIVITY_FLUSH_INTERVAL_SECONDS", 60)
-        self.CLEANUP_INTERVAL_SECONDS = _int(env, "CLEANUP_INTERVAL_SECONDS", 3600)
-        self.CLEANUP_BATCH_SIZE = _int(env, "CLEANUP_BATCH_SIZE", 1000)
-        self.DELIVERY_RETENTION_DAYS = _int(env, "DELIVERY_RETENTION_DAYS", 30)
+        self.MAIL_REQUEUE_INTERVAL_SECONDS = _int(
+            env, "MAIL_REQUEUE_INTERVAL_SECONDS", 60, minimum=1
+        )
+        self.ACTIVITY_FLUSH_INTERVAL_SECONDS = _int(
+            env, "ACTIVITY_FLUSH_INTERVAL_SECONDS", 60, minimum=1
+        )
+        self.CLEANUP_INTERVAL_SECONDS = _int(env, "CLEANUP_INTERVAL_SECONDS", 3600, minimum=1)
+        self.CLEANUP_BATCH_SIZE = _int(env, "CLEANUP_BATCH_SIZE", 1000, minimum=1)
+        self.DELIVERY_RETENTION_DAYS = _int(env, "DELIVERY_RETENTION_DAYS", 30, minimum=1)
 
-        self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
+        self.LOG_LEVEL = _choice(
+            env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        )
+        # `json`: one JSON object per log line (API, worker and beat).
+        self.LOG_FORMAT = _choice(env, "LOG_FORMAT", "text", ("text", "json"))
         # Bodies over 1 MiB are refused with 413 before any view reads them.
         self.MAX_CONTENT_LENGTH = MIB
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
@@ -186,6 +324,7 @@ class Config:
         self.ENCRYPTION_KEYS = [
             k.strip() for k in values["ENCRYPTION_KEYS"].split(",") if k.strip()
         ]
+        _check_encryption_keys(self.ENCRYPTION_KEYS)
         self.ROOT_API_KEY = values["ROOT_API_KEY"]
 
     @property

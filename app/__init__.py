@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import models  # noqa: F401  (every model registered on the metadata)
 from app.core.db import db
 from app.core.errors import register_error_handlers
-from app.core.http import RequestIdFilter, StripTrailingSlash, install_http_hooks
+from app.core.http import StripTrailingSlash, install_http_hooks
 from app.core.inputs import install_input_guards
 from app.core.jobs import celery_init_app
 from app.core.kv import init_kv
+from app.core.logs import configure_logging
+from app.core.metrics import add_gauge, install_request_metrics
 from app.core.ratelimit import init_rate_limits
 from app.core.security import KeyRing
 from app.core.smorest import Api
@@ -35,7 +36,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     app.config.update(config.as_dict())
     app.config.update(overrides)
     _private_instance_files(app)
-    _configure_logging(app)
+    configure_logging(app)
     try:
         app.extensions["gatehouse.keyring"] = KeyRing(app.config["ENCRYPTION_KEYS"])
     except ValueError as exc:
@@ -60,7 +61,18 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     from app.api import choose_renderer, register_surfaces
 
     register_surfaces(api)
+    from app import encryption
+
+    # /readyz also tells whether the key ring opens the data (a ring changed under a
+    # running instance would otherwise only show as 500s).
+    app.extensions["gatehouse.readiness"] = {"keyring": encryption.keyring_status}
+    from app.mail.service import count_by_status
+
+    add_gauge(
+        app, "gatehouse_mail_deliveries", "Email deliveries by state.", "state", count_by_status
+    )
     _serve_swagger_assets(app)
+    install_request_metrics(app)  # first, so its clock starts before the other hooks
     install_http_hooks(app)
     install_input_guards(app)  # after the request id is set, so its 400s carry it
     register_error_handlers(app, choose_renderer)
@@ -100,18 +112,6 @@ def _serve_swagger_assets(app: Flask) -> None:
         static_url_path="/docs/static",
     )
     app.register_blueprint(assets)
-
-
-def _configure_logging(app: Flask) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
-    )
-    root = logging.getLogger("app")
-    if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
-        root.addHandler(handler)
-    root.setLevel(app.config["LOG_LEVEL"])
 
 
 def _sqlite_foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:

@@ -1,20 +1,23 @@
-"""Operator commands: `flask bootstrap`, `flask tenants create`, `flask keys create|revoke`."""
+"""Operator commands: `flask bootstrap`, `flask tenants create|list|delete`, `flask keys
+create|revoke|rotate-signing|rotate-encryption`, `flask run-periodic`."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app import encryption
+from app.audit import service as audit_service
 from app.core.db import db
 from app.core.errors import AppError
-from app.core.security import KeyRingError
+from app.core.security import keyring
 from app.periodic import JOBS, run_job
-from app.secrets import service as secret_service
 from app.tenants import service as tenant_service
 from app.tokens import signing
 
@@ -58,6 +61,56 @@ def bootstrap() -> dict[str, str]:
     return saved
 
 
+_batch_size_option = click.option(
+    "--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000)
+)
+
+
+def _rotate_encryption(batch_size: int) -> None:
+    """Re-encrypt every registered column, with a progress bar per column."""
+    ring = keyring()
+    click.echo(f"re-encrypting under key id {ring.current_key_id} (batches of {batch_size})")
+    done: list[str] = []
+    for entry in encryption.ENCRYPTED_COLUMNS:
+        pending = encryption.pending_count(entry)
+        with click.progressbar(length=pending, label=entry.label, file=sys.stderr) as bar:
+            try:
+                count = encryption.rotate_column(entry, batch_size=batch_size, on_batch=bar.update)
+            except encryption.RotationError as exc:
+                db.session.rollback()
+                raise click.ClickException(
+                    f"cannot decrypt {exc}; put the key that made it back into ENCRYPTION_KEYS "
+                    "(after the current one) and run again: finished batches are kept"
+                ) from exc
+        done.append(f"{entry.label} {count}")
+    click.echo(f"re-encrypted: {', '.join(done)}")
+
+
+def _check_encryption() -> None:
+    """Count, per column, the values under the current key, older keys and unknown keys."""
+    ring = keyring()
+    older_ids = set(ring.key_ids[1:])
+    click.echo(f"current key id {ring.current_key_id}; older keys: {sorted(older_ids) or 'none'}")
+    older = unknown = 0
+    for entry in encryption.ENCRYPTED_COLUMNS:
+        counts = encryption.key_counts(entry)
+        on_older = sum(n for kid, n in counts.items() if kid in older_ids)
+        on_unknown = sum(n for kid, n in counts.items() if kid not in ring.key_ids)
+        older, unknown = older + on_older, unknown + on_unknown
+        line = f"{entry.label}: {sum(counts.values())} values, {on_older} under older keys"
+        click.echo(line + (f", {on_unknown} under keys not in the ring" if on_unknown else ""))
+    if unknown:
+        raise click.ClickException(
+            f"{unknown} values were encrypted with keys that are not in ENCRYPTION_KEYS "
+            "and cannot be read; put those keys back"
+        )
+    if older:
+        raise click.ClickException(
+            f"{older} values are still under older keys: run `flask keys rotate-encryption`"
+        )
+    click.echo("every value is under the current key: the keys after it can be dropped")
+
+
 def register_cli(app: Flask) -> None:
     @app.cli.command("bootstrap")
     def bootstrap_command() -> None:
@@ -80,24 +133,10 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(secrets_group)
 
     @secrets_group.command("reencrypt")
-    @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
+    @_batch_size_option
     def reencrypt_command(batch_size: int) -> None:
-        """Rewrite every secret under the current (first) ENCRYPTION_KEYS key, in batches."""
-        total = 0
-        while True:
-            try:
-                done = secret_service.reencrypt_batch(batch_size=batch_size)
-            except KeyRingError as exc:
-                db.session.rollback()
-                raise click.ClickException(
-                    f"a secret cannot be decrypted ({exc}); put the key that made it back "
-                    f"into ENCRYPTION_KEYS (after the current one) and run again"
-                ) from exc
-            db.session.commit()  # one short transaction per batch
-            total += done
-            if done < batch_size:
-                break
-        click.echo(f"re-encrypted {total} secrets")
+        """The same as `keys rotate-encryption` (every encrypted value, not only secrets)."""
+        _rotate_encryption(batch_size)
 
     tenants = AppGroup("tenants", help="Manage tenants.")
     keys = AppGroup("keys", help="Manage API keys.")
@@ -111,6 +150,50 @@ def register_cli(app: Flask) -> None:
         tenant_id = tenant_service.create_tenant(name=name).id
         db.session.commit()
         click.echo(tenant_id)
+
+    @tenants.command("list")
+    def list_tenants_command() -> None:
+        """Print every tenant: id, creation time, name."""
+        cursor = None
+        while True:
+            page = tenant_service.list_tenants(limit=100, cursor=cursor)
+            for tenant in page.items:
+                click.echo(f"{tenant.id}  {tenant.created_at:%Y-%m-%dT%H:%M:%SZ}  {tenant.name}")
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        db.session.commit()
+
+    @tenants.command("delete")
+    @click.argument("tenant_id")
+    @_batch_size_option
+    @click.confirmation_option(prompt="Delete the tenant and everything it owns?")
+    def delete_tenant_command(tenant_id: str, batch_size: int) -> None:
+        """Delete TENANT_ID with everything it owns, one short transaction per batch
+        (run again to finish a stopped deletion)."""
+        try:
+            rows = tenant_service.delete_tenant(
+                tenant_id=tenant_id,
+                actor="cli",
+                ip=None,
+                batch_size=batch_size,
+                after_batch=db.session.commit,
+            )
+        except AppError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from exc
+        db.session.commit()
+        click.echo(f"deleted {tenant_id}: {sum(rows.values())} rows")
+
+    @tenants.command("deleted")
+    def deleted_tenants_command() -> None:
+        """Print the deletion records of deleted tenants (platform events), newest first."""
+        for event in audit_service.list_platform_events(limit=100).items:
+            click.echo(
+                f"{event.created_at:%Y-%m-%dT%H:%M:%SZ}  {event.target}  "
+                f"{event.data.get('name', '')}  by {event.actor}"
+            )
+        db.session.commit()
 
     @keys.command("create")
     @click.argument("tenant_id")
@@ -134,6 +217,17 @@ def register_cli(app: Flask) -> None:
         kid = signing.rotate_signing_key().kid
         db.session.commit()
         click.echo(f"new signing key: {kid}")
+
+    @keys.command("rotate-encryption")
+    @_batch_size_option
+    @click.option("--check", is_flag=True, help="Only count values still under older keys.")
+    def rotate_encryption_command(batch_size: int, check: bool) -> None:
+        """Re-encrypt every encrypted value under the first ENCRYPTION_KEYS key, in batches
+        (resumable); --check counts what is left under older keys (exit 1 if any)."""
+        if check:
+            _check_encryption()
+        else:
+            _rotate_encryption(batch_size)
 
     @keys.command("revoke")
     @click.argument("key_id")

@@ -1,8 +1,9 @@
 """Test session: a PostgreSQL database built by the migrations, Redis db 15 as the Celery
 broker, one app, one real Celery worker thread; every test starts from empty tables.
 
-PostgreSQL and Redis must be reachable (TEST_DATABASE_URL / TEST_REDIS_URL override the
-local defaults); if they are not, the run stops with a message instead of skipping.
+The servers are the local ones (or TEST_DATABASE_URL / TEST_REDIS_URL), else embedded ones
+started from wheels for this run (tests/services.py); the pytest header names the mode.
+A server that is named but unreachable stops the run with a message instead of skipping.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,15 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from app import create_app
 from app.core.db import db
 from config import Config
-from tests import factories
+from tests import factories, services
 from tests.postmark_fake import FakePostmark, start_fake_postmark
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT_KEY = "gh_root_test-root-key-" + uuid.uuid4().hex
 RUN_ID = f"gh-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 HOW_TO_START = (
@@ -42,31 +42,92 @@ HOW_TO_START = (
 )
 
 
+_services: services.Services | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _services
+    try:
+        _services = services.start()
+    except services.ServiceError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _services is not None:
+        _services.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _services.describe() if _services else "gatehouse test services: not started"
+
+
+def admin_url() -> str:
+    """The maintenance database of the run's PostgreSQL (CREATE DATABASE works there)."""
+    assert _services is not None
+    return _services.database_url
+
+
+def redis_url() -> str:
+    assert _services is not None
+    return _services.redis_url
+
+
 def _require_services() -> None:
     try:
-        psycopg.connect(ADMIN_URL, connect_timeout=3).close()
+        psycopg.connect(admin_url(), connect_timeout=3).close()
     except Exception as exc:
-        pytest.exit(f"PostgreSQL is not reachable at {ADMIN_URL}: {exc}\n{HOW_TO_START}", 3)
+        pytest.exit(f"PostgreSQL is not reachable at {admin_url()}: {exc}\n{HOW_TO_START}", 3)
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+        redis.Redis.from_url(redis_url(), socket_connect_timeout=3).ping()
     except Exception as exc:
-        pytest.exit(f"Redis is not reachable at {REDIS_URL}: {exc}\n{HOW_TO_START}", 3)
+        pytest.exit(f"Redis is not reachable at {redis_url()}: {exc}\n{HOW_TO_START}", 3)
 
 
 def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def create_database(name: str, template: str | None = None) -> str:
+    """Create database `name` (a copy of `template` if given) and return its URL."""
+    clause = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"{clause}')
+    return _with_database(admin_url(), name)
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     _require_services()
     name = f"gatehouse_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _with_database(ADMIN_URL, name)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield create_database(name)
+    drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def template_database(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty database at the head migration, copied by `isolated_database_url`."""
+    name = f"gatehouse_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    builder = create_app(make_config(create_database(name), tmp_path_factory.mktemp("tpl")))
+    with builder.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()  # a template database must have no open connection
+    yield name
+    drop_database(name)
+
+
+@pytest.fixture()
+def isolated_database_url(template_database: str) -> Iterator[str]:
+    """A database of its own for one test (key rotation rewrites the signing keys every
+    other test of the session relies on)."""
+    name = f"gatehouse_iso_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    yield create_database(name, template=template_database)
+    drop_database(name)
 
 
 def make_config(database_url: str, tmp: Path, **extra: str) -> Config:
@@ -74,7 +135,7 @@ def make_config(database_url: str, tmp: Path, **extra: str) -> Config:
         "APP_ENV": "testing",
         "INSTANCE_PATH": str(tmp),
         "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url(),
         "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
         "ENCRYPTION_KEYS": factories.new_encryption_key(),
         "ROOT_API_KEY": ROOT_KEY,
@@ -85,6 +146,33 @@ def make_config(database_url: str, tmp: Path, **extra: str) -> Config:
         **extra,
     }
     return Config(environ)
+
+
+@pytest.fixture()
+def deployment(isolated_database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """`make(**settings)` builds processes of one deployment on a database of its own:
+    one SECRET_KEY, their own Celery queue and Redis keys; settings (ENCRYPTION_KEYS, …)
+    differ per process as a rolling restart would have them."""
+    run_id = f"gh-iso-{uuid.uuid4().hex[:10]}"
+    secret_key = "iso-secret-" + uuid.uuid4().hex
+    made: list[Flask] = []
+
+    def make(**settings: str) -> Flask:
+        config = make_config(
+            isolated_database_url,
+            tmp_path / f"process-{len(made)}",
+            SECRET_KEY=secret_key,
+            CELERY_QUEUE=run_id,
+            REDIS_KEY_PREFIX=run_id,
+            **settings,
+        )
+        made.append(create_app(config))
+        return made[-1]
+
+    yield make
+    for process in made:
+        with process.app_context():
+            db.engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -270,3 +271,89 @@ def error_code(body: dict[str, Any], surface: str) -> str:
     """The machine-readable code of an error body, wherever the surface puts it."""
     key = {"directory": "code", "management": "errorCode"}.get(surface, "error")
     return body[key]
+
+
+@contextmanager
+def celery_worker_for(app: Flask) -> Iterator[Any]:
+    """A real worker thread consuming `app`'s own queue (for apps of a `deployment`).
+
+    The session's worker thread must survive it, and three process-wide things would
+    stop it: celery's `start_worker` ends by setting the `should_terminate` flag; a
+    second worker reuses (and on stopping, closes) the current kombu event loop; and a
+    worker thread runs tasks from the *default* Celery app's registry, which starting a
+    worker replaces. So this worker makes a loop of its own, and both are restored."""
+    import threading
+
+    from celery import _state
+    from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
+    from kombu.asynchronous import get_event_loop, set_event_loop
+
+    session_loop, session_default = get_event_loop(), _state.default_app
+    session_current = getattr(_state._tls, "current_app", None)
+    set_event_loop(None)  # this worker makes a loop of its own
+    celery = app.extensions["celery"]
+    setup_app_for_worker(celery, "WARNING", None)
+    worker = TestWorkController(
+        app=celery,
+        concurrency=1,
+        pool="solo",
+        loglevel="WARNING",
+        logfile=None,
+        ready_callback=None,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    thread = threading.Thread(target=worker.start, daemon=True)
+    thread.start()
+    worker.ensure_started()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(10)
+        set_event_loop(session_loop)
+        _state.set_default_app(session_default)
+        _state._set_current_app(session_current)
+        assert not thread.is_alive(), "the deployment's worker did not stop"
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PROCESS_SETTINGS = (
+    "APP_ENV",
+    "SECRET_KEY",
+    "ROOT_API_KEY",
+    "REDIS_URL",
+    "CELERY_QUEUE",
+    "REDIS_KEY_PREFIX",
+    "ISSUER",
+    "POSTMARK_API_URL",
+)
+
+
+def process_env(app: Flask, **overrides: str) -> dict[str, str]:
+    """The environment of another process of `app`'s deployment (`flask --app wsgi …`,
+    `celery -A worker …`, gunicorn), as an operator would set it; `overrides` win."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TEST_DATABASE_URL", "FLASK_APP")}
+    env.update({name: str(app.config[name]) for name in _PROCESS_SETTINGS})
+    env["DATABASE_URL"] = app.config["SQLALCHEMY_DATABASE_URI"]
+    env["ENCRYPTION_KEYS"] = ",".join(app.config["ENCRYPTION_KEYS"])
+    env["INSTANCE_PATH"] = app.instance_path
+    env.update(overrides)
+    return env
+
+
+def run_command(args: list[str], env: dict[str, str], timeout: float = 60) -> Any:
+    """Run a project command (`flask --app wsgi …`) from the project root, as an operator
+    would; the completed process, output as text."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.core.db import db
-from tests.conftest import REDIS_URL, make_config
+from tests.conftest import make_config, redis_url
 
 ISSUER = "http://gatehouse.test"
 PASSWORD = "correct horse battery"
@@ -22,7 +22,6 @@ RATELIMITS = "gatehouse.ratelimits"
 # Rate-limit counters of the variant apps live in their own Redis database: every test's
 # clean_tables resets the shared one, so a suite running beside this one (same Redis)
 # would otherwise wipe a counter between two requests. The broker stays the shared one.
-LIMITS_REDIS_URL = REDIS_URL.rpartition("/")[0] + "/13"
 
 
 def token_request(
@@ -119,7 +118,7 @@ def rate_limited_app(
         session_app,
         database_url,
         tmp,
-        REDIS_URL=LIMITS_REDIS_URL,
-        CELERY_BROKER_URL=REDIS_URL,
+        REDIS_URL=redis_url().rpartition("/")[0] + "/13",  # counters of its own
+        CELERY_BROKER_URL=redis_url(),
         **limits,
     )

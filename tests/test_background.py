@@ -289,7 +289,8 @@ def test_the_worker_module_carries_the_schedule(
     for name in ("APP_ENV", "INSTANCE_PATH", "SECRET_KEY", "ROOT_API_KEY", "REDIS_URL"):
         monkeypatch.setenv(name, str(getattr(config, name)))
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("ENCRYPTION_KEYS", ",".join(config.ENCRYPTION_KEYS))
+    # The session's key ring: the worker module proves it opens the data at start-up.
+    monkeypatch.setenv("ENCRYPTION_KEYS", ",".join(app.config["ENCRYPTION_KEYS"]))
     monkeypatch.setenv("CLEANUP_INTERVAL_SECONDS", "31")
     worker = sys.modules.get("worker")
     worker = importlib.reload(worker) if worker else importlib.import_module("worker")

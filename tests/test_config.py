@@ -47,11 +47,12 @@ def test_development_generates_secrets_once(tmp_path: Path) -> None:
 
 
 def test_explicit_values_win_over_generated(tmp_path: Path) -> None:
+    k1, k2 = "A" * 43, "B" * 43
     config = Config(
-        {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "mine", "ENCRYPTION_KEYS": "k1, k2"}
+        {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "mine", "ENCRYPTION_KEYS": f"{k1}, {k2}"}
     )
     assert config.SECRET_KEY == "mine"
-    assert config.ENCRYPTION_KEYS == ["k1", "k2"]
+    assert config.ENCRYPTION_KEYS == [k1, k2]
 
 
 def test_broker_defaults_to_redis_url(tmp_path: Path) -> None:
@@ -109,8 +110,67 @@ def test_empty_variables_keep_their_defaults(tmp_path: Path) -> None:
 
 
 def test_a_malformed_encryption_key_stops_start_up(tmp_path: Path) -> None:
-    from app import create_app
+    environ = {**PROD_BASE, "INSTANCE_PATH": str(tmp_path)}
+    with pytest.raises(ConfigError, match="ENCRYPTION_KEYS key 2 of 2 is not valid") as caught:
+        Config({**environ, "ENCRYPTION_KEYS": "A" * 43 + ",too-short"})
+    assert "too-short" not in str(caught.value)  # a key is never echoed
 
-    config = Config({**PROD_BASE, "INSTANCE_PATH": str(tmp_path), "ENCRYPTION_KEYS": "too-short"})
-    with pytest.raises(ConfigError, match="ENCRYPTION_KEYS"):
-        create_app(config)
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("RATELIMIT_RESET_PER_IP", "", None),  # empty: the default applies
+        ("RATELIMIT_RESET_PER_IP", "sometimes", "must be a rate limit like"),
+        ("DATABASE_URL", "mysql://me:hunter2@db/gatehouse", "PostgreSQL or SQLite URL"),
+        ("DATABASE_URL", "postgresql+asyncpg://db/gatehouse", "driver 'asyncpg'"),
+        ("DATABASE_URL", "::nonsense::", "is not a database URL"),
+        ("REFRESH_TOKEN_TTL", "0", "must be at least 1"),
+        ("MAIL_MAX_ATTEMPTS", "-3", "must be at least 1"),
+        ("PROXY_FIX_X_FOR", "one", "must be an integer"),
+        ("REDIS_URL", "localhost:6379", "must be a URL starting with redis://"),
+        ("REDIS_URL", "redis://:hunter2@", "must be a URL starting with redis://"),
+        ("CELERY_BROKER_URL", "mq://broker:9092", "names no Celery broker transport"),
+        ("CELERY_BROKER_URL", "kafka://broker:9092", "needs the kafka transport"),
+        ("RATELIMIT_ENABLED", "ture", "must be true or false"),
+        ("ISSUER", "gatehouse.example.com", "must be a URL starting with http://"),
+        ("POSTMARK_API_URL", "ftp://pm", "must be a URL starting with http://"),
+        ("LOG_FORMAT", "yaml", "must be one of text, json"),
+        ("LOG_LEVEL", "LOUD", "must be one of DEBUG"),
+        ("ENCRYPTION_KEYS", "not-a-key", "ENCRYPTION_KEYS key 1 of 1 is not valid"),
+    ],
+)
+def test_every_setting_is_parsed_at_start_up(
+    tmp_path: Path, variable: str, value: str, says: str | None
+) -> None:
+    environ = {"INSTANCE_PATH": str(tmp_path), variable: value}
+    if says is None:
+        Config(environ)
+        return
+    with pytest.raises(ConfigError) as caught:
+        Config(environ)
+    message = str(caught.value)
+    assert variable in message and says in message, message
+    assert "hunter2" not in message and "\n" not in message
+
+
+def test_booleans_and_levels_take_their_usual_spellings(tmp_path: Path) -> None:
+    base = {"INSTANCE_PATH": str(tmp_path)}
+    assert Config({**base, "RATELIMIT_ENABLED": "off"}).RATELIMIT_ENABLED is False
+    assert Config({**base, "RATELIMIT_ENABLED": "Yes"}).RATELIMIT_ENABLED is True
+    assert Config({**base, "LOG_LEVEL": "debug"}).LOG_LEVEL == "DEBUG"
+    assert Config({**base, "LOG_FORMAT": "JSON"}).LOG_FORMAT == "json"
+
+
+def test_the_issuer_follows_the_development_address(tmp_path: Path) -> None:
+    """Finding 4: `make run PORT=5088` issued tokens and discovery for :5000."""
+    base = {"INSTANCE_PATH": str(tmp_path)}
+    assert Config(base).ISSUER == "http://127.0.0.1:5000"
+    served = {**base, "FLASK_RUN_HOST": "127.0.0.1", "FLASK_RUN_PORT": "5088"}
+    assert Config(served).ISSUER == "http://127.0.0.1:5088"
+    everywhere = {**base, "FLASK_RUN_HOST": "0.0.0.0", "FLASK_RUN_PORT": "8080"}
+    assert Config(everywhere).ISSUER == "http://127.0.0.1:8080"
+    assert Config({**served, "ISSUER": "https://id.example.com"}).ISSUER == (
+        "https://id.example.com"
+    )
+    production = Config({**PROD_BASE, **served})
+    assert production.ISSUER == "http://127.0.0.1:5000"  # production names it (README)

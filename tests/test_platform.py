@@ -245,10 +245,13 @@ def test_healthz(client: FlaskClient) -> None:
     assert r.get_json() == {"status": "ok"}
 
 
-def test_readyz_reports_database_and_broker(client: FlaskClient) -> None:
+def test_readyz_reports_database_broker_and_key_ring(client: FlaskClient) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200
-    assert r.get_json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    assert r.get_json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "ok", "keyring": "ok"},
+    }
 
 
 def test_readyz_is_503_naming_the_broker_when_it_is_down(

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.audit.models import AuditEvent
-from app.core import security
+from app.audit.models import AuditEvent, PlatformEvent
+from app.core import metrics, security
 from app.core.db import db, utcnow
 from app.core.pagination import Page, paginate_by_creation
 
@@ -32,6 +32,7 @@ ACTIONS = frozenset(
         "password_reset.confirmed",
     }
 )
+_SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})
 _FORBIDDEN_DATA_KEYS = frozenset({"password", "token", "secret", "value", "refresh_token"})
 
 
@@ -63,7 +64,43 @@ def record(
         created_at=at or utcnow(),
     )
     db.session.add(event)
+    if action in _SIGNIN_ACTIONS:
+        metrics.count_signin(action == "user.signed_in")
     return event
+
+
+PLATFORM_ACTIONS = frozenset({"tenant.deleted"})
+
+
+def record_platform_event(
+    *, action: str, actor: str, target: str, ip: str | None, data: dict[str, Any]
+) -> PlatformEvent:
+    """Add one platform event (no tenant) to the current transaction."""
+    if action not in PLATFORM_ACTIONS:
+        raise ValueError(f"unknown platform action {action!r}")
+    event = PlatformEvent(
+        id=security.random_hex(16),
+        action=action,
+        actor=actor,
+        target=target,
+        ip=ip,
+        data=data,
+        created_at=utcnow(),
+    )
+    db.session.add(event)
+    return event
+
+
+def list_platform_events(*, limit: int | None = None, cursor: str | None = None) -> Page[Any]:
+    """Platform events, newest first."""
+    return paginate_by_creation(
+        select(PlatformEvent),
+        created_col=PlatformEvent.created_at,
+        id_col=PlatformEvent.id,
+        limit=limit,
+        cursor=cursor,
+        newest_first=True,
+    )
 
 
 def list_events(

@@ -1,4 +1,5 @@
-"""Readiness checks of the backing services: the database and the Celery broker."""
+"""Readiness checks of the backing services (the database and the Celery broker), plus
+those the app registers in `app.extensions["gatehouse.readiness"]`."""
 
 from __future__ import annotations
 
@@ -32,4 +33,8 @@ def check_broker() -> str:
 
 
 def readiness() -> dict[str, str]:
-    return {"database": check_database(), "broker": check_broker()}
+    """Every check: database, broker, and those the app added (the key ring's)."""
+    checks = {"database": check_database(), "broker": check_broker()}
+    for name, check in current_app.extensions.get("gatehouse.readiness", {}).items():
+        checks[name] = check()
+    return checks

@@ -4,7 +4,6 @@ bodies.
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -78,13 +77,3 @@ def install_http_hooks(app: Flask) -> None:
             response.headers.pop("Content-Type", None)  # no body, so no type
         response.headers["X-Request-ID"] = getattr(g, "request_id", "") or uuid.uuid4().hex
         return response
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds `request_id` to every log record (`-` outside a request)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from flask import has_request_context
-
-        record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
-        return True

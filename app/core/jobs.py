@@ -11,11 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Retry
 from flask import Flask, current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from app.core import metrics
 from app.core.db import db
+from app.core.logs import bound_request_id, current_request_id
 
 log = logging.getLogger(__name__)
 _PENDING_KEY = "gatehouse_after_commit"
@@ -28,14 +31,27 @@ def celery_init_app(app: Flask) -> Celery:
 
     class FlaskTask(Task):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            with app.app_context():
+            # Log lines carry the id of the request that queued the task (sent along in the
+            # message, or the request in hand when tasks run in-process), else the task's.
+            request_id = (
+                getattr(self.request, "gatehouse_request_id", None)
+                or current_request_id()
+                or self.request.id
+            )
+            with app.app_context(), bound_request_id(request_id):
                 try:
                     result = self.run(*args, **kwargs)
                     db.session.commit()
-                    return result
+                except Retry:
+                    db.session.rollback()
+                    metrics.count_task(self.name, "retried")
+                    raise
                 except BaseException:
                     db.session.rollback()
+                    metrics.count_task(self.name, "failed")
                     raise
+                metrics.count_task(self.name, "succeeded")
+                return result
 
     celery = Celery(app.name, task_cls=FlaskTask, set_as_current=False)
     broker = app.config["CELERY_BROKER_URL"]
@@ -77,7 +93,8 @@ def enqueue_after_commit(task: Task, *args: Any) -> None:
 def send_task(task: Task, *args: Any) -> None:
     """Queue `task` now through this app's own Celery (its broker, its eager setting): a
     shared_task proxy would pick whichever Celery app was created last in the process."""
-    current_app.extensions["celery"].tasks[task.name].delay(*args)
+    task = current_app.extensions["celery"].tasks[task.name]
+    task.apply_async(args, headers={"gatehouse_request_id": current_request_id()})
 
 
 def _run_pending(session: Session) -> None:

@@ -111,6 +111,11 @@ class KeyRing:
     def current_key_id(self) -> str:
         return self._keys[0][0]
 
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The ids of every key of the ring, the current one first."""
+        return tuple(key_id for key_id, _ in self._keys)
+
     def encrypt(self, plaintext: bytes, associated_data: bytes | None = None) -> str:
         key_id, aead = self._keys[0]
         nonce = os.urandom(12)

@@ -17,7 +17,7 @@ import requests
 from flask import current_app
 from postmarker.core import PostmarkClient
 from postmarker.exceptions import ClientError
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from app.core import security
 from app.core.db import db, utcnow
@@ -61,7 +61,7 @@ def mail_settings(tenant_id: str) -> MailSettings:
     )
 
 
-def _associated_data(delivery: EmailDelivery) -> bytes:
+def associated_data(delivery: EmailDelivery) -> bytes:
     return f"mail:{delivery.tenant_id}:{delivery.id}".encode()
 
 
@@ -86,7 +86,7 @@ def create_delivery(
         updated_at=now,
     )
     body = json.dumps({"text": text, "html": html}).encode()
-    delivery.body_encrypted = security.keyring().encrypt(body, _associated_data(delivery))
+    delivery.body_encrypted = security.keyring().encrypt(body, associated_data(delivery))
     db.session.add(delivery)
     db.session.flush()
     return delivery
@@ -125,7 +125,7 @@ def _status_of(error: Exception) -> int | None:
 
 def _send(delivery: EmailDelivery, settings_token: str) -> str:
     body = json.loads(
-        security.keyring().decrypt(delivery.body_encrypted, _associated_data(delivery))
+        security.keyring().decrypt(delivery.body_encrypted, associated_data(delivery))
     )
     if settings_token == OUTBOX_TOKEN:
         return _write_outbox(delivery, body)
@@ -251,3 +251,14 @@ def purge_old(*, batch_size: int) -> int:
             .where(EmailDelivery.id.in_(doomed))
             .execution_options(synchronize_session=False)
         ).rowcount
+
+
+def count_by_status() -> dict[str, int]:
+    """How many delivery rows are in each state, across tenants (the metrics gauge)."""
+    with all_tenants():
+        rows = db.session.execute(
+            select(EmailDelivery.status, func.count()).group_by(EmailDelivery.status)
+        )
+        counts = {QUEUED: 0, SENDING: 0, SENT: 0, FAILED: 0}
+        counts.update({status: count for status, count in rows})
+    return counts

@@ -36,6 +36,7 @@ def send_delivery(self: Task, tenant_id: str, delivery_id: str) -> str:
             return delivery.status
         countdown = mail_service.retry_delay(delivery.attempts)
         raise self.retry(exc=exc, countdown=countdown) from exc
+    log.info("mail delivery %s: %s (attempt %d)", delivery_id, delivery.status, delivery.attempts)
     return delivery.status
 
 

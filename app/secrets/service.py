@@ -1,12 +1,12 @@
 """Secrets of a user: create, list (never values), read metadata, read the value
-(audited by the worker), update, delete, and re-encrypt everything under the current key.
+(audited by the worker), update, delete. Key rotation is app/encryption.py's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.audit import tasks as audit_tasks
 from app.core import security
@@ -14,14 +14,14 @@ from app.core.db import add_unique, db, utcnow
 from app.core.errors import Conflict, Invalid, NotFound, PayloadTooLarge
 from app.core.jobs import enqueue_after_commit
 from app.core.pagination import Page, paginate_by_creation
-from app.core.tenancy import Principal, all_tenants, tenant_scope
+from app.core.tenancy import Principal
 from app.secrets.models import Secret
 from app.users import service as user_service
 
 MAX_VALUE_BYTES = 64 * 1024
 
 
-def _associated_data(secret: Secret) -> bytes:
+def associated_data(secret: Secret) -> bytes:
     # Binds a ciphertext to its row: a value copied into another row does not decrypt.
     return f"secret:{secret.tenant_id}:{secret.id}".encode()
 
@@ -32,7 +32,7 @@ def _encrypt(secret: Secret, value: str) -> None:
         raise PayloadTooLarge(
             f"A secret value is at most {MAX_VALUE_BYTES} bytes", code="secret_too_large"
         )
-    secret.value_encrypted = security.keyring().encrypt(raw, _associated_data(secret))
+    secret.value_encrypted = security.keyring().encrypt(raw, associated_data(secret))
 
 
 def _flush_named(secret: Secret) -> None:
@@ -79,7 +79,7 @@ def get_secret(*, user_id: str, secret_id: str) -> Secret:
 def read_value(*, actor: Principal, user_id: str, secret_id: str) -> str:
     """The decrypted value; the read is audited (actor, secret, ip) by the worker."""
     secret = get_secret(user_id=user_id, secret_id=secret_id)
-    value = security.keyring().decrypt(secret.value_encrypted, _associated_data(secret))
+    value = security.keyring().decrypt(secret.value_encrypted, associated_data(secret))
     enqueue_after_commit(
         audit_tasks.record_event,
         secret.tenant_id,
@@ -113,33 +113,3 @@ def delete_secret(*, user_id: str, secret_id: str) -> None:
     """Delete one secret; NotFound."""
     db.session.delete(get_secret(user_id=user_id, secret_id=secret_id))
     db.session.flush()
-
-
-def reencrypt_batch(*, batch_size: int = 500) -> int:
-    """Re-encrypt up to `batch_size` secrets not yet under the current key; how many."""
-    ring = security.keyring()
-    prefix = f"v1.{ring.current_key_id}."
-    with all_tenants():
-        rows = list(
-            db.session.scalars(
-                select(Secret)
-                .where(Secret.value_encrypted.not_like(f"{prefix}%"))
-                .order_by(Secret.tenant_id, Secret.id)
-                .limit(batch_size)
-            )
-        )
-    for secret in rows:
-        plain = ring.decrypt(secret.value_encrypted, _associated_data(secret))
-        with tenant_scope(secret.tenant_id):
-            # Same plaintext under a new key is no change a client can see: a plain UPDATE
-            # keeps version and updated_at (and so the ETag) as they were.
-            db.session.execute(
-                update(Secret)
-                .where(Secret.id == secret.id)
-                .values(
-                    value_encrypted=ring.encrypt(plain, _associated_data(secret)),
-                    updated_at=Secret.updated_at,
-                )
-                .execution_options(synchronize_session=False)
-            )
-    return len(rows)

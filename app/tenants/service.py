@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, tuple_, update
 
+from app.audit import service as audit_service
 from app.core import lastseen, security
 from app.core.db import db, utcnow
-from app.core.errors import NotFound, Unauthenticated
+from app.core.errors import Invalid, NotFound, Unauthenticated
+from app.core.pagination import Page, paginate_by_creation
+from app.core.scopes import unknown_key_scopes
 from app.core.tenancy import all_tenants, tenant_scope
 from app.tenants.models import ApiKey, Tenant
 
@@ -58,6 +62,57 @@ def find_tenant_by_name(name: str) -> Tenant | None:
     return db.session.scalar(select(Tenant).where(Tenant.name == name).order_by(Tenant.created_at))
 
 
+def list_tenants(*, limit: int | None = None, cursor: str | None = None) -> Page[Tenant]:
+    """A page of tenants, oldest first."""
+    return paginate_by_creation(
+        select(Tenant), created_col=Tenant.created_at, id_col=Tenant.id, limit=limit, cursor=cursor
+    )
+
+
+def _owned_tables() -> list[Any]:
+    """Every table whose rows belong to a tenant, rows that point at others first."""
+    return [
+        t for t in reversed(db.metadata.sorted_tables) if "tenant_id" in t.c and t.name != "tenant"
+    ]
+
+
+def delete_tenant(
+    *,
+    tenant_id: str,
+    actor: str,
+    ip: str | None,
+    batch_size: int,
+    after_batch: Callable[[], None] = lambda: None,
+) -> dict[str, int]:
+    """Delete a tenant with everything it owns, table by table in batches of `batch_size`
+    rows (`after_batch()` runs after each: the CLI commits there, so a big tenant goes
+    in short transactions and a stopped run resumes). The `tenant.deleted` platform event
+    outlives it (the tenant's own audit events go with it). NotFound; {table: rows}."""
+    tenant = get_tenant(tenant_id)
+    name = tenant.name
+    deleted: dict[str, int] = {}
+    with all_tenants():
+        for table in _owned_tables():
+            pk = tuple(table.primary_key.columns)
+            doomed = select(*pk).where(table.c.tenant_id == tenant_id).limit(batch_size)
+            while True:
+                count = db.session.execute(table.delete().where(tuple_(*pk).in_(doomed))).rowcount
+                deleted[table.name] = deleted.get(table.name, 0) + count
+                after_batch()
+                if count < batch_size:
+                    break
+    db.session.delete(get_tenant(tenant_id))
+    audit_service.record_platform_event(
+        action="tenant.deleted",
+        actor=actor,
+        target=tenant_id,
+        ip=ip,
+        data={"name": name, "rows": {t: n for t, n in deleted.items() if n}},
+    )
+    db.session.flush()
+    return deleted
+
+
 def update_tenant(
     *, tenant_id: str, name: str | None = None, settings: dict[str, Any] | None = None
 ) -> Tenant:
@@ -77,8 +132,15 @@ def _apply_settings(tenant: Tenant, settings: dict[str, Any]) -> None:
     if "postmark_server_token" in settings:
         token = settings["postmark_server_token"]
         tenant.postmark_server_token_encrypted = (
-            security.keyring().encrypt(token.encode(), tenant.id.encode()) if token else None
+            security.keyring().encrypt(token.encode(), postmark_token_associated_data(tenant))
+            if token
+            else None
         )
+
+
+def postmark_token_associated_data(tenant: Tenant) -> bytes:
+    """Binds the encrypted Postmark token to its tenant row."""
+    return tenant.id.encode()
 
 
 def tenant_settings(tenant: Tenant) -> dict[str, Any]:
@@ -93,7 +155,9 @@ def postmark_server_token(tenant: Tenant) -> str | None:
     if not tenant.postmark_server_token_encrypted:
         return None
     ring = security.keyring()
-    return ring.decrypt(tenant.postmark_server_token_encrypted, tenant.id.encode()).decode()
+    return ring.decrypt(
+        tenant.postmark_server_token_encrypted, postmark_token_associated_data(tenant)
+    ).decode()
 
 
 @dataclass
@@ -107,7 +171,13 @@ class IssuedKey:
 def issue_api_key(
     *, tenant_id: str, name: str | None = None, scopes: list[str] | None = None
 ) -> IssuedKey:
-    """Create an API key for a tenant; the raw key is returned once and never stored."""
+    """Create an API key for a tenant; the raw key is returned once and never stored.
+    Invalid `unknown_scope` for a scope outside the catalogue; NotFound."""
+    unknown = unknown_key_scopes(scopes or [])
+    if unknown:
+        raise Invalid(
+            f"Unknown scope {unknown[0]!r}; see the scope catalogue", code="unknown_scope"
+        )
     get_tenant(tenant_id)
     key_id = security.random_hex(8)
     raw_key = f"{KEY_PREFIX}{key_id}_{security.random_token(32)}"

@@ -18,6 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
+from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
 from app.core.tenancy import Principal, all_tenants, current_tenant_id, tenant_scope
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
@@ -29,35 +30,6 @@ from app.users.models import User
 REFRESH_PREFIX = "rt_"
 # The user's scope version when the access token was minted (only Gatehouse reads it).
 SCOPE_VERSION_CLAIM = "gh_sv"
-CURRENT_USER_SCOPES = (
-    "read:current_user",
-    "update:current_user",
-    "update:current_user_metadata",
-    "create:current_user_metadata",
-    "delete:current_user_metadata",
-    "update:current_user_identities",
-    "create:current_user_device_credentials",
-    "delete:current_user_device_credentials",
-    "read:current_user_secrets",
-    "write:current_user_secrets",
-    "read:current_user_properties",
-    "write:current_user_properties",
-)
-ADMIN_SCOPES = (
-    "read:users",
-    "create:users",
-    "update:users",
-    "delete:users",
-    "read:device_credentials",
-    "create:device_credentials",
-    "delete:device_credentials",
-    "read:secrets",
-    "write:secrets",
-    "read:properties",
-    "write:properties",
-    "create:user_tokens",
-    "read:audit",
-)
 ADMIN_GROUP = "admin"
 
 

@@ -1,10 +1,13 @@
-"""Routes of the platform surface: tenants and their API keys, liveness and readiness."""
+"""Routes of the platform surface: tenants and their API keys, liveness, readiness and
+metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.api.auth import public, requires, root_only
+from flask import Response, current_app, g
+
+from app.api.auth import client_ip, public, requires, root_only
 from app.api.platform import blp
 from app.api.platform.schemas import (
     ApiKeySchema,
@@ -15,10 +18,12 @@ from app.api.platform.schemas import (
     HealthSchema,
     IssuedApiKeySchema,
     PatchTenantSchema,
+    TenantPageSchema,
+    TenantQuerySchema,
     TenantSchema,
 )
 from app.audit import service as audit_service
-from app.core import health
+from app.core import health, metrics
 from app.core.pagination import Page
 from app.tenants import service as tenant_service
 from app.tenants.models import ApiKey, Tenant
@@ -41,6 +46,30 @@ def create_tenant(body: dict[str, Any]) -> dict[str, Any]:
     """Create a tenant"""
     return _tenant_view(
         tenant_service.create_tenant(name=body["name"], settings=body.get("settings"))
+    )
+
+
+@blp.route("/tenants", methods=["GET"])
+@root_only
+@blp.arguments(TenantQuerySchema, location="query")
+@blp.response(200, TenantPageSchema)
+def list_tenants(query: dict[str, Any]) -> Page[dict[str, Any]]:
+    """List tenants, oldest first (keyset paged: limit, cursor)"""
+    page = tenant_service.list_tenants(**query)
+    return Page([_tenant_view(tenant) for tenant in page.items], page.next_cursor)
+
+
+@blp.route("/tenants/<tenant_id>", methods=["DELETE"])
+@root_only
+@blp.response(204)
+@blp.errors(404)
+def delete_tenant(tenant_id: str) -> None:
+    """Delete a tenant with its users, keys, secrets and every other row it owns"""
+    tenant_service.delete_tenant(
+        tenant_id=tenant_id,
+        actor=g.principal.label,
+        ip=client_ip(),
+        batch_size=current_app.config["CLEANUP_BATCH_SIZE"],
     )
 
 
@@ -116,3 +145,12 @@ def readyz() -> tuple[dict[str, Any], int]:
     checks = health.readiness()
     ready = all(value in ("ok", "eager") for value in checks.values())
     return {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+
+
+@blp.route("/metrics", methods=["GET"])
+@public
+@blp.response(200, content_type="text/plain; version=0.0.4")
+def metrics_page() -> Response:
+    """Prometheus metrics: requests, latency, sign-ins, mail deliveries, Celery tasks"""
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import marshmallow as ma
 
 from app.api.fields import IsoDateTime, OutputSchema, StrictBoolean, StrictSchema
+from app.core.scopes import KEY_SCOPES
 
-SCOPE_REGEX = r"^(\*|[a-z_]+:[a-z_]+)\Z"
 HOST_REGEX = r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?\Z"
 DAY = 24 * 3600
 
@@ -57,10 +57,25 @@ class TenantSchema(OutputSchema):
     created_at = IsoDateTime()
 
 
+class TenantQuerySchema(StrictSchema):
+    limit = ma.fields.Integer(validate=ma.validate.Range(min=1, max=100))
+    cursor = ma.fields.String(validate=ma.validate.Length(max=512))
+
+
+class TenantPageSchema(OutputSchema):
+    items = ma.fields.List(ma.fields.Nested(TenantSchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
 class CreateApiKeySchema(StrictSchema):
     name = ma.fields.String(validate=ma.validate.Length(min=1, max=128), allow_none=True)
     scopes = ma.fields.List(
-        ma.fields.String(validate=ma.validate.Regexp(SCOPE_REGEX)),
+        # The catalogue (app/core/scopes.py) is the enum, so /openapi.json lists it too.
+        ma.fields.String(
+            validate=ma.validate.OneOf(
+                KEY_SCOPES, error="Unknown scope {input!r}; see the scope catalogue"
+            )
+        ),
         validate=ma.validate.Length(min=1, max=64),
     )
 
