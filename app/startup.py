@@ -28,7 +28,7 @@ def prove_key_ring(app: Flask) -> None:
             problem = encryption.current_signing_key_problem()
         except DBAPIError as exc:
             db.session.rollback()
-            log.info("key ring not checked at start-up: %s", type(exc).__name__)
+            log.debug("key ring not checked at start-up: %s", type(exc).__name__)
             problem = None
         finally:
             db.session.remove()

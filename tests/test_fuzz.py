@@ -118,12 +118,21 @@ def _fuzz_operation(operation: Any, caller: Caller, tally: Tally) -> None:
             _fuzz_cases(operation, mode, headers, path, tally)
 
 
+# Literal routes win over a path parameter: `/users/me` and `/users/current` are the me
+# and accounts "current user" operations (documented on their own), not a user named so.
+RESERVED_PATH_VALUES = frozenset({"me", "current", "profile"})
+
+
+def _not_another_route(case: Any) -> bool:
+    return not RESERVED_PATH_VALUES & set((case.path_parameters or {}).values())
+
+
 def _fuzz_cases(
     operation: Any, mode: Any, headers: dict[str, str], path: dict[str, str], tally: Tally
 ) -> None:
     strategy = operation.as_strategy(
         generation_mode=mode, headers=dict(headers), path_parameters=path or None
-    )
+    ).filter(_not_another_route)
 
     @seed(SEED)
     @settings(

@@ -1,7 +1,7 @@
 """platform events
 
 Revision ID: 9ac466cc3def
-Revises: 39248afe04d1
+Revises: 7f1f1baf5855
 Create Date: 2026-11-30 16:34:04.858920
 
 """
@@ -13,7 +13,7 @@ import app.core.db
 
 # revision identifiers, used by Alembic.
 revision = '9ac466cc3def'
-down_revision = '39248afe04d1'
+down_revision = '7f1f1baf5855'
 branch_labels = None
 depends_on = None
 
