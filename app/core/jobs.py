@@ -105,7 +105,7 @@ def _run_pending(session: Session) -> None:
     if celery.conf.task_always_eager:
         # In-process tasks run after the answer, on a background thread: a request that
         # queues a mail (a reset for a real user) then takes as long as one that does not.
-        _eager_runner().submit(_run_eagerly, celery, pending)
+        _eager_runner().submit(_run_eagerly, celery, pending, current_request_id())
         return
     for task, args in pending:
         try:
@@ -123,12 +123,16 @@ def _eager_runner() -> ThreadPoolExecutor:
         return _EAGER_RUNNER
 
 
-def _run_eagerly(celery: Celery, pending: list[tuple[Task, tuple[Any, ...]]]) -> None:
-    for task, args in pending:
-        try:
-            celery.tasks[task.name].apply(args=args)  # FlaskTask enters the app context
-        except Exception:
-            log.exception("in-process task %s failed", task.name)
+def _run_eagerly(
+    celery: Celery, pending: list[tuple[Task, tuple[Any, ...]]], request_id: str | None
+) -> None:
+    # The thread's log lines carry the id of the request that queued the work.
+    with bound_request_id(request_id):
+        for task, args in pending:
+            try:
+                celery.tasks[task.name].apply(args=args)  # FlaskTask enters the app context
+            except Exception:
+                log.exception("in-process task %s failed", task.name)
 
 
 def _drop_pending(session: Session, previous_transaction: Any) -> None:
