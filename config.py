@@ -285,6 +285,11 @@ class Config:
         self.MAIL_REQUEUE_INTERVAL_SECONDS = _int(
             env, "MAIL_REQUEUE_INTERVAL_SECONDS", 60, minimum=1
         )
+        # A row claimed by a worker that died mid-send may be claimed again after this; it
+        # must outlast one Postmark call, or a slow but live send could be repeated.
+        self.MAIL_SENDING_LEASE_SECONDS = max(
+            _int(env, "MAIL_SENDING_LEASE_SECONDS", 300, minimum=1), self.MAIL_TIMEOUT_SECONDS + 1
+        )
         self.ACTIVITY_FLUSH_INTERVAL_SECONDS = _int(
             env, "ACTIVITY_FLUSH_INTERVAL_SECONDS", 60, minimum=1
         )

@@ -174,3 +174,13 @@ def test_the_issuer_follows_the_development_address(tmp_path: Path) -> None:
     )
     production = Config({**PROD_BASE, **served})
     assert production.ISSUER == "http://127.0.0.1:5000"  # production names it (README)
+
+
+def test_the_sending_lease_outlasts_one_postmark_call(tmp_path: Path) -> None:
+    base = {**PROD_BASE, "INSTANCE_PATH": str(tmp_path)}
+    assert Config(base).MAIL_SENDING_LEASE_SECONDS == 300
+    short = Config({**base, "MAIL_SENDING_LEASE_SECONDS": "8", "MAIL_TIMEOUT_SECONDS": "3"})
+    assert short.MAIL_SENDING_LEASE_SECONDS == 8
+    # A lease shorter than the call could hand a live, slow send to a second worker.
+    clamped = Config({**base, "MAIL_SENDING_LEASE_SECONDS": "2", "MAIL_TIMEOUT_SECONDS": "10"})
+    assert clamped.MAIL_SENDING_LEASE_SECONDS == 11

@@ -232,7 +232,7 @@ def test_a_row_left_sending_by_a_dead_worker_is_sent_once_its_claim_runs_out(
     assert "mail.requeue_stuck -> 0" in result.output
     # Once the claim has run out, the periodic job sends it again: nothing is lost.
     with app.app_context(), tenant_scope(mail_tenant.id):
-        expired = utcnow() - timedelta(seconds=mail_service.SENDING_LEASE_SECONDS + 5)
+        expired = utcnow() - timedelta(seconds=app.config["MAIL_SENDING_LEASE_SECONDS"] + 5)
         db.session.execute(
             update(EmailDelivery).where(EmailDelivery.id == row.id).values(updated_at=expired)
         )

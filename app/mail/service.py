@@ -27,8 +27,6 @@ from app.mail.models import FAILED, QUEUED, SENDING, SENT, EmailDelivery
 from app.tenants import service as tenant_service
 
 log = logging.getLogger(__name__)
-# A row left in `sending` this long (a worker died mid-send) may be claimed again.
-SENDING_LEASE_SECONDS = 300
 OUTBOX_TOKEN = "outbox"
 
 
@@ -97,11 +95,16 @@ def retry_delay(attempt: int) -> int:
     return current_app.config["MAIL_RETRY_BASE_SECONDS"] * 2 ** (attempt - 1)
 
 
+def _sending_lease() -> int:
+    """Seconds after which a row left `sending` (its worker died mid-send) is claimable."""
+    return current_app.config["MAIL_SENDING_LEASE_SECONDS"]
+
+
 def claim(*, tenant_id: str, delivery_id: str) -> bool:
     """Mark a due row `sending` (one attempt more) if no one else has; the caller commits
     before sending, so two workers never send the same row."""
     now = utcnow()
-    lease_expired = now - timedelta(seconds=SENDING_LEASE_SECONDS)
+    lease_expired = now - timedelta(seconds=_sending_lease())
     with tenant_scope(tenant_id):
         result = db.session.execute(
             update(EmailDelivery)
@@ -213,7 +216,7 @@ def stuck_deliveries(*, limit: int = 500) -> list[tuple[str, str]]:
     `sending` by a worker that died mid-send (its claim has run out)."""
     now = utcnow()
     cutoff = now - timedelta(seconds=current_app.config["MAIL_REQUEUE_AFTER_SECONDS"])
-    lease_expired = now - timedelta(seconds=SENDING_LEASE_SECONDS)
+    lease_expired = now - timedelta(seconds=_sending_lease())
     with all_tenants():
         rows = db.session.execute(
             select(EmailDelivery.tenant_id, EmailDelivery.id)
