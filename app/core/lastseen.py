@@ -3,8 +3,9 @@ and no database write; a periodic job drains the buffer into the database in bat
 A process writes the same key at most every few seconds, so a busy client costs Redis
 little more than an idle one.
 
-Without Redis (embedded mode) the caller is told to write through, at most once a minute
-per key, so the database still sees activity without a write per request.
+Without Redis (embedded mode), and while Redis is down, the caller is told to write
+through, at most once a minute per key, so the database still sees activity without a write
+per request and a Redis outage never fails a request.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
+import redis
 from flask import current_app
 
 from app.core import kv
@@ -20,17 +22,31 @@ WRITE_THROUGH_EVERY_SECONDS = 60
 REDIS_WRITE_EVERY_SECONDS = 5
 _local_lock = threading.Lock()
 _local_last_write: dict[tuple[str, str], float] = {}
+_BREAKER = "gatehouse.lastseen.breaker"
 
 
 def _hash_name(kind: str) -> str:
     return f"{current_app.config['REDIS_KEY_PREFIX']}:lastseen:{kind}"
 
 
+def _redis() -> tuple[redis.Redis, kv.Breaker] | None:
+    """The Redis client and this process's breaker for it, unless embedded or failing."""
+    client = kv.client()
+    if client is None:
+        return None
+    breaker = current_app.extensions.get(_BREAKER)
+    if breaker is None:
+        breaker = current_app.extensions[_BREAKER] = kv.Breaker(
+            "activity buffers", "activity is written to the database, at most once a minute"
+        )
+    return (client, breaker) if breaker.should_try() else None
+
+
 def record(kind: str, key: str, at: float | None = None) -> bool:
     """Note that `key` was seen now; True when the caller must write through itself."""
     at = at or time.time()
-    client = kv.client()
-    every = REDIS_WRITE_EVERY_SECONDS if client is not None else WRITE_THROUGH_EVERY_SECONDS
+    usable = _redis()
+    every = REDIS_WRITE_EVERY_SECONDS if usable is not None else WRITE_THROUGH_EVERY_SECONDS
     with _local_lock:
         last = _local_last_write.get((kind, key), 0.0)
         if at - last < every:
@@ -38,9 +54,15 @@ def record(kind: str, key: str, at: float | None = None) -> bool:
         _local_last_write[(kind, key)] = at
         if len(_local_last_write) > 100_000:
             _local_last_write.clear()
-    if client is None:
+    if usable is None:
         return True
-    client.hset(_hash_name(kind), key, f"{at:.3f}")
+    client, breaker = usable
+    try:
+        client.hset(_hash_name(kind), key, f"{at:.3f}")
+    except kv.REDIS_ERRORS as exc:
+        breaker.failed(exc)
+        return True
+    breaker.succeeded()
     return False
 
 

@@ -1,0 +1,123 @@
+"""A dependency that is down: requests that do not need it still succeed, the rest answer
+503 in the surface's shape. Redis here is a real address where nothing listens; the
+harness in `reliability/` stops and starts real servers (`make test-reliability`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from app import create_app
+from app.core import kv
+from app.core.db import db
+from app.core.ratelimit import RateLimits
+from tests import factories
+from tests.conftest import REDIS_URL, make_config
+from tests.oauth_support import PASSWORD, assert_oauth_error, bearer
+from tests.test_background import counting_writes
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+@contextmanager
+def app_without_redis(app: Flask, database_url: str, tmp: Path, **env: str) -> Iterator[Flask]:
+    """A process of the deployment whose Redis (buffers, limits and broker) is down."""
+    keys = ",".join(app.config["ENCRYPTION_KEYS"])
+    variant = create_app(
+        make_config(database_url, tmp, REDIS_URL=DEAD_REDIS, ENCRYPTION_KEYS=keys, **env)
+    )
+    try:
+        yield variant
+    finally:
+        with variant.app_context():
+            db.engine.dispose()
+
+
+def redis_warnings(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if "Redis unavailable" in r.getMessage() and words in r.getMessage()
+    ]
+
+
+def test_reads_and_sign_in_go_on_while_redis_is_down(
+    app, database_url, tmp_path: Path, tenant, caplog
+):
+    factories.make_user(app, tenant.id, user_id="u-ria", username="ria", password=PASSWORD)
+    caplog.set_level(logging.WARNING, logger="app")
+    with app_without_redis(app, database_url, tmp_path) as outage:
+        client = outage.test_client()
+        access = factories.sign_in(client, tenant.id, "ria", PASSWORD)["access_token"]
+        # The first read writes the activity through (the buffer is down), later ones not.
+        with counting_writes(outage) as first:
+            response = client.get("/users/me", headers=bearer(access))
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert len(first) == 1 and "user_account" in first[0], first
+        with counting_writes(outage) as later:
+            for path in ("/users/me", "/user/profile", "/users/current"):
+                response = client.get(path, headers=bearer(access))
+                assert response.status_code == 200, (path, response.get_data(as_text=True))
+        assert later == []
+        assert client.get("/users/me", headers=bearer(access)).get_json()["last_activity"]
+        # An API key's use is written through the same way.
+        response = client.get("/user/u-ria", headers=tenant.headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+    assert len(redis_warnings(caplog, "activity is written to the database")) == 1
+    assert len(redis_warnings(caplog, "rate limits fall back")) == 1
+
+
+def test_rate_limits_hold_in_memory_while_redis_is_down(
+    app, database_url, tmp_path: Path, tenant, caplog
+):
+    factories.make_user(app, tenant.id, user_id="u-rex", username="rex", password=PASSWORD)
+    caplog.set_level(logging.WARNING, logger="app")
+    with app_without_redis(
+        app, database_url, tmp_path, RATELIMIT_SIGNIN_PER_ACCOUNT="3 per minute"
+    ) as outage:
+        client = outage.test_client()
+        wrong = {"grant_type": "password", "username": "rex", "password": "not-it"}
+        for _ in range(3):
+            response = client.post("/oauth/token", headers={"X-Tenant-ID": tenant.id}, data=wrong)
+            assert_oauth_error(response, 401, "invalid_grant")
+        response = client.post("/oauth/token", headers={"X-Tenant-ID": tenant.id}, data=wrong)
+        assert_oauth_error(response, 429, "temporarily_unavailable")
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert len(redis_warnings(caplog, "rate limits fall back")) == 1
+
+
+def test_readyz_names_the_broker_while_redis_is_down(app, database_url, tmp_path: Path):
+    with app_without_redis(app, database_url, tmp_path) as outage:
+        response = outage.test_client().get("/readyz")
+    assert response.status_code == 503
+    checks = response.get_json()["checks"]
+    assert checks["database"] == "ok"
+    assert checks["broker"].startswith("down: "), checks
+
+
+def test_rate_limits_return_to_redis_when_it_is_back(monkeypatch, caplog):
+    """The breaker keeps a failing Redis alone for a while, then tries it again."""
+    caplog.set_level(logging.WARNING, logger="app")
+    limits = RateLimits(REDIS_URL.rpartition("/")[0] + "/13", True, f"breaker-{id(caplog)}")
+    try:
+        limits.breaker.failed(RedisConnectionError("refused"))
+        assert not limits.breaker.should_try()
+        limits.check("RATELIMIT_SIGNIN_PER_IP", "2 per minute", "10.0.0.1")  # counted in memory
+        monkeypatch.setattr(kv, "RETRY_AFTER_SECONDS", 0)
+        limits.breaker.failed(RedisConnectionError("refused"))  # still down: not logged again
+        limits.check("RATELIMIT_SIGNIN_PER_IP", "2 per minute", "10.0.0.1")  # Redis again
+        assert not limits.breaker.down
+        limits.check("RATELIMIT_SIGNIN_PER_IP", "2 per minute", "10.0.0.1")
+        with pytest.raises(Exception, match="Too many requests"):
+            limits.check("RATELIMIT_SIGNIN_PER_IP", "2 per minute", "10.0.0.1")
+    finally:
+        limits.reset()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Redis unavailable" in m for m in messages) == 1
+    assert sum("Redis is back" in m for m in messages) == 1
