@@ -226,13 +226,22 @@ class Config:
             normalize_database_url(raw_db or default_db)
         )
         # No pre-ping: it costs a round trip per request. Connections are recycled instead,
-        # and a dropped one answers 503 once while the pool replaces it.
+        # and one the server closed is replaced at checkout (app.core.db).
         # hide_parameters: a logged database error never shows a bound value (a password
         # hash, an email, a token digest).
         self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {
             "pool_recycle": 1800,
             "hide_parameters": True,
         }
+        # A database that accepts connections but never answers must not hold a request:
+        # connecting and waiting for a pooled connection give up after this; the answer
+        # is 503.
+        self.DATABASE_TIMEOUT_SECONDS = _int(env, "DATABASE_TIMEOUT_SECONDS", 5)
+        if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
+            self.SQLALCHEMY_ENGINE_OPTIONS.update(
+                pool_timeout=self.DATABASE_TIMEOUT_SECONDS,
+                connect_args={"connect_timeout": max(2, self.DATABASE_TIMEOUT_SECONDS)},
+            )
 
         self.REDIS_URL = env.get("REDIS_URL", "")
         if self.REDIS_URL:

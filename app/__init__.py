@@ -13,7 +13,7 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import models  # noqa: F401  (every model registered on the metadata)
-from app.core.db import db
+from app.core.db import db, install_pool_checks
 from app.core.errors import register_error_handlers
 from app.core.http import StripTrailingSlash, install_http_hooks
 from app.core.inputs import install_input_guards
@@ -44,6 +44,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
 
     db.init_app(app)
     _enable_sqlite_foreign_keys()
+    install_pool_checks()
     migrate.init_app(
         app,
         db,

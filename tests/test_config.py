@@ -184,3 +184,16 @@ def test_the_sending_lease_outlasts_one_postmark_call(tmp_path: Path) -> None:
     # A lease shorter than the call could hand a live, slow send to a second worker.
     clamped = Config({**base, "MAIL_SENDING_LEASE_SECONDS": "2", "MAIL_TIMEOUT_SECONDS": "10"})
     assert clamped.MAIL_SENDING_LEASE_SECONDS == 11
+
+
+def test_postgresql_connections_give_up_instead_of_hanging(tmp_path: Path) -> None:
+    config = Config({**PROD_BASE, "INSTANCE_PATH": str(tmp_path)})
+    options = config.SQLALCHEMY_ENGINE_OPTIONS
+    assert options["connect_args"] == {"connect_timeout": 5}
+    assert options["pool_timeout"] == 5
+    quick = Config({**PROD_BASE, "INSTANCE_PATH": str(tmp_path), "DATABASE_TIMEOUT_SECONDS": "3"})
+    assert quick.SQLALCHEMY_ENGINE_OPTIONS["connect_args"] == {"connect_timeout": 3}
+    # SQLite takes neither option.
+    embedded = Config({"APP_ENV": "development", "INSTANCE_PATH": str(tmp_path)})
+    assert "connect_args" not in embedded.SQLALCHEMY_ENGINE_OPTIONS
+    assert "pool_timeout" not in embedded.SQLALCHEMY_ENGINE_OPTIONS

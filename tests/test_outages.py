@@ -5,10 +5,12 @@ harness in `reliability/` stops and starts real servers (`make test-reliability`
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 from flask import Flask
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -92,15 +94,6 @@ def test_rate_limits_hold_in_memory_while_redis_is_down(
     assert len(redis_warnings(caplog, "rate limits fall back")) == 1
 
 
-def test_readyz_names_the_broker_while_redis_is_down(app, database_url, tmp_path: Path):
-    with app_without_redis(app, database_url, tmp_path) as outage:
-        response = outage.test_client().get("/readyz")
-    assert response.status_code == 503
-    checks = response.get_json()["checks"]
-    assert checks["database"] == "ok"
-    assert checks["broker"].startswith("down: "), checks
-
-
 def test_rate_limits_return_to_redis_when_it_is_back(monkeypatch, caplog):
     """The breaker keeps a failing Redis alone for a while, then tries it again."""
     caplog.set_level(logging.WARNING, logger="app")
@@ -121,3 +114,82 @@ def test_rate_limits_return_to_redis_when_it_is_back(monkeypatch, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert sum("Redis unavailable" in m for m in messages) == 1
     assert sum("Redis is back" in m for m in messages) == 1
+
+
+DEAD_DATABASE = "postgresql://postgres@127.0.0.1:1/gatehouse"  # nothing listens on port 1
+
+
+def test_every_surface_answers_503_in_its_shape_while_the_database_is_down(
+    app, client, tmp_path: Path, tenant
+):
+    factories.make_user(app, tenant.id, user_id="u-dee", username="dee", password=PASSWORD)
+    access = factories.sign_in(client, tenant.id, "dee", PASSWORD)["access_token"]
+    keys = ",".join(app.config["ENCRYPTION_KEYS"])
+    outage = create_app(make_config(DEAD_DATABASE, tmp_path, ENCRYPTION_KEYS=keys))
+    down = outage.test_client()
+    user = bearer(access)
+    default = {"error": "database_unavailable", "status": 503}
+    for path in ("/user/profile", "/users/current"):
+        body = factories.assert_error(down.get(path, headers=user), 503)
+        assert body.items() >= default.items(), (path, body)
+    body = factories.assert_error(down.get("/user/u-dee", headers=tenant.headers), 503)
+    assert body.items() >= default.items()
+    response = down.get("/users/me", headers=user)
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "DATABASE_UNAVAILABLE"
+    assert response.get_json()["success"] is False
+    response = down.post(
+        "/auth/password-reset",
+        headers={"X-Tenant-ID": tenant.id},
+        json={"email": "dee@example.com", "host": "app.example.com"},
+    )
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "DATABASE_UNAVAILABLE"
+    response = down.get("/api/v1/users/me", headers=user)
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "DATABASE_UNAVAILABLE"
+    response = down.post(
+        "/oauth/token",
+        headers={"X-Tenant-ID": tenant.id},
+        data={"grant_type": "password", "username": "dee", "password": PASSWORD},
+    )
+    assert_oauth_error(response, 503, "temporarily_unavailable")
+    assert down.get("/healthz").status_code == 200
+
+
+def test_a_pooled_connection_closed_by_the_server_is_replaced(
+    app, database_url, tmp_path: Path, tenant
+):
+    """A database restart closes every pooled connection: the next request must not fail."""
+    factories.make_user(app, tenant.id, user_id="u-pia", username="pia", password=PASSWORD)
+    name = f"gh-pool-{uuid.uuid4().hex[:8]}"
+    keys = ",".join(app.config["ENCRYPTION_KEYS"])
+    variant = create_app(
+        make_config(database_url, tmp_path, ENCRYPTION_KEYS=keys),
+        SQLALCHEMY_ENGINE_OPTIONS={
+            **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
+            "connect_args": {"application_name": name},
+        },
+    )
+    client = variant.test_client()
+
+    def backends() -> list[int]:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,)
+            )
+            return [pid for (pid,) in rows]
+
+    try:
+        assert client.get("/user/u-pia", headers=tenant.headers).status_code == 200
+        [before] = backends()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (before,))
+        factories.wait_until(lambda: before not in backends())
+        for _ in range(3):
+            response = client.get("/user/u-pia", headers=tenant.headers)
+            assert response.status_code == 200, response.get_data(as_text=True)
+        assert before not in backends() and len(backends()) == 1
+    finally:
+        with variant.app_context():
+            db.engine.dispose()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import select
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import JSON, DateTime, ForeignKey, ForeignKeyConstraint, MetaData, String
+from sqlalchemy import JSON, DateTime, ForeignKey, ForeignKeyConstraint, MetaData, String, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, registry
+from sqlalchemy.pool import Pool
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -105,3 +107,43 @@ def user_foreign_key() -> ForeignKeyConstraint:
         ["user_account.tenant_id", "user_account.id"],
         ondelete="CASCADE",
     )
+
+
+def _closed_by_server(dbapi_connection: Any) -> bool:
+    """True when the server has closed this idle connection (a restart, an idle timeout).
+
+    An idle connection has nothing to read; a closed one has the server's goodbye and end
+    of file waiting. Polling the socket costs no round trip, unlike a pre-ping. Anything
+    else waiting (a notice) is read by the driver, so only a closed socket counts."""
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:  # SQLite: no socket
+        return False
+    try:
+        poller = select.poll()
+        poller.register(fileno(), select.POLLIN)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return True  # no usable socket any more
+    pgconn = getattr(dbapi_connection, "pgconn", None)  # psycopg 3's libpq connection
+    for _ in range(3):
+        if not poller.poll(0):
+            return False
+        if pgconn is None:
+            return True
+        try:
+            pgconn.consume_input()  # raises once it reads the end of file
+        except Exception:
+            return True
+    return True
+
+
+def _replace_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # DisconnectionError at checkout makes the pool discard the connection and open a new
+    # one, so a database restart costs the next request nothing (pool_pre_ping stays off).
+    if _closed_by_server(dbapi_connection):
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+def install_pool_checks() -> None:
+    """Check every pooled connection at checkout (idempotent)."""
+    if not event.contains(Pool, "checkout", _replace_closed_connection):
+        event.listen(Pool, "checkout", _replace_closed_connection)
