@@ -27,6 +27,7 @@ from werkzeug.serving import make_server
 from app.core.db import db
 from app.core.tenancy import tenant_scope
 from app.tokens import signing
+from app.tokens.models import SigningKey
 from app.users import service as user_service
 from tests import factories
 from tests.factories import TenantHandle
@@ -153,6 +154,21 @@ def test_rotation_keeps_old_tokens_valid_and_publishes_both_keys(
             ]
             == "dave-1"
         )
+
+
+def test_a_rotated_key_verifies_the_tokens_other_processes_still_sign_with_it(
+    app: Flask, client: FlaskClient, tenant: TenantHandle
+) -> None:
+    _user(app, tenant)
+    old_kid = jwt.get_unverified_header(sign_in(client, tenant.id, "dave")["access_token"])["kid"]
+    rotated_at = time.time()
+    result = app.test_cli_runner().invoke(args=["keys", "rotate-signing"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        old = db.session.get(SigningKey, old_kid)
+        # Another API process may sign a day-long token with it for one more cache period.
+        last_signature = rotated_at + signing.CURRENT_KEY_CACHE_SECONDS
+        assert old.expires_at.timestamp() >= last_signature + signing.max_token_lifetime()
 
 
 def _b64(data: bytes) -> str:

@@ -87,7 +87,9 @@ def max_token_lifetime() -> int:
 def rotate_signing_key() -> SigningKey:
     """Make a new current key; older keys stop signing but verify until their tokens expire."""
     now = utcnow()
-    keep_until = now + timedelta(seconds=max_token_lifetime())
+    # Other processes go on signing with the old key until their cache of the current key
+    # runs out, so it must verify that much longer than the longest token lives.
+    keep_until = now + timedelta(seconds=max_token_lifetime() + CURRENT_KEY_CACHE_SECONDS)
     for old in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
         old.retired_at = now
         old.expires_at = keep_until
