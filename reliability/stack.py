@@ -285,7 +285,7 @@ def gunicorn(env: Mapping[str, str], folder: Path, name: str, workers: int = 2) 
     service = Service(
         name,
         [str(BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        {**env, "GUNICORN_CMD_ARGS": f"--workers {workers} --timeout 60"},
+        {**env, "GUNICORN_CMD_ARGS": f"--workers {workers} --timeout 60 --no-control-socket"},
         folder / f"{name}.log",
         extra={"base": f"http://127.0.0.1:{port}"},
     )
