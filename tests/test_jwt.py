@@ -25,6 +25,7 @@ from jwt.algorithms import RSAAlgorithm
 from werkzeug.serving import make_server
 
 from app.core.db import db
+from app.core.security import sha256_hex
 from app.core.tenancy import tenant_scope
 from app.tokens import signing
 from app.tokens.models import SigningKey
@@ -169,6 +170,22 @@ def test_a_rotated_key_verifies_the_tokens_other_processes_still_sign_with_it(
         # Another API process may sign a day-long token with it for one more cache period.
         last_signature = rotated_at + signing.CURRENT_KEY_CACHE_SECONDS
         assert old.expires_at.timestamp() >= last_signature + signing.max_token_lifetime()
+
+
+def test_the_verified_token_cache_keeps_the_recently_used_tokens_within_its_bound(
+    app: Flask, client: FlaskClient, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _user(app, tenant)
+    monkeypatch.setattr(signing, "VERIFIED_CACHE_SIZE", 3)
+    tokens = [sign_in(client, tenant.id, "dave")["access_token"] for _ in range(5)]
+    for token in tokens:  # the first token stays in use all along
+        for used in (tokens[0], token):
+            assert _profile(client, used).status_code == 200
+    cache = app.extensions["gatehouse.signing"].verified
+    assert list(cache) == [sha256_hex(t) for t in (tokens[3], tokens[0], tokens[4])]
+    for token in tokens:  # an evicted token is verified again, not refused
+        assert _profile(client, token).status_code == 200
+    assert len(cache) == 3
 
 
 def _b64(data: bytes) -> str:

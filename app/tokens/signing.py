@@ -30,7 +30,10 @@ from app.tokens.models import SigningKey
 ALGORITHM = "RS256"
 CURRENT_KEY_CACHE_SECONDS = 60
 UNKNOWN_KID_RETRY_SECONDS = 5
-VERIFIED_CACHE_SIZE = 10_000
+# Verified claims kept per process, least recently used dropped first: a claims dict costs
+# about 1.7 KB, so this bounds the cache near 4 MB (10 000 tokens kept as keys cost ~30 MB
+# and grew a worker's memory by a fifth while it filled).
+VERIFIED_CACHE_SIZE = 2048
 # Misses remembered per process: bounded, so a flood of made-up kids costs no memory.
 UNKNOWN_KID_CACHE_SIZE = 256
 # Our kids are random_hex(8); anything else is refused before any look-up.
@@ -43,7 +46,8 @@ class _KeyCache:
     current: tuple[str, Any, float] | None = None  # kid, private key, loaded at
     public: dict[str, tuple[Any, float | None]] = field(default_factory=dict)  # kid -> key, exp
     unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # kid -> last miss
-    verified: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> claims
+    # sha256(token) -> claims, least recently used first
+    verified: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
 
 
 def _cache() -> _KeyCache:
@@ -166,7 +170,11 @@ def invalid_token(message: str = "The access token is not valid") -> Unauthentic
 def verify(token: str) -> dict[str, Any]:
     """The claims of a JWT signed by one of our live keys; raises invalid_token."""
     cache = _cache()
-    cached = cache.verified.get(token)
+    digest = security.sha256_hex(token)
+    with cache.lock:
+        cached = cache.verified.get(digest)
+        if cached is not None:
+            cache.verified.move_to_end(digest)
     if cached is not None and cached["exp"] > time.time():
         return cached
     try:
@@ -193,9 +201,10 @@ def verify(token: str) -> dict[str, Any]:
         raise invalid_token() from exc
     if claims.get("aud") != claims.get("tid"):
         raise invalid_token()
-    if len(cache.verified) >= VERIFIED_CACHE_SIZE:
-        cache.verified.clear()  # cheap bound; entries are re-verified on demand
-    cache.verified[token] = claims
+    with cache.lock:
+        cache.verified[digest] = claims
+        while len(cache.verified) > VERIFIED_CACHE_SIZE:
+            cache.verified.popitem(last=False)
     return claims
 
 
