@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.dev-$(shell cat requirements.txt requirements-dev.txt | ck
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install install-runtime run test lint format bench fuzz clean
+.PHONY: install install-runtime run test test-reliability lint format bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ FUZZ_EXAMPLES ?= 25
 FUZZ_SEED ?= 20261130
 fuzz: install
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest tests/test_fuzz.py -q $(PYTEST_ARGS)
+
+# Faults and load on real processes: its own PostgreSQL and Redis (Debian's server binaries,
+# never the shared ones), gunicorn, Celery worker and beat. About 10 minutes; see README.
+test-reliability: install
+	$(BIN)/python -m pytest reliability -v $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from reliability.deployment import Deployment
-from reliability.stack import Postgres, Redis
+from reliability.stack import Postgres, Redis, postgres_bin
 from tests.postmark_fake import FakePostmark, start_fake_postmark
 
 _FIGURES: list[tuple[str, str]] = []
@@ -44,6 +44,23 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"{scenario}:")
             current = scenario
         terminalreporter.write_line(f"  {line}")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [name for name in ("redis-server",) if shutil.which(name) is None]
+    try:
+        postgres_bin()
+    except RuntimeError:
+        missing.append("PostgreSQL server (initdb, pg_ctl)")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        missing.append("runuser (PostgreSQL refuses to run as root)")
+    if missing:
+        pytest.exit(
+            "make test-reliability starts its own servers and needs: "
+            + ", ".join(missing)
+            + "\n(Debian: apt-get install postgresql redis-server)",
+            3,
+        )
 
 
 @pytest.fixture(scope="session")

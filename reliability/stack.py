@@ -56,7 +56,7 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text[-lines:])
 
 
-def _postgres_bin() -> Path:
+def postgres_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     if found:
         return found[-1].parent
@@ -75,7 +75,7 @@ class Postgres:
         self.data = folder / "data"
         self.log = folder / "postgres.log"
         self.port = free_port()
-        self.bin = _postgres_bin()
+        self.bin = postgres_bin()
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             self._as_user = ["runuser", "-u", "postgres", "--"]

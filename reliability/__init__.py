@@ -1,0 +1,1 @@
+"""`make test-reliability`: faults and load on real processes (see conftest.py)."""
