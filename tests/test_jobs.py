@@ -70,3 +70,11 @@ def test_eager_mode_runs_tasks_in_process(tmp_path: Path) -> None:
         db.session.commit()
     # In this process, on a background thread, after the commit that queued it.
     assert _wait_for(lambda: _tenant_names(eager_app) == {"eager"})
+
+
+def test_a_worker_waits_out_a_broker_outage_of_any_length(app: Flask) -> None:
+    # Celery's default stops reconnecting after 100 attempts (about 45 minutes) and the
+    # worker exits; `make test-reliability` stops Redis under a running worker.
+    conf = app.extensions["celery"].conf
+    assert conf.broker_connection_max_retries is None
+    assert conf.broker_connection_retry_on_startup is True

@@ -66,6 +66,9 @@ def celery_init_app(app: Flask) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
+        # A worker waits out a broker outage of any length (Celery's default gives up after
+        # 100 attempts, about 45 minutes, and the worker exits).
+        broker_connection_max_retries=None,
         broker_transport_options={"socket_connect_timeout": 2, "max_retries": 1},
         # A request must not hang on a dead broker: the row is committed and a periodic
         # job re-queues it, so give up publishing quickly.
