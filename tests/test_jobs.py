@@ -6,19 +6,23 @@ runs the same task in-process.
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import shared_task
 from flask import Flask
+from kombu.common import ignore_errors
 from sqlalchemy import select
 
 from app import create_app
+from app.core import broker
 from app.core.db import db
 from app.core.jobs import enqueue_after_commit
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
-from tests.conftest import make_config
+from tests.conftest import REDIS_URL, make_config
 
 
 @shared_task(name="tests.create_tenant_named")
@@ -78,3 +82,28 @@ def test_a_worker_waits_out_a_broker_outage_of_any_length(app: Flask) -> None:
     conf = app.extensions["celery"].conf
     assert conf.broker_connection_max_retries is None
     assert conf.broker_connection_retry_on_startup is True
+
+
+def test_closing_a_collected_broker_connection_with_a_task_unacknowledged_is_no_crash(
+    app: Flask,
+) -> None:
+    """When Redis goes away mid-task, Celery 5.7 collects the consumer's connection (which
+    drops its client) and then closes it; restoring the unacknowledged message must fail
+    as a connection error, which Celery ignores, not as the AttributeError that made the
+    worker exit (`make test-reliability` stops Redis under a busy worker)."""
+    celery = app.extensions["celery"]
+    queue = f"{app.config['CELERY_QUEUE']}-lost-{uuid.uuid4().hex[:6]}"
+    conn = celery.connection_for_write()
+    assert isinstance(conn.transport, broker.Transport)
+    channel = conn.default_channel
+    channel.queue_declare(queue)
+    channel.basic_publish(channel.prepare_message("payload"), exchange="", routing_key=queue)
+    message = channel.basic_get(queue, no_ack=False)
+    assert message is not None and message.delivery_tag in channel.qos._delivered
+    conn._do_close_transport()  # the state Connection.collect() leaves behind
+    ignore_errors(conn, conn.close)  # what the consumer does next: no exception
+    # Tidy the shared Redis: the message waits in the unacked set a real worker restores.
+    client = redis.Redis.from_url(REDIS_URL)
+    client.hdel("unacked", message.delivery_tag)
+    client.zrem("unacked_index", message.delivery_tag)
+    client.delete(queue)

@@ -17,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.core import metrics
+from app.core.broker import TRANSPORT
 from app.core.db import db
 from app.core.logs import bound_request_id, current_request_id
 
@@ -80,6 +81,8 @@ def celery_init_app(app: Flask) -> Celery:
         },
         timezone="UTC",
     )
+    if broker.startswith(("redis://", "rediss://")):
+        celery.conf.broker_transport = TRANSPORT  # survives losing Redis mid-task
     # Neither current nor default: a process may build several Flask apps (tests), and
     # work is always sent through the app's own Celery (send_task, run_job).
     app.extensions["celery"] = celery
