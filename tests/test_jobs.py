@@ -22,7 +22,7 @@ from app.core.db import db
 from app.core.jobs import enqueue_after_commit
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
-from tests.conftest import REDIS_URL, make_config
+from tests.conftest import make_config, redis_url
 
 
 @shared_task(name="tests.create_tenant_named")
@@ -103,7 +103,7 @@ def test_closing_a_collected_broker_connection_with_a_task_unacknowledged_is_no_
     conn._do_close_transport()  # the state Connection.collect() leaves behind
     ignore_errors(conn, conn.close)  # what the consumer does next: no exception
     # Tidy the shared Redis: the message waits in the unacked set a real worker restores.
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url())
     client.hdel("unacked", message.delivery_tag)
     client.zrem("unacked_index", message.delivery_tag)
     client.delete(queue)

@@ -20,7 +20,7 @@ from app.core import kv
 from app.core.db import db
 from app.core.ratelimit import RateLimits
 from tests import factories
-from tests.conftest import REDIS_URL, make_config
+from tests.conftest import make_config, redis_url
 from tests.oauth_support import PASSWORD, assert_oauth_error, bearer
 from tests.test_background import counting_writes
 
@@ -97,7 +97,7 @@ def test_rate_limits_hold_in_memory_while_redis_is_down(
 def test_rate_limits_return_to_redis_when_it_is_back(monkeypatch, caplog):
     """The breaker keeps a failing Redis alone for a while, then tries it again."""
     caplog.set_level(logging.WARNING, logger="app")
-    limits = RateLimits(REDIS_URL.rpartition("/")[0] + "/13", True, f"breaker-{id(caplog)}")
+    limits = RateLimits(redis_url().rpartition("/")[0] + "/13", True, f"breaker-{id(caplog)}")
     try:
         limits.breaker.failed(RedisConnectionError("refused"))
         assert not limits.breaker.should_try()
