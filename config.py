@@ -274,6 +274,15 @@ class Config:
         self.PASSWORD_RESET_TTL = min(_int(env, "PASSWORD_RESET_TTL", 3600, minimum=1), 3600)
         # A self-service password or email change needs a password entered this recently.
         self.REAUTH_MAX_AGE_SECONDS = _int(env, "REAUTH_MAX_AGE_SECONDS", 300)
+        # Hosted sign-in (issue 19): authorization codes live at most 60 s (RFC 6749 §4.1.2
+        # recommends 10 min at most; one minute is plenty for a redirect), the browser's
+        # sign-in session lets other apps skip the form for LOGIN_SESSION_TTL.
+        self.AUTHORIZATION_CODE_TTL = min(_int(env, "AUTHORIZATION_CODE_TTL", 60, minimum=1), 60)
+        # 0 turns single sign-on off: every authorization request shows the form.
+        self.LOGIN_SESSION_TTL = _int(env, "LOGIN_SESSION_TTL", 24 * 3600)
+        # The sign-in cookies are Secure everywhere but in development (plain http there).
+        self.LOGIN_COOKIE_SECURE = _bool(env, "LOGIN_COOKIE_SECURE", self.APP_ENV != "development")
+        self.EMAIL_VERIFICATION_TTL = _int(env, "EMAIL_VERIFICATION_TTL", 24 * 3600, minimum=1)
 
         for name, default in (
             ("RATELIMIT_SIGNIN_PER_ACCOUNT", "10 per minute"),
@@ -281,6 +290,7 @@ class Config:
             ("RATELIMIT_REFRESH_PER_IP", "300 per minute"),
             ("RATELIMIT_RESET_PER_ADDRESS", "5 per hour"),
             ("RATELIMIT_RESET_PER_IP", "60 per hour"),
+            ("RATELIMIT_VERIFY_PER_USER", "5 per hour"),
         ):
             setattr(self, name, _rate_limit(env, name, default))
         self.RATELIMIT_ENABLED = _bool(env, "RATELIMIT_ENABLED", True)

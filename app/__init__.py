@@ -59,9 +59,10 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
 
     api = Api(app)  # one per app: flask-smorest keeps the app it documents
     api.register_security_schemes()
-    from app.api import choose_renderer, register_surfaces
+    from app.api import choose_renderer, register_pages, register_surfaces
 
     register_surfaces(api)
+    register_pages(app)
     from app import encryption
 
     # /readyz also tells whether the key ring opens the data (a ring changed under a

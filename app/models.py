@@ -1,5 +1,6 @@
 """Imports every model so the metadata (and Alembic) sees the whole schema."""
 
+from app.applications.models import Application, ApplicationOrigin, AuthorizationCode
 from app.audit.models import AuditEvent
 from app.credentials.models import DeviceCredential, MfaEnrolment, PasswordResetRequest
 from app.mail.models import EmailDelivery
@@ -11,6 +12,9 @@ from app.users.models import Identity, Policy, User
 
 __all__ = [
     "ApiKey",
+    "Application",
+    "ApplicationOrigin",
+    "AuthorizationCode",
     "AuditEvent",
     "AuthSession",
     "CustomTokenUse",

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Task
 from flask import Flask, current_app
 
+from app.applications import tasks as application_tasks
 from app.credentials import tasks as credential_tasks
 from app.mail import tasks as mail_tasks
 from app.tenants import tasks as tenant_tasks
@@ -33,6 +34,7 @@ JOBS: dict[str, Job] = {
             token_tasks.cleanup_expired,
             credential_tasks.cleanup_resets,
             mail_tasks.cleanup_deliveries,
+            application_tasks.cleanup_codes,
         ),
         "CLEANUP_INTERVAL_SECONDS",
     ),

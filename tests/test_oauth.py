@@ -195,7 +195,7 @@ def test_a_blocked_user_cannot_sign_in(
     ("fields", "error"),
     [
         ({"username": "alice", "password": PASSWORD}, "invalid_request"),
-        ({"grant_type": "authorization_code", "code": "x"}, "unsupported_grant_type"),
+        ({"grant_type": "urn:ietf:params:oauth:grant-type:device_code"}, "unsupported_grant_type"),
         ({"grant_type": "password", "username": "alice"}, "invalid_request"),
     ],
     ids=["no grant_type", "unknown grant_type", "no password"],

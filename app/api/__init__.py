@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from flask import request
+from flask import Flask, request
 
 from app.api import accounts, directory, management, me, oauth, platform, user
 from app.core.errors import Renderer, render_default
@@ -29,6 +29,7 @@ PATH_PREFIXES: tuple[tuple[str, ModuleType], ...] = (
     ("/api/v2/", management),
     ("/api/v2", management),
     ("/.well-known/", oauth),
+    ("/userinfo", oauth),
 )
 
 
@@ -47,3 +48,12 @@ def choose_renderer() -> Renderer:
 def register_surfaces(api: Api) -> None:
     for surface in SURFACES:
         api.register_blueprint(surface.blp)
+
+
+def register_pages(app: Flask) -> None:
+    """The hosted pages (HTML for people, not in the API document) and CORS for apps."""
+    from app.api import hosted
+    from app.api.cors import init_cors
+
+    app.register_blueprint(hosted.blp)
+    init_cors(app)

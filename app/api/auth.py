@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 
 from app.core.db import db
-from app.core.errors import AppError, Forbidden, Invalid, Unauthenticated
+from app.core.errors import AppError, Forbidden, Invalid, NotFound, Unauthenticated
 from app.core.smorest import API_KEY_SCHEMES, AuthDoc, document_auth
 from app.core.tenancy import Principal, tenant_scope
 from app.tenants import service as tenant_service
@@ -208,6 +208,37 @@ def api_key_only(scope: str) -> Callable[[F], F]:
         scopes = (scope,)
         auth = AuthDoc(API_KEY_SCHEMES, True, _KEY_STATUSES, scopes)
         return cast(F, document_auth(wrapper, auth))
+
+    return decorate
+
+
+def root_or_tenant_key(scope: str, *, tenant_arg: str = "tenant_id") -> Callable[[F], F]:
+    """Allow the root key, or an API key of the tenant the path names (view argument
+    `tenant_arg`) holding `scope`. Another tenant's key gets 404, as for any id of another
+    tenant; a user token gets 403. The view runs in that tenant's scope."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = authenticate(tenant_required=False)
+            tenant_id = kwargs[tenant_arg]
+            if principal.is_user:
+                raise Forbidden("This endpoint needs an API key", code="api_key_required")
+            if principal.kind == "root":
+                if principal.tenant_id and principal.tenant_id != tenant_id:
+                    raise Forbidden("X-Tenant-ID does not match the path", code="tenant_mismatch")
+                tenant_service.get_tenant(tenant_id)
+            elif principal.tenant_id != tenant_id:
+                raise NotFound("Tenant not found", code="tenant_not_found")
+            elif not principal.has(scope):
+                raise Forbidden(
+                    f"This credential lacks the scope {scope}", code="insufficient_scope"
+                )
+            g.principal = replace(principal, tenant_id=tenant_id)
+            with tenant_scope(tenant_id):
+                return _run_in_transaction(view, *args, **kwargs)
+
+        return cast(F, wrapper)
 
     return decorate
 

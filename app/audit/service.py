@@ -12,7 +12,9 @@ from app.core import metrics, security
 from app.core.db import db, utcnow
 from app.core.pagination import Page, paginate_by_creation
 
-# Fixed names clients filter on (SPEC §8).
+# Fixed names clients filter on (SPEC §8), plus the hosted sign-in's own (issue 19):
+# `user.email_verified` (a verification link was used) and `token.code_reused` (an
+# authorization code presented twice; the session it started is ended).
 ACTIONS = frozenset(
     {
         "user.created",
@@ -30,6 +32,8 @@ ACTIONS = frozenset(
         "mfa.removed",
         "password_reset.requested",
         "password_reset.confirmed",
+        "user.email_verified",
+        "token.code_reused",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

@@ -44,6 +44,18 @@ def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def left_half_hash(value: str) -> str:
+    """base64url of the left half of SHA-256(value): OIDC's `at_hash` of an access token
+    that came with an RS256 ID token (Core §3.1.3.6)."""
+    digest = hashlib.sha256(value.encode("ascii")).digest()
+    return _b64encode(digest[: len(digest) // 2])
+
+
+def pkce_s256(verifier: str) -> str:
+    """The S256 code challenge of a PKCE verifier: base64url(SHA-256(verifier)), RFC 7636 §4.2."""
+    return _b64encode(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
 def constant_time_equals(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 

@@ -101,7 +101,10 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "ClientBasic": {
         "type": "http",
         "scheme": "basic",
-        "description": "OAuth client authentication: the API key's id and the API key",
+        "description": (
+            "OAuth client authentication: the API key's id and the API key, or a "
+            "confidential application's client_id and client_secret"
+        ),
     },
 }
 

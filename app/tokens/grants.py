@@ -81,6 +81,25 @@ def _check_password(candidates: list[User], password: str) -> User | None:
     return None
 
 
+def authenticate_password(
+    *, username: str | None, email: str | None, password: str, ip: str | None
+) -> User:
+    """The user (of the tenant in scope) a login and password name, not blocked, its hash
+    upgraded if the parameters changed. InvalidGrant (its audit row kept) with the same
+    answer and cost whether or not the user exists."""
+    login = username or email or ""
+    candidates = _password_candidates(username, email)
+    user = _check_password(candidates, password)
+    if user is None:
+        named = candidates[0] if len(candidates) == 1 else None
+        raise _signin_failed(ip, named, "wrong_password" if candidates else "unknown_user", login)
+    if user.blocked:
+        raise _signin_failed(ip, user, "blocked", login)
+    if user.password_hash and security.password_needs_rehash(user.password_hash):
+        user.password_hash = security.hash_password(password)
+    return user
+
+
 def password_grant(
     *,
     tenant_id: str,
@@ -89,30 +108,20 @@ def password_grant(
     password: str,
     ip: str | None,
     otp: str | None = None,
+    client_id: str | None = None,
 ) -> TokenSet:
     """Sign in with a password; InvalidGrant with the same answer and cost whether or not
-    the user exists."""
+    the user exists. With a registered application's `client_id`, the session is its."""
     if not (username or email):
         raise Invalid("username or email is required", code="invalid_request")
     tenant = tenant_service.find_tenant(tenant_id)  # kept: issuing tokens reads it again
     if tenant is None:
         raise Invalid("X-Tenant-ID names no tenant", code="invalid_request")
-    login = username or email or ""
     with tenant_scope(tenant_id):
-        candidates = _password_candidates(username, email)
-        user = _check_password(candidates, password)
-        if user is None:
-            named = candidates[0] if len(candidates) == 1 else None
-            raise _signin_failed(
-                ip, named, "wrong_password" if candidates else "unknown_user", login
-            )
-        if user.blocked:
-            raise _signin_failed(ip, user, "blocked", login)
+        user = authenticate_password(username=username, email=email, password=password, ip=ip)
         mfa_service.check_sign_in(user=user, otp=otp, ip=ip)
-        if user.password_hash and security.password_needs_rehash(user.password_hash):
-            user.password_hash = security.hash_password(password)
         record_login(user, actor=f"user:{user.id}", ip=ip, method="password")
-        tokens = issue_session(user=user)
+        tokens = issue_session(user=user, client_id=client_id)
         db.session.flush()
         return tokens
 
@@ -149,10 +158,16 @@ def _extend_live_session(session: AuthSession, user: User) -> bool:
 
 
 def refresh_grant(
-    *, refresh_token: str, expected_tenant_id: str | None, ip: str | None
+    *,
+    refresh_token: str,
+    expected_tenant_id: str | None,
+    ip: str | None,
+    client_id: str | None = None,
 ) -> TokenSet:
     """Rotate a refresh token; reuse after the grace interval revokes the whole session.
-    InvalidGrant for an unknown, expired or revoked token, or a blocked or deleted user."""
+    InvalidGrant for an unknown, expired or revoked token, a blocked or deleted user, or
+    a token of a registered application's session that `client_id` (the application the
+    request identified, authenticated when confidential) does not name."""
     tenant_id = _tenant_of_refresh_token(refresh_token)
     if tenant_id is None or (expected_tenant_id and tenant_id != expected_tenant_id):
         raise InvalidGrant("The refresh token is not valid")
@@ -166,6 +181,8 @@ def refresh_grant(
         if user is None or user.blocked or not session_is_live(user, session):
             raise InvalidGrant("The refresh token is not valid")
         assert session is not None  # session_is_live said so
+        if session.client_id is not None and session.client_id != client_id:
+            raise InvalidGrant("The refresh token was issued to another client")
         grace = timedelta(seconds=current_app.config["REFRESH_REUSE_GRACE_SECONDS"])
         if row.used_at is not None and now - row.used_at > grace:
             revoke_session(session.id)

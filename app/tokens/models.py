@@ -47,6 +47,9 @@ class AuthSession(TenantScoped, Base):
     # Pushed forward at every rotation: the last moment a token of this family can be valid.
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # The registered application the session was started for (authorization code, or a
+    # grant naming its client_id): its ID tokens name it as `aud`, only it may refresh.
+    client_id: Mapped[str32 | None]
 
 
 class RefreshToken(TenantScoped, Base):

@@ -68,15 +68,27 @@ def timestamp(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _id_token(user: User, tenant: Tenant, now: datetime, ttl: int, auth_time: datetime) -> str:
+def _id_token(
+    user: User,
+    tenant: Tenant,
+    now: datetime,
+    ttl: int,
+    session: AuthSession,
+    *,
+    access_token: str,
+    nonce: str | None = None,
+) -> str:
+    """OIDC claims of the user. Issued to a registered application, `aud` is its client_id
+    and `azp` says so too (OIDC Core §2), with `at_hash` binding the access token it came
+    with; otherwise `aud` is the tenant."""
     claims: dict[str, Any] = {
         "iss": current_app.config["ISSUER"],
         "sub": user.id,
-        "aud": tenant.id,
+        "aud": session.client_id or tenant.id,
         "tid": tenant.id,
         "iat": timestamp(now),
         "exp": timestamp(now) + ttl,
-        "auth_time": timestamp(auth_time),
+        "auth_time": timestamp(session.auth_time),
         "email": user.email,
         "email_verified": user.email_verified,
         "name": user.display_name or " ".join(p for p in (user.first_name, user.last_name) if p),
@@ -85,6 +97,10 @@ def _id_token(user: User, tenant: Tenant, now: datetime, ttl: int, auth_time: da
         "preferred_username": user.username,
         "picture": user.photo_url,
     }
+    if session.client_id:
+        claims["azp"] = session.client_id
+        claims["at_hash"] = security.left_half_hash(access_token)
+        claims["nonce"] = nonce
     return signing.sign({k: v for k, v in claims.items() if v not in (None, "")})
 
 
@@ -109,27 +125,49 @@ def session_expiry(tenant: Tenant, now: datetime) -> datetime:
     return now + timedelta(seconds=max(_refresh_ttl(tenant), access_ttl(tenant)))
 
 
-def start_session(*, user: User, tenant: Tenant, now: datetime) -> AuthSession:
-    """A new sign-in session (refresh family) of `user`, under its current generation."""
+def start_session(
+    *,
+    user: User,
+    tenant: Tenant,
+    now: datetime,
+    client_id: str | None = None,
+    auth_time: datetime | None = None,
+    expires_at: datetime | None = None,
+) -> AuthSession:
+    """A new sign-in session (refresh family) of `user`, under its current generation;
+    `auth_time` is when the user entered a password (now unless a browser sign-in session
+    carried it over), `client_id` the registered application it is for."""
     session = AuthSession(
         id=security.random_hex(16),
         tenant_id=user.tenant_id,
         user_id=user.id,
         generation=user.session_generation or 0,
-        auth_time=now,
+        auth_time=auth_time or now,
         created_at=now,
-        expires_at=session_expiry(tenant, now),
+        expires_at=expires_at or session_expiry(tenant, now),
+        client_id=client_id,
     )
     db.session.add(session)
     return session
 
 
-def issue_session(*, user: User, session: AuthSession | None = None) -> TokenSet:
+def issue_session(
+    *,
+    user: User,
+    session: AuthSession | None = None,
+    client_id: str | None = None,
+    auth_time: datetime | None = None,
+    nonce: str | None = None,
+) -> TokenSet:
     """Access, ID and refresh tokens for `user` in `session` (a new one unless given; a
-    given one has already been extended by the refresh that continues it)."""
+    given one has already been extended by the refresh that continues it). A new session
+    is for the registered application `client_id` if given, begun at `auth_time`; `nonce`
+    goes into the ID token (OIDC Core §3.1.2.1)."""
     tenant = tenant_service.get_tenant(user.tenant_id)
     now = utcnow()
-    session = session or start_session(user=user, tenant=tenant, now=now)
+    session = session or start_session(
+        user=user, tenant=tenant, now=now, client_id=client_id, auth_time=auth_time
+    )
     ttl = access_ttl(tenant)
     scope = " ".join(user_scopes(user))
     access = signing.sign(
@@ -151,7 +189,7 @@ def issue_session(*, user: User, session: AuthSession | None = None) -> TokenSet
         access_token=access,
         expires_in=ttl,
         scope=scope,
-        id_token=_id_token(user, tenant, now, ttl, session.auth_time),
+        id_token=_id_token(user, tenant, now, ttl, session, access_token=access, nonce=nonce),
         refresh_token=_new_refresh_token(user, tenant, session, now),
         user_id=user.id,
     )
@@ -209,6 +247,16 @@ def revoke_session(session_id: str) -> None:
     db.session.execute(
         update(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def revoke_client_sessions(client_id: str) -> None:
+    """End every session started for a registered application (it was deleted)."""
+    db.session.execute(
+        update(AuthSession)
+        .where(AuthSession.client_id == client_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )

@@ -167,16 +167,8 @@ def invalid_token(message: str = "The access token is not valid") -> Unauthentic
     )
 
 
-def verify(token: str) -> dict[str, Any]:
-    """The claims of a JWT signed by one of our live keys; raises invalid_token."""
-    cache = _cache()
-    digest = security.sha256_hex(token)
-    with cache.lock:
-        cached = cache.verified.get(digest)
-        if cached is not None:
-            cache.verified.move_to_end(digest)
-    if cached is not None and cached["exp"] > time.time():
-        return cached
+def _verification_key(token: str) -> Any:
+    """The public key of the live signing key a JWT's header names; invalid_token."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -187,6 +179,20 @@ def verify(token: str) -> dict[str, Any]:
     key = _public_key(kid)
     if key is None:
         raise invalid_token()
+    return key
+
+
+def verify(token: str) -> dict[str, Any]:
+    """The claims of a JWT signed by one of our live keys; raises invalid_token."""
+    cache = _cache()
+    digest = security.sha256_hex(token)
+    with cache.lock:
+        cached = cache.verified.get(digest)
+        if cached is not None:
+            cache.verified.move_to_end(digest)
+    if cached is not None and cached["exp"] > time.time():
+        return cached
+    key = _verification_key(token)
     try:
         claims = jwt.decode(
             token,
@@ -205,6 +211,29 @@ def verify(token: str) -> dict[str, Any]:
         cache.verified[digest] = claims
         while len(cache.verified) > VERIFIED_CACHE_SIZE:
             cache.verified.popitem(last=False)
+    return claims
+
+
+def verify_id_token_hint(token: str) -> dict[str, Any]:
+    """The claims of an ID token we issued, even an expired one (OIDC RP-Initiated Logout
+    §2 lets a logout hint be expired); invalid_token for anything else."""
+    key = _verification_key(token)
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            issuer=current_app.config["ISSUER"],
+            options={
+                "require": ["sub", "iss", "aud", "tid"],
+                "verify_aud": False,
+                "verify_exp": False,
+            },
+        )
+    except jwt.PyJWTError as exc:
+        raise invalid_token("The ID token is not valid") from exc
+    if "scope" in claims:
+        raise invalid_token("An access token is not an ID token")
     return claims
 
 

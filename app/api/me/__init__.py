@@ -1,4 +1,5 @@
-"""The me surface (seed 003): `/users/me`, `/users/me/settings`, `/auth/password-reset`.
+"""The me surface (seed 003): `/users/me`, `/users/me/settings`, `/users/me/verify-email`,
+`/auth/password-reset`.
 
 Errors here carry that document's keys: `{"success": false, "succes": false, "error": KEY,
 "message": ...}` (the document spells the flag both ways, so both are sent).

@@ -22,6 +22,7 @@ from app.core import ratelimit
 from app.core.errors import Invalid
 from app.credentials import reset as password_reset
 from app.credentials import service as credential_service
+from app.credentials import verification
 from app.users import service as user_service
 from app.users.models import User
 
@@ -110,4 +111,15 @@ def request_password_reset(body: dict[str, Any]) -> dict[str, str]:
 def confirm_password_reset(body: dict[str, Any]) -> dict[str, str]:
     """Choose a new password with a reset token (revokes every session)"""
     password_reset.confirm_reset(token=body["token"], password=body["password"], ip=client_ip())
+    return {"msg": "ok"}
+
+
+@blp.route("/users/me/verify-email", methods=["POST"])
+@requires(None, "update:current_user", user_arg=None)
+@blp.response(200, OkSchema)
+def send_verification_email() -> dict[str, str]:
+    """Mail yourself a link that confirms your email address (send again to resend)"""
+    principal = current_principal()
+    ratelimit.check("RATELIMIT_VERIFY_PER_USER", principal.tenant_id, principal.user_id or "")
+    verification.send_verification(user=_own_user())
     return {"msg": "ok"}

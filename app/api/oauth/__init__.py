@@ -1,4 +1,5 @@
-"""The OAuth surface: `/oauth/token`, `/oauth/revoke`, `/.well-known/*` (OAuth2 errors)."""
+"""The OAuth surface: `/oauth/token`, `/oauth/revoke`, `/userinfo`, `/.well-known/*`
+(OAuth 2 errors; RFC 6750's for the bearer-token endpoint `/userinfo`)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,12 @@ OAUTH_ERRORS = frozenset(
         "unsupported_grant_type",
         "invalid_scope",
         "mfa_required",  # Auth0's answer to a password grant that lacks the second factor
+        "invalid_token",
+        "insufficient_scope",
     }
 )
+# RFC 6750 §3.1 names for what the bearer check of /userinfo raises.
+_ALIASES = {"missing_credentials": "invalid_token", "user_token_required": "insufficient_scope"}
 _BY_STATUS = {401: "invalid_client", 403: "unauthorized_client", 429: "temporarily_unavailable"}
 _SERVER_ERRORS = ("server_error", "temporarily_unavailable")
 
@@ -45,6 +50,8 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
     """RFC 6749 §5.2: `{error, error_description}`."""
     if err.code in OAUTH_ERRORS:
         code = err.code
+    elif err.code in _ALIASES:
+        code = _ALIASES[err.code]
     elif err.status >= 500:
         code = "server_error" if err.status == 500 else "temporarily_unavailable"
     else:

@@ -1,5 +1,6 @@
-"""Routes of the OAuth surface: the token endpoint (password, refresh_token,
-client_credentials), RFC 7009 revocation, JWKS and OpenID discovery."""
+"""Routes of the OAuth surface: the token endpoint (authorization_code, password,
+refresh_token, client_credentials), RFC 7009 revocation, userinfo, JWKS and OpenID
+discovery."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from urllib.parse import unquote
 
 from flask import current_app, request
 
-from app.api.auth import client_ip, public, tenant_header
+from app.api.auth import client_ip, current_principal, public, requires, tenant_header
 from app.api.oauth import blp
 from app.api.oauth.schemas import (
     EmptySchema,
@@ -19,14 +20,20 @@ from app.api.oauth.schemas import (
     RevokeRequestSchema,
     TokenRequestSchema,
     TokenResponseSchema,
+    UserInfoSchema,
 )
+from app.applications import grants as application_grants
+from app.applications import service as application_service
+from app.applications.models import Application
 from app.core import ratelimit
 from app.core.errors import Invalid, Unauthenticated
 from app.core.http import accepts_form
 from app.tokens import grants, signing
 from app.tokens import service as token_service
+from app.users import service as user_service
+from app.users.models import User
 
-GRANT_TYPES = ("password", "refresh_token", "client_credentials")
+GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 NO_STORE_DOC = {name: {"schema": {"type": "string", "enum": [v]}} for name, v in NO_STORE.items()}
 
@@ -60,19 +67,53 @@ def _require(body: dict[str, Any], *names: str) -> None:
         raise Invalid(f"Missing parameter: {', '.join(missing)}", code="invalid_request")
 
 
-def _required_tenant() -> str:
-    tenant_id = tenant_header()
-    if tenant_id is None:
-        raise Invalid("X-Tenant-ID names the tenant to sign in to", code="invalid_request")
-    return tenant_id
+def _registered_client(body: dict[str, Any]) -> Application | None:
+    """The registered application a token request names (HTTP Basic or `client_id` in the
+    body), authenticated as its type requires; None when the client_id names no app (the
+    password and refresh grants then ignore it, as before applications existed)."""
+    basic = _basic_credentials()
+    client_id, secret = basic or (body.get("client_id"), body.get("client_secret"))
+    if application_service.find_client(client_id) is None:
+        return None
+    return application_service.authenticate_client(
+        client_id=client_id or "", client_secret=secret, challenge="Basic" if basic else "Bearer"
+    )
+
+
+def _tenant_of(client: Application | None) -> str:
+    """The tenant a grant signs in to: the application's, else X-Tenant-ID's (which must
+    agree with the application's when both are given)."""
+    named = tenant_header()
+    if client is None:
+        if named is None:
+            raise Invalid("X-Tenant-ID names the tenant to sign in to", code="invalid_request")
+        return named
+    if named is not None and named != client.tenant_id:
+        raise Invalid("X-Tenant-ID is not the application's tenant", code="invalid_request")
+    return client.tenant_id
 
 
 def _grant(body: dict[str, Any]) -> token_service.TokenSet:
     grant = body["grant_type"]
     ip = client_ip() or "-"
+    if grant == "authorization_code":
+        _require(body, "code")
+        client = _registered_client(body)
+        if client is None:
+            raise Unauthenticated("Unknown client_id", code="invalid_client")
+        _tenant_of(client)
+        ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
+        return application_grants.authorization_code_grant(
+            client=client,
+            code=body["code"],
+            redirect_uri=body.get("redirect_uri"),
+            code_verifier=body.get("code_verifier"),
+            ip=ip,
+        )
     if grant == "password":
         _require(body, "password")
-        tenant_id = _required_tenant()
+        client = _registered_client(body)
+        tenant_id = _tenant_of(client)
         logins = ratelimit.login_keys(body.get("username"), body.get("email"))
         ratelimit.check("RATELIMIT_SIGNIN_PER_IP", ip)
         ratelimit.check_each("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, logins, ip)
@@ -83,12 +124,17 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
             password=body["password"],
             ip=ip,
             otp=body.get("otp"),
+            client_id=client.id if client else None,
         )
     if grant == "refresh_token":
         _require(body, "refresh_token")
+        client = _registered_client(body)
         ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
         return grants.refresh_grant(
-            refresh_token=body["refresh_token"], expected_tenant_id=tenant_header(), ip=ip
+            refresh_token=body["refresh_token"],
+            expected_tenant_id=_tenant_of(client) if client else tenant_header(),
+            ip=ip,
+            client_id=client.id if client else None,
         )
     if grant == "client_credentials":
         basic = _basic_credentials()
@@ -107,14 +153,18 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
 @blp.route("/oauth/token", methods=["POST"])
 @accepts_form
 @public
-@blp.tenant_header("The tenant to sign in to: required by the password grant")
+@blp.tenant_header(
+    "The tenant to sign in to: required by the password grant unless client_id names a "
+    "registered application (which names its tenant)"
+)
 @blp.arguments(TokenRequestSchema, location="json_or_form")
 @blp.response(200, TokenResponseSchema, headers=NO_STORE_DOC)
 @blp.errors(401, 403, 429)
-# The client_credentials grant may authenticate with HTTP Basic; the others need nothing.
+# A confidential application or the client_credentials grant may authenticate with HTTP
+# Basic; the others need nothing.
 @blp.doc(security=[{}, {"ClientBasic": []}])
 def token(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Issue tokens (password, refresh_token or client_credentials grant)"""
+    """Issue tokens (authorization_code, password, refresh_token or client_credentials)"""
     tokens = _grant(body)
     body = {
         "access_token": tokens.access_token,
@@ -138,6 +188,15 @@ def revoke(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     return {}, 200, NO_STORE
 
 
+@blp.route("/userinfo", methods=["GET", "POST"])
+@accepts_form
+@requires(None, "read:current_user", user_arg=None)
+@blp.response(200, UserInfoSchema)
+def userinfo() -> User:
+    """Describe the signed-in user (OpenID Connect Core §5.3)"""
+    return user_service.get_user(current_principal().user_id or "")
+
+
 @blp.route("/.well-known/jwks.json", methods=["GET"])
 @public
 @blp.response(200, JwksSchema)
@@ -155,16 +214,33 @@ def openid_configuration() -> dict[str, Any]:
     issuer = current_app.config["ISSUER"].rstrip("/")
     return {
         "issuer": current_app.config["ISSUER"],
-        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/oauth/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "end_session_endpoint": f"{issuer}/logout",
         "grant_types_supported": list(GRANT_TYPES),
-        "response_types_supported": ["token"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "authorization_response_iss_parameter_supported": True,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [signing.ALGORITHM],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
         "revocation_endpoint_auth_methods_supported": ["none"],
-        "scopes_supported": ["openid", "profile", "email", *token_service.CURRENT_USER_SCOPES],
+        "scopes_supported": [
+            "openid",
+            "profile",
+            "email",
+            "offline_access",
+            *token_service.CURRENT_USER_SCOPES,
+        ],
         "claims_supported": [
             "sub",
             "iss",
@@ -172,6 +248,9 @@ def openid_configuration() -> dict[str, Any]:
             "exp",
             "iat",
             "auth_time",
+            "nonce",
+            "azp",
+            "at_hash",
             "email",
             "email_verified",
             "name",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 
 from app.api.fields import OutputSchema
@@ -22,6 +24,9 @@ class TokenRequestSchema(ma.Schema):
     client_id = ma.fields.String(validate=ma.validate.Length(max=64))
     client_secret = ma.fields.String(load_only=True, validate=ma.validate.Length(max=512))
     scope = ma.fields.String(validate=ma.validate.Length(max=2048))
+    code = ma.fields.String(load_only=True, validate=ma.validate.Length(max=512))
+    redirect_uri = ma.fields.String(validate=ma.validate.Length(max=2048))
+    code_verifier = ma.fields.String(load_only=True, validate=ma.validate.Length(max=256))
 
 
 class RevokeRequestSchema(ma.Schema):
@@ -49,13 +54,41 @@ class JwksSchema(OutputSchema):
     keys = ma.fields.List(ma.fields.Dict())
 
 
+class UserInfoSchema(OutputSchema):
+    """OIDC standard claims; a claim without a value is left out (Core §5.3.2)."""
+
+    sub = ma.fields.String(attribute="id")
+    name = ma.fields.Function(
+        lambda u: u.display_name or " ".join(p for p in (u.first_name, u.last_name) if p)
+    )
+    given_name = ma.fields.String(attribute="first_name")
+    family_name = ma.fields.String(attribute="last_name")
+    preferred_username = ma.fields.String(attribute="username")
+    picture = ma.fields.String(attribute="photo_url")
+    email = ma.fields.String()
+    email_verified = ma.fields.Boolean()
+    phone_number = ma.fields.String()
+    updated_at = ma.fields.Function(lambda u: int(u.updated_at.timestamp()))
+
+    @ma.post_dump
+    def _without_empty(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {key: value for key, value in data.items() if value not in (None, "")}
+
+
 class OpenIdConfigurationSchema(OutputSchema):
     issuer = ma.fields.String()
-    jwks_uri = ma.fields.String()
+    authorization_endpoint = ma.fields.String()
     token_endpoint = ma.fields.String()
+    userinfo_endpoint = ma.fields.String()
+    jwks_uri = ma.fields.String()
     revocation_endpoint = ma.fields.String()
+    end_session_endpoint = ma.fields.String()
     grant_types_supported = ma.fields.List(ma.fields.String())
     response_types_supported = ma.fields.List(ma.fields.String())
+    response_modes_supported = ma.fields.List(ma.fields.String())
+    code_challenge_methods_supported = ma.fields.List(ma.fields.String())
+    prompt_values_supported = ma.fields.List(ma.fields.String())
+    authorization_response_iss_parameter_supported = ma.fields.Boolean()
     subject_types_supported = ma.fields.List(ma.fields.String())
     id_token_signing_alg_values_supported = ma.fields.List(ma.fields.String())
     token_endpoint_auth_methods_supported = ma.fields.List(ma.fields.String())

@@ -1,0 +1,90 @@
+"""The hosted pages (`/authorize`, `/logout`, `/verify-email`): server-rendered HTML for
+people, not an API, so they stay out of the OpenAPI document and answer errors as pages.
+
+An error of the authorization request that the client must learn goes to its redirect
+URI (RFC 6749 §4.1.2.1); an error while a form is on screen shows that form again with
+the message; anything else is an error page. Every page forbids framing and caching.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, g, redirect, render_template
+from werkzeug.exceptions import HTTPException
+
+from app.api.hosted import browser
+from app.applications.authorization import AuthorizationError
+from app.core.errors import AppError, to_app_error
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint(
+    "hosted",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/hosted/static",
+)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class FormOnScreen:
+    """The form a request is answering, so that an error shows it again."""
+
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def page(template: str, status: int = 200, **context: Any) -> Response:
+    """Render a page of this surface (with the CSRF token its forms need)."""
+    html = render_template(f"hosted/{template}", csrf_token=browser.csrf_token(), **context)
+    return Response(html, status=status, mimetype="text/html")
+
+
+def show_form_on_error(template: str, **context: Any) -> None:
+    g.form_on_screen = FormOnScreen(template, context)
+
+
+@blp.errorhandler(Exception)
+def render_error_page(exc: Exception) -> Response:
+    if isinstance(exc, AuthorizationError):
+        return redirect(exc.location, code=302)  # type: ignore[return-value]
+    err = to_app_error(exc)
+    if err.status >= 500 and not isinstance(exc, AppError | HTTPException):
+        log.error("hosted page failed: %s", type(exc).__name__, exc_info=exc)
+    form: FormOnScreen | None = g.get("form_on_screen")
+    if form is not None and err.status < 500:
+        response = page(form.template, err.status, error=err.message, **form.context)
+    else:
+        response = page("error.html", err.status, message=err.message, code=err.code)
+    for name, value in err.headers.items():
+        if name != "WWW-Authenticate":  # a page is no API challenge
+            response.headers[name] = value
+    return response
+
+
+@blp.after_request
+def page_headers(response: Response) -> Response:
+    browser.set_csrf_cookie(response)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+from app.api.hosted import routes  # noqa: E402,F401  (registers the routes on blp)
+
+__all__ = ["blp"]

@@ -1,0 +1,61 @@
+"""Shapes of registered applications on the platform surface."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from app.api.fields import IsoDateTime, OutputSchema, StrictSchema
+from app.applications.service import TYPES
+
+MAX_URIS = 20
+
+
+def _uris(max_length: int) -> ma.fields.List:
+    return ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=max_length)),
+        validate=ma.validate.Length(max=MAX_URIS),
+    )
+
+
+class CreateApplicationSchema(StrictSchema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
+    type = ma.fields.String(required=True, validate=ma.validate.OneOf(TYPES))
+    redirect_uris = _uris(2048)
+    allowed_origins = _uris(255)
+    post_logout_redirect_uris = _uris(2048)
+
+
+class PatchApplicationSchema(StrictSchema):
+    """The type is fixed at creation: a secret cannot appear or vanish by a PATCH."""
+
+    name = ma.fields.String(validate=ma.validate.Length(min=1, max=255))
+    redirect_uris = _uris(2048)
+    allowed_origins = _uris(255)
+    post_logout_redirect_uris = _uris(2048)
+
+
+class ApplicationSchema(OutputSchema):
+    client_id = ma.fields.String(attribute="id")
+    name = ma.fields.String()
+    type = ma.fields.String()
+    redirect_uris = ma.fields.List(ma.fields.String())
+    allowed_origins = ma.fields.List(ma.fields.String())
+    post_logout_redirect_uris = ma.fields.List(ma.fields.String())
+    created_at = IsoDateTime()
+    updated_at = IsoDateTime()
+
+
+class IssuedApplicationSchema(OutputSchema):
+    """A new application; `client_secret` (confidential apps) is shown only here."""
+
+    client_id = ma.fields.String(attribute="application.id")
+    client_secret = ma.fields.String(allow_none=True)
+    name = ma.fields.String(attribute="application.name")
+    type = ma.fields.String(attribute="application.type")
+    redirect_uris = ma.fields.List(ma.fields.String(), attribute="application.redirect_uris")
+    allowed_origins = ma.fields.List(ma.fields.String(), attribute="application.allowed_origins")
+    post_logout_redirect_uris = ma.fields.List(
+        ma.fields.String(), attribute="application.post_logout_redirect_uris"
+    )
+    created_at = IsoDateTime(attribute="application.created_at")
+    updated_at = IsoDateTime(attribute="application.updated_at")

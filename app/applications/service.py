@@ -1,0 +1,232 @@
+"""Registered applications: create (secret shown once), read, update, delete; client look-up
+and authentication for the token endpoint; redirect-URI and CORS-origin checks."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from app.applications.models import CONFIDENTIAL, PUBLIC, Application, ApplicationOrigin
+from app.core import security
+from app.core.db import db, utcnow
+from app.core.errors import Invalid, NotFound, Unauthenticated
+from app.core.tenancy import all_tenants, tenant_scope
+from app.tenants import service as tenant_service
+from app.tokens import service as token_service
+
+TYPES = (PUBLIC, CONFIDENTIAL)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+URI_LISTS = ("redirect_uris", "post_logout_redirect_uris")
+HOSTNAME = re.compile(r"[a-z0-9.-]{1,253}|[0-9a-f:.]{2,45}")
+
+
+@dataclass
+class IssuedApplication:
+    """A new application plus its secret (confidential apps), which exists only here."""
+
+    application: Application
+    client_secret: str | None
+
+
+def _invalid(field: str, message: str) -> Invalid:
+    return Invalid(message, code="invalid_application", fields={field: [message]})
+
+
+def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
+    """`uri` when an app may register it (RFC 9700 §2.1, RFC 8252 §7): an absolute URI
+    without a fragment; https, or http on a loopback host, or a private-use scheme of a
+    native app (reverse domain name, so it holds a dot). Invalid otherwise."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if not scheme or parts.fragment or "#" in uri:
+        raise _invalid(field, f"{uri!r} must be an absolute URI without a fragment")
+    if scheme == "https" and parts.hostname:
+        return uri
+    if scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return uri
+    if scheme not in ("http", "https") and "." in scheme:
+        return uri
+    raise _invalid(
+        field, f"{uri!r} must use https (http only on localhost, or an app's own scheme)"
+    )
+
+
+def normalize_origin(origin: str) -> str:
+    """`scheme://host[:port]` in lower case without a default port, as a browser sends it
+    in `Origin`; Invalid for anything else (a path, a wildcard, `null`)."""
+    parts = urlsplit(origin.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    hostname = parts.hostname or ""
+    if (
+        scheme not in ("http", "https")
+        or not HOSTNAME.fullmatch(hostname)
+        or port == -1
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise _invalid("allowed_origins", f"{origin!r} is not an origin (scheme://host[:port])")
+    default_port = 443 if scheme == "https" else 80
+    suffix = f":{port}" if port not in (None, default_port) else ""
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    return f"{scheme}://{host}{suffix}"
+
+
+def _set_origins(application: Application, origins: list[str]) -> None:
+    unique = list(dict.fromkeys(normalize_origin(origin) for origin in origins))
+    application.origins = [
+        ApplicationOrigin(tenant_id=application.tenant_id, origin=origin, position=index)
+        for index, origin in enumerate(unique)
+    ]
+
+
+def _apply(application: Application, fields: dict[str, Any]) -> None:
+    if "name" in fields:
+        application.name = fields["name"]
+    for key in URI_LISTS:
+        if key in fields:
+            uris = [check_redirect_uri(uri, key) for uri in fields[key]]
+            setattr(application, key, list(dict.fromkeys(uris)))
+    if "allowed_origins" in fields:
+        _set_origins(application, fields["allowed_origins"])
+
+
+def create_application(
+    *,
+    tenant_id: str,
+    name: str,
+    type: str,
+    redirect_uris: list[str] | None = None,
+    allowed_origins: list[str] | None = None,
+    post_logout_redirect_uris: list[str] | None = None,
+) -> IssuedApplication:
+    """Register an app in a tenant; a confidential one gets a secret, returned once and
+    stored as a hash. NotFound for an unknown tenant, Invalid for a bad URI or origin."""
+    if type not in TYPES:
+        raise _invalid("type", "type must be public or confidential")
+    tenant_service.get_tenant(tenant_id)
+    secret = security.random_token(32) if type == CONFIDENTIAL else None
+    with tenant_scope(tenant_id):
+        application = Application(
+            id=security.random_hex(16),
+            tenant_id=tenant_id,
+            type=type,
+            secret_hash=security.sha256_hex(secret) if secret else None,
+            redirect_uris=[],
+            post_logout_redirect_uris=[],
+        )
+        _apply(
+            application,
+            {
+                "name": name,
+                "redirect_uris": redirect_uris or [],
+                "allowed_origins": allowed_origins or [],
+                "post_logout_redirect_uris": post_logout_redirect_uris or [],
+            },
+        )
+        db.session.add(application)
+        db.session.flush()
+    return IssuedApplication(application, secret)
+
+
+def list_applications(*, tenant_id: str) -> list[Application]:
+    """The tenant's applications, oldest first; NotFound for an unknown tenant."""
+    tenant_service.get_tenant(tenant_id)
+    with tenant_scope(tenant_id):
+        query = select(Application).order_by(Application.created_at, Application.id)
+        return list(db.session.scalars(query))
+
+
+def get_application(*, tenant_id: str, client_id: str) -> Application:
+    """The tenant's application `client_id`; NotFound (also for another tenant's)."""
+    tenant_service.get_tenant(tenant_id)
+    with tenant_scope(tenant_id):
+        application = db.session.scalar(select(Application).where(Application.id == client_id))
+    if application is None:
+        raise NotFound("Application not found", code="application_not_found")
+    return application
+
+
+def update_application(*, tenant_id: str, client_id: str, fields: dict[str, Any]) -> Application:
+    """Change an app's name, redirect URIs, origins or logout URIs; NotFound, Invalid."""
+    application = get_application(tenant_id=tenant_id, client_id=client_id)
+    with tenant_scope(tenant_id):
+        _apply(application, fields)
+        application.updated_at = utcnow()
+        db.session.flush()
+    return application
+
+
+def delete_application(*, tenant_id: str, client_id: str) -> None:
+    """Delete an app, its codes, and end every session started for it; NotFound."""
+    application = get_application(tenant_id=tenant_id, client_id=client_id)
+    with tenant_scope(tenant_id):
+        token_service.revoke_client_sessions(application.id)
+        db.session.delete(application)
+        db.session.flush()
+
+
+def find_client(client_id: str | None) -> Application | None:
+    """The application with this client_id in any tenant (client ids are global), or None."""
+    if not client_id or len(client_id) > 64:
+        return None
+    with all_tenants():
+        return db.session.get(Application, client_id)
+
+
+def _invalid_client(
+    challenge: str, message: str = "Client authentication failed"
+) -> Unauthenticated:
+    return Unauthenticated(
+        message,
+        code="invalid_client",
+        headers={"WWW-Authenticate": f'{challenge} realm="gatehouse"'},
+    )
+
+
+def authenticate_client(
+    *, client_id: str, client_secret: str | None, challenge: str = "Basic"
+) -> Application:
+    """The application a token request names (RFC 6749 §2.3): a confidential one must
+    prove its secret (compared in constant time), a public one must send none.
+    Unauthenticated invalid_client otherwise, challenging with the scheme used."""
+    application = find_client(client_id)
+    expected = (
+        application.secret_hash
+        if application is not None and application.secret_hash
+        else security.sha256_hex("")
+    )
+    given = security.sha256_hex(client_secret or "")
+    matches = security.constant_time_equals(given, expected)
+    if application is None:
+        raise _invalid_client(challenge)
+    if application.is_confidential and not (client_secret and matches):
+        raise _invalid_client(challenge)
+    if not application.is_confidential and client_secret:
+        raise _invalid_client(challenge, "A public application has no client secret")
+    return application
+
+
+def origin_allowed(origin: str) -> bool:
+    """Whether some registered application lists `origin` (exactly, scheme and port
+    included) among the origins its browser code may call from."""
+    try:
+        normalized = normalize_origin(origin)
+    except Invalid:
+        return False
+    with all_tenants():
+        found = db.session.scalar(
+            select(ApplicationOrigin.application_id)
+            .where(ApplicationOrigin.origin == normalized)
+            .limit(1)
+        )
+    return found is not None

@@ -1,0 +1,105 @@
+"""Email verification: a mail with a signed link (through the outbox row, the worker and
+Postmark, as the reset mail goes) that marks the user's address verified once."""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import quote
+
+from flask import current_app
+
+from app.audit import service as audit_service
+from app.core import security
+from app.core.errors import Invalid
+from app.core.jobs import enqueue_after_commit
+from app.core.tenancy import tenant_scope
+from app.mail import service as mail_service
+from app.mail import tasks as mail_tasks
+from app.users import service as user_service
+from app.users.models import User
+
+PURPOSE = "email-verification"
+KIND = "email_verification"
+
+
+def _fingerprint(user: User) -> str:
+    # The address and its state: a link verifies the address it was sent to, and only
+    # while it is unverified, so it works once and dies when the email changes.
+    return security.sha256_hex(f"{user.email_normalized}:{int(bool(user.email_verified))}")[:16]
+
+
+def _mail_bodies(link: str, hours: int) -> tuple[str, str]:
+    text = (
+        "Please confirm that this is your email address.\n\n"
+        f"Open this link within {hours} hours to confirm it:\n{link}\n\n"
+        "If you did not sign up, ignore this mail.\n"
+    )
+    safe = html.escape(link, quote=True)
+    markup = (
+        "<p>Please confirm that this is your email address.</p>"
+        f'<p><a href="{safe}">Confirm my email address</a> '
+        f"(the link works for {hours} hours).</p>"
+        "<p>If you did not sign up, ignore this mail.</p>"
+    )
+    return text, markup
+
+
+def send_verification(*, user: User) -> None:
+    """Queue a verification mail to the user's address (in the user's tenant scope).
+    Invalid `email_missing` or `email_already_verified`; TOKEN_OR_EMAIL_NOT_SET when the
+    tenant's mail is not configured."""
+    if not user.email:
+        raise Invalid("The account has no email address", code="email_missing")
+    if user.email_verified:
+        raise Invalid("The email address is already verified", code="email_already_verified")
+    settings = mail_service.mail_settings(user.tenant_id)
+    token = security.signed_dumps(
+        current_app.config["SECRET_KEY"],
+        PURPOSE,
+        {"tid": user.tenant_id, "uid": user.id, "fp": _fingerprint(user)},
+    )
+    issuer = current_app.config["ISSUER"].rstrip("/")
+    hours = max(1, current_app.config["EMAIL_VERIFICATION_TTL"] // 3600)
+    text, markup = _mail_bodies(f"{issuer}/verify-email?token={quote(token)}", hours)
+    delivery = mail_service.create_delivery(
+        tenant_id=user.tenant_id,
+        kind=KIND,
+        to=user.email,
+        sender=settings.sender,
+        subject="Confirm your email address",
+        text=text,
+        html=markup,
+    )
+    enqueue_after_commit(mail_tasks.send_delivery, user.tenant_id, delivery.id)
+
+
+def _invalid_link() -> Invalid:
+    return Invalid("The link is invalid, used or expired", code="verification_token_invalid")
+
+
+def confirm(*, token: str, ip: str | None) -> None:
+    """Mark the address a link was sent to verified (audited `user.email_verified`);
+    Invalid `verification_token_invalid` for a forged, expired or used link, or one sent
+    to an address the user no longer has (all alike)."""
+    try:
+        claims = security.signed_loads(
+            current_app.config["SECRET_KEY"],
+            PURPOSE,
+            token,
+            current_app.config["EMAIL_VERIFICATION_TTL"],
+        )
+        tenant_id, user_id, fingerprint = claims["tid"], claims["uid"], claims["fp"]
+    except (security.SignedTokenError, KeyError, TypeError) as exc:
+        raise _invalid_link() from exc
+    if not all(isinstance(value, str) for value in (tenant_id, user_id, fingerprint)):
+        raise _invalid_link()
+    with tenant_scope(tenant_id):
+        user = user_service.find_user(user_id)
+        if user is None or not user.email:
+            raise _invalid_link()
+        if not security.constant_time_equals(_fingerprint(user), fingerprint):
+            raise _invalid_link()
+        user_service.update_user(user=user, changes={"email_verified": True})
+        audit_service.record(
+            action="user.email_verified", actor=f"user:{user.id}", user_id=user.id, ip=ip
+        )
