@@ -260,3 +260,19 @@ def tenant(app: Flask) -> factories.TenantHandle:
 @pytest.fixture()
 def other_tenant(app: Flask) -> factories.TenantHandle:
     return factories.make_tenant(app, "globex")
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Flask) -> Iterator[str]:
+    """The session app served over real HTTP on a free loopback port, for standard
+    clients (requests, Authlib) and the browser; its base URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)

@@ -357,3 +357,41 @@ def run_command(args: list[str], env: dict[str, str], timeout: float = 60) -> An
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass
+class AppHandle:
+    """A registered application as a test drives it."""
+
+    client_id: str
+    secret: str | None
+    redirect_uri: str
+    tenant_id: str
+
+
+def make_application(
+    app: Flask,
+    tenant_id: str,
+    *,
+    type: str = "public",
+    redirect_uris: list[str] | None = None,
+    allowed_origins: list[str] | None = None,
+    post_logout_redirect_uris: list[str] | None = None,
+    name: str = "Web app",
+) -> AppHandle:
+    """Register an application through the service; the first redirect URI is its own."""
+    from app.applications import service as application_service
+
+    uris = redirect_uris or ["http://127.0.0.1:8765/callback"]
+    with app.app_context():
+        issued = application_service.create_application(
+            tenant_id=tenant_id,
+            name=name,
+            type=type,
+            redirect_uris=uris,
+            allowed_origins=allowed_origins or [],
+            post_logout_redirect_uris=post_logout_redirect_uris or [],
+        )
+        handle = AppHandle(issued.application.id, issued.client_secret, uris[0], tenant_id)
+        db.session.commit()
+        return handle

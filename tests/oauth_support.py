@@ -3,10 +3,15 @@ and build variant apps that share the test database."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from flask import Flask
@@ -15,6 +20,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from app.core.db import db
 from tests.conftest import make_config, redis_url
+from tests.factories import AppHandle
 
 ISSUER = "http://gatehouse.test"
 PASSWORD = "correct horse battery"
@@ -122,3 +128,88 @@ def rate_limited_app(
         CELERY_BROKER_URL=redis_url(),
         **limits,
     )
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE verifier and its S256 challenge (RFC 7636 §4.2), computed here rather than
+    by the code under test."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+class _FormInputs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "input" and named.get("name"):
+            self.fields[str(named["name"])] = named.get("value") or ""
+
+
+def form_fields(html: str) -> dict[str, str]:
+    """The named inputs of a page's form with their values (hidden ones included)."""
+    parser = _FormInputs()
+    parser.feed(html)
+    return parser.fields
+
+
+def query_of(location: str) -> dict[str, str]:
+    """The query parameters of a redirect (each given once)."""
+    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+
+
+def authorize_query(handle: AppHandle, challenge: str, **extra: str) -> dict[str, str]:
+    """A valid authorization request of `handle` (code, S256), with `extra` on top."""
+    query = {
+        "response_type": "code",
+        "client_id": handle.client_id,
+        "redirect_uri": handle.redirect_uri,
+        "scope": "openid profile email",
+        "state": "state-" + secrets.token_hex(4),
+        "nonce": "nonce-" + secrets.token_hex(4),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    query.update(extra)
+    return {key: value for key, value in query.items() if value is not None}
+
+
+def submit_login(client: FlaskClient, page: Any, login: str, password: str = PASSWORD) -> Any:
+    """Fill the login page's form and post it (no redirect followed)."""
+    fields = form_fields(page.get_data(as_text=True))
+    fields.update(username=login, password=password)
+    return client.post("/authorize", data=fields)
+
+
+def sign_in_through_page(
+    client: FlaskClient, handle: AppHandle, login: str, password: str = PASSWORD, **extra: str
+) -> tuple[dict[str, str], str, dict[str, str]]:
+    """Open the login page for `handle`, sign in, and follow nothing: the query of the
+    redirect to the app, the PKCE verifier, and the request sent."""
+    verifier, challenge = pkce_pair()
+    query = authorize_query(handle, challenge, **extra)
+    page = client.get("/authorize", query_string=query)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    answer = submit_login(client, page, login, password)
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    location = answer.headers["Location"]
+    assert location.startswith(handle.redirect_uri + "?"), location
+    return query_of(location), verifier, query
+
+
+def exchange(
+    client: FlaskClient, handle: AppHandle, code: str, verifier: str | None, **extra: str
+) -> Any:
+    """POST the authorization_code grant for `handle` (public: client_id in the body)."""
+    body = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": handle.redirect_uri,
+        "client_id": handle.client_id,
+        "code_verifier": verifier,
+        **extra,
+    }
+    return client.post("/oauth/token", data={k: v for k, v in body.items() if v is not None})

@@ -194,6 +194,28 @@ def login_required(request: AuthorizationRequest, description: str) -> Authoriza
     )
 
 
+def access_denied(request: AuthorizationRequest) -> AuthorizationError:
+    """The user cancelled the sign-in."""
+    return AuthorizationError(
+        "access_denied",
+        "The user cancelled the sign-in",
+        redirect_uri=request.redirect_uri,
+        state=request.state,
+    )
+
+
+def server_failure(request: AuthorizationRequest, status: int) -> AuthorizationError:
+    """A failure of ours while answering a request (RFC 6749 §4.1.2.1: a 5xx cannot reach
+    the client through a redirect, these codes do)."""
+    error = "temporarily_unavailable" if status == 503 else "server_error"
+    return AuthorizationError(
+        error,
+        "The sign-in could not be completed; try again",
+        redirect_uri=request.redirect_uri,
+        state=request.state,
+    )
+
+
 def session_satisfies(request: AuthorizationRequest, auth_time: datetime) -> bool:
     """Whether a sign-in at `auth_time` is recent enough for the request's `max_age`."""
     if request.forces_login:

@@ -70,6 +70,7 @@ def authorization_code_grant(
         if row.used_at is not None:
             raise _reused(row, ip)
         row.used_at = now  # spent by any attempt of its own client, right or wrong
+        db.session.flush()  # kept (the edge commits) when one of the checks below fails
         if row.expires_at <= now:
             raise InvalidGrant("The authorization code has expired", commit=True)
         if row.redirect_uri is not None and redirect_uri != row.redirect_uri:

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, g, redirect, render_template
 from werkzeug.exceptions import HTTPException
 
 from app.api.hosted import browser
-from app.applications.authorization import AuthorizationError
+from app.applications.authorization import AuthorizationError, server_failure
 from app.core.errors import AppError, to_app_error
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ def render_error_page(exc: Exception) -> Response:
     err = to_app_error(exc)
     if err.status >= 500 and not isinstance(exc, AppError | HTTPException):
         log.error("hosted page failed: %s", type(exc).__name__, exc_info=exc)
+    authz = g.get("authz")
+    if authz is not None and err.status >= 500:
+        return redirect(server_failure(authz, err.status).location, code=302)  # type: ignore[return-value]
     form: FormOnScreen | None = g.get("form_on_screen")
     if form is not None and err.status < 500:
         response = page(form.template, err.status, error=err.message, **form.context)

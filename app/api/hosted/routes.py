@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, redirect, request
+from flask import Response, g, redirect, request
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, page, show_form_on_error
@@ -73,6 +73,7 @@ def authorize() -> Response:
     args = request.args
     repeated = [name for name in args if len(args.getlist(name)) > 1]
     authz = authorization.parse_request(args.to_dict(), repeated=repeated)
+    g.authz = authz  # from here on, a failure is the client's to learn
     session_id = browser.read_session(authz.tenant_id)
     outcome = login.resume(request=authz, session_id=session_id)
     if outcome is not None:
@@ -99,11 +100,14 @@ def authorize_submit() -> Response:
     """Check the login form's username (or email) and password"""
     sealed = request.form.get("authz")
     authz = AuthorizationRequest.from_dict(browser.unseal(AUTHORIZE, sealed))
+    g.authz = authz
     username = request.form.get("username", "")[:255]
     show_form_on_error(
         "login.html", app_name=_application_name(authz), authz=sealed, username=username
     )
     browser.check_csrf(request.form.get("csrf_token"))
+    if "cancel" in request.form:
+        raise authorization.access_denied(authz)
     form = _form(LoginForm(), "Enter your username or email address and your password.")
     ip = _limit_sign_in(authz.tenant_id, form["username"])
     outcome = login.password_step(
@@ -127,6 +131,7 @@ def second_factor_submit() -> Response:
     sealed = request.form.get("pending")
     pending = browser.unseal(SECOND_FACTOR, sealed, browser.SECOND_FACTOR_TTL)
     authz = AuthorizationRequest.from_dict(pending["authz"])
+    g.authz = authz
     show_form_on_error("second_factor.html", app_name=_application_name(authz), pending=sealed)
     browser.check_csrf(request.form.get("csrf_token"))
     form = _form(CodeForm(), "Enter the code your authenticator app shows.")

@@ -1,0 +1,417 @@
+"""The authorization-code grant with PKCE as standard clients use it: Authlib's
+OAuth2Session over real HTTP (following the login form), refresh and userinfo; then
+every way the exchange must fail (RFC 6749 §4.1.3 and §5.2, RFC 7636 §4.6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.oidc.core.util import create_half_hash
+from authlib.oidc.discovery import OpenIDProviderMetadata
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.applications import authorization
+from app.core.db import db
+from app.core.tenancy import tenant_scope
+from app.users import service as user_service
+from tests import factories
+from tests.factories import AppHandle, TenantHandle
+from tests.oauth_support import (
+    PASSWORD,
+    assert_invalid_token,
+    assert_oauth_error,
+    audit_events,
+    authorize_query,
+    bearer,
+    claims,
+    exchange,
+    form_fields,
+    pkce_pair,
+    refresh,
+    sign_in_through_page,
+    token_request,
+    variant_app,
+    verified,
+)
+
+REDIRECT = "http://127.0.0.1:8765/callback"
+
+
+@pytest.fixture()
+def alice(app: Flask, tenant: TenantHandle) -> str:
+    return factories.make_user(
+        app,
+        tenant.id,
+        user_id="alice-1",
+        username="alice",
+        email="alice@example.com",
+        email_verified=True,
+        first_name="Alice",
+        last_name="Liddell",
+        password=PASSWORD,
+    )
+
+
+@pytest.fixture()
+def spa(app: Flask, tenant: TenantHandle) -> AppHandle:
+    return factories.make_application(app, tenant.id, name="SPA", redirect_uris=[REDIRECT])
+
+
+@pytest.fixture()
+def backend(app: Flask, tenant: TenantHandle) -> AppHandle:
+    return factories.make_application(
+        app, tenant.id, name="Backend", type="confidential", redirect_uris=[REDIRECT]
+    )
+
+
+def _session(handle: AppHandle, **kwargs: object) -> OAuth2Session:
+    session = OAuth2Session(
+        handle.client_id,
+        client_secret=handle.secret,
+        redirect_uri=handle.redirect_uri,
+        scope="openid profile email",
+        code_challenge_method="S256",
+        token_endpoint_auth_method="client_secret_basic" if handle.secret else "none",
+        **kwargs,
+    )
+    return session
+
+
+def _authorize_over_http(session: OAuth2Session, base: str, verifier: str, nonce: str) -> str:
+    """Open the authorization URL, fill in the login form, and return the redirect."""
+    url, _ = session.create_authorization_url(
+        f"{base}/authorize", code_verifier=verifier, nonce=nonce
+    )
+    page = session.get(url, withhold_token=True)
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    form = form_fields(page.text)
+    form.update(username="alice", password=PASSWORD)
+    # The server marks its cookies Secure; a browser sends them to loopback over plain
+    # HTTP (a secure context), requests does not, so the jar is handed over by hand.
+    answer = session.post(
+        f"{base}/authorize",
+        data=form,
+        cookies=session.cookies.get_dict(),
+        withhold_token=True,
+        allow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    return answer.headers["Location"]
+
+
+@pytest.mark.parametrize("kind", ["public", "confidential"])
+def test_authlib_signs_in_refreshes_and_reads_userinfo_over_http(
+    client: FlaskClient,
+    live_server: str,
+    tenant: TenantHandle,
+    alice: str,
+    spa: AppHandle,
+    backend: AppHandle,
+    kind: str,
+) -> None:
+    handle = spa if kind == "public" else backend
+    session = _session(handle)
+    verifier, nonce = generate_token(64), generate_token(16)
+    location = _authorize_over_http(session, live_server, verifier, nonce)
+
+    token = session.fetch_token(
+        f"{live_server}/oauth/token", authorization_response=location, code_verifier=verifier
+    )
+
+    id_token = verified(client, token["id_token"], audience=handle.client_id)
+    assert id_token["azp"] == handle.client_id and id_token["nonce"] == nonce
+    assert id_token["at_hash"] == create_half_hash(token["access_token"], "RS256").decode()
+    assert id_token["sub"] == alice and isinstance(id_token["auth_time"], int)
+    assert token["token_type"] == "Bearer" and token["expires_in"] == 900
+
+    info = session.get(f"{live_server}/userinfo")
+    assert info.status_code == 200, info.text
+    assert info.json() == {
+        "sub": alice,
+        "name": "Alice Liddell",
+        "given_name": "Alice",
+        "family_name": "Liddell",
+        "preferred_username": "alice",
+        "email": "alice@example.com",
+        "email_verified": True,
+        "updated_at": info.json()["updated_at"],
+    }
+
+    first_refresh = token["refresh_token"]
+    renewed = session.refresh_token(f"{live_server}/oauth/token")
+    assert renewed["refresh_token"] != first_refresh
+    renewed_id = verified(client, renewed["id_token"], audience=handle.client_id)
+    assert renewed_id["auth_time"] == id_token["auth_time"] and "nonce" not in renewed_id
+    assert session.get(f"{live_server}/userinfo").json()["sub"] == alice
+
+    session.revoke_token(f"{live_server}/oauth/revoke", renewed["refresh_token"])
+    assert_invalid_token(client.get("/userinfo", headers=bearer(renewed["access_token"])))
+
+
+def test_discovery_names_the_code_flow_and_validates(
+    app: Flask, database_url: str, tmp_path: Path
+) -> None:
+    issuer = "https://gatehouse.test"
+    with variant_app(app, database_url, tmp_path, ISSUER=issuer) as secure:
+        document = secure.test_client().get("/.well-known/openid-configuration").get_json()
+
+    OpenIDProviderMetadata(document).validate()
+    AuthorizationServerMetadata(document).validate()
+    assert document["authorization_endpoint"] == f"{issuer}/authorize"
+    assert document["userinfo_endpoint"] == f"{issuer}/userinfo"
+    assert document["end_session_endpoint"] == f"{issuer}/logout"
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert document["response_types_supported"] == ["code"]
+    assert "authorization_code" in document["grant_types_supported"]
+    assert "none" in document["token_endpoint_auth_methods_supported"]
+
+
+def _code(client: FlaskClient, handle: AppHandle, **extra: str) -> tuple[str, str]:
+    answer, verifier, _ = sign_in_through_page(client, handle, "alice", **extra)
+    return answer["code"], verifier
+
+
+VERIFIER_ERRORS = {
+    "missing verifier": (None, 400, "invalid_request"),
+    "wrong verifier": ("w" * 64, 401, "invalid_grant"),
+    "verifier too short": ("short", 401, "invalid_grant"),
+    "challenge as verifier": ("challenge", 401, "invalid_grant"),
+}
+
+
+@pytest.mark.parametrize(
+    ("verifier", "status", "error"), VERIFIER_ERRORS.values(), ids=VERIFIER_ERRORS.keys()
+)
+def test_the_verifier_must_match_the_challenge_and_a_failure_spends_the_code(
+    client: FlaskClient, spa: AppHandle, alice: str, verifier: str | None, status: int, error: str
+) -> None:
+    code, right = _code(client, spa)
+    if verifier == "challenge":
+        verifier = authorize_query(spa, pkce_pair()[1])["code_challenge"]
+
+    assert_oauth_error(exchange(client, spa, code, verifier), status, error)
+    assert_oauth_error(exchange(client, spa, code, right), 401, "invalid_grant")
+
+
+def test_the_plain_method_is_refused_so_no_code_exists_for_it(
+    client: FlaskClient, spa: AppHandle, alice: str
+) -> None:
+    verifier = generate_token(64)
+    query = authorize_query(spa, verifier, code_challenge_method="plain")
+    answer = client.get("/authorize", query_string={**query, "code_challenge": "p" * 43})
+
+    assert answer.status_code == 302
+    assert "error=invalid_request" in answer.headers["Location"]
+    assert "code=" not in answer.headers["Location"]
+
+
+@pytest.mark.parametrize("sent", ["http://127.0.0.1:8765/elsewhere", None])
+def test_the_redirect_uri_must_repeat_the_authorization_requests(
+    client: FlaskClient, spa: AppHandle, alice: str, sent: str | None
+) -> None:
+    code, verifier = _code(client, spa)
+    answer = exchange(client, spa, code, verifier, redirect_uri=sent)  # type: ignore[arg-type]
+    assert_oauth_error(answer, 401, "invalid_grant")
+
+
+def test_a_reused_code_fails_and_revokes_what_it_issued(
+    client: FlaskClient, tenant: TenantHandle, spa: AppHandle, alice: str
+) -> None:
+    code, verifier = _code(client, spa)
+    first = exchange(client, spa, code, verifier)
+    assert first.status_code == 200
+    tokens = first.get_json()
+    assert client.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 200
+
+    again = exchange(client, spa, code, verifier)
+
+    assert_oauth_error(again, 401, "invalid_grant")
+    assert_invalid_token(client.get("/userinfo", headers=bearer(tokens["access_token"])))
+    assert_oauth_error(refresh(client, tokens["refresh_token"]), 401, "invalid_grant")
+    reused = audit_events(client, tenant.headers, "token.code_reused")
+    assert [(e["user_id"], e["target"]) for e in reused] == [
+        (alice, claims(tokens["access_token"])["sid"])
+    ]
+
+
+def test_an_expired_code_is_refused(
+    app: Flask, client: FlaskClient, spa: AppHandle, alice: str
+) -> None:
+    verifier, challenge = pkce_pair()
+    with app.app_context():
+        request = authorization.parse_request(authorize_query(spa, challenge))
+        with tenant_scope(spa.tenant_id):
+            user = user_service.get_user(alice)
+            code = authorization.issue_code(
+                request=request, user=user, auth_time=user.created_at, ttl=0
+            )
+            db.session.commit()
+
+    assert_oauth_error(exchange(client, spa, code, verifier), 401, "invalid_grant")
+
+
+def test_an_unknown_client_is_invalid_client(
+    client: FlaskClient, spa: AppHandle, alice: str
+) -> None:
+    code, verifier = _code(client, spa)
+    unknown = AppHandle("no-such-app", None, spa.redirect_uri, spa.tenant_id)
+    assert_oauth_error(exchange(client, unknown, code, verifier), 401, "invalid_client")
+    # The code is untouched by a stranger's attempt.
+    assert exchange(client, spa, code, verifier).status_code == 200
+
+
+def test_a_code_issued_to_another_app_is_refused(
+    app: Flask, client: FlaskClient, tenant: TenantHandle, spa: AppHandle, alice: str
+) -> None:
+    other = factories.make_application(app, tenant.id, redirect_uris=[REDIRECT])
+    code, verifier = _code(client, spa)
+    assert_oauth_error(exchange(client, other, code, verifier), 401, "invalid_grant")
+
+
+@pytest.mark.parametrize(
+    ("auth", "challenge"),
+    [({}, "Bearer"), ({"client_secret": "wrong"}, "Bearer"), ("basic-wrong", "Basic")],
+    ids=["no secret", "wrong secret in body", "wrong secret in Basic"],
+)
+def test_a_confidential_app_must_authenticate(
+    client: FlaskClient, backend: AppHandle, alice: str, auth: object, challenge: str
+) -> None:
+    code, verifier = _code(client, backend)
+    if auth == "basic-wrong":
+        import base64
+
+        basic = base64.b64encode(f"{backend.client_id}:wrong".encode()).decode()
+        answer = client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": verifier,
+                "redirect_uri": REDIRECT,
+            },
+            headers={"Authorization": f"Basic {basic}"},
+        )
+    else:
+        answer = exchange(client, backend, code, verifier, **auth)  # type: ignore[arg-type]
+
+    assert_oauth_error(answer, 401, "invalid_client")
+    assert answer.headers["WWW-Authenticate"].startswith(challenge)
+    good = exchange(client, backend, code, verifier, client_secret=backend.secret or "")
+    assert good.status_code == 200, good.get_data(as_text=True)
+
+
+def test_a_public_app_has_no_secret(client: FlaskClient, spa: AppHandle, alice: str) -> None:
+    code, verifier = _code(client, spa)
+    answer = exchange(client, spa, code, verifier, client_secret="anything")
+    assert_oauth_error(answer, 401, "invalid_client")
+
+
+def test_the_tenant_header_must_be_the_apps(
+    client: FlaskClient, spa: AppHandle, other_tenant: TenantHandle, alice: str
+) -> None:
+    code, verifier = _code(client, spa)
+    answer = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": REDIRECT,
+            "client_id": spa.client_id,
+        },
+        headers={"X-Tenant-ID": other_tenant.id},
+    )
+    assert_oauth_error(answer, 400, "invalid_request")
+
+
+def test_a_user_blocked_before_the_exchange_gets_nothing(
+    app: Flask, client: FlaskClient, tenant: TenantHandle, spa: AppHandle, alice: str
+) -> None:
+    code, verifier = _code(client, spa)
+    with app.app_context(), tenant_scope(tenant.id):
+        user_service.update_user(user=user_service.get_user(alice), changes={"blocked": True})
+        db.session.commit()
+    assert_oauth_error(exchange(client, spa, code, verifier), 401, "invalid_grant")
+
+
+def test_password_grant_with_an_apps_client_id_needs_no_tenant_header(
+    client: FlaskClient, spa: AppHandle, backend: AppHandle, alice: str
+) -> None:
+    answer = token_request(
+        client,
+        None,
+        grant_type="password",
+        username="alice",
+        password=PASSWORD,
+        client_id=spa.client_id,
+    )
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    id_token = verified(client, answer.get_json()["id_token"], audience=spa.client_id)
+    assert id_token["azp"] == spa.client_id and "nonce" not in id_token
+    # A confidential app is no less confidential on this grant.
+    refused = token_request(
+        client,
+        None,
+        grant_type="password",
+        username="alice",
+        password=PASSWORD,
+        client_id=backend.client_id,
+    )
+    assert_oauth_error(refused, 401, "invalid_client")
+
+
+def test_an_apps_refresh_token_is_refreshed_by_that_app_only(
+    app: Flask, client: FlaskClient, tenant: TenantHandle, spa: AppHandle, alice: str
+) -> None:
+    code, verifier = _code(client, spa)
+    tokens = exchange(client, spa, code, verifier).get_json()
+    other = factories.make_application(app, tenant.id, redirect_uris=[REDIRECT])
+
+    for client_id in (None, other.client_id):
+        body = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        if client_id:
+            body["client_id"] = client_id
+        assert_oauth_error(client.post("/oauth/token", data=body), 401, "invalid_grant")
+    mine = token_request(
+        client,
+        None,
+        grant_type="refresh_token",
+        refresh_token=tokens["refresh_token"],
+        client_id=spa.client_id,
+    )
+    assert mine.status_code == 200
+    assert claims(mine.get_json()["id_token"])["aud"] == spa.client_id
+
+
+def test_deleting_an_app_ends_its_sessions(
+    client: FlaskClient, root_headers: dict, tenant: TenantHandle, spa: AppHandle, alice: str
+) -> None:
+    code, verifier = _code(client, spa)
+    tokens = exchange(client, spa, code, verifier).get_json()
+
+    deleted = client.delete(
+        f"/tenants/{tenant.id}/applications/{spa.client_id}", headers=root_headers
+    )
+
+    assert deleted.status_code == 204
+    assert_invalid_token(client.get("/userinfo", headers=bearer(tokens["access_token"])))
+
+
+def test_userinfo_needs_a_users_token(
+    client: FlaskClient, tenant: TenantHandle, alice: str
+) -> None:
+    missing = client.get("/userinfo")
+    assert_oauth_error(missing, 401, "invalid_token")
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_invalid_token(client.get("/userinfo", headers=bearer("not.a.jwt")))
+    machine = token_request(
+        client, None, grant_type="client_credentials", client_secret=tenant.key
+    ).get_json()
+    assert_oauth_error(
+        client.get("/userinfo", headers=bearer(machine["access_token"])), 403, "insufficient_scope"
+    )
