@@ -97,6 +97,21 @@ def assert_error(response: Any, status: int) -> dict[str, Any]:
     return body
 
 
+def assert_me_error(response: Any, status: int, key: str | None = None) -> dict[str, Any]:
+    """An error in seed 003's shape: both spellings of the success flag, the key, a message
+    and the request id."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["success"] is False and body["succes"] is False, body
+    assert isinstance(body["error"], str) and body["error"], body
+    assert isinstance(body["message"], str) and body["message"], body
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    if key is not None:
+        assert body["error"] == key, body
+    return body
+
+
 def sign_in(client: Any, tenant_id: str, username: str, password: str) -> dict[str, Any]:
     """Sign a user in through POST /oauth/token (password grant); return the token body."""
     response = client.post(

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import factories
-from tests.factories import TenantHandle
+from tests.factories import TenantHandle, assert_me_error
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "new staple 2024 horse"
@@ -80,19 +80,6 @@ def names(client: FlaskClient, tenant: TenantHandle) -> tuple[str, str]:
     """The stored names, read with the tenant's API key (not through the me surface)."""
     body = client.get("/user/u-joe", headers=tenant.headers).get_json()
     return body["first_name"], body["last_name"]
-
-
-def assert_me_error(response: Any, status: int, key: str | None = None) -> dict[str, Any]:
-    """An error in seed 003's shape, with both spellings of the success flag."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json, response.get_data(as_text=True)
-    body = response.get_json()
-    assert body["success"] is False and body["succes"] is False, body
-    assert isinstance(body["error"], str) and body["error"], body
-    assert isinstance(body["message"], str) and body["message"], body
-    if key is not None:
-        assert body["error"] == key, body
-    return body
 
 
 def oauth_status(client: FlaskClient, tenant: TenantHandle, password: str) -> int:

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from app.core import security
 from tests import factories
-from tests.factories import TenantHandle
+from tests.factories import TenantHandle, assert_me_error
 from tests.oauth_support import assert_oauth_error, bearer, rate_limited_app, refresh, variant_app
 from tests.postmark_fake import FakePostmark, ReceivedMail
 
@@ -65,19 +65,6 @@ def confirm(client: FlaskClient, token: str, password: str = NEW_PASSWORD) -> An
 def assert_ok(response: Any) -> None:
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json() == {"msg": "ok"}
-
-
-def assert_me_error(response: Any, status: int, key: str | None) -> dict[str, Any]:
-    """An error in seed 003's shape: both spellings of the flag, the key and a message."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json, response.get_data(as_text=True)
-    body = response.get_json()
-    assert body["success"] is False and body["succes"] is False, body
-    if key is not None:
-        assert body["error"] == key, body
-    assert isinstance(body["message"], str) and body["message"]
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    return body
 
 
 def wait_for_mails(postmark: FakePostmark, count: int) -> list[ReceivedMail]:
