@@ -1,0 +1,73 @@
+"""The real-browser test's plumbing: find a Chromium to drive, and decide what happens
+without one. Browser downloads (`playwright install`) are not used: the test drives the
+system's Chromium (Debian's `chromium`, which `make browser` installs with apt).
+
+With no Chromium on the machine (a laptop without apt, say) the browser tests are left
+out with a notice at the end of the run, and the rest of the suite still runs; with
+REQUIRE_BROWSER=1 (as `.ci/run` sets) a missing browser stops the run instead, so CI can
+never pass without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Headless and quiet: no sandbox (CI runs as root), no GPU, and no calls home (this
+# network refuses them, and a test must not depend on them).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+OUTPUT_DIR = Path(os.environ.get("TEST_OUTPUT_DIR") or Path(__file__).parent.parent / "test-output")
+_LEFT_OUT: list[str] = []
+
+
+def chromium_path() -> str | None:
+    """CHROMIUM (a path) if set, else the first Chromium or Chrome on PATH."""
+    configured = os.environ.get("CHROMIUM")
+    if configured:
+        return configured if Path(configured).exists() else None
+    for name in CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives a real Chromium (see browser_support)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = [item for item in items if item.get_closest_marker("browser")]
+    if not wanted or chromium_path() is not None:
+        return
+    if os.environ.get("REQUIRE_BROWSER"):
+        raise pytest.UsageError(
+            "REQUIRE_BROWSER is set but no Chromium was found: run `make browser` "
+            "(apt-get install chromium) or set CHROMIUM to a Chromium or Chrome binary."
+        )
+    config.hook.pytest_deselected(items=wanted)
+    items[:] = [item for item in items if item not in wanted]
+    _LEFT_OUT.extend(item.nodeid for item in wanted)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _LEFT_OUT:
+        terminalreporter.write_sep("=", "browser tests not run", yellow=True)
+        terminalreporter.write_line(
+            f"{len(_LEFT_OUT)} browser test(s) need Chromium, which this machine lacks: "
+            "`make browser` installs it (apt, as root), or set CHROMIUM to a Chrome binary. "
+            "CI (`.ci/run`) always runs them."
+        )

@@ -1,0 +1,139 @@
+"""A real browser signs in: headless Chromium, driven by Playwright, opens `/authorize`
+on the app served over HTTP, fills the form by its labels and the keyboard, reads the
+visible error of a wrong password, signs in, and lands on a local redirect URI with a
+code that the test exchanges. A screenshot of the login page goes to test-output/."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests import factories
+from tests.browser_support import CHROMIUM_ARGS, OUTPUT_DIR, chromium_path
+from tests.factories import TenantHandle
+from tests.oauth_support import PASSWORD, authorize_query, bearer, claims, pkce_pair, query_of
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def callback_server() -> Iterator[str]:
+    """The app's own redirect URI: a local page that says the sign-in came back."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            body = b"<!doctype html><title>Back in the app</title><h1>Back in the app</h1>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/callback"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+def test_a_person_signs_in_with_a_real_browser(
+    app: Flask,
+    client: FlaskClient,
+    live_server: str,
+    callback_server: str,
+    browser: Any,
+    tenant: TenantHandle,
+) -> None:
+    user_id = factories.make_user(
+        app,
+        tenant.id,
+        username="alice",
+        email="alice@example.com",
+        display_name="Alice Liddell",
+        password=PASSWORD,
+    )
+    handle = factories.make_application(
+        app, tenant.id, name="Acme Notes", redirect_uris=[callback_server]
+    )
+    verifier, challenge = pkce_pair()
+    query = authorize_query(handle, challenge)
+    context = browser.new_context(viewport={"width": 720, "height": 640})
+    page = context.new_page()
+
+    page.goto(f"{live_server}/authorize?{urlencode(query)}")
+
+    assert page.title() == "Sign in to Acme Notes"
+    username = page.get_by_label("Username or email address")
+    password = page.get_by_label("Password", exact=True)
+    assert username.is_visible() and password.is_visible()
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT_DIR / "login-page.png"))
+    assert (OUTPUT_DIR / "login-page.png").stat().st_size > 1000
+
+    # A wrong password: the error is shown, announced, and the fields are marked.
+    username.fill("alice")
+    password.fill("not the password")
+    password.press("Enter")
+    alert = page.get_by_role("alert")
+    assert "Wrong username, email or password" in alert.inner_text()
+    assert page.get_by_label("Password", exact=True).get_attribute("aria-invalid") == "true"
+    page.screenshot(path=str(OUTPUT_DIR / "login-page-error.png"))
+
+    # The keyboard alone: the username is kept, Tab reaches the password, Enter submits.
+    assert page.get_by_label("Username or email address").input_value() == "alice"
+    page.get_by_label("Username or email address").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{callback_server}?*")
+
+    assert page.locator("h1").inner_text() == "Back in the app"
+    answer = query_of(page.url)
+    assert answer["state"] == query["state"]
+    cookies = {c["name"]: c for c in context.cookies(live_server)}
+    session_cookie = cookies[f"gh_sso_{tenant.id}"]
+    assert session_cookie["httpOnly"] and session_cookie["secure"]
+    assert session_cookie["sameSite"] == "Lax"
+    context.close()
+
+    tokens = requests.post(
+        f"{live_server}/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": answer["code"],
+            "redirect_uri": callback_server,
+            "client_id": handle.client_id,
+            "code_verifier": verifier,
+        },
+        timeout=10,
+    )
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    id_token = claims(body["id_token"])
+    assert id_token["sub"] == user_id and id_token["aud"] == handle.client_id
+    assert id_token["nonce"] == query["nonce"] and id_token["name"] == "Alice Liddell"
+    info = client.get("/userinfo", headers=bearer(body["access_token"]))
+    assert info.status_code == 200 and info.get_json()["email"] == "alice@example.com"
