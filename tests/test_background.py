@@ -42,6 +42,7 @@ PERIODIC_TASKS = {
     "tokens.cleanup_expired": "CLEANUP_INTERVAL_SECONDS",
     "credentials.cleanup_resets": "CLEANUP_INTERVAL_SECONDS",
     "mail.cleanup_deliveries": "CLEANUP_INTERVAL_SECONDS",
+    "applications.cleanup_codes": "CLEANUP_INTERVAL_SECONDS",
 }
 
 

@@ -14,10 +14,13 @@ from authlib.oidc.core.util import create_half_hash
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from app.applications import authorization
+from app.applications.models import AuthorizationCode
 from app.core.db import db
-from app.core.tenancy import tenant_scope
+from app.core.tenancy import all_tenants, tenant_scope
+from app.periodic import run_job
 from app.users import service as user_service
 from tests import factories
 from tests.factories import AppHandle, TenantHandle
@@ -253,6 +256,24 @@ def test_an_expired_code_is_refused(
             db.session.commit()
 
     assert_oauth_error(exchange(client, spa, code, verifier), 401, "invalid_grant")
+
+
+def test_cleanup_removes_codes_a_day_after_they_expired(
+    app: Flask, spa: AppHandle, alice: str
+) -> None:
+    with app.app_context():
+        request = authorization.parse_request(authorize_query(spa, pkce_pair()[1]))
+        with tenant_scope(spa.tenant_id):
+            user = user_service.get_user(alice)
+            for ttl in (-3600, -2 * 24 * 3600):  # expired an hour ago, and two days ago
+                authorization.issue_code(
+                    request=request, user=user, auth_time=user.created_at, ttl=ttl
+                )
+            db.session.commit()
+        assert run_job("cleanup")["applications.cleanup_codes"] == 1
+        # The one expired only an hour ago is still known, so a replay is still caught.
+        with all_tenants():
+            assert db.session.scalar(select(func.count()).select_from(AuthorizationCode)) == 1
 
 
 def test_an_unknown_client_is_invalid_client(
