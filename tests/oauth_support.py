@@ -213,3 +213,29 @@ def exchange(
         **extra,
     }
     return client.post("/oauth/token", data={k: v for k, v in body.items() if v is not None})
+
+
+@contextmanager
+def issuer_served(session_app: Flask, database_url: str, tmp: Path) -> Iterator[str]:
+    """A variant app whose ISSUER is the very address it is served at over HTTP, so that
+    a client reading its discovery document reaches its endpoints; that address."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    target: dict[str, Flask] = {}
+
+    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
+        return target["app"](environ, start_response)
+
+    server = make_server("127.0.0.1", 0, dispatch, threaded=True)
+    base = f"http://127.0.0.1:{server.server_port}"
+    with variant_app(session_app, database_url, tmp, ISSUER=base) as served:
+        target["app"] = served
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield base
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)

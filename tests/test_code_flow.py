@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
@@ -34,6 +35,7 @@ from tests.oauth_support import (
     claims,
     exchange,
     form_fields,
+    issuer_served,
     pkce_pair,
     refresh,
     sign_in_through_page,
@@ -154,6 +156,60 @@ def test_authlib_signs_in_refreshes_and_reads_userinfo_over_http(
 
     session.revoke_token(f"{live_server}/oauth/revoke", renewed["refresh_token"])
     assert_invalid_token(client.get("/userinfo", headers=bearer(renewed["access_token"])))
+
+
+def test_authlibs_flask_client_signs_in_from_the_discovery_document(
+    app: Flask, database_url: str, tmp_path: Path, tenant: TenantHandle, alice: str
+) -> None:
+    """The README's example: Authlib's Flask integration, configured by discovery alone,
+    runs the flow and verifies the ID token (issuer, audience, nonce, at_hash, JWKS)."""
+    from authlib.integrations.flask_client import OAuth
+    from flask import jsonify, session
+
+    callback = "https://rp.example.com/callback"
+    handle = factories.make_application(
+        app, tenant.id, type="confidential", redirect_uris=[callback]
+    )
+    with issuer_served(app, database_url, tmp_path) as issuer:
+        rp = Flask("relying_party")
+        rp.secret_key = "test-only"
+        oauth = OAuth(rp)
+        oauth.register(
+            "gatehouse",
+            client_id=handle.client_id,
+            client_secret=handle.secret,
+            server_metadata_url=f"{issuer}/.well-known/openid-configuration",
+            client_kwargs={"scope": "openid profile email", "code_challenge_method": "S256"},
+        )
+
+        @rp.route("/login")
+        def login() -> object:
+            return oauth.gatehouse.authorize_redirect(callback)
+
+        @rp.route("/callback")
+        def finish() -> object:
+            token = oauth.gatehouse.authorize_access_token()
+            session["user"] = token["userinfo"]
+            return jsonify(token["userinfo"])
+
+        relying_party = rp.test_client()
+        to_idp = relying_party.get("/login").headers["Location"]
+        browser = requests.Session()
+        page = browser.get(to_idp)
+        form = {**form_fields(page.text), "username": "alice", "password": PASSWORD}
+        back = browser.post(
+            f"{issuer}/authorize",
+            data=form,
+            cookies=browser.cookies.get_dict(),
+            allow_redirects=False,
+        )
+        assert back.headers["Location"].startswith(callback + "?")
+        signed_in = relying_party.get(back.headers["Location"].removeprefix("https://rp.example.com"))
+
+    assert signed_in.status_code == 200, signed_in.get_data(as_text=True)
+    userinfo = signed_in.get_json()
+    assert userinfo["sub"] == alice and userinfo["aud"] == handle.client_id
+    assert userinfo["iss"] == issuer and userinfo["email"] == "alice@example.com"
 
 
 def test_discovery_names_the_code_flow_and_validates(
