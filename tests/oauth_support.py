@@ -196,7 +196,7 @@ def sign_in_through_page(
     answer = submit_login(client, page, login, password)
     assert answer.status_code == 303, answer.get_data(as_text=True)
     location = answer.headers["Location"]
-    assert location.startswith(handle.redirect_uri + "?"), location
+    assert location.startswith(query.get("redirect_uri", handle.redirect_uri) + "?"), location
     return query_of(location), verifier, query
 
 

@@ -260,6 +260,22 @@ def test_bad_client_or_redirect_uri_is_shown_on_the_page_never_redirected(
     assert 'role="alert"' in html and f"<code>{code}</code>" in html
 
 
+def test_a_loopback_redirect_uri_may_use_any_port(
+    client: FlaskClient, web: AppHandle, alice: str
+) -> None:
+    """RFC 8252 §7.3: a native app listens on the port the system gives it."""
+    answer, verifier, _ = sign_in_through_page(
+        client, web, "alice", redirect_uri="http://127.0.0.1:50123/callback"
+    )
+    tokens = exchange(
+        client, web, answer["code"], verifier, redirect_uri="http://127.0.0.1:50123/callback"
+    )
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    for other in ("http://127.0.0.1:50123/other", "http://localhost:50123/callback"):
+        page = _login_page(client, web, redirect_uri=other)
+        assert page.status_code == 400 and "redirect_uri_mismatch" in page.get_data(as_text=True)
+
+
 def test_the_only_registered_redirect_uri_may_be_left_out(
     app: Flask, client: FlaskClient, tenant: TenantHandle, alice: str
 ) -> None:

@@ -204,7 +204,9 @@ def test_authlibs_flask_client_signs_in_from_the_discovery_document(
             allow_redirects=False,
         )
         assert back.headers["Location"].startswith(callback + "?")
-        signed_in = relying_party.get(back.headers["Location"].removeprefix("https://rp.example.com"))
+        signed_in = relying_party.get(
+            back.headers["Location"].removeprefix("https://rp.example.com")
+        )
 
     assert signed_in.status_code == 200, signed_in.get_data(as_text=True)
     userinfo = signed_in.get_json()

@@ -96,7 +96,7 @@ def _client_and_redirect(params: Mapping[str, str]) -> tuple[Application, str, b
         raise Invalid("The application (client_id) is not known", code="unknown_client")
     given = params.get("redirect_uri")
     if given:
-        if given not in application.redirect_uris:
+        if not application_service.redirect_uri_registered(application, given):
             raise Invalid(
                 "The redirect_uri is not registered for this application",
                 code="redirect_uri_mismatch",

@@ -55,6 +55,30 @@ def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
     )
 
 
+def _loopback_key(uri: str) -> tuple[str, ...] | None:
+    """An http loopback URI without its port (None for any other URI)."""
+    parts = urlsplit(uri)
+    try:
+        parts.port  # noqa: B018  (a malformed port raises here)
+    except ValueError:
+        return None
+    if parts.scheme != "http" or parts.hostname not in LOOPBACK_HOSTS or parts.username:
+        return None
+    return parts.hostname, parts.path, parts.query
+
+
+def redirect_uri_registered(application: Application, uri: str) -> bool:
+    """Whether `uri` is one of the app's redirect URIs, exactly; except that on a loopback
+    host over http any port matches (RFC 8252 §7.3: a native app listens on whichever
+    port the system gives it)."""
+    if uri in application.redirect_uris:
+        return True
+    key = _loopback_key(uri)
+    return key is not None and any(
+        _loopback_key(registered) == key for registered in application.redirect_uris
+    )
+
+
 def normalize_origin(origin: str) -> str:
     """`scheme://host[:port]` in lower case without a default port, as a browser sends it
     in `Origin`; Invalid for anything else (a path, a wildcard, `null`)."""
