@@ -130,6 +130,25 @@ def rate_limited_app(
     )
 
 
+def make_alice(app: Flask, tenant_id: str, **fields: Any) -> str:
+    """The user the sign-in tests sign in as: alice, alice@example.com (verified), with
+    PASSWORD; `fields` on top. Her id."""
+    from tests.factories import make_user
+
+    return make_user(
+        app,
+        tenant_id,
+        **{
+            "user_id": "alice-1",
+            "username": "alice",
+            "email": "alice@example.com",
+            "email_verified": True,
+            "password": PASSWORD,
+            **fields,
+        },
+    )
+
+
 def pkce_pair() -> tuple[str, str]:
     """A PKCE verifier and its S256 challenge (RFC 7636 §4.2), computed here rather than
     by the code under test."""

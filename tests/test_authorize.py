@@ -22,6 +22,7 @@ from tests.oauth_support import (
     claims,
     exchange,
     form_fields,
+    make_alice,
     pkce_pair,
     query_of,
     rate_limited_app,
@@ -46,15 +47,7 @@ def web(app: Flask, tenant: TenantHandle) -> AppHandle:
 
 @pytest.fixture()
 def alice(app: Flask, tenant: TenantHandle) -> str:
-    return factories.make_user(
-        app,
-        tenant.id,
-        user_id="alice-1",
-        username="alice",
-        email="alice@example.com",
-        email_verified=True,
-        password=PASSWORD,
-    )
+    return make_alice(app, tenant.id)
 
 
 def _login_page(client: FlaskClient, handle: AppHandle, **extra: str):

@@ -36,6 +36,7 @@ from tests.oauth_support import (
     exchange,
     form_fields,
     issuer_served,
+    make_alice,
     pkce_pair,
     refresh,
     sign_in_through_page,
@@ -49,17 +50,7 @@ REDIRECT = "http://127.0.0.1:8765/callback"
 
 @pytest.fixture()
 def alice(app: Flask, tenant: TenantHandle) -> str:
-    return factories.make_user(
-        app,
-        tenant.id,
-        user_id="alice-1",
-        username="alice",
-        email="alice@example.com",
-        email_verified=True,
-        first_name="Alice",
-        last_name="Liddell",
-        password=PASSWORD,
-    )
+    return make_alice(app, tenant.id, first_name="Alice", last_name="Liddell")
 
 
 @pytest.fixture()

@@ -182,6 +182,18 @@ def _verification_key(token: str) -> Any:
     return key
 
 
+def _decode(token: str, *, require: list[str], verify_exp: bool = True) -> dict[str, Any]:
+    """The claims of a JWT with our issuer, signed by the live key its header names; the
+    audience is the caller's to check (PyJWT errors, or invalid_token for the key)."""
+    return jwt.decode(
+        token,
+        _verification_key(token),
+        algorithms=[ALGORITHM],
+        issuer=current_app.config["ISSUER"],
+        options={"require": require, "verify_aud": False, "verify_exp": verify_exp},
+    )
+
+
 def verify(token: str) -> dict[str, Any]:
     """The claims of a JWT signed by one of our live keys; raises invalid_token."""
     cache = _cache()
@@ -192,15 +204,8 @@ def verify(token: str) -> dict[str, Any]:
             cache.verified.move_to_end(digest)
     if cached is not None and cached["exp"] > time.time():
         return cached
-    key = _verification_key(token)
     try:
-        claims = jwt.decode(
-            token,
-            key,
-            algorithms=[ALGORITHM],
-            issuer=current_app.config["ISSUER"],
-            options={"require": ["exp", "iat", "sub", "iss", "aud", "tid"], "verify_aud": False},
-        )
+        claims = _decode(token, require=["exp", "iat", "sub", "iss", "aud", "tid"])
     except jwt.ExpiredSignatureError as exc:
         raise invalid_token("The access token has expired") from exc
     except jwt.PyJWTError as exc:
@@ -217,19 +222,8 @@ def verify(token: str) -> dict[str, Any]:
 def verify_id_token_hint(token: str) -> dict[str, Any]:
     """The claims of an ID token we issued, even an expired one (OIDC RP-Initiated Logout
     §2 lets a logout hint be expired); invalid_token for anything else."""
-    key = _verification_key(token)
     try:
-        claims = jwt.decode(
-            token,
-            key,
-            algorithms=[ALGORITHM],
-            issuer=current_app.config["ISSUER"],
-            options={
-                "require": ["sub", "iss", "aud", "tid"],
-                "verify_aud": False,
-                "verify_exp": False,
-            },
-        )
+        claims = _decode(token, require=["sub", "iss", "aud", "tid"], verify_exp=False)
     except jwt.PyJWTError as exc:
         raise invalid_token("The ID token is not valid") from exc
     if "scope" in claims:
