@@ -266,13 +266,5 @@ def other_tenant(app: Flask) -> factories.TenantHandle:
 def live_server(app: Flask) -> Iterator[str]:
     """The session app served over real HTTP on a free loopback port, for standard
     clients (requests, Authlib) and the browser; its base URL."""
-    import threading
-
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with factories.serve(app) as url:
+        yield url

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.core.db import db
+from tests import factories
 from tests.conftest import make_config, redis_url
 from tests.factories import AppHandle
 
@@ -133,9 +134,7 @@ def rate_limited_app(
 def make_alice(app: Flask, tenant_id: str, **fields: Any) -> str:
     """The user the sign-in tests sign in as: alice, alice@example.com (verified), with
     PASSWORD; `fields` on top. Her id."""
-    from tests.factories import make_user
-
-    return make_user(
+    return factories.make_user(
         app,
         tenant_id,
         **{
@@ -238,23 +237,35 @@ def exchange(
 def issuer_served(session_app: Flask, database_url: str, tmp: Path) -> Iterator[str]:
     """A variant app whose ISSUER is the very address it is served at over HTTP, so that
     a client reading its discovery document reaches its endpoints; that address."""
-    import threading
-
-    from werkzeug.serving import make_server
-
     target: dict[str, Flask] = {}
 
     def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
         return target["app"](environ, start_response)
 
-    server = make_server("127.0.0.1", 0, dispatch, threaded=True)
-    base = f"http://127.0.0.1:{server.server_port}"
-    with variant_app(session_app, database_url, tmp, ISSUER=base) as served:
-        target["app"] = served
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+    with factories.serve(dispatch) as base:  # type: ignore[arg-type]
+        with variant_app(session_app, database_url, tmp, ISSUER=base) as served:
+            target["app"] = served
             yield base
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
+
+
+def confirmed_totp(client: FlaskClient, access_token: str) -> str:
+    """Enrol the token's user in TOTP over the me surface (start, confirm with the current
+    code); the secret. Sign-in codes must then come from a later time-step: next_totp."""
+    started = client.post("/users/me/mfa/totp", headers=bearer(access_token))
+    assert started.status_code == 201, started.get_data(as_text=True)
+    secret = started.get_json()["secret"]
+    confirmed = client.post(
+        "/users/me/mfa/totp/confirm",
+        json={"code": factories.totp_code(secret)},
+        headers=bearer(access_token),
+    )
+    assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
+    return secret
+
+
+def next_totp(secret: str) -> str:
+    """The code of the next time-step: accepted (one step of drift) and later than any
+    code accepted in the current one."""
+    import time
+
+    return factories.totp_code(secret, time.time() + 30)

@@ -1,7 +1,8 @@
 """A real browser signs in: headless Chromium, driven by Playwright, opens `/authorize`
 on the app served over HTTP, fills the form by its labels and the keyboard, reads the
-visible error of a wrong password, signs in, and lands on a local redirect URI with a
-code that the test exchanges. A screenshot of the login page goes to test-output/."""
+visible error of a wrong password, signs in, passes the TOTP step, and lands on a local
+redirect URI with a code that the test exchanges. Screenshots of the login page go to
+test-output/."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ from flask.testing import FlaskClient
 from tests import factories
 from tests.browser_support import CHROMIUM_ARGS, OUTPUT_DIR, chromium_path
 from tests.factories import TenantHandle
-from tests.oauth_support import PASSWORD, authorize_query, bearer, claims, pkce_pair, query_of
+from tests.oauth_support import (
+    PASSWORD,
+    authorize_query,
+    bearer,
+    claims,
+    confirmed_totp,
+    next_totp,
+    pkce_pair,
+    query_of,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -75,6 +86,7 @@ def test_a_person_signs_in_with_a_real_browser(
         display_name="Alice Liddell",
         password=PASSWORD,
     )
+    secret = confirmed_totp(client, sign_in(client, tenant.id, "alice")["access_token"])
     handle = factories.make_application(
         app, tenant.id, name="Acme Notes", redirect_uris=[callback_server]
     )
@@ -108,6 +120,15 @@ def test_a_person_signs_in_with_a_real_browser(
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
+
+    # The second factor: the code the authenticator app shows.
+    code = page.get_by_label("Authentication code")
+    code.wait_for()
+    assert page.title() == "Two-step verification"
+    assert code.evaluate("element => element === document.activeElement")
+    page.screenshot(path=str(OUTPUT_DIR / "login-second-factor.png"))
+    code.fill(next_totp(secret))
+    code.press("Enter")
     page.wait_for_url(f"{callback_server}?*")
 
     assert page.locator("h1").inner_text() == "Back in the app"

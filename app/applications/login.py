@@ -18,6 +18,7 @@ from app.applications.authorization import AuthorizationRequest
 from app.core.db import db, utcnow
 from app.core.errors import InvalidGrant
 from app.core.tenancy import tenant_scope
+from app.credentials import mfa as mfa_service
 from app.tenants import service as tenant_service
 from app.tokens import grants as token_grants
 from app.tokens import service as token_service
@@ -37,19 +38,6 @@ class Outcome:
     session_id: str | None = None
     auth_time: datetime | None = None
     pending_user: str | None = None
-
-
-def needs_second_factor(user: User) -> bool:
-    """Whether the user must also give a one-time code (a confirmed TOTP enrolment).
-
-    The MFA service is another change in flight; until it lands nobody has an
-    enrolment, so no sign-in asks for a code."""
-    return False
-
-
-def _check_second_factor(*, user: User, code: str, ip: str | None) -> None:
-    """Accept the user's one-time code or raise InvalidGrant (see needs_second_factor)."""
-    raise InvalidGrant("The one-time code is not valid")
 
 
 def _live_session(session_id: str) -> tuple[User, AuthSession] | None:
@@ -107,7 +95,7 @@ def password_step(
         user = token_grants.authenticate_password(
             username=login, email=None, password=password, ip=ip
         )
-        if needs_second_factor(user):
+        if mfa_service.sign_in_needs_otp(user):
             return Outcome(pending_user=user.id)
         return _complete(request, user, ip)
 
@@ -115,14 +103,16 @@ def password_step(
 def second_factor_step(
     *, request: AuthorizationRequest, user_id: str, code: str, ip: str | None
 ) -> Outcome:
-    """Check the one-time code of a user whose password was just checked; InvalidGrant
-    for a wrong or reused code, or a user blocked or deleted meanwhile."""
+    """Check the one-time code of a user whose password was just checked (the MFA
+    service's check, as the password grant's `otp`: each code works once, a wrong one is
+    audited); InvalidGrant for a wrong or reused code, or a user blocked or deleted
+    meanwhile."""
     authorization.application_of(request)
     with tenant_scope(request.tenant_id):
         user = user_service.find_user(user_id)
         if user is None or user.blocked:
             raise InvalidGrant("Sign in again")
-        _check_second_factor(user=user, code=code, ip=ip)
+        mfa_service.check_sign_in(user=user, otp=code, ip=ip)
         return _complete(request, user, ip)
 
 
