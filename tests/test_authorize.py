@@ -360,12 +360,29 @@ def test_a_second_app_skips_the_form_while_the_sign_in_session_lives(
 
 @pytest.mark.parametrize("extra", [{"prompt": "login"}, {"max_age": "0"}])
 def test_prompt_login_and_max_age_zero_show_the_form_despite_the_session(
-    client: FlaskClient, web: AppHandle, alice: str, extra: dict
+    app: Flask, client: FlaskClient, web: AppHandle, alice: str, extra: dict
 ) -> None:
     sign_in_through_page(client, web, "alice")
     page = _login_page(client, web, **extra)
 
     assert page.status_code == 200 and 'name="password"' in page.get_data(as_text=True)
+    # Signing in again replaces the browser's session: the old one ends.
+    submit_login(client, page, "alice")
+    assert _live_browser_sessions(app, web.tenant_id) == 1
+
+
+def _live_browser_sessions(app: Flask, tenant_id: str) -> int:
+    from sqlalchemy import func, select
+
+    from app.core.db import db
+    from app.core.tenancy import tenant_scope
+    from app.tokens.models import AuthSession
+
+    query = select(func.count()).where(
+        AuthSession.client_id.is_(None), AuthSession.revoked_at.is_(None)
+    )
+    with app.app_context(), tenant_scope(tenant_id):
+        return db.session.scalar(query) or 0
 
 
 def test_the_session_does_not_cross_tenants(

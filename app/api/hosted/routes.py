@@ -59,8 +59,12 @@ def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
 
 
 def _to_client(outcome: login.Outcome, authz: AuthorizationRequest, status: int) -> Response:
-    """Send the browser back to the client with its code, keeping the sign-in session."""
+    """Send the browser back to the client with its code, keeping the sign-in session (a
+    session the browser had before with this tenant ends: its cookie is replaced)."""
     assert outcome.location is not None and outcome.session_id is not None
+    replaced = browser.read_session(authz.tenant_id)
+    if replaced is not None and replaced != outcome.session_id:
+        login.sign_out(tenant_id=authz.tenant_id, session_id=replaced)
     response = redirect(outcome.location, code=status)
     browser.keep_session(response, authz.tenant_id, outcome.session_id)  # type: ignore[arg-type]
     return response  # type: ignore[return-value]
