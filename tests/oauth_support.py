@@ -218,6 +218,15 @@ def sign_in_through_page(
     return query_of(location), verifier, query
 
 
+def code_for(
+    client: FlaskClient, handle: AppHandle, login: str = "alice", **extra: str
+) -> tuple[str, str]:
+    """A fresh authorization code of `handle` for `login` (through the page) and its PKCE
+    verifier."""
+    answer, verifier, _ = sign_in_through_page(client, handle, login, **extra)
+    return answer["code"], verifier
+
+
 def exchange(
     client: FlaskClient, handle: AppHandle, code: str, verifier: str | None, **extra: str
 ) -> Any:
