@@ -215,7 +215,8 @@ def api_key_only(scope: str) -> Callable[[F], F]:
 def root_or_tenant_key(scope: str, *, tenant_arg: str = "tenant_id") -> Callable[[F], F]:
     """Allow the root key, or an API key of the tenant the path names (view argument
     `tenant_arg`) holding `scope`. Another tenant's key gets 404, as for any id of another
-    tenant; a user token gets 403. The view runs in that tenant's scope."""
+    tenant; a user token gets 403. The view runs in that tenant's scope (its services
+    answer 404 for a tenant that does not exist)."""
 
     def decorate(view: F) -> F:
         @wraps(view)
@@ -224,21 +225,21 @@ def root_or_tenant_key(scope: str, *, tenant_arg: str = "tenant_id") -> Callable
             tenant_id = kwargs[tenant_arg]
             if principal.is_user:
                 raise Forbidden("This endpoint needs an API key", code="api_key_required")
-            if principal.kind == "root":
-                if principal.tenant_id and principal.tenant_id != tenant_id:
-                    raise Forbidden("X-Tenant-ID does not match the path", code="tenant_mismatch")
-                tenant_service.get_tenant(tenant_id)
-            elif principal.tenant_id != tenant_id:
-                raise NotFound("Tenant not found", code="tenant_not_found")
-            elif not principal.has(scope):
-                raise Forbidden(
-                    f"This credential lacks the scope {scope}", code="insufficient_scope"
-                )
+            # The root key acts on the tenant the path names, as on its other /tenants paths.
+            if principal.kind != "root":
+                if principal.tenant_id != tenant_id:
+                    raise NotFound("Tenant not found", code="tenant_not_found")
+                if not principal.has(scope):
+                    raise Forbidden(
+                        f"This credential lacks the scope {scope}", code="insufficient_scope"
+                    )
             g.principal = replace(principal, tenant_id=tenant_id)
             with tenant_scope(tenant_id):
                 return _run_in_transaction(view, *args, **kwargs)
 
-        return cast(F, wrapper)
+        # The path names the tenant; a tenant key's header, if sent, must agree.
+        auth = AuthDoc(API_KEY_SCHEMES, True, _KEY_STATUSES, (scope,))
+        return cast(F, document_auth(wrapper, auth))
 
     return decorate
 

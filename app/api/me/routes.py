@@ -117,6 +117,7 @@ def confirm_password_reset(body: dict[str, Any]) -> dict[str, str]:
 @blp.route("/users/me/verify-email", methods=["POST"])
 @requires(None, "update:current_user", user_arg=None)
 @blp.response(200, OkSchema)
+@blp.errors(429)
 def send_verification_email() -> dict[str, str]:
     """Mail yourself a link that confirms your email address (send again to resend)"""
     principal = current_principal()
