@@ -17,7 +17,7 @@ from app.applications.models import Application, AuthorizationCode
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import AppError, Invalid
-from app.tokens.service import ADMIN_SCOPES, CURRENT_USER_SCOPES
+from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
 from app.users.models import User
 
 # What a request may ask for: OIDC's scopes, and the scopes Gatehouse tokens carry. The

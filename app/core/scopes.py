@@ -48,6 +48,7 @@ CATALOGUE: tuple[Scope, ...] = (
     Scope("write:current_user_secrets", USER, "create, change and delete its own secrets"),
     Scope("read:current_user_properties", USER, "read its own properties"),
     Scope("write:current_user_properties", USER, "create, change and delete its own properties"),
+    Scope("manage:applications", KEY, "register, change and delete the tenant's applications"),
 )
 
 BY_NAME = {scope.name: scope for scope in CATALOGUE}

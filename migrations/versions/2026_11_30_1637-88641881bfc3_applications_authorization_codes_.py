@@ -1,7 +1,7 @@
 """applications, authorization codes, session client
 
 Revision ID: 88641881bfc3
-Revises: 7f1f1baf5855
+Revises: 9ac466cc3def
 Create Date: 2026-11-30 16:37:11.039312
 
 """
@@ -13,7 +13,7 @@ import app.core.db
 
 # revision identifiers, used by Alembic.
 revision = '88641881bfc3'
-down_revision = '7f1f1baf5855'
+down_revision = '9ac466cc3def'
 branch_labels = None
 depends_on = None
 
