@@ -195,6 +195,12 @@ def authorize_query(handle: AppHandle, challenge: str, **extra: str) -> dict[str
     return {key: value for key, value in query.items() if value is not None}
 
 
+def login_page(client: FlaskClient, handle: AppHandle, **extra: str) -> Any:
+    """GET /authorize for `handle` with a fresh PKCE challenge (`extra` on top)."""
+    _, challenge = pkce_pair()
+    return client.get("/authorize", query_string=authorize_query(handle, challenge, **extra))
+
+
 def submit_login(client: FlaskClient, page: Any, login: str, password: str = PASSWORD) -> Any:
     """Fill the login page's form and post it (no redirect followed)."""
     fields = form_fields(page.get_data(as_text=True))

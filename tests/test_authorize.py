@@ -23,6 +23,7 @@ from tests.oauth_support import (
     claims,
     exchange,
     form_fields,
+    login_page,
     make_alice,
     pkce_pair,
     query_of,
@@ -50,11 +51,6 @@ def alice(app: Flask, tenant: TenantHandle) -> str:
     return make_alice(app, tenant.id)
 
 
-def _login_page(client: FlaskClient, handle: AppHandle, **extra: str):
-    _, challenge = pkce_pair()
-    return client.get("/authorize", query_string=authorize_query(handle, challenge, **extra))
-
-
 def _cookie(response, name: str) -> str:
     headers = [h for h in response.headers.getlist("Set-Cookie") if h.startswith(name)]
     assert headers, response.headers
@@ -64,7 +60,7 @@ def _cookie(response, name: str) -> str:
 def test_login_page_is_accessible_csrf_protected_and_self_contained(
     client: FlaskClient, web: AppHandle
 ) -> None:
-    page = _login_page(client, web)
+    page = login_page(client, web)
 
     assert page.status_code == 200
     assert page.mimetype == "text/html"
@@ -134,7 +130,7 @@ def test_the_sign_in_session_cookie_is_http_only_secure_and_lax(
 def test_wrong_credentials_show_the_form_again_with_the_error(
     client: FlaskClient, tenant: TenantHandle, web: AppHandle, alice: str, login: str
 ) -> None:
-    page = _login_page(client, web)
+    page = login_page(client, web)
     answer = submit_login(client, page, login, "not the password")
 
     assert answer.status_code == 401
@@ -156,7 +152,7 @@ def test_wrong_credentials_show_the_form_again_with_the_error(
 
 
 def test_missing_fields_are_a_visible_error(client: FlaskClient, web: AppHandle) -> None:
-    page = _login_page(client, web)
+    page = login_page(client, web)
     answer = submit_login(client, page, "", "")
 
     assert answer.status_code == 400
@@ -168,7 +164,7 @@ def test_missing_fields_are_a_visible_error(client: FlaskClient, web: AppHandle)
 def test_csrf_token_must_match_the_browser(
     app: Flask, client: FlaskClient, web: AppHandle, alice: str
 ) -> None:
-    page = _login_page(client, web)
+    page = login_page(client, web)
     fields = form_fields(page.get_data(as_text=True))
     fields.update(username="alice", password=PASSWORD)
 
@@ -187,7 +183,7 @@ def test_csrf_token_must_match_the_browser(
 def test_the_form_carries_a_tamper_proof_request(
     client: FlaskClient, web: AppHandle, alice: str
 ) -> None:
-    page = _login_page(client, web)
+    page = login_page(client, web)
     fields = form_fields(page.get_data(as_text=True))
     fields.update(username="alice", password=PASSWORD, authz=fields["authz"][:-2] + "xx")
 
@@ -199,7 +195,7 @@ def test_the_form_carries_a_tamper_proof_request(
 def test_cancel_tells_the_client_access_denied(
     client: FlaskClient, web: AppHandle, alice: str
 ) -> None:
-    page = _login_page(client, web, state="s1")
+    page = login_page(client, web, state="s1")
     fields = form_fields(page.get_data(as_text=True))
     answer = client.post("/authorize", data={**fields, "cancel": "1"})
 
@@ -215,7 +211,7 @@ def test_sign_in_is_rate_limited_like_the_password_grant(
         app, database_url, tmp_path, RATELIMIT_SIGNIN_PER_ACCOUNT="2 per minute"
     ) as limited:
         browser = limited.test_client()
-        page = _login_page(browser, web)
+        page = login_page(browser, web)
         for _ in range(2):
             page = submit_login(browser, page, "alice", "wrong")
             assert page.status_code == 401
@@ -265,7 +261,7 @@ def test_a_loopback_redirect_uri_may_use_any_port(
     )
     assert tokens.status_code == 200, tokens.get_data(as_text=True)
     for other in ("http://127.0.0.1:50123/other", "http://localhost:50123/callback"):
-        page = _login_page(client, web, redirect_uri=other)
+        page = login_page(client, web, redirect_uri=other)
         assert page.status_code == 400 and "redirect_uri_mismatch" in page.get_data(as_text=True)
 
 
@@ -335,7 +331,7 @@ def test_a_redirect_uri_with_a_query_keeps_it(
 
 
 def test_login_hint_fills_in_the_username(client: FlaskClient, web: AppHandle) -> None:
-    page = _login_page(client, web, login_hint="alice@example.com")
+    page = login_page(client, web, login_hint="alice@example.com")
     assert form_fields(page.get_data(as_text=True))["username"] == "alice@example.com"
 
 

@@ -37,19 +37,17 @@ REDIRECT = "http://127.0.0.1:8765/callback"
 
 @pytest.fixture()
 def alice(app: Flask, tenant: TenantHandle) -> str:
-    return make_alice(app, tenant.id, first_name="Alice", last_name="Liddell")
+    return make_alice(app, tenant.id)
 
 
 @pytest.fixture()
 def spa(app: Flask, tenant: TenantHandle) -> AppHandle:
-    return factories.make_application(app, tenant.id, name="SPA", redirect_uris=[REDIRECT])
+    return factories.make_application(app, tenant.id, redirect_uris=[REDIRECT])
 
 
 @pytest.fixture()
 def backend(app: Flask, tenant: TenantHandle) -> AppHandle:
-    return factories.make_application(
-        app, tenant.id, name="Backend", type="confidential", redirect_uris=[REDIRECT]
-    )
+    return factories.make_application(app, tenant.id, type="confidential", redirect_uris=[REDIRECT])
 
 
 VERIFIER_ERRORS = {

@@ -17,6 +17,7 @@ from tests.oauth_support import (
     authorize_query,
     claims,
     exchange,
+    login_page,
     make_alice,
     pkce_pair,
     query_of,
@@ -30,23 +31,12 @@ REDIRECT = "http://127.0.0.1:8765/callback"
 
 @pytest.fixture()
 def web(app: Flask, tenant: TenantHandle) -> AppHandle:
-    return factories.make_application(
-        app,
-        tenant.id,
-        name="Acme Web",
-        redirect_uris=[REDIRECT, "https://app.example.com/cb?tab=1"],
-        post_logout_redirect_uris=["https://app.example.com/bye"],
-    )
+    return factories.make_application(app, tenant.id, redirect_uris=[REDIRECT])
 
 
 @pytest.fixture()
 def alice(app: Flask, tenant: TenantHandle) -> str:
     return make_alice(app, tenant.id)
-
-
-def _login_page(client: FlaskClient, handle: AppHandle, **extra: str):
-    _, challenge = pkce_pair()
-    return client.get("/authorize", query_string=authorize_query(handle, challenge, **extra))
 
 
 def test_a_second_app_skips_the_form_while_the_sign_in_session_lives(
@@ -78,7 +68,7 @@ def test_prompt_login_and_max_age_zero_show_the_form_despite_the_session(
     app: Flask, client: FlaskClient, web: AppHandle, alice: str, extra: dict
 ) -> None:
     sign_in_through_page(client, web, "alice")
-    page = _login_page(client, web, **extra)
+    page = login_page(client, web, **extra)
 
     assert page.status_code == 200 and 'name="password"' in page.get_data(as_text=True)
     # Signing in again replaces the browser's session: the old one ends.
@@ -106,7 +96,7 @@ def test_the_session_does_not_cross_tenants(
     sign_in_through_page(client, web, "alice")
     elsewhere = factories.make_application(app, other_tenant.id)
 
-    answer = _login_page(client, elsewhere, prompt="none")
+    answer = login_page(client, elsewhere, prompt="none")
     assert query_of(answer.headers["Location"])["error"] == "login_required"
 
 
@@ -125,7 +115,7 @@ def test_revoking_the_users_sessions_ends_the_sign_in_session(
     app: Flask, client: FlaskClient, tenant: TenantHandle, web: AppHandle, alice: str, ending: str
 ) -> None:
     sign_in_through_page(client, web, "alice")
-    assert _login_page(client, web, prompt="none").status_code == 302
+    assert login_page(client, web, prompt="none").status_code == 302
     if ending == "block":
         _block(app, tenant.id, alice)
     else:
@@ -136,7 +126,7 @@ def test_revoking_the_users_sessions_ends_the_sign_in_session(
         )
         assert changed.status_code == 200, changed.get_data(as_text=True)
 
-    answer = _login_page(client, web, prompt="none")
+    answer = login_page(client, web, prompt="none")
     assert query_of(answer.headers["Location"])["error"] == "login_required"
 
 
@@ -146,7 +136,7 @@ def test_the_sign_in_session_expires(
     with variant_app(app, database_url, tmp_path, LOGIN_SESSION_TTL="0") as short:
         browser = short.test_client()
         sign_in_through_page(browser, web, "alice")
-        answer = _login_page(browser, web, prompt="none")
+        answer = login_page(browser, web, prompt="none")
 
     assert query_of(answer.headers["Location"])["error"] == "login_required"
 
@@ -155,7 +145,7 @@ def test_a_blocked_user_cannot_sign_in_on_the_page(
     app: Flask, client: FlaskClient, tenant: TenantHandle, web: AppHandle, alice: str
 ) -> None:
     _block(app, tenant.id, alice)
-    answer = submit_login(client, _login_page(client, web), "alice")
+    answer = submit_login(client, login_page(client, web), "alice")
 
     assert answer.status_code == 401
     failed = audit_events(client, tenant.headers, "user.signin_failed")
