@@ -19,6 +19,7 @@ from app.core.http import StripTrailingSlash, install_http_hooks
 from app.core.inputs import install_input_guards
 from app.core.jobs import celery_init_app
 from app.core.kv import init_kv
+from app.core.lazy_begin import install as begin_lazily
 from app.core.logs import configure_logging
 from app.core.metrics import add_gauge, install_request_metrics
 from app.core.ratelimit import init_rate_limits
@@ -45,6 +46,8 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     db.init_app(app)
     _enable_sqlite_foreign_keys()
     install_pool_checks()
+    with app.app_context():
+        begin_lazily(db.engine)
     migrate.init_app(
         app,
         db,
