@@ -20,7 +20,7 @@ from app.core.errors import AppError, Forbidden, Invalid, NotFound, Unauthentica
 from app.core.smorest import API_KEY_SCHEMES, AuthDoc, document_auth
 from app.core.tenancy import Principal, tenant_scope
 from app.tenants import service as tenant_service
-from app.tokens import service as token_service
+from app.tokens import bearer
 from app.users import policies as policy_service
 from app.users import service as user_service
 from app.users.models import User
@@ -85,7 +85,7 @@ def _api_key_principal(raw: str, named_tenant: str | None, *, tenant_required: b
 
 
 def _bearer_principal(raw: str, named_tenant: str | None) -> Principal:
-    principal = token_service.authenticate_access_token(raw)
+    principal = bearer.authenticate_access_token(raw)
     if named_tenant is not None and named_tenant != principal.tenant_id:
         raise Forbidden("The tenant header does not match the token", code="tenant_mismatch")
     return principal
@@ -149,18 +149,23 @@ def user_by_username_for(any_scope: str, username: str) -> User:
 
 
 def _run_in_transaction(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    # A view that never used the ORM session (a hot read answered from the bearer check's
+    # select) has nothing to commit: no session is made just to end it.
     try:
         result = view(*args, **kwargs)
-        db.session.commit()
+        if db.session.registry.has():
+            db.session.commit()
         return result
     except AppError as exc:
-        if exc.commit:
-            db.session.commit()
-        else:
-            db.session.rollback()
+        if db.session.registry.has():
+            if exc.commit:
+                db.session.commit()
+            else:
+                db.session.rollback()
         raise
     except BaseException:
-        db.session.rollback()
+        if db.session.registry.has():
+            db.session.rollback()
         raise
 
 

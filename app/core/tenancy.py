@@ -37,6 +37,9 @@ class Principal:
     credential_id: str | None = None  # API key id, or the session (sid) of a user token
     ip: str | None = None
     auth_time: int | None = None  # when the user of a token last entered a password
+    # The user's row as the bearer check read it (a users.views.UserView): answers of a
+    # request that changes nothing print it instead of reading the row again.
+    user_view: Any = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -72,8 +75,9 @@ def tenant_scope(tenant_id: str) -> Iterator[None]:
     token = _current.set(tenant_id)
     try:
         yield
-        session = db.session
-        if session.new or session.dirty or session.deleted:
+        # A block that never used the ORM session (a hot read) makes none just to look.
+        session = db.session() if db.session.registry.has() else None
+        if session is not None and (session.new or session.dirty or session.deleted):
             session.flush()
     finally:
         _current.reset(token)

@@ -1,6 +1,6 @@
-"""Sign-in grants and the tokens they issue: access and ID tokens (RS256 JWTs), refresh
-tokens (opaque, hashed, rotated in families with reuse detection), revocation, and the
-check of a bearer access token on every request.
+"""The tokens sign-in issues: access and ID tokens (RS256 JWTs), refresh tokens (opaque,
+hashed, rotated in families with reuse detection), sessions and their revocation. The
+check of a bearer access token on every request is tokens.bearer.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, delete, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
-from app.core.tenancy import Principal, all_tenants, current_tenant_id, tenant_scope
+from app.core.tenancy import all_tenants
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import signing
@@ -264,76 +263,18 @@ def revoke_client_sessions(client_id: str) -> None:
 
 def session_is_live(user: User, session: AuthSession | None) -> bool:
     """Whether a session still stands: not revoked, and of the user's current generation."""
-    return (
-        session is not None
-        and session.revoked_at is None
-        and session.generation == (user.session_generation or 0)
+    return session is not None and session_state_is_live(
+        revoked_at=session.revoked_at,
+        generation=session.generation,
+        user_generation=user.session_generation,
     )
 
 
-def _load_caller(user_id: str, session_id: str) -> tuple[User | None, AuthSession | None]:
-    """The caller's row (with its policies and identities, which profile answers print)
-    and the session its token names, in one query."""
-    row = (
-        db.session.execute(
-            select(User, AuthSession)
-            .outerjoin(
-                AuthSession,
-                and_(
-                    AuthSession.tenant_id == User.tenant_id,
-                    AuthSession.user_id == User.id,
-                    AuthSession.id == session_id,
-                ),
-            )
-            .where(User.tenant_id == current_tenant_id(), User.id == user_id)
-            .options(joinedload(User.policies), joinedload(User.linked_identities))
-        )
-        .unique()
-        .first()
-    )
-    return (row[0], row[1]) if row is not None else (None, None)
-
-
-def authenticate_access_token(raw: str) -> Principal:
-    """The principal behind a bearer JWT; invalid_token when it is expired or forged, its
-    session was revoked (password change, reset, revoke, reuse), its scopes are stale
-    (group, custom scopes or policies changed), or its user is blocked or gone. The user
-    and the session come from one query."""
-    claims = signing.verify(raw)
-    if not isinstance(claims.get("scope"), str) or "jti" not in claims:
-        raise signing.invalid_token("An ID token is not an access token")
-    tenant_id = claims["tid"]
-    scopes = frozenset(str(claims.get("scope", "")).split())
-    if claims.get("gty") == "client-credentials":
-        api_key = tenant_service.find_live_api_key(str(claims.get("azp", "")))
-        if api_key is None or api_key.tenant_id != tenant_id:
-            raise signing.invalid_token()
-        return Principal(
-            tenant_id=tenant_id, scopes=scopes, kind="api_key", credential_id=api_key.id
-        )
-    sid = claims.get("sid")
-    if not isinstance(sid, str):
-        raise signing.invalid_token()
-    with tenant_scope(tenant_id):
-        user, session = _load_caller(str(claims["sub"]), sid)
-    if user is None or user.blocked:
-        raise signing.invalid_token()
-    if not session_is_live(user, session):
-        raise signing.invalid_token("The access token was revoked")
-    if claims.get(SCOPE_VERSION_CLAIM) != (user.scope_version or 0):
-        raise signing.invalid_token("The permissions changed; refresh the access token")
-    # The identity map holds rows weakly: keep the caller's row for this unit of work, so
-    # the view's look-up of the same user costs no second query.
-    db.session.info["authenticated_user"] = user
-    auth_time = claims.get("auth_time")
-    return Principal(
-        tenant_id=tenant_id,
-        scopes=scopes,
-        user_id=user.id,
-        kind="user",
-        credential_id=sid,
-        auth_time=auth_time if isinstance(auth_time, int) else None,
-    )
+def session_state_is_live(
+    *, revoked_at: datetime | None, generation: int, user_generation: int | None
+) -> bool:
+    """The rule of session_is_live on bare column values (the bearer check's select)."""
+    return revoked_at is None and generation == (user_generation or 0)
 
 
 def purge_expired(*, batch_size: int) -> int:

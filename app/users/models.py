@@ -78,13 +78,36 @@ class User(TenantScoped, TimestampMixin, Base):
     @property
     def identities(self) -> list[dict[str, Any]]:
         """The primary (own) identity followed by every linked one."""
-        primary = {
-            "provider": PRIMARY_PROVIDER,
-            "user_id": self.id,
-            "connection": PASSWORD_CONNECTION if self.password_hash else PRIMARY_PROVIDER,
-            "isSocial": False,
-        }
+        primary = primary_identity(self.id, has_password=bool(self.password_hash))
         return [primary] + [identity.as_dict() for identity in self.linked_identities]
+
+
+def primary_identity(user_id: str, *, has_password: bool) -> dict[str, Any]:
+    """The user's own identity, listed before the linked ones."""
+    return {
+        "provider": PRIMARY_PROVIDER,
+        "user_id": user_id,
+        "connection": PASSWORD_CONNECTION if has_password else PRIMARY_PROVIDER,
+        "isSocial": False,
+    }
+
+
+def identity_dict(
+    *,
+    provider: str,
+    provider_user_id: str,
+    connection: str,
+    is_social: bool,
+    profile_data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """How every surface prints a linked identity."""
+    return {
+        "provider": provider,
+        "user_id": provider_user_id,
+        "connection": connection,
+        "isSocial": is_social,
+        "profileData": profile_data,
+    }
 
 
 class Policy(TenantScoped, Base):
@@ -124,10 +147,10 @@ class Identity(TenantScoped, Base):
     user: Mapped[User] = relationship(back_populates="linked_identities")
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "user_id": self.provider_user_id,
-            "connection": self.connection,
-            "isSocial": self.is_social,
-            "profileData": self.profile_data,
-        }
+        return identity_dict(
+            provider=self.provider,
+            provider_user_id=self.provider_user_id,
+            connection=self.connection,
+            is_social=self.is_social,
+            profile_data=self.profile_data,
+        )

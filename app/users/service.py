@@ -20,6 +20,7 @@ from app.core.db import add_unique, db, utcnow
 from app.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from app.core.tenancy import Principal, current_tenant_id
 from app.tenants import service as tenant_service
+from app.users import views
 from app.users.models import User
 
 USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@|:-]{1,128}\Z")
@@ -180,11 +181,21 @@ def get_user(user_id: str) -> User:
 
 
 def find_user(user_id: str) -> User | None:
-    """The user with this id in the current tenant, or None.
-
-    The primary key holds the tenant, so the identity map can answer without a query
-    (the bearer-token check has usually loaded this user already)."""
+    """The user with this id in the current tenant, or None (the primary key holds the
+    tenant, so the identity map answers a second look-up without a query)."""
     return db.session.get(User, (current_tenant_id(), user_id))
+
+
+def get_user_view(user_id: str, *, caller: Principal | None = None) -> views.UserView:
+    """The user as a read-only view, for answers of requests that change nothing: the
+    caller's own row as the bearer check read it, any other in one select; NotFound."""
+    tenant_id = current_tenant_id()
+    view = caller.user_view if caller is not None else None
+    if view is None or view.id != user_id or view.tenant_id != tenant_id:
+        view = views.load_view(tenant_id=tenant_id, user_id=user_id)
+    if view is None:
+        raise NotFound("User not found", code="user_not_found")
+    return view
 
 
 def find_by_username(username: str) -> User | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from app.api.dump import CompiledOutputSchema
 from app.api.fields import IsoDateTime, OutputSchema, StrictSchema
 
 
@@ -26,7 +27,9 @@ class IdentitySchema(OutputSchema):
     profileData = ma.fields.Dict()
 
 
-class BaseUserSchema(OutputSchema):
+class BaseUserSchema(CompiledOutputSchema):
+    """A user row (a hot answer: dumped through a compiled plan)."""
+
     id = ma.fields.String()
     tenant_id = ma.fields.String()
     username = ma.fields.String(allow_none=True)

@@ -1,0 +1,57 @@
+"""One read-only select, as cheaply as the driver allows: on PostgreSQL a server-side
+prepared statement run straight on a pooled psycopg connection (no ORM session, no
+result metadata built per call, no transaction: the pool hands out autocommit
+connections, see core.lazy_begin); elsewhere (the embedded SQLite) through SQLAlchemy.
+
+For the hot reads only (the bearer check, a user's view): statements built once with
+named bind parameters, whose columns need no conversion on the way out.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+
+from app.core.db import db
+
+
+@cache
+def _compiled(statement: Select[Any], dialect: Dialect) -> tuple[str, dict[str, Any], list[str]]:
+    # Cached by statement object: callers build each statement once per process.
+    compiled = statement.compile(dialect=dialect)
+    return str(compiled), dict(compiled.params), list(statement.selected_columns.keys())
+
+
+def fetch_one(statement: Select[Any], params: dict[str, Any]) -> dict[str, Any] | None:
+    """The first row of `statement` as a dict keyed by column label, or None. Database
+    errors surface as SQLAlchemy's (a lost server is an OperationalError, so 503)."""
+    engine = db.engine
+    if engine.dialect.driver != "psycopg":
+        row = db.session.connection().execute(statement, params).first()
+        return dict(row._mapping) if row is not None else None
+    sql, defaults, names = _compiled(statement, engine.dialect)
+    values = {**defaults, **params}
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    pooled = engine.raw_connection()
+    try:
+        row = pooled.driver_connection.execute(sql, values, prepare=True).fetchone()
+    except dbapi_error as exc:
+        disconnected = engine.dialect.is_disconnect(exc, pooled.dbapi_connection, None)
+        if disconnected:
+            pooled.invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            values,
+            exc,
+            dbapi_error,
+            hide_parameters=True,
+            dialect=engine.dialect,
+            connection_invalidated=disconnected,
+        ) from exc
+    finally:
+        pooled.close()
+    return dict(zip(names, row, strict=True)) if row is not None else None

@@ -1,0 +1,94 @@
+"""The bearer check on every request: the token's claims (verified once per token per
+worker, see signing.verify) and one indexed select that reads everything revocation
+needs — the user's `blocked`, `session_generation` and `scope_version`, the session's
+`revoked_at` and `generation` — together with the caller's profile, which answers that
+print it use without reading the row again (SPEC §9, §10).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Select, bindparam, select
+
+from app.core import prepared
+from app.core.db import db
+from app.core.tenancy import Principal
+from app.tenants import service as tenant_service
+from app.tokens import signing
+from app.tokens.models import AuthSession
+from app.tokens.service import SCOPE_VERSION_CLAIM, session_state_is_live
+from app.users import views
+
+SESSION = AuthSession.__table__
+
+
+@cache
+def _caller_select(dialect_name: str) -> Select[Any]:
+    """The caller's view and its token's session (NULLs when the session is gone)."""
+    joined = views.USER.outerjoin(
+        SESSION,
+        (SESSION.c.tenant_id == views.USER.c.tenant_id)
+        & (SESSION.c.user_id == views.USER.c.id)
+        & (SESSION.c.id == bindparam("session_id")),
+    )
+    return (
+        select(
+            *views.view_columns(dialect_name),
+            SESSION.c.id.label("session_id"),
+            SESSION.c.revoked_at.label("session_revoked_at"),
+            SESSION.c.generation.label("session_started_generation"),
+        )
+        .select_from(joined)
+        .where(views.user_where())
+    )
+
+
+def _load_caller(tenant_id: str, user_id: str, session_id: str) -> dict[str, Any] | None:
+    params = {"tenant_id": tenant_id, "user_id": user_id, "session_id": session_id}
+    return prepared.fetch_one(_caller_select(db.engine.dialect.name), params)
+
+
+def authenticate_access_token(raw: str) -> Principal:
+    """The principal behind a bearer JWT; invalid_token when it is expired or forged, its
+    session was revoked (password change, reset, revoke, reuse), its scopes are stale
+    (group, custom scopes or policies changed), or its user is blocked or gone. The user
+    and the session come from one select."""
+    claims = signing.verify(raw)
+    if not isinstance(claims.get("scope"), str) or "jti" not in claims:
+        raise signing.invalid_token("An ID token is not an access token")
+    tenant_id = claims["tid"]
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    if claims.get("gty") == "client-credentials":
+        api_key = tenant_service.find_live_api_key(str(claims.get("azp", "")))
+        if api_key is None or api_key.tenant_id != tenant_id:
+            raise signing.invalid_token()
+        return Principal(
+            tenant_id=tenant_id, scopes=scopes, kind="api_key", credential_id=api_key.id
+        )
+    sid = claims.get("sid")
+    if not isinstance(sid, str):
+        raise signing.invalid_token()
+    caller = _load_caller(tenant_id, str(claims["sub"]), sid)
+    if caller is None or caller["blocked"]:
+        raise signing.invalid_token()
+    session_id = caller.pop("session_id")
+    revoked_at = caller.pop("session_revoked_at")
+    generation = caller.pop("session_started_generation")
+    if session_id is None or not session_state_is_live(
+        revoked_at=revoked_at, generation=generation, user_generation=caller["session_generation"]
+    ):
+        raise signing.invalid_token("The access token was revoked")
+    if claims.get(SCOPE_VERSION_CLAIM) != (caller["scope_version"] or 0):
+        raise signing.invalid_token("The permissions changed; refresh the access token")
+    auth_time = claims.get("auth_time")
+    return Principal(
+        tenant_id=tenant_id,
+        scopes=scopes,
+        user_id=caller["id"],
+        kind="user",
+        credential_id=sid,
+        auth_time=auth_time if isinstance(auth_time, int) else None,
+        user_view=views.complete(caller),
+    )
