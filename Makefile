@@ -9,7 +9,10 @@ DEV_STAMP := $(VENV)/.dev-$(shell cat requirements.txt requirements-dev.txt | ck
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install install-runtime run test test-reliability lint format bench fuzz clean browser
+PEER_VENV ?= .venv-bench-peer
+PEER_STAMP := $(PEER_VENV)/.installed-$(shell cat bench/peers/requirements.txt | cksum | cut -d' ' -f1)
+
+.PHONY: install install-runtime run test test-reliability lint format bench bench-profile bench-reset fuzz clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,8 +76,21 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install
-	$(BIN)/python bench/run.py
+# The fastapi-users peer of the bench, in its own venv (never in the service's).
+$(PEER_STAMP): bench/peers/requirements.txt
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	rm -f $(PEER_VENV)/.installed-*
+	touch $(PEER_STAMP)
+
+# Figures of SPEC §9 beside the fastapi-users peer (bench/README.md); installs wrk if it can.
+bench: install $(PEER_STAMP)
+	BENCH_PEER_PYTHON=$(PEER_VENV)/bin/python $(BIN)/python bench/run.py
+
+# Drop the bench's databases (kept between runs so seeding happens once).
+bench-reset: install
+	BENCH_RESET=1 $(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-output
+	rm -rf $(VENV) $(PEER_VENV) .pytest_cache .ruff_cache test-output

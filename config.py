@@ -242,6 +242,11 @@ class Config:
                 pool_timeout=self.DATABASE_TIMEOUT_SECONDS,
                 connect_args={"connect_timeout": max(2, self.DATABASE_TIMEOUT_SECONDS)},
             )
+        if not self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
+            # Per process: at least gunicorn's threads per worker (gunicorn.conf.py), so
+            # busy threads never open and close overflow connections request by request.
+            self.SQLALCHEMY_ENGINE_OPTIONS["pool_size"] = _int(env, "DATABASE_POOL_SIZE", 10)
+            self.SQLALCHEMY_ENGINE_OPTIONS["max_overflow"] = _int(env, "DATABASE_MAX_OVERFLOW", 10)
 
         self.REDIS_URL = env.get("REDIS_URL", "")
         if self.REDIS_URL:

@@ -1,5 +1,13 @@
-"""Gunicorn settings, read from ./gunicorn.conf.py by `gunicorn wsgi:app`: Prometheus
-metrics across workers, and gunicorn's own log lines in LOG_FORMAT.
+"""Gunicorn settings, read from ./gunicorn.conf.py by `gunicorn wsgi:app`: the workers
+(measured by `make bench`, see bench/README.md), Prometheus metrics across workers, and
+gunicorn's own log lines in LOG_FORMAT. GUNICORN_CMD_ARGS or flags override any of them.
+
+Workers: threaded (gthread) workers keep connections alive and let a worker serve another
+request while one waits on PostgreSQL, which on a 2-core machine gave the hot read about
+1.4x the requests per second of 4 sync workers at lower CPU per request. One worker per
+core (the GIL makes a process use one core at a time), 8 threads each; the database pool
+(DATABASE_POOL_SIZE, default 10) must stay at least the thread count; password hashing
+runs at most as many at once per worker as the worker has cores.
 
 Each worker is a process with its own counters; prometheus-client's multi-process mode
 adds them up at scrape time from files in PROMETHEUS_MULTIPROC_DIR. When the operator
@@ -58,3 +66,14 @@ if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
             "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         },
     }
+
+
+# At most 4 workers by default: each holds up to DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW
+# PostgreSQL connections, and a big host must not exhaust the server's max_connections.
+workers = int(os.environ.get("WEB_CONCURRENCY") or min(os.cpu_count() or 2, 4))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS") or 8)
+keepalive = 5  # seconds an idle client connection is kept (clients and proxies reuse it)
+# argon2id hashes at once per worker: the cores each worker has. More only thrash the
+# caches (8 threads hashing on 2 cores signed in ~20-35 % fewer users per second).
+os.environ.setdefault("PASSWORD_HASH_CONCURRENCY", str(max(1, (os.cpu_count() or 2) // workers)))

@@ -1,115 +1,177 @@
-"""Performance figures for SPEC §9, printed, never asserted: run `make bench`.
+"""Performance figures for SPEC §9, printed and written, never asserted: `make bench`.
 
-It builds its own PostgreSQL database (`gatehouse_bench`), serves the app with gunicorn on
-127.0.0.1 (Redis on 127.0.0.1:6379, db 14) and measures with `wrk` (Debian package `wrk`):
+Serves Gatehouse with gunicorn (the settings of gunicorn.conf.py, the production
+recommendation) and the fastapi-users peer (bench/peers, uvicorn, as many workers) on free
+ports of 127.0.0.1, both on the same PostgreSQL, and measures with wrk at
+BENCH_CONNECTIONS connections, BENCH_ROUNDS rounds interleaved (medians reported):
 
-1. authenticated `GET /user/profile` (bearer JWT) against `GET /healthz`, 32 connections;
+1. `GET /user/profile` (bearer) against Gatehouse's `GET /healthz` and against the peer's
+   `GET /users/me` (JWT); `GET /user/{id}` with an API key; a secret value read (decrypt);
+   each with p99 latency and the server CPU (workers + their PostgreSQL backends) per
+   request; that authenticated reads write no row;
 2. password sign-in throughput against bare argon2id verification on the same cores;
-3. a user-list page and an email lookup at 1 thousand and at BENCH_USERS users;
-4. that an authenticated read issues no database write (printed under 1).
+3. a user-list page and an email lookup in a tenant of 1 000 users and one of BENCH_USERS.
 
-Environment: BENCH_DATABASE_URL (admin URL, default postgresql://postgres@127.0.0.1:5432/
-postgres), BENCH_REDIS_URL, BENCH_USERS (default 200000), BENCH_SECONDS (default 10),
-BENCH_WORKERS (gunicorn workers, default 2 per core).
+Results go to bench/results/latest.json and latest.md. The databases are kept between
+runs (`make bench-reset` drops them). Environment: BENCH_DATABASE_URL (admin URL),
+BENCH_REDIS_URL, BENCH_USERS (1 000 000), BENCH_SECONDS (5), BENCH_ROUNDS (3),
+BENCH_CONNECTIONS (32), BENCH_GUNICORN_ARGS (extra flags), BENCH_PEER_PYTHON (the peer
+venv's python; empty = skip the peer), BENCH_RESET=1 (drop the databases and stop),
+BENCH_QUICK=1 (the reads only, printed, no results written: for iterating).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import multiprocessing
 import os
-import re
-import shutil
+import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import psycopg
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # noqa: E402
+import seed  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the argon2 baseline imports app.core.security
+ROOT = seed.ROOT
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-USERS = int(os.environ.get("BENCH_USERS", "200000"))
-SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+USERS = int(os.environ.get("BENCH_USERS", "1000000"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+EXTRA_GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN_ARGS", "").split()
+PEER_PYTHON = os.environ.get("BENCH_PEER_PYTHON", "")
 CORES = os.cpu_count() or 1
-WORKERS = int(os.environ.get("BENCH_WORKERS", str(2 * CORES)))
-PORT = 5099
-DB_NAME = "gatehouse_bench"
-PASSWORD = "bench-password-1"
+RESULTS = ROOT / "bench" / "results"
 
 
-def _db_url(name: str) -> str:
-    return ADMIN_URL.rpartition("/")[0] + "/" + name
+def _http(base: str, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+    data, kind = None, None
+    if isinstance(body, dict):
+        data, kind = json.dumps(body).encode(), "application/json"
+    elif isinstance(body, str):
+        data, kind = body.encode(), "application/x-www-form-urlencoded"
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        method=method,
+        headers={**headers, **({"Content-Type": kind} if kind else {})},
+    )
+    with urllib.request.urlopen(request) as answer:
+        raw = answer.read()
+    return json.loads(raw) if raw[:1] in (b"{", b"[") else raw
 
 
-def _env(instance: str) -> dict[str, str]:
-    return {
+def _gunicorn(env: dict[str, str]) -> measure.Server:
+    port = measure.free_port()
+    command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
+    command += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", *EXTRA_GUNICORN_ARGS]
+    env = {**env, "GUNICORN_CMD_ARGS": ""}  # the bench measures the file's settings
+    base = f"http://127.0.0.1:{port}"
+    return measure.start(
+        "gunicorn",
+        [*command, "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        url=base,
+        ready_path="/healthz",
+        database=seed.DB_NAME,
+        admin_url=ADMIN_URL,
+    )
+
+
+def _workers_of(server: measure.Server) -> int:
+    return len(measure._process_tree(server.process.pid)) - 1
+
+
+def _peer(workers: int) -> tuple[measure.Server, dict[str, str]] | None:
+    if not PEER_PYTHON:
+        return None
+    env = {
         **os.environ,
-        "APP_ENV": "production",
-        "DATABASE_URL": _db_url(DB_NAME),
-        "REDIS_URL": REDIS_URL,
-        "SECRET_KEY": "bench-secret-key-0123456789",
-        "ENCRYPTION_KEYS": base64.urlsafe_b64encode(b"b" * 32).decode(),
-        "ROOT_API_KEY": "gh_root_bench",
-        "RATELIMIT_ENABLED": "false",
-        "INSTANCE_PATH": instance,
-        "LOG_LEVEL": "WARNING",
+        "PEER_DATABASE_URL": seed.db_url(ADMIN_URL, seed.PEER_DB_NAME).replace(
+            "postgresql://", "postgresql+asyncpg://"
+        ),
+    }
+    seed.prepare_peer(ADMIN_URL, PEER_PYTHON, env)
+    port = measure.free_port()
+    command = [PEER_PYTHON, "-m", "uvicorn", "fastapi_users_app:app", "--port", str(port)]
+    command += ["--host", "127.0.0.1", "--workers", str(workers), "--no-access-log"]
+    command += ["--log-level", "warning"]
+    base = f"http://127.0.0.1:{port}"
+    server = measure.start(
+        "fastapi-users",
+        command,
+        cwd=ROOT / "bench" / "peers",
+        env=env,
+        url=base,
+        ready_path="/docs",
+        database=seed.PEER_DB_NAME,
+        admin_url=ADMIN_URL,
+    )
+    credentials = {"email": "bench@example.com", "password": seed.PASSWORD}
+    try:
+        _http(base, "POST", "/auth/register", {}, credentials)
+    except urllib.error.HTTPError as exc:  # kept from an earlier run
+        if exc.code != 400:
+            raise
+    form = urllib.parse.urlencode({"username": credentials["email"], "password": seed.PASSWORD})
+    token = _http(base, "POST", "/auth/jwt/login", {}, form)["access_token"]
+    return server, {"Authorization": f"Bearer {token}"}
+
+
+def _median(runs: list[measure.Run], attribute: str) -> float:
+    return statistics.median(getattr(run, attribute) for run in runs)
+
+
+def _summary(runs: list[measure.Run]) -> dict[str, Any]:
+    return {
+        "rps": round(_median(runs, "rps"), 1),
+        "p50_ms": round(_median(runs, "p50_ms"), 2),
+        "p99_ms": round(_median(runs, "p99_ms"), 2),
+        "cpu_ms_per_request": round(_median(runs, "cpu_ms"), 3),
+        "db_cpu_ms_per_request": round(_median(runs, "db_cpu_ms"), 3),
+        "errors": sum(run.errors for run in runs),
+        "rounds_rps": [round(run.rps, 1) for run in runs],
     }
 
 
-def _flask(env: dict[str, str], *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+def _count_writes() -> int:
+    import psycopg
+
+    with psycopg.connect(seed.db_url(ADMIN_URL, seed.DB_NAME)) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
+        ).fetchone()
+        return int(row[0]) if row else 0
 
 
-def _http(method: str, path: str, headers: dict[str, str], body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{PORT}{path}",
-        data=data,
-        method=method,
-        headers={**headers, **({"Content-Type": "application/json"} if data else {})},
-    )
-    with urllib.request.urlopen(request) as answer:
-        return json.loads(answer.read() or b"{}")
-
-
-def _wrk(path: str, headers: dict[str, str], script: str | None = None) -> tuple[float, float]:
-    """Requests per second and p99 latency (ms) at 32 connections."""
-    command = ["wrk", "-t2", "-c32", f"-d{SECONDS}s", "--latency"]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
-    if script:
-        command += ["-s", script]
-    command.append(f"http://127.0.0.1:{PORT}{path}")
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    factor = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    if "Non-2xx" in out:
-        print("   warning: wrk saw non-2xx answers:", out.split("Non-2xx")[1].split("\n")[0])
-    return rps, float(p99.group(1)) * factor
+def _writes_during(read: Callable[[], Any]) -> int:
+    # PostgreSQL publishes a backend's counters up to ~10 s late: wait that out both sides.
+    time.sleep(11)
+    before = _count_writes()
+    read()
+    time.sleep(11)
+    return _count_writes() - before
 
 
 def _verify_loop(seconds: float) -> int:
+    sys.path.insert(0, str(ROOT))
     from app.core import security
 
-    hashed = security.hash_password(PASSWORD)
+    hashed = security.hash_password(seed.PASSWORD)
     deadline, count = time.monotonic() + seconds, 0
     while time.monotonic() < deadline:
-        security.verify_password(hashed, PASSWORD)
+        security.verify_password(hashed, seed.PASSWORD)
         count += 1
     return count
 
@@ -120,179 +182,255 @@ def _bare_argon2_per_second() -> float:
     return sum(counts) / SECONDS
 
 
-def _seed_users(tenant_id: str, count: int, start: int) -> None:
-    """Bulk rows straight into the table: a bench fixture, not the service's path."""
-    with psycopg.connect(_db_url(DB_NAME)) as conn, conn.cursor() as cur:
-        with cur.copy(
-            "COPY user_account (tenant_id, id, username, username_normalized, email,"
-            " email_normalized, email_verified, blocked, custom_scopes, settings,"
-            " user_metadata, app_metadata, require_twofactor_auth, logins_count, version,"
-            " created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for n in range(start, start + count):
-                name = f"user{n:08d}"
-                mail = f"{name}@example.com"
-                copy.write_row(
-                    (
-                        tenant_id,
-                        name,
-                        name,
-                        name,
-                        mail,
-                        mail,
-                        True,
-                        False,
-                        "[]",
-                        "[]",
-                        "{}",
-                        "{}",
-                        False,
-                        0,
-                        1,
-                        "2026-01-01T00:00:00Z",
-                        "2026-01-01T00:00:00Z",
+def _argon2_parameters() -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from argon2 import extract_parameters
+
+    from app.core import security
+
+    params = extract_parameters(security.hash_password("x"))
+    return {
+        "type": params.type.name.lower(),
+        "memory_kib": params.memory_cost,
+        "time_cost": params.time_cost,
+        "parallelism": params.parallelism,
+    }
+
+
+def _timed(base: str, paths: list[str], headers: dict[str, str]) -> float:
+    started = time.perf_counter()
+    for path in paths:
+        _http(base, "GET", path, headers)
+    return (time.perf_counter() - started) * 1000 / len(paths)
+
+
+def _scale(base: str, state: seed.State, repeat: int = 200) -> dict[str, Any]:
+    """Median ms of a list page and of an email lookup, small vs big tenant, interleaved."""
+    root = {"X-APIKEY": "gh_root_bench"}
+    small = {**root, "X-Tenant-ID": state.small_tenant_id}
+    big = {**root, "X-Tenant-ID": state.big_tenant_id}
+    lookups = [f"/auth/user?email=user{n:08d}@example.com" for n in range(0, 1000, 97)]
+    times: dict[str, list[float]] = {
+        key: [] for key in ("list_small", "list_big", "mail_small", "mail_big")
+    }
+    for i in range(repeat + 20):
+        sample = {
+            "list_small": _timed(base, ["/api/v1/users?limit=50"], small),
+            "list_big": _timed(base, ["/api/v1/users?limit=50"], big),
+            "mail_small": _timed(base, [lookups[i % len(lookups)]], small),
+            "mail_big": _timed(base, [lookups[i % len(lookups)]], big),
+        }
+        if i >= 20:  # the first rounds warm caches
+            for key, value in sample.items():
+                times[key].append(value)
+    medians = {key: round(statistics.median(values), 3) for key, values in times.items()}
+    medians["list_ratio"] = round(medians["list_big"] / medians["list_small"], 2)
+    medians["mail_ratio"] = round(medians["mail_big"] / medians["mail_small"], 2)
+    return medians
+
+
+def _signin_script(tenant_id: str) -> str:
+    body = json.dumps(
+        {"grant_type": "password", "username": "bench@example.com", "password": seed.PASSWORD}
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+            f'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["X-Tenant-ID"] = "{tenant_id}"\n'
+        )
+    return lua.name
+
+
+def measure_all(state: seed.State, env: dict[str, str]) -> dict[str, Any]:
+    server = _gunicorn(env)
+    workers = _workers_of(server)
+    peer = _peer(workers)
+    try:
+        base = server.url
+        api = {"X-APIKEY": state.api_key, "X-Tenant-ID": state.tenant_id}
+        signed = _http(
+            base,
+            "POST",
+            "/oauth/token",
+            {"X-Tenant-ID": state.tenant_id},
+            {"grant_type": "password", "username": "bench@example.com", "password": seed.PASSWORD},
+        )
+        bearer = {"Authorization": f"Bearer {signed['access_token']}"}
+        secret_path = f"/user/{state.user_id}/secrets/{state.secret_id}/value"
+        reads: list[tuple[str, measure.Server, str, dict[str, str]]] = [
+            ("healthz", server, "/healthz", {}),
+            ("profile", server, "/user/profile", bearer),
+            ("user_by_api_key", server, f"/user/{state.user_id}", api),
+            ("secret_value", server, secret_path, api),
+        ]
+        if peer is not None:
+            reads.insert(2, ("peer_users_me", peer[0], "/users/me", peer[1]))
+        only = os.environ.get("BENCH_READS")  # a comma list of read names, for iterating
+        if only:
+            reads = [read for read in reads if read[0] in only.split(",")]
+        runs: dict[str, list[measure.Run]] = {name: [] for name, *_ in reads}
+        for _name, target, path, headers in reads:  # warm every worker and pool
+            measure.wrk(target, path, seconds=1, connections=CONNECTIONS, headers=headers)
+        for round_no in range(ROUNDS):
+            for name, target, path, headers in reads:
+                runs[name].append(
+                    measure.wrk(
+                        target, path, seconds=SECONDS, connections=CONNECTIONS, headers=headers
                     )
                 )
-        conn.commit()
+            print(f"   round {round_no + 1}/{ROUNDS}: " + ", ".join(
+                f"{name} {runs[name][-1].rps:.0f}/s" for name in runs
+            ), flush=True)  # fmt: skip
+        if os.environ.get("BENCH_QUICK"):  # reads only, nothing written: for iterating
+            for name, values in runs.items():
+                print(f"   {name}: {_summary(values)}")
+            raise SystemExit(0)
+        written = _writes_during(
+            lambda: measure.wrk(server, "/user/profile", seconds=3, connections=8, headers=bearer)
+        )
+        script = _signin_script(state.tenant_id)
+        signins, bare = [], []
+        for _ in range(ROUNDS):
+            signins.append(
+                measure.wrk(server, "/oauth/token", seconds=SECONDS, connections=8, script=script)
+            )
+            bare.append(_bare_argon2_per_second())
+        scale = _scale(base, state)
+    finally:
+        server.stop()
+        if peer is not None:
+            peer[0].stop()
+        seed.drop_queue(REDIS_URL)
+    return {
+        "gunicorn_workers": workers,
+        "reads": {name: _summary(values) for name, values in runs.items()},
+        "rows_written_by_reads": written,
+        "signin": {
+            **_summary(signins),
+            "bare_argon2_per_second": round(statistics.median(bare), 1),
+            "argon2": _argon2_parameters(),
+        },
+        "scale": scale,
+    }
 
 
-def _timed_reads(paths: list[str], headers: dict[str, str], repeat: int = 300) -> float:
-    """Median milliseconds of one read (the median resists the machine's noise)."""
-    times = []
-    for i in range(repeat):
-        started = time.perf_counter()
-        _http("GET", paths[i % len(paths)], headers)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+def _ratios(figures: dict[str, Any]) -> dict[str, Any]:
+    reads = figures["reads"]
+    profile = reads["profile"]
+    out = {
+        "profile_over_healthz": round(profile["rps"] / reads["healthz"]["rps"], 2),
+        "profile_p99_ms": profile["p99_ms"],
+        "signin_over_argon2": round(
+            figures["signin"]["rps"] / figures["signin"]["bare_argon2_per_second"], 2
+        ),
+        "list_big_over_small": figures["scale"]["list_ratio"],
+        "lookup_big_over_small": figures["scale"]["mail_ratio"],
+        "rows_written_by_reads": figures["rows_written_by_reads"],
+    }
+    if "peer_users_me" in reads:
+        out["profile_over_peer"] = round(profile["rps"] / reads["peer_users_me"]["rps"], 2)
+        out["profile_cpu_over_peer_cpu"] = round(
+            reads["peer_users_me"]["cpu_ms_per_request"] / profile["cpu_ms_per_request"], 2
+        )
+    return out
 
 
-def _count_writes(dbname: str) -> int:
-    with psycopg.connect(_db_url(dbname)) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
-        ).fetchone()
-        return int(row[0])
+FLOORS = [
+    ("profile_over_healthz", "`GET /user/profile` ÷ `GET /healthz` (req/s)", ">=", 0.5),
+    ("profile_p99_ms", "p99 of that read (ms)", "<", 20.0),
+    ("profile_over_peer", "same read ÷ fastapi-users `GET /users/me` (req/s)", ">=", 3.0),
+    ("signin_over_argon2", "password sign-in ÷ bare argon2id verification", ">=", 0.9),
+    ("list_big_over_small", "list page, big ÷ small tenant", "<=", 1.2),
+    ("lookup_big_over_small", "email lookup, big ÷ small tenant", "<=", 1.2),
+    ("rows_written_by_reads", "rows written by authenticated reads", "<=", 0),
+]
+
+
+def _holds(value: float, op: str, floor: float) -> bool:
+    return {">=": value >= floor, "<": value < floor, "<=": value <= floor}[op]
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    figures, ratios = result["figures"], result["ratios"]
+    lines = [
+        f"# Bench results ({result['when']})",
+        "",
+        f"{result['machine']}; gunicorn {result['gunicorn']} ({figures['gunicorn_workers']} "
+        f"workers); wrk {CONNECTIONS} connections, {ROUNDS} rounds of {SECONDS} s, medians; "
+        f"load average at start {result['load_start']}, at end {result['load_end']}.",
+        "",
+        "| figure | measured | floor | holds |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, label, op, floor in FLOORS:
+        if key in ratios:
+            holds = "yes" if _holds(ratios[key], op, floor) else "**no**"
+            lines.append(f"| {label} | {ratios[key]} | {op} {floor} | {holds} |")
+    lines += [
+        "",
+        "| read | req/s (rounds) | p50 ms | p99 ms | server CPU ms/request (of which PostgreSQL) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, row in figures["reads"].items():
+        rounds = ", ".join(f"{value:.0f}" for value in row["rounds_rps"])
+        lines.append(
+            f"| {name} | {row['rps']:.0f} ({rounds}) | {row['p50_ms']} | {row['p99_ms']} | "
+            f"{row['cpu_ms_per_request']} ({row['db_cpu_ms_per_request']}) |"
+        )
+    signin, scale = figures["signin"], figures["scale"]
+    argon = signin["argon2"]
+    lines += [
+        "",
+        f"Sign-in: {signin['rps']} req/s (p99 {signin['p99_ms']} ms) against bare "
+        f"{argon['type']} verification {signin['bare_argon2_per_second']}/s on {CORES} cores "
+        f"(m={argon['memory_kib']} KiB, t={argon['time_cost']}, p={argon['parallelism']}).",
+        "",
+        f"Scale (median ms of single requests): list page {scale['list_small']} at 1 000 "
+        f"users, {scale['list_big']} at {USERS:,}; email lookup {scale['mail_small']} / "
+        f"{scale['mail_big']}.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
-    if shutil.which("wrk") is None:
-        sys.exit("bench needs wrk: apt-get install wrk")
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    if os.environ.get("BENCH_RESET"):
+        seed.reset(ADMIN_URL, REDIS_URL)
+        return
+    measure.ensure_wrk()
+    load_start = os.getloadavg()[0]
     instance = tempfile.mkdtemp(prefix="gatehouse-bench-")
-    env = _env(instance)
-    _flask(env, "db", "upgrade")
-    tenant_id = _flask(env, "tenants", "create", "bench").strip()
-    key = re.search(r"key: (\S+)", _flask(env, "keys", "create", tenant_id)).group(1)
+    env = seed.app_env(ADMIN_URL, REDIS_URL, instance)
+    state = seed.prepare(ADMIN_URL, env, USERS)
+    import gunicorn
 
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            str(WORKERS),
-            "-b",
-            f"127.0.0.1:{PORT}",
-            "--log-level",
-            "warning",
-            "wsgi:app",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                _http("GET", "/healthz", {})
-                break
-            except OSError:
-                time.sleep(0.1)
-        api = {"X-APIKEY": key}
-        _http(
-            "POST",
-            "/auth/user",
-            api,
-            {"uid": "bench-user", "email": "bench@example.com", "password": PASSWORD},
-        )
-        tokens = _http(
-            "POST",
-            "/oauth/token",
-            {"X-Tenant-ID": tenant_id},
-            {"grant_type": "password", "username": "bench@example.com", "password": PASSWORD},
-        )
-        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-
-        print(f"gunicorn workers={WORKERS}, wrk 32 connections, {SECONDS}s per run")
-        health_rps, health_p99 = _wrk("/healthz", {})
-        profile_rps, profile_p99 = _wrk("/user/profile", bearer)
-        print(f"1. GET /healthz        {health_rps:9.0f} req/s  p99 {health_p99:6.1f} ms")
-        print(f"   GET /user/profile   {profile_rps:9.0f} req/s  p99 {profile_p99:6.1f} ms")
-        print(
-            f"   ratio profile/healthz = {profile_rps / health_rps:.2f}  (floor 0.5, p99 < 20 ms)"
-        )
-
-        # PostgreSQL reports a backend's writes up to ~10 s after its last transaction:
-        # wait that out on both sides, so only the reads' own writes are counted.
-        time.sleep(11)
-        before = _count_writes(DB_NAME)
-        subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                "-c8",
-                "-d3s",
-                "-H",
-                f"Authorization: {bearer['Authorization']}",
-                f"http://127.0.0.1:{PORT}/user/profile",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        time.sleep(11)
-        written = _count_writes(DB_NAME) - before
-        print(f"   database rows written by 3 s of authenticated reads: {written} (floor 0)")
-
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
-            body = json.dumps(
-                {"grant_type": "password", "username": "bench@example.com", "password": PASSWORD}
-            )
-            lua.write(
-                f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
-                f'wrk.headers["Content-Type"] = "application/json"\n'
-                f'wrk.headers["X-Tenant-ID"] = "{tenant_id}"\n'
-            )
-        signin_rps, _ = _wrk("/oauth/token", {}, script=lua.name)
-        bare = _bare_argon2_per_second()
-        print(
-            f"2. password sign-in    {signin_rps:9.1f} req/s; bare argon2id verify "
-            f"{bare:7.1f}/s on {CORES} cores; ratio {signin_rps / bare:.2f} (floor 0.9)"
-        )
-
-        lookups = [f"/auth/user?email=user{n:08d}@example.com" for n in range(0, 1000, 97)]
-        _seed_users(tenant_id, 1000, 0)
-        small_list = _timed_reads(["/api/v1/users?limit=50"], api)
-        small_mail = _timed_reads(lookups, api)
-        _seed_users(tenant_id, USERS - 1000, 1000)
-        with psycopg.connect(_db_url(DB_NAME), autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE user_account")
-            conn.execute("CHECKPOINT")  # the bulk load's I/O must not land on the timing
-        _timed_reads(["/api/v1/users?limit=50"], api, repeat=50)  # warm caches
-        big_list = _timed_reads(["/api/v1/users?limit=50"], api)
-        big_mail = _timed_reads(lookups, api)
-        print(
-            f"3. list page   {small_list:6.2f} ms at 1k users, {big_list:6.2f} ms at {USERS} "
-            f"({big_list / small_list:.2f}x; floor: within 1.2x)"
-        )
-        print(
-            f"   email lookup {small_mail:5.2f} ms at 1k users, {big_mail:6.2f} ms at {USERS} "
-            f"({big_mail / small_mail:.2f}x)"
-        )
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(instance, ignore_errors=True)
+    print(f"measuring ({ROUNDS} rounds of {SECONDS} s, {CONNECTIONS} connections) …", flush=True)
+    figures = measure_all(state, env)
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{CORES} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}, {platform.machine()}",
+        "gunicorn": gunicorn.__version__,
+        "gunicorn_args": EXTRA_GUNICORN_ARGS,
+        "load_start": round(load_start, 2),
+        "load_end": round(os.getloadavg()[0], 2),
+        "figures": figures,
+        "ratios": _ratios(figures),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = _markdown(result)
+    (RESULTS / "latest.md").write_text(text)
+    print()
+    print(text)
+    ratios = result["ratios"]
+    missed = [
+        label
+        for key, label, op, floor in FLOORS
+        if key in ratios and not _holds(ratios[key], op, floor)
+    ]
+    print("every floor holds" if not missed else "floors missed: " + "; ".join(missed))
 
 
 if __name__ == "__main__":

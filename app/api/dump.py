@@ -38,8 +38,10 @@ def _get(obj: Any, key: str) -> Any:
 
 
 def _same_type(kind: type, field: ma.fields.Field) -> Convert:
-    slow = field._serialize
-    return lambda value, attr, obj: value if type(value) is kind else slow(value, attr, obj)
+    slow = field._serialize  # these fields print None as None and `kind` unchanged
+    return lambda value, attr, obj: (
+        value if value is None or type(value) is kind else slow(value, attr, obj)
+    )
 
 
 def _converter(field: ma.fields.Field) -> Convert:
@@ -97,13 +99,14 @@ def compile_dump(schema: ma.Schema) -> Plan | None:
 
     def dump(obj: Any) -> Any:
         out = dict_class()
+        plain = not hasattr(obj, "__getitem__")  # attributes only: getattr says it all
         for key, name, source, convert, default in steps:
             if convert is None:
                 value = default.serialize(name, obj, accessor=accessor)
                 if value is not MISSING:
                     out[key] = value
                 continue
-            value = _get(obj, source)
+            value = getattr(obj, source, MISSING) if plain else _get(obj, source)
             if value is MISSING:
                 if default is MISSING:
                     continue

@@ -36,7 +36,7 @@ def is_plain_read(statement: str) -> bool:
 
 
 def _autocommit_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    if dbapi_connection.info.transaction_status == _IDLE:
+    if not dbapi_connection.autocommit and dbapi_connection.info.transaction_status == _IDLE:
         dbapi_connection.autocommit = True
 
 

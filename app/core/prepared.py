@@ -18,6 +18,8 @@ from sqlalchemy.exc import DBAPIError
 
 from app.core.db import db
 
+_CURSOR = "gatehouse.prepared_cursor"
+
 
 @cache
 def _compiled(statement: Select[Any], dialect: Dialect) -> tuple[str, dict[str, Any], list[str]]:
@@ -38,7 +40,12 @@ def fetch_one(statement: Select[Any], params: dict[str, Any]) -> dict[str, Any] 
     dbapi_error = engine.dialect.loaded_dbapi.Error
     pooled = engine.raw_connection()
     try:
-        row = pooled.driver_connection.execute(sql, values, prepare=True).fetchone()
+        # One cursor per connection, kept: it keeps its loaders between executions. The
+        # binary format spares both sides formatting and parsing numbers and timestamps.
+        cursor = pooled.info.get(_CURSOR)
+        if cursor is None or cursor.closed:
+            cursor = pooled.info[_CURSOR] = pooled.driver_connection.cursor(binary=True)
+        row = cursor.execute(sql, values, prepare=True).fetchone()
     except dbapi_error as exc:
         disconnected = engine.dialect.is_disconnect(exc, pooled.dbapi_connection, None)
         if disconnected:

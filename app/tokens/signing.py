@@ -44,6 +44,7 @@ KID_PATTERN = re.compile(r"[0-9a-f]{16}")
 class _KeyCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
     current: tuple[str, Any, float] | None = None  # kid, private key, loaded at
+    private: dict[str, Any] = field(default_factory=dict)  # kid -> parsed private key
     public: dict[str, tuple[Any, float | None]] = field(default_factory=dict)  # kid -> key, exp
     unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # kid -> last miss
     # sha256(token) -> claims, least recently used first
@@ -114,19 +115,26 @@ def _current_key() -> tuple[str, Any]:
     with cache.lock:
         if cache.current and time.monotonic() - cache.current[2] < CURRENT_KEY_CACHE_SECONDS:
             return cache.current[0], cache.current[1]
-    key = db.session.scalar(
-        select(SigningKey)
+    # Which key is current is re-read every CURRENT_KEY_CACHE_SECONDS (a rotation by
+    # another process shows up then); the key itself is decrypted and parsed once per kid.
+    kid = db.session.scalar(
+        select(SigningKey.kid)
         .where(SigningKey.retired_at.is_(None))
         .order_by(SigningKey.created_at.desc())
         .limit(1)
     )
-    if key is None:
-        key = create_signing_key()
-    private = _load_private(key)
     with cache.lock:
-        cache.current = (key.kid, private, time.monotonic())
-        cache.public[key.kid] = (private.public_key(), None)
-    return key.kid, private
+        private = cache.private.get(kid) if kid is not None else None
+    if private is None:
+        key = db.session.get(SigningKey, kid) if kid is not None else None
+        if key is None:
+            key = create_signing_key()
+        kid, private = key.kid, _load_private(key)
+    with cache.lock:
+        cache.private = {kid: private}  # only the current one is ever needed again
+        cache.current = (kid, private, time.monotonic())
+        cache.public[kid] = (private.public_key(), None)
+    return kid, private
 
 
 def sign(claims: dict[str, Any]) -> str:
@@ -202,8 +210,11 @@ def verify(token: str) -> dict[str, Any]:
         cached = cache.verified.get(digest)
         if cached is not None:
             cache.verified.move_to_end(digest)
-    if cached is not None and cached["exp"] > time.time():
-        return cached
+    if cached is not None:
+        if cached["exp"] > time.time():
+            return cached
+        with cache.lock:  # expired: dropped now rather than when the LRU reaches it
+            cache.verified.pop(digest, None)
     try:
         claims = _decode(token, require=["exp", "iat", "sub", "iss", "aud", "tid"])
     except jwt.ExpiredSignatureError as exc:

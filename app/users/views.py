@@ -28,6 +28,8 @@ POLICY_FIELDS = ("resource", "resource_type", "type")
 IDENTITY_FIELDS = ("provider", "provider_user_id", "connection", "is_social", "profile_data")
 # Never part of a view: what the answers print is whether there is one.
 HIDDEN = frozenset({"password_hash"})
+JSON_COLUMNS = ("custom_scopes", "settings", "user_metadata", "app_metadata")
+JSON_KEYS = (*JSON_COLUMNS, "policies", "linked_identities")
 
 
 class UserView:
@@ -56,11 +58,10 @@ def _json_list(table: Any, fields: tuple[str, ...]) -> Any:
         *(part for name in fields for part in (literal_column(f"'{name}'"), table.c[name]))
     )
     aggregate = func.json_agg(aggregate_order_by(row, table.c.id))
-    return type_coerce(
+    return (
         select(func.coalesce(aggregate, literal_column("'[]'::json")))
         .where(_owned_by_user(table))
-        .scalar_subquery(),
-        JSON,
+        .scalar_subquery()
     )
 
 
@@ -69,13 +70,23 @@ def aggregates_in_select(dialect_name: str) -> bool:
 
 
 def view_columns(dialect_name: str) -> list[Any]:
-    """The columns of a view: the user's (no password hash), `has_password`, and on
-    PostgreSQL `policies` and `linked_identities` as JSON."""
-    columns: list[Any] = [column for column in USER.c if column.key not in HIDDEN]
+    """The columns of a view: the user's (no password hash) and `has_password`; on
+    PostgreSQL the JSON ones, the policies and the linked identities come as one JSON
+    array (`json_values`, in JSON_KEYS order): one value for the driver to parse, not six."""
+    aggregate = aggregates_in_select(dialect_name)
+    columns: list[Any] = [
+        column
+        for column in USER.c
+        if column.key not in HIDDEN and not (aggregate and column.key in JSON_COLUMNS)
+    ]
     columns.append(USER.c.password_hash.is_not(None).label("has_password"))
-    if aggregates_in_select(dialect_name):
-        columns.append(_json_list(POLICY, POLICY_FIELDS).label("policies"))
-        columns.append(_json_list(IDENTITY, IDENTITY_FIELDS).label("linked_identities"))
+    if aggregate:
+        values = func.json_build_array(
+            *(USER.c[key] for key in JSON_COLUMNS),
+            _json_list(POLICY, POLICY_FIELDS),
+            _json_list(IDENTITY, IDENTITY_FIELDS),
+        )
+        columns.append(type_coerce(values, JSON).label("json_values"))
     return columns
 
 
@@ -93,7 +104,9 @@ def _view_select(dialect_name: str) -> Select[Any]:
 def complete(values: dict[str, Any]) -> UserView:
     """A view from one row of a view select; where the database could not aggregate the
     policies and identities in that select, they are read now."""
-    if "policies" not in values:
+    if "json_values" in values:
+        values.update(zip(JSON_KEYS, values.pop("json_values"), strict=True))
+    else:
         conn = db.session.connection()
         for key, table, fields in (
             ("policies", POLICY, POLICY_FIELDS),
