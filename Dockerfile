@@ -24,9 +24,9 @@ RUN mkdir -p /app/instance && chown gatehouse:gatehouse /app/instance
 USER gatehouse
 
 # Production unless told otherwise: start-up stops if SECRET_KEY, ENCRYPTION_KEYS or
-# DATABASE_URL is missing. Gunicorn reads extra flags from GUNICORN_CMD_ARGS.
-ENV APP_ENV=production \
-    GUNICORN_CMD_ARGS="--workers 2"
+# DATABASE_URL is missing. Gunicorn takes its settings from /app/gunicorn.conf.py (the
+# measured production recommendation); GUNICORN_CMD_ARGS overrides them.
+ENV APP_ENV=production
 
 EXPOSE 8000
 # gunicorn.conf.py (in /app) adds up the workers' Prometheus metrics.
