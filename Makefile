@@ -88,6 +88,10 @@ $(PEER_STAMP): bench/peers/requirements.txt
 bench: install $(PEER_STAMP)
 	BENCH_PEER_PYTHON=$(PEER_VENV)/bin/python $(BIN)/python bench/run.py
 
+# Where a request's CPU goes, in-process, against the bench database (bench/README.md).
+bench-profile: install
+	$(BIN)/python bench/profile.py
+
 # Drop the bench's databases (kept between runs so seeding happens once).
 bench-reset: install
 	BENCH_RESET=1 $(BIN)/python bench/run.py

@@ -41,12 +41,13 @@ def ensure_wrk() -> str:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         sys.exit(f"make bench needs wrk; {how}")
     print("installing wrk with apt-get …", flush=True)
-    for command in (["apt-get", "install", "-y", "wrk"], ["apt-get", "update"]):
-        subprocess.run(command, check=False, capture_output=True)
-        if command[1] == "update":
-            subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
-        if shutil.which("wrk"):
-            return str(shutil.which("wrk"))
+    install = ["apt-get", "install", "-y", "wrk"]
+    if subprocess.run(install, check=False, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], check=False, capture_output=True)  # stale lists
+        subprocess.run(install, check=False, capture_output=True)
+    found = shutil.which("wrk")
+    if found:
+        return found
     sys.exit(f"make bench could not install wrk; {how}")
 
 

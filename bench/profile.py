@@ -1,0 +1,128 @@
+"""Where a request's CPU goes, in-process (no HTTP server, no wrk): `make bench-profile`.
+
+Runs against the bench database that `make bench` seeded and prints the thread CPU per
+request of `GET /healthz`, of `GET /user/profile` split by phase, and of a password
+sign-in split by phase. Thread CPU leaves out the time spent waiting on PostgreSQL, so
+the split holds up on a busy machine better than wall time. For a sampling profile of
+the real server under load, see bench/README.md (py-spy).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import seed  # noqa: E402
+
+ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+SPENT: collections.Counter[str] = collections.Counter()
+
+
+def _timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time_ns()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            SPENT[label] += time.thread_time_ns() - started
+
+    return timed
+
+
+def _instrument() -> None:
+    """Wrap the phases worth naming (module attributes, looked up at call time)."""
+    import flask_smorest.response
+    import sqlalchemy.orm.scoping
+
+    from app.api import auth, dump
+    from app.core import prepared, security
+    from app.tenants import service as tenant_service
+    from app.tokens import bearer, grants, signing
+
+    prepared.fetch_one = _timed("  the one select (prepared)", prepared.fetch_one)
+    bearer.authenticate_access_token = _timed(" bearer check", bearer.authenticate_access_token)
+    auth.authenticate = _timed(
+        "authenticate (credential, bearer check, activity)", auth.authenticate
+    )
+    dump.CompiledOutputSchema.dump = _timed("schema dump", dump.CompiledOutputSchema.dump)
+    flask_smorest.response.jsonify = _timed("jsonify", flask_smorest.response.jsonify)
+    security.verify_password = _timed(" argon2id verify", security.verify_password)
+    grants.password_grant = _timed("password grant", grants.password_grant)
+    grants._password_candidates = _timed(" candidates select", grants._password_candidates)
+    grants.record_login = _timed(" login count + audit", grants.record_login)
+    grants.issue_session = _timed(" issue tokens", grants.issue_session)
+    signing.sign = _timed("  RS256 signatures", signing.sign)
+    tenant_service.find_tenant = _timed(" tenant select", tenant_service.find_tenant)
+    scoped = sqlalchemy.orm.scoping.scoped_session
+    scoped.flush = _timed(" ORM flush (INSERTs)", scoped.flush)  # type: ignore[method-assign]
+    scoped.commit = _timed("commit", scoped.commit)  # type: ignore[method-assign]
+
+
+def _run(app: Any, path: str, headers: dict[str, str], count: int, body: bytes = b"") -> float:
+    from werkzeug.test import EnvironBuilder
+
+    method = "POST" if body else "GET"
+    kind = "application/json" if body else None
+    base = EnvironBuilder(path=path, method=method, headers=headers, content_type=kind, data=body)
+    environ = base.get_environ()
+    statuses: list[str] = []
+    started = time.thread_time_ns()
+    for _ in range(count):
+        request = dict(environ)
+        request["wsgi.input"] = io.BytesIO(body)
+        b"".join(app(request, lambda status, *_: statuses.append(status)))
+    assert statuses[-1].startswith("200"), statuses[-1]
+    return (time.thread_time_ns() - started) / count / 1000
+
+
+def _report(title: str, total_us: float, count: int) -> None:
+    print(f"{title}: {total_us:,.0f} us CPU per request")
+    for label, spent in sorted(SPENT.items(), key=lambda item: -item[1]):
+        print(f"   {label:52s} {spent / count / 1000:8,.0f} us")
+    SPENT.clear()
+
+
+def main() -> None:
+    url = seed.db_url(ADMIN_URL, seed.DB_NAME)
+    state = seed._read_state(url)
+    if state is None:
+        sys.exit("run `make bench` once first: it seeds the bench database")
+    os.environ.update(seed.app_env(ADMIN_URL, REDIS_URL, tempfile.mkdtemp()))
+    sys.path.insert(0, str(seed.ROOT))
+    _instrument()
+    from app import create_app
+
+    app = create_app()
+    login = (
+        b'{"grant_type": "password", "username": "bench@example.com", "password": "'
+        + seed.PASSWORD.encode()
+        + b'"}'
+    )
+    tenant = {"X-Tenant-ID": state.tenant_id}
+    client = app.test_client()
+    token = client.post("/oauth/token", data=login, headers=tenant, content_type="application/json")
+    bearer = {"Authorization": f"Bearer {token.get_json()['access_token']}"}
+    reads = int(os.environ.get("BENCH_PROFILE_READS", "3000"))
+    for path, headers in (("/healthz", {}), ("/user/profile", bearer)):
+        _run(app, path, headers, 100)
+        SPENT.clear()
+        _report(f"GET {path}", _run(app, path, headers, reads), reads)
+    signins = int(os.environ.get("BENCH_PROFILE_SIGNINS", "40"))
+    _run(app, "/oauth/token", tenant, 3, login)
+    SPENT.clear()
+    _report(
+        "POST /oauth/token (password)", _run(app, "/oauth/token", tenant, signins, login), signins
+    )
+    seed.drop_queue(REDIS_URL)
+
+
+if __name__ == "__main__":
+    main()
