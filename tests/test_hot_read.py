@@ -226,3 +226,15 @@ def test_a_compiled_dump_equals_marshmallows(obj: Any) -> None:
 def test_a_schema_with_dump_hooks_keeps_marshmallows_path() -> None:
     assert compile_dump(_Hooked()) is None
     assert compile_dump(_Inner()) is not None
+
+
+def test_a_view_read_inside_a_unit_of_work_sees_its_writes(
+    app: Flask, tenant: TenantHandle
+) -> None:
+    user_id = factories.make_user(app, tenant.id, user_id="writer", email="w@example.com")
+    with app.app_context(), tenant_scope(tenant.id):
+        user_service.update_user(user=user_service.get_user(user_id), changes={"first_name": "New"})
+        assert user_service.get_user_view(user_id).first_name == "New"  # not yet committed
+        db.session.rollback()
+    with app.app_context(), tenant_scope(tenant.id):
+        assert user_service.get_user_view(user_id).first_name is None

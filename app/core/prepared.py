@@ -32,7 +32,10 @@ def fetch_one(statement: Select[Any], params: dict[str, Any]) -> dict[str, Any] 
     """The first row of `statement` as a dict keyed by column label, or None. Database
     errors surface as SQLAlchemy's (a lost server is an OperationalError, so 503)."""
     engine = db.engine
-    if engine.dialect.driver != "psycopg":
+    # A unit of work already under way may hold writes of its own: read through it, so
+    # they are seen. The fast path is for requests that have not touched the session.
+    in_unit_of_work = db.session.registry.has() and db.session().in_transaction()
+    if engine.dialect.driver != "psycopg" or in_unit_of_work:
         row = db.session.connection().execute(statement, params).first()
         return dict(row._mapping) if row is not None else None
     sql, defaults, names = _compiled(statement, engine.dialect)
