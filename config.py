@@ -248,6 +248,10 @@ class Config:
             self.SQLALCHEMY_ENGINE_OPTIONS["pool_size"] = _int(env, "DATABASE_POOL_SIZE", 10)
             self.SQLALCHEMY_ENGINE_OPTIONS["max_overflow"] = _int(env, "DATABASE_MAX_OVERFLOW", 10)
 
+        # argon2id hashes one process runs at once: gunicorn.conf.py runs a worker per core
+        # and sets it to the cores each worker has (at least 1).
+        self.PASSWORD_HASH_CONCURRENCY = _int(env, "PASSWORD_HASH_CONCURRENCY", 1)
+
         self.REDIS_URL = env.get("REDIS_URL", "")
         if self.REDIS_URL:
             _check_url("REDIS_URL", self.REDIS_URL, ("redis", "rediss", "unix"))

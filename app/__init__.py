@@ -23,7 +23,7 @@ from app.core.lazy_begin import install as begin_lazily
 from app.core.logs import configure_logging
 from app.core.metrics import add_gauge, install_request_metrics
 from app.core.ratelimit import init_rate_limits
-from app.core.security import KeyRing
+from app.core.security import KeyRing, limit_hashing
 from app.core.smorest import Api
 from app.core.tenancy import install_tenancy_guards
 from app.extensions import migrate
@@ -38,6 +38,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     app.config.update(overrides)
     _private_instance_files(app)
     configure_logging(app)
+    limit_hashing(app.config["PASSWORD_HASH_CONCURRENCY"])
     try:
         app.extensions["gatehouse.keyring"] = KeyRing(app.config["ENCRYPTION_KEYS"])
     except ValueError as exc:
