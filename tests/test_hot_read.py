@@ -238,3 +238,22 @@ def test_a_view_read_inside_a_unit_of_work_sees_its_writes(
         db.session.rollback()
     with app.app_context(), tenant_scope(tenant.id):
         assert user_service.get_user_view(user_id).first_name is None
+
+
+def test_a_token_naming_another_users_session_is_refused(
+    app: Flask, client: FlaskClient, tenant: TenantHandle
+) -> None:
+    from app.tokens import signing
+    from tests.oauth_support import claims
+
+    for name in ("amy", "bob"):
+        factories.make_user(app, tenant.id, user_id=name, username=name, password=PASSWORD)
+    amy = factories.sign_in(client, tenant.id, "amy", PASSWORD)["access_token"]
+    bob = factories.sign_in(client, tenant.id, "bob", PASSWORD)["access_token"]
+    with app.app_context():
+        forged = signing.sign({**claims(amy), "sid": claims(bob)["sid"]})
+    assert client.get("/user/profile", headers=factories.bearer_headers(amy)).status_code == 200
+    body = factories.assert_error(
+        client.get("/user/profile", headers=factories.bearer_headers(forged)), 401
+    )
+    assert body["error"] == "invalid_token"

@@ -26,17 +26,17 @@ SESSION = AuthSession.__table__
 
 @cache
 def _caller_select(dialect_name: str) -> Select[Any]:
-    """The caller's view and its token's session (NULLs when the session is gone)."""
-    joined = views.USER.outerjoin(
-        SESSION,
-        (SESSION.c.tenant_id == views.USER.c.tenant_id)
-        & (SESSION.c.user_id == views.USER.c.id)
-        & (SESSION.c.id == bindparam("session_id")),
-    )
+    """The caller's view and its token's session (NULLs when the session is gone).
+
+    The session is joined by its primary key alone and its owner compared in the select:
+    with the owner in the join, PostgreSQL's generic plan may walk every session of the
+    user by (tenant, user) and filter on the id, which grows with each sign-in."""
+    joined = views.USER.outerjoin(SESSION, SESSION.c.id == bindparam("session_id"))
+    owned = (SESSION.c.tenant_id == views.USER.c.tenant_id) & (SESSION.c.user_id == views.USER.c.id)
     return (
         select(
             *views.view_columns(dialect_name),
-            SESSION.c.id.label("session_id"),
+            owned.label("session_owned"),
             SESSION.c.revoked_at.label("session_revoked_at"),
             SESSION.c.generation.label("session_started_generation"),
         )
@@ -73,10 +73,10 @@ def authenticate_access_token(raw: str) -> Principal:
     caller = _load_caller(tenant_id, str(claims["sub"]), sid)
     if caller is None or caller["blocked"]:
         raise signing.invalid_token()
-    session_id = caller.pop("session_id")
+    owned = caller.pop("session_owned")  # NULL when no session has this id
     revoked_at = caller.pop("session_revoked_at")
     generation = caller.pop("session_started_generation")
-    if session_id is None or not session_state_is_live(
+    if not owned or not session_state_is_live(
         revoked_at=revoked_at, generation=generation, user_generation=caller["session_generation"]
     ):
         raise signing.invalid_token("The access token was revoked")
