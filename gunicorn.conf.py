@@ -30,7 +30,13 @@ _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def on_starting(server):
-    """Counters of an earlier run must not be added to this one's."""
+    """The settings are checked once, here in the master, before any worker starts: with
+    several workers each would print the same refusal, racing the master's shutdown.
+    Counters of an earlier run must not be added to this one's."""
+    from app.startup import checked_app
+
+    checked_app()  # exits with `ConfigError: <one line>`; leaves no connection behind
+
     _metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in _metrics_dir.glob("*.db"):
         stale.unlink()
