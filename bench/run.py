@@ -50,6 +50,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 EXTRA_GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN_ARGS", "").split()
 PEER_PYTHON = os.environ.get("BENCH_PEER_PYTHON", "")
+if PEER_PYTHON:  # the peer runs in bench/peers: a relative path must not follow it there
+    PEER_PYTHON = os.path.abspath(PEER_PYTHON)
 CORES = os.cpu_count() or 1
 RESULTS = ROOT / "bench" / "results"
 
