@@ -83,3 +83,7 @@ keepalive = 5  # seconds an idle client connection is kept (clients and proxies 
 # argon2id hashes at once per worker: the cores each worker has. More only thrash the
 # caches (8 threads hashing on 2 cores signed in ~20-35 % fewer users per second).
 os.environ.setdefault("PASSWORD_HASH_CONCURRENCY", str(max(1, (os.cpu_count() or 2) // workers)))
+# gunicorn's control socket defaults to one path per host user (~/.gunicorn/gunicorn.ctl):
+# a second server on the host (a replica, a blue-green switch) would take it over. Nothing
+# here uses it.
+control_socket_disable = True

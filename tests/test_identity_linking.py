@@ -165,3 +165,48 @@ def test_user_unlinks_from_itself_with_its_token(client, base_url, tenant, pair)
     remaining = sdk.users.identities.delete("prim", "gatehouse", "sec")
     assert [i.user_id for i in remaining] == ["prim"]
     assert client.get("/api/v2/users/sec", headers=tenant.headers).status_code == 200
+
+
+def test_link_with_an_id_token_issued_to_one_of_the_tenants_applications(
+    app, client, base_url, tenant, other_tenant, pair
+):
+    """An app signs its users in through the code or password grant: their ID tokens name
+    the app (`aud` = client_id), and prove the secondary just as well — for this tenant's
+    apps only."""
+    own_app = factories.make_application(app, tenant.id)
+    far_app = factories.make_application(app, other_tenant.id)
+    session = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "password",
+            "username": "sec",
+            "password": PASSWORD,
+            "client_id": own_app.client_id,
+        },
+    ).get_json()
+    id_token = session["id_token"]
+    assert jwt_claims(id_token)["aud"] == own_app.client_id
+    with app.app_context():
+        now = int(time.time())
+        foreign_app_token = signing.sign(
+            {
+                "iss": ISSUER,
+                "sub": "sec",
+                "aud": far_app.client_id,
+                "azp": far_app.client_id,
+                "tid": tenant.id,
+                "iat": now,
+                "exp": now + 60,
+            }
+        )
+    sdk = auth0_client(base_url, pair["prim"]["access_token"])
+    error = error_of(sdk.users.identities.link, "prim", link_with=foreign_app_token)
+    assert error.status_code == 400 and error.body["errorCode"] == "invalid_body"
+    identities = sdk.users.identities.link("prim", link_with=id_token)
+    assert [i.user_id for i in identities] == ["prim", "sec"]
+
+
+def jwt_claims(token: str) -> dict:
+    import jwt
+
+    return jwt.decode(token, options={"verify_signature": False})

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.applications import service as application_service
 from app.audit import service as audit_service
 from app.core.db import add_unique, db, utcnow
 from app.core.errors import AppError, Conflict, Forbidden, Invalid, NotFound
@@ -37,16 +38,20 @@ def _profile_data(user: User) -> dict[str, Any]:
 
 
 def _secondary_from_token(token: str, tenant_id: str) -> User:
-    """The user an ID token of this tenant names; Invalid for anything else."""
+    """The user an ID token of this tenant names — issued to the tenant itself or to one of
+    its registered applications; Invalid for anything else."""
+    invalid = Invalid("link_with is not a valid ID token of this tenant", code="invalid_link_token")
     try:
-        claims = signing.verify(token)
+        claims = signing.verify_id_token(token)
     except AppError as exc:
-        raise Invalid(
-            "link_with is not a valid ID token of this tenant", code="invalid_link_token"
-        ) from exc
-    # An access token verifies too: only an ID token (no scope) proves the secondary.
-    if claims.get("tid") != tenant_id or claims.get("aud") != tenant_id or "scope" in claims:
-        raise Invalid("link_with is not a valid ID token of this tenant", code="invalid_link_token")
+        raise invalid from exc
+    audience = claims.get("aud")
+    if claims.get("tid") != tenant_id or not isinstance(audience, str):
+        raise invalid
+    if audience != tenant_id:
+        application = application_service.find_client(audience)
+        if application is None or application.tenant_id != tenant_id:
+            raise invalid
     secondary = user_service.find_user(str(claims["sub"]))
     if secondary is None:
         raise NotFound("User not found", code="user_not_found")

@@ -230,6 +230,18 @@ def verify(token: str) -> dict[str, Any]:
     return claims
 
 
+def verify_id_token(token: str) -> dict[str, Any]:
+    """The claims of an unexpired ID token we issued, whatever its audience (the tenant, or
+    a registered application's client_id: the caller checks it); invalid_token otherwise."""
+    try:
+        claims = _decode(token, require=["exp", "iat", "sub", "iss", "aud", "tid"])
+    except jwt.PyJWTError as exc:
+        raise invalid_token("The ID token is not valid") from exc
+    if "scope" in claims:  # an access token verifies too: only an ID token proves a user
+        raise invalid_token("An access token is not an ID token")
+    return claims
+
+
 def verify_id_token_hint(token: str) -> dict[str, Any]:
     """The claims of an ID token we issued, even an expired one (OIDC RP-Initiated Logout
     §2 lets a logout hint be expired); invalid_token for anything else."""
