@@ -84,8 +84,9 @@ def count_users(app: Flask, tenant_id: str) -> int:
 ERROR_KEYS = {"error", "message", "status", "request_id"}
 
 
-def assert_error(response: Any, status: int) -> dict[str, Any]:
-    """Assert `response` is a JSON error of `status` in the default shape; return its body."""
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """Assert `response` is a JSON error of `status` and `code` in the default shape; return
+    its body."""
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.is_json, response.get_data(as_text=True)
     body = response.get_json()
@@ -94,10 +95,11 @@ def assert_error(response: Any, status: int) -> dict[str, Any]:
     assert isinstance(body["error"], str) and body["error"]
     assert isinstance(body["message"], str) and body["message"]
     assert body["request_id"] == response.headers["X-Request-ID"]
+    assert body["error"] == code, body
     return body
 
 
-def assert_me_error(response: Any, status: int, key: str | None = None) -> dict[str, Any]:
+def assert_me_error(response: Any, status: int, key: str) -> dict[str, Any]:
     """An error in seed 003's shape: both spellings of the success flag, the key, a message
     and the request id."""
     assert response.status_code == status, response.get_data(as_text=True)
@@ -107,8 +109,7 @@ def assert_me_error(response: Any, status: int, key: str | None = None) -> dict[
     assert isinstance(body["error"], str) and body["error"], body
     assert isinstance(body["message"], str) and body["message"], body
     assert body["request_id"] == response.headers["X-Request-ID"]
-    if key is not None:
-        assert body["error"] == key, body
+    assert body["error"] == key, body
     return body
 
 
@@ -207,7 +208,7 @@ def wait_for_value_read_audits(app: Flask, count: int, timeout: float = 10.0) ->
         time.sleep(0.05)
 
 
-def assert_directory_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+def assert_directory_error(response: Any, status: int, code: str) -> dict[str, Any]:
     """Assert `response` is a directory-surface (seed 002) error of `status`:
     `{"error": "<message>", "code": "<UPPER_CASE_KEY>"}`; return its body."""
     assert response.status_code == status, response.get_data(as_text=True)
@@ -217,8 +218,7 @@ def assert_directory_error(response: Any, status: int, code: str | None = None) 
     assert isinstance(body.get("code"), str) and body["code"], body
     assert body["code"] == body["code"].upper(), body
     assert body["code"].replace("_", "").isalnum(), body
-    if code is not None:
-        assert body["code"] == code, body
+    assert body["code"] == code, body
     return body
 
 
@@ -269,7 +269,7 @@ def table_counts(app: Flask) -> dict[str, int]:
         }
 
 
-def assert_surface_error(response: Any, status: int, surface: str) -> dict[str, Any]:
+def assert_surface_error(response: Any, status: int, surface: str, code: str) -> dict[str, Any]:
     """Assert `response` is an error of `status` in the shape the surface `surface`
     (platform, user, accounts, me, oauth, directory, ...) declares; return its body."""
     import importlib
@@ -279,6 +279,7 @@ def assert_surface_error(response: Any, status: int, surface: str) -> dict[str, 
     body = response.get_json()
     problems = importlib.import_module(f"app.api.{surface}").ErrorSchema().validate(body)
     assert problems == {}, (body, problems)
+    assert error_code(body, surface) == code, body
     return body
 
 

@@ -90,42 +90,42 @@ def test_create_without_body_creates_user_with_generated_id(app, client, tenant)
 
 def test_create_duplicate_uid_is_409(client, tenant):
     assert create(client, tenant, uid="dup", email="first@example.com").status_code == 200
-    assert_error(create(client, tenant, uid="dup", email="second@example.com"), 409)
+    assert_error(create(client, tenant, uid="dup", email="second@example.com"), 409, "user_exists")
     assert get_account(client, tenant, "dup").get_json()["email"] == "first@example.com"
 
 
 @pytest.mark.parametrize("uid", ["bad uid", "a/b", "ü-umlaut", "a" * 129, "", "semi;colon"])
 def test_create_rejects_bad_uid(app, client, tenant, uid):
-    body = assert_error(create(client, tenant, uid=uid), 400)
+    body = assert_error(create(client, tenant, uid=uid), 400, "validation_failed")
     assert "uid" in body.get("fields", {})
     assert factories.count_users(app, tenant.id) == 0
 
 
 REJECTED_BODIES = {
-    "invalid email": {"uid": "rej", "email": "not-an-email"},
-    "email without domain": {"uid": "rej", "email": "ada@"},
-    "unknown field": {"uid": "rej", "nickname": "ada"},
-    "uid not a string": {"uid": 123},
-    "displayName not a string": {"uid": "rej", "displayName": 42},
-    "emailVerified not a boolean": {"uid": "rej", "emailVerified": "maybe"},
-    "emailVerified as a string": {"uid": "rej", "emailVerified": "yes"},
-    "password not a string": {"uid": "rej", "password": 12345678},
-    "photoURL not a URL": {"uid": "rej", "photoURL": "not a url"},
-    "body is a list": ["rej"],
-    "short password": {"uid": "rej", "password": "short"},
+    "invalid email": ({"uid": "rej", "email": "not-an-email"}, "invalid_email"),
+    "email without domain": ({"uid": "rej", "email": "ada@"}, "invalid_email"),
+    "unknown field": ({"uid": "rej", "nickname": "ada"}, "validation_failed"),
+    "uid not a string": ({"uid": 123}, "validation_failed"),
+    "displayName not a string": ({"uid": "rej", "displayName": 42}, "validation_failed"),
+    "emailVerified not a boolean": ({"uid": "rej", "emailVerified": "maybe"}, "validation_failed"),
+    "emailVerified as a string": ({"uid": "rej", "emailVerified": "yes"}, "validation_failed"),
+    "password not a string": ({"uid": "rej", "password": 12345678}, "validation_failed"),
+    "photoURL not a URL": ({"uid": "rej", "photoURL": "not a url"}, "validation_failed"),
+    "body is a list": (["rej"], "validation_failed"),
+    "short password": ({"uid": "rej", "password": "short"}, "password_too_short"),
 }
 
 
-@pytest.mark.parametrize("body", REJECTED_BODIES.values(), ids=REJECTED_BODIES.keys())
-def test_create_rejects_bad_input_with_400(app, client, tenant, body):
+@pytest.mark.parametrize(("body", "code"), REJECTED_BODIES.values(), ids=REJECTED_BODIES.keys())
+def test_create_rejects_bad_input_with_400(app, client, tenant, body, code):
     response = client.post("/auth/user", json=body, headers=tenant.m2_headers)
-    assert_error(response, 400)
+    assert_error(response, 400, code)
     assert get_account(client, tenant, "rej").status_code == 404
     assert factories.count_users(app, tenant.id) == 0
 
 
 def test_create_names_the_failing_field(client, tenant):
-    body = assert_error(create(client, tenant, uid="rej", nickname="ada"), 400)
+    body = assert_error(create(client, tenant, uid="rej", nickname="ada"), 400, "validation_failed")
     assert "nickname" in body["fields"]
 
 
@@ -136,7 +136,7 @@ def test_create_malformed_json_is_400(app, client, tenant):
         content_type="application/json",
         headers=tenant.m2_headers,
     )
-    assert_error(response, 400)
+    assert_error(response, 400, "invalid_json")
     assert factories.count_users(app, tenant.id) == 0
 
 
@@ -144,19 +144,21 @@ def test_create_text_plain_body_is_415(app, client, tenant):
     response = client.post(
         "/auth/user", data="uid=rej", content_type="text/plain", headers=tenant.m2_headers
     )
-    assert_error(response, 415)
+    assert_error(response, 415, "unsupported_media_type")
     assert factories.count_users(app, tenant.id) == 0
 
 
 def test_create_body_over_one_mib_is_413(app, client, tenant):
     big = {"uid": "rej", "displayName": "x" * (1024 * 1024 + 16)}
-    assert_error(create(client, tenant, **big), 413)
+    assert_error(create(client, tenant, **big), 413, "payload_too_large")
     assert factories.count_users(app, tenant.id) == 0
 
 
 def test_password_minimum_is_the_tenants_setting(app, client):
     strict = factories.make_tenant(app, "strict", password_min_length=12)
-    assert_error(create(client, strict, uid="short", password="elevenchars"), 400)
+    assert_error(
+        create(client, strict, uid="short", password="elevenchars"), 400, "password_too_short"
+    )
     assert get_account(client, strict, "short").status_code == 404
     assert create(client, strict, uid="long", password="twelve chars").status_code == 200
     assert factories.password_matches(app, strict.id, "long", "twelve chars")
@@ -193,7 +195,7 @@ def test_lookup_without_match_is_an_empty_array(client, tenant, query):
 
 
 def test_lookup_without_user_id_or_email_is_400(client, tenant):
-    assert_error(client.get("/auth/user", headers=tenant.m2_headers), 400)
+    assert_error(client.get("/auth/user", headers=tenant.m2_headers), 400, "validation_failed")
 
 
 # --- /users/{userId} ----------------------------------------------------------------------
@@ -215,7 +217,7 @@ def test_post_with_trailing_slash_creates_without_redirect(client, tenant):
 
 
 def test_get_unknown_account_is_404(client, tenant):
-    assert_error(get_account(client, tenant, "ghost"), 404)
+    assert_error(get_account(client, tenant, "ghost"), 404, "user_not_found")
 
 
 def test_patch_email_resets_verified(client, tenant):
@@ -238,16 +240,23 @@ def test_patch_sets_email_verified(client, tenant):
     assert get_account(client, tenant, "p2").get_json()["emailVerified"] is True
 
 
-@pytest.mark.parametrize("body", [{}, {"email": "not-an-email"}, {"nickname": "x"}])
-def test_patch_rejects_bad_body(client, tenant, body):
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "validation_failed"),
+        ({"email": "not-an-email"}, "invalid_email"),
+        ({"nickname": "x"}, "validation_failed"),
+    ],
+)
+def test_patch_rejects_bad_body(client, tenant, body, code):
     before = create(client, tenant, uid="p3", email="p3@example.com").get_json()
-    assert_error(client.patch("/users/p3", json=body, headers=tenant.m2_headers), 400)
+    assert_error(client.patch("/users/p3", json=body, headers=tenant.m2_headers), 400, code)
     assert get_account(client, tenant, "p3").get_json() == before
 
 
 def test_patch_unknown_account_is_404(app, client, tenant):
     response = client.patch("/users/ghost", json={"emailVerified": True}, headers=tenant.m2_headers)
-    assert_error(response, 404)
+    assert_error(response, 404, "user_not_found")
     assert factories.count_users(app, tenant.id) == 0
 
 
@@ -256,13 +265,13 @@ def test_delete_account(client, tenant):
     response = client.delete("/users/d1", headers=tenant.m2_headers)
     assert response.status_code == 204
     assert response.get_data() == b""
-    assert_error(get_account(client, tenant, "d1"), 404)
-    assert_error(client.delete("/users/d1", headers=tenant.m2_headers), 404)
+    assert_error(get_account(client, tenant, "d1"), 404, "user_not_found")
+    assert_error(client.delete("/users/d1", headers=tenant.m2_headers), 404, "user_not_found")
 
 
 @pytest.mark.parametrize("path", ["/users/current", "/users/current/"])
 def test_current_account_with_an_api_key_is_403(client, tenant, path):
-    assert_error(client.get(path, headers=tenant.m2_headers), 403)
+    assert_error(client.get(path, headers=tenant.m2_headers), 403, "user_token_required")
 
 
 # --- credentials --------------------------------------------------------------------------
@@ -270,7 +279,7 @@ def test_current_account_with_an_api_key_is_403(client, tenant, path):
 
 def test_no_credential_is_401_with_bearer_challenge(app, client, tenant):
     response = client.post("/auth/user", json={"uid": "anon"})
-    assert_error(response, 401)
+    assert_error(response, 401, "missing_credentials")
     assert "Bearer" in response.headers["WWW-Authenticate"]
     assert get_account(client, tenant, "anon").status_code == 404
 
@@ -281,7 +290,7 @@ def test_no_credential_is_401_with_bearer_challenge(app, client, tenant):
 def test_unknown_or_malformed_key_is_401(client, tenant, key):
     headers = {"x-api-key": key, "x-m2-organization-id": tenant.id}
     response = client.post("/auth/user", json={"uid": "anon"}, headers=headers)
-    assert_error(response, 401)
+    assert_error(response, 401, "invalid_api_key")
     assert "Bearer" in response.headers["WWW-Authenticate"]
     assert get_account(client, tenant, "anon").status_code == 404
 
@@ -290,15 +299,17 @@ def test_revoked_key_is_401(app, client, tenant, root_headers):
     spare = factories.make_key(app, tenant.id, ["*"])
     response = client.delete(f"/tenants/{tenant.id}/api-keys/{tenant.key_id}", headers=root_headers)
     assert response.status_code == 204
-    assert_error(get_account(client, tenant, "anyone"), 401)
-    assert_error(create(client, tenant, uid="after-revoke"), 401)
+    assert_error(get_account(client, tenant, "anyone"), 401, "invalid_api_key")
+    assert_error(create(client, tenant, uid="after-revoke"), 401, "invalid_api_key")
     spare_headers = {"x-api-key": spare, "x-m2-organization-id": tenant.id}
     assert client.get("/users/after-revoke", headers=spare_headers).status_code == 404
 
 
 def test_tenant_header_naming_another_tenant_is_403(client, tenant, other_tenant):
     headers = {"x-api-key": tenant.key, "x-m2-organization-id": other_tenant.id}
-    assert_error(client.post("/auth/user", json={"uid": "cross"}, headers=headers), 403)
+    assert_error(
+        client.post("/auth/user", json={"uid": "cross"}, headers=headers), 403, "tenant_mismatch"
+    )
     assert get_account(client, tenant, "cross").status_code == 404
     assert get_account(client, other_tenant, "cross").status_code == 404
 
@@ -307,7 +318,9 @@ def test_tenant_header_naming_another_tenant_is_403(client, tenant, other_tenant
 def test_disagreeing_tenant_headers_are_403(client, tenant, other_tenant, root_headers, use_root):
     key = root_headers["X-APIKEY"] if use_root else tenant.key
     headers = {"x-api-key": key, "X-Tenant-ID": tenant.id, "x-m2-organization-id": other_tenant.id}
-    assert_error(client.post("/auth/user", json={"uid": "cross"}, headers=headers), 403)
+    assert_error(
+        client.post("/auth/user", json={"uid": "cross"}, headers=headers), 403, "tenant_mismatch"
+    )
     assert get_account(client, tenant, "cross").status_code == 404
     assert get_account(client, other_tenant, "cross").status_code == 404
 
@@ -317,8 +330,10 @@ def test_narrow_key_may_read_but_not_create(app, client, tenant):
     narrow = {"x-api-key": factories.make_key(app, tenant.id, ["read:users"])}
     assert client.get("/users/seen", headers=narrow).get_json()["email"] == "seen@example.com"
     assert client.get("/auth/user?userId=seen", headers=narrow).status_code == 200
-    assert_error(client.post("/auth/user", json={"uid": "nope"}, headers=narrow), 403)
-    assert_error(client.delete("/users/seen", headers=narrow), 403)
+    assert_error(
+        client.post("/auth/user", json={"uid": "nope"}, headers=narrow), 403, "insufficient_scope"
+    )
+    assert_error(client.delete("/users/seen", headers=narrow), 403, "insufficient_scope")
     assert get_account(client, tenant, "nope").status_code == 404
     assert get_account(client, tenant, "seen").status_code == 200
 
@@ -341,8 +356,12 @@ def test_root_key_acts_on_the_named_tenant(client, tenant, other_tenant, root_he
 
 
 def test_root_key_without_tenant_header_is_400(app, client, tenant, root_headers):
-    assert_error(client.post("/auth/user", json={"uid": "rootless"}, headers=root_headers), 400)
-    assert_error(client.get("/users/rootless", headers=root_headers), 400)
+    assert_error(
+        client.post("/auth/user", json={"uid": "rootless"}, headers=root_headers),
+        400,
+        "tenant_required",
+    )
+    assert_error(client.get("/users/rootless", headers=root_headers), 400, "tenant_required")
     assert factories.count_users(app, tenant.id) == 0
 
 
@@ -364,19 +383,23 @@ def test_valid_incoming_request_id_is_echoed(client, tenant):
     assert ok.status_code == 200
     assert ok.headers["X-Request-ID"] == "trace-42.abc:def"
     missing = client.get("/users/ghost", headers=headers)
-    assert assert_error(missing, 404)["request_id"] == "trace-42.abc:def"
+    assert assert_error(missing, 404, "user_not_found")["request_id"] == "trace-42.abc:def"
 
 
 def test_invalid_incoming_request_id_is_replaced(client, tenant):
     headers = {**tenant.m2_headers, "X-Request-ID": "not valid <script>"}
     response = client.get("/users/ghost", headers=headers)
-    assert_error(response, 404)
+    assert_error(response, 404, "user_not_found")
     assert response.headers["X-Request-ID"] != "not valid <script>"
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status"),
-    [("get", "/users/u/unknown-route", 404), ("put", "/users/u", 405), ("put", "/auth/user", 405)],
+    ("method", "path", "status", "code"),
+    [
+        ("get", "/users/u/unknown-route", 404, "not_found"),
+        ("put", "/users/u", 405, "method_not_allowed"),
+        ("put", "/auth/user", 405, "method_not_allowed"),
+    ],
 )
-def test_unknown_route_and_wrong_method_are_json(client, tenant, method, path, status):
-    assert_error(getattr(client, method)(path, headers=tenant.m2_headers), status)
+def test_unknown_route_and_wrong_method_are_json(client, tenant, method, path, status, code):
+    assert_error(getattr(client, method)(path, headers=tenant.m2_headers), status, code)

@@ -66,7 +66,11 @@ def test_a_user_reads_its_own_records(client, tenant, users, path, id_key):
 
 @pytest.mark.parametrize("path", ["/user/id-bob", "/user/id-bob/profile", "/users/id-bob"])
 def test_a_user_may_not_read_another_user(client, tenant, users, path):
-    body = assert_error(client.get(path, headers=bearer(token_of(client, tenant, "alice"))), 403)
+    body = assert_error(
+        client.get(path, headers=bearer(token_of(client, tenant, "alice"))),
+        403,
+        "insufficient_scope",
+    )
     assert "bob" not in str(body)
 
 
@@ -87,7 +91,9 @@ def test_a_user_changes_its_email_which_becomes_unverified(app, client, tenant, 
 )
 def test_a_user_may_not_set_email_verified(client, tenant, users, body):
     access = token_of(client, tenant, "alice")
-    assert_error(client.patch("/users/id-alice", json=body, headers=bearer(access)), 403)
+    assert_error(
+        client.patch("/users/id-alice", json=body, headers=bearer(access)), 403, "forbidden_field"
+    )
     stored = account(client, tenant, "id-alice")
     assert (stored["email"], stored["emailVerified"]) == ("alice@example.com", False)
 
@@ -95,7 +101,9 @@ def test_a_user_may_not_set_email_verified(client, tenant, users, body):
 def test_a_user_may_not_patch_another_user(client, tenant, users):
     access = token_of(client, tenant, "alice")
     body = {"email": "taken@example.com"}
-    assert_error(client.patch("/users/id-bob", json=body, headers=bearer(access)), 403)
+    assert_error(
+        client.patch("/users/id-bob", json=body, headers=bearer(access)), 403, "insufficient_scope"
+    )
     assert account(client, tenant, "id-bob")["email"] == "bob@example.com"
 
 
@@ -131,7 +139,7 @@ def test_an_admin_reads_any_user_and_creates_accounts(client, tenant, users):
 def test_a_normal_user_may_not_create_accounts(app, client, tenant, users):
     access = token_of(client, tenant, "alice")
     response = client.post("/auth/user", json={"uid": "by-alice"}, headers=bearer(access))
-    assert_error(response, 403)
+    assert_error(response, 403, "insufficient_scope")
     assert client.get("/users/by-alice", headers=tenant.m2_headers).status_code == 404
     assert factories.count_users(app, tenant.id) == 4
 
@@ -143,7 +151,9 @@ def test_a_read_users_custom_scope_reads_others_but_does_not_write(client, tenan
     assert profile.status_code == 200
     assert profile.get_json()["id"] == "id-bob"
     body = {"email": "x@example.com"}
-    assert_error(client.patch("/users/id-bob", json=body, headers=bearer(access)), 403)
+    assert_error(
+        client.patch("/users/id-bob", json=body, headers=bearer(access)), 403, "insufficient_scope"
+    )
     assert account(client, tenant, "id-bob")["email"] == "bob@example.com"
 
 
@@ -154,7 +164,7 @@ def test_the_tenant_header_must_match_the_token(client, tenant, other_tenant, us
     assert same.status_code == 200
     assert same.get_json()["uid"] == "id-alice"
     other = client.get("/users/current", headers=bearer(access, **{header: other_tenant.id}))
-    assert_error(other, 403)
+    assert_error(other, 403, "tenant_mismatch")
 
 
 def test_a_blocked_users_token_stops_working(app, client, tenant, users):
@@ -164,8 +174,8 @@ def test_a_blocked_users_token_stops_working(app, client, tenant, users):
         user = user_service.get_user("id-alice")
         user_service.update_user(user=user, changes={"blocked": True})
         db.session.commit()
-    assert_error(client.get("/user/profile", headers=bearer(access)), 401)
-    assert_error(client.get("/users/current", headers=bearer(access)), 401)
+    assert_error(client.get("/user/profile", headers=bearer(access)), 401, "invalid_token")
+    assert_error(client.get("/users/current", headers=bearer(access)), 401, "invalid_token")
 
 
 def test_a_user_token_may_not_exchange_custom_tokens(app, client):
@@ -177,21 +187,26 @@ def test_a_user_token_may_not_exchange_custom_tokens(app, client):
     )
     custom = generated.get_json()["token"]
     response = client.post("/token/signin", json={"token": custom}, headers=bearer(access))
-    assert_error(response, 403)
+    assert_error(response, 403, "api_key_required")
     exchanged = client.post("/token/signin", json={"token": custom}, headers=enabled.m2_headers)
     assert exchanged.status_code == 200  # the refused attempt did not use the token up
     assert exchanged.get_json()["userId"] == "id-eve"
 
 
-@pytest.mark.parametrize("path", ["/token/generate", "/token/refresh"])
-def test_a_user_token_may_not_mint_or_refresh_custom_sessions(app, client, tenant, users, path):
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [("/token/generate", "insufficient_scope"), ("/token/refresh", "api_key_required")],
+)
+def test_a_user_token_may_not_mint_or_refresh_custom_sessions(
+    app, client, tenant, users, path, code
+):
     access = token_of(client, tenant, "alice")
     body = {"userId": "id-alice"} if path.endswith("generate") else {"refreshToken": "rt_x_y"}
-    assert_error(client.post(path, json=body, headers=bearer(access)), 403)
+    assert_error(client.post(path, json=body, headers=bearer(access)), 403, code)
 
 
 def test_a_user_token_may_not_read_the_audit_log(client, tenant, users):
     access = token_of(client, tenant, "alice")
-    assert_error(client.get("/audit-events", headers=bearer(access)), 403)
+    assert_error(client.get("/audit-events", headers=bearer(access)), 403, "insufficient_scope")
     listing = client.get("/audit-events?action=user.signed_in", headers=tenant.headers)
     assert [e["user_id"] for e in listing.get_json()["items"]] == ["id-alice"]

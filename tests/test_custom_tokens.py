@@ -89,7 +89,7 @@ def test_generate_returns_a_token_and_its_lifetime(client, enabled, path):
 
 
 def test_generate_is_refused_when_the_tenant_disallows_it(client, tenant):
-    body = assert_error(generate(client, tenant, "gen-1"), 403)
+    body = assert_error(generate(client, tenant, "gen-1"), 403, "user_token_management_disabled")
     assert body["error"] == "user_token_management_disabled"
     assert "allow_user_token_management" in body["message"]
 
@@ -98,7 +98,7 @@ def test_generate_needs_the_create_user_tokens_scope(app, client, enabled):
     narrow = factories.make_key(app, enabled.id, ["read:users", "create:users"])
     headers = {"x-api-key": narrow, "x-m2-organization-id": enabled.id}
     response = client.post("/token/generate", json={"userId": "gen-1"}, headers=headers)
-    body = assert_error(response, 403)
+    body = assert_error(response, 403, "insufficient_scope")
     assert "create:user_tokens" in body["message"]
 
 
@@ -108,13 +108,17 @@ def test_generate_needs_the_create_user_tokens_scope(app, client, enabled):
      {"userId": "x" * 129}, {"userId": "ok", "extra": 1}],
 )  # fmt: skip
 def test_generate_rejects_a_missing_or_invalid_user_id(client, enabled, body):
-    assert_error(client.post("/token/generate", json=body, headers=enabled.m2_headers), 400)
+    assert_error(
+        client.post("/token/generate", json=body, headers=enabled.m2_headers),
+        400,
+        "validation_failed",
+    )
 
 
 def test_generate_without_a_key_is_401(client, enabled):
     headers = {"x-m2-organization-id": enabled.id}
     response = client.post("/token/generate", json={"userId": "gen-1"}, headers=headers)
-    assert_error(response, 401)
+    assert_error(response, 401, "missing_credentials")
     assert "Bearer" in response.headers["WWW-Authenticate"]
 
 
@@ -173,7 +177,7 @@ def test_access_token_works_as_a_bearer(client, enabled):
 def test_a_token_is_single_use(client, enabled):
     token = new_token(client, enabled, "once-1")
     assert signin(client, enabled, token).status_code == 200
-    assert_error(signin(client, enabled, token), 401)
+    assert_error(signin(client, enabled, token), 401, "invalid_custom_token")
     assert logins_count(client, enabled, "once-1") == 1
     assert len(audit_events(client, enabled, "user.signed_in")) == 1
     assert len(audit_events(client, enabled, "user.created")) == 1
@@ -189,7 +193,7 @@ def test_forged_or_garbage_tokens_are_401(app, client, enabled):
         security.signed_dumps(app.config["SECRET_KEY"], "password-reset", payload),
     ]
     for token in forged:
-        assert_error(signin(client, enabled, token), 401)
+        assert_error(signin(client, enabled, token), 401, "invalid_custom_token")
     assert client.get("/users/forged-1", headers=enabled.m2_headers).status_code == 404
     assert signin(client, enabled, real).status_code == 200  # the real one is still unused
 
@@ -197,7 +201,7 @@ def test_forged_or_garbage_tokens_are_401(app, client, enabled):
 def test_a_token_of_another_tenant_is_401(app, client, enabled):
     other_tenant = factories.make_tenant(app, "umbrella", allow_user_token_management=True)
     token = new_token(client, enabled, "cross-1")
-    assert_error(signin(client, other_tenant, token), 401)
+    assert_error(signin(client, other_tenant, token), 401, "invalid_custom_token")
     assert factories.count_users(app, other_tenant.id) == 0
     assert factories.count_users(app, enabled.id) == 0
     assert signin(client, enabled, token).status_code == 200  # the failed try did not use it
@@ -219,7 +223,9 @@ def test_an_expired_token_is_401(app, database_url, tmp_path: Path, enabled):
         assert fresh.get_json()["expiresIn"] == 1
         assert signin(client, enabled, fresh.get_json()["token"]).status_code == 200
         time.sleep(2)  # the token's age must exceed its one-second lifetime
-        assert_error(signin(client, enabled, stale.get_json()["token"]), 401)
+        assert_error(
+            signin(client, enabled, stale.get_json()["token"]), 401, "invalid_custom_token"
+        )
         assert client.get("/users/stale-exp", headers=enabled.m2_headers).status_code == 404
     finally:
         with short.app_context():
@@ -228,7 +234,9 @@ def test_an_expired_token_is_401(app, database_url, tmp_path: Path, enabled):
 
 def test_a_blocked_user_cannot_sign_in(app, client, enabled):
     factories.make_user(app, enabled.id, user_id="blocked-1", blocked=True)
-    assert_error(signin(client, enabled, new_token(client, enabled, "blocked-1")), 401)
+    assert_error(
+        signin(client, enabled, new_token(client, enabled, "blocked-1")), 401, "user_blocked"
+    )
     assert logins_count(client, enabled, "blocked-1") == 0
     assert audit_events(client, enabled, "user.signed_in") == []
 
@@ -258,14 +266,18 @@ def test_refresh_with_a_garbage_token_is_401(client, enabled, token):
     response = client.post(
         "/token/refresh", json={"refreshToken": token}, headers=enabled.m2_headers
     )
-    assert_error(response, 401)
+    assert_error(response, 401, "invalid_grant")
 
 
 def test_refresh_with_another_tenants_key_is_401(app, client, enabled):
     other_tenant = factories.make_tenant(app, "umbrella", allow_user_token_management=True)
     first = signin(client, enabled, new_token(client, enabled, "refresh-2")).get_json()
     body = {"refreshToken": first["refreshToken"]}
-    assert_error(client.post("/token/refresh", json=body, headers=other_tenant.m2_headers), 401)
+    assert_error(
+        client.post("/token/refresh", json=body, headers=other_tenant.m2_headers),
+        401,
+        "invalid_grant",
+    )
     again = client.post("/token/refresh", json=body, headers=enabled.m2_headers)
     assert again.status_code == 200
     assert again.get_json()["userId"] == "refresh-2"

@@ -108,12 +108,16 @@ def test_seed_calls_end_to_end(
     new_hash = client.get("/api/v1/users/johndoe", headers=headers).get_json()["password_hash"]
     assert PasswordHasher().verify(base64.b64decode(new_hash).decode(), NEW_PASSWORD)
     # An admin's change revokes every session the user had.
-    assert_directory_error(client.get("/api/v1/users/me", headers=bearer_headers(token)), 401)
+    assert_directory_error(
+        client.get("/api/v1/users/me", headers=bearer_headers(token)), 401, "INVALID_TOKEN"
+    )
 
     deleted = client.delete("/api/v1/users/johndoe", headers=headers)
     assert deleted.status_code == 200, deleted.get_data(as_text=True)
     assert deleted.get_json() == DONE
-    assert_directory_error(client.get("/api/v1/users/johndoe", headers=headers), 404)
+    assert_directory_error(
+        client.get("/api/v1/users/johndoe", headers=headers), 404, "USER_NOT_FOUND"
+    )
     assert usernames(client, headers) == existing
     assert sign_in_status(client, tenant.id, "johndoe", NEW_PASSWORD) == 401
 
@@ -125,7 +129,9 @@ def test_path_name_wins_over_body_username(
     assert created.status_code == 201, created.get_data(as_text=True)
     assert created.get_json()["username"] == "janedoe"
     assert usernames(client, key_headers) == ["janedoe"]
-    assert_directory_error(client.get("/api/v1/users/johndoe", headers=key_headers), 404)
+    assert_directory_error(
+        client.get("/api/v1/users/johndoe", headers=key_headers), 404, "USER_NOT_FOUND"
+    )
     assert sign_in_status(client, tenant.id, "janedoe", PASSWORD) == 200
     assert sign_in_status(client, tenant.id, "johndoe", PASSWORD) == 401
 
@@ -156,7 +162,7 @@ def test_unknown_user_is_404(client: FlaskClient, key_headers: dict[str, str]) -
         ("put", "/api/v1/users/nobody/policies", [SEED_POLICY]),
     ]:
         response = getattr(client, method)(path, headers=key_headers, json=body)
-        assert_directory_error(response, 404)
+        assert_directory_error(response, 404, "USER_NOT_FOUND")
 
 
 # --- bad input ---------------------------------------------------------------------------
@@ -193,14 +199,17 @@ def test_create_rejects_bad_bodies(
     body: dict[str, Any],
 ) -> None:
     response = client.post("/api/v1/users/johndoe", headers=key_headers, json=body)
-    assert_directory_error(response, 400)
+    short = body.get("password") == "short"
+    assert_directory_error(response, 400, "PASSWORD_TOO_SHORT" if short else "VALIDATION_FAILED")
     assert factories.count_users(app, tenant.id) == 0
 
 
 def test_password_policy_is_the_tenants(app: Flask, client: FlaskClient) -> None:
     strict = factories.make_tenant(app, "strict", password_min_length=20)
     headers = bearer_headers(strict.key)
-    assert_directory_error(create(client, headers, "johndoe"), 400)  # 14 characters
+    assert_directory_error(
+        create(client, headers, "johndoe"), 400, "PASSWORD_TOO_SHORT"
+    )  # 14 characters
     assert factories.count_users(app, strict.id) == 0
     long_enough = "s3cr3tP@sswOrd-long!"
     created = create(client, headers, "johndoe", password=long_enough)
@@ -208,7 +217,7 @@ def test_password_policy_is_the_tenants(app: Flask, client: FlaskClient) -> None
     too_short = client.put(
         "/api/v1/users/johndoe/password", headers=headers, json={"new_password": NEW_PASSWORD}
     )
-    assert_directory_error(too_short, 400)
+    assert_directory_error(too_short, 400, "PASSWORD_TOO_SHORT")
     assert sign_in_status(client, strict.id, "johndoe", long_enough) == 200
 
 
@@ -218,7 +227,8 @@ def test_password_change_rejects_bad_bodies(
 ) -> None:
     assert create(client, key_headers, "johndoe").status_code == 201
     response = client.put("/api/v1/users/johndoe/password", headers=key_headers, json=body)
-    assert_directory_error(response, 400)
+    empty = body == {"new_password": ""}
+    assert_directory_error(response, 400, "PASSWORD_TOO_SHORT" if empty else "VALIDATION_FAILED")
     assert sign_in_status(client, tenant.id, "johndoe", PASSWORD) == 200
 
 
@@ -227,7 +237,7 @@ def test_duplicate_name_is_409_case_insensitively(
 ) -> None:
     assert create(client, key_headers, "johndoe").status_code == 201
     for name in ("johndoe", "JohnDoe"):
-        assert_directory_error(create(client, key_headers, name), 409)
+        assert_directory_error(create(client, key_headers, name), 409, "USERNAME_EXISTS")
     assert factories.count_users(app, tenant.id) == 1
     assert usernames(client, key_headers) == ["johndoe"]
 
@@ -236,7 +246,7 @@ def test_duplicate_name_is_409_case_insensitively(
 def test_reserved_names_are_400(
     app: Flask, client: FlaskClient, tenant: TenantHandle, key_headers: dict[str, str], name: str
 ) -> None:
-    assert_directory_error(create(client, key_headers, name), 400)
+    assert_directory_error(create(client, key_headers, name), 400, "RESERVED_USERNAME")
     assert factories.count_users(app, tenant.id) == 0
 
 
@@ -246,7 +256,7 @@ def test_reserved_names_are_400(
 def test_names_outside_the_alphabet_are_400(
     app: Flask, client: FlaskClient, tenant: TenantHandle, key_headers: dict[str, str], name: str
 ) -> None:
-    assert_directory_error(create(client, key_headers, name), 400)
+    assert_directory_error(create(client, key_headers, name), 400, "INVALID_USERNAME")
     assert factories.count_users(app, tenant.id) == 0
 
 
@@ -268,7 +278,7 @@ def test_non_json_body_is_415(
         data=json.dumps(SEED_BODY),
         content_type="text/plain",
     )
-    assert_directory_error(response, 415)
+    assert_directory_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
     assert factories.count_users(app, tenant.id) == 0
 
 
@@ -281,7 +291,7 @@ def test_malformed_json_is_400(
         data='{"password": "s3cr3tP@sswOrd",',
         content_type="application/json",
     )
-    assert_directory_error(response, 400)
+    assert_directory_error(response, 400, "INVALID_JSON")
     assert factories.count_users(app, tenant.id) == 0
 
 
@@ -349,7 +359,8 @@ def test_bad_paging_parameters_are_400(
     client: FlaskClient, key_headers: dict[str, str], query: str
 ) -> None:
     assert create(client, key_headers, "johndoe").status_code == 201
-    assert_directory_error(client.get(f"/api/v1/users?{query}", headers=key_headers), 400)
+    expected = "INVALID_CURSOR" if "cursor" in query else "VALIDATION_FAILED"
+    assert_directory_error(client.get(f"/api/v1/users?{query}", headers=key_headers), 400, expected)
 
 
 # --- policies ----------------------------------------------------------------------------
@@ -441,6 +452,7 @@ def test_bad_policies_are_400_and_change_nothing(
 ) -> None:
     assert create(client, key_headers, "johndoe").status_code == 201
     response = client.put("/api/v1/users/johndoe/policies", headers=key_headers, json=body)
-    assert_directory_error(response, 400)
+    too_many = isinstance(body, list) and len(body) > 100
+    assert_directory_error(response, 400, "TOO_MANY_POLICIES" if too_many else "VALIDATION_FAILED")
     after = client.get("/api/v1/users/johndoe/policies", headers=key_headers)
     assert after.get_json() == [SEED_POLICY]

@@ -64,19 +64,28 @@ def test_me_with_a_users_token(client: FlaskClient, john_token: dict[str, str]) 
 @pytest.mark.parametrize("style", ["bearer", "x-apikey"])
 def test_me_with_an_api_key_is_403(client: FlaskClient, tenant: TenantHandle, style: str) -> None:
     headers = bearer_headers(tenant.key) if style == "bearer" else {"X-APIKEY": tenant.key}
-    assert_directory_error(client.get("/api/v1/users/me", headers=headers), 403)
+    assert_directory_error(
+        client.get("/api/v1/users/me", headers=headers), 403, "USER_TOKEN_REQUIRED"
+    )
 
 
 def test_me_without_credential_is_401(client: FlaskClient) -> None:
     response = client.get("/api/v1/users/me")
-    assert_directory_error(response, 401)
+    assert_directory_error(response, 401, "MISSING_CREDENTIALS")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("value", ["Bearer not-a-token", "Bearer gh_not-a-key", "Basic eDp5"])
-def test_me_with_a_bad_credential_is_401(client: FlaskClient, value: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("Bearer not-a-token", "INVALID_TOKEN"),
+        ("Bearer gh_not-a-key", "INVALID_API_KEY"),
+        ("Basic eDp5", "MISSING_CREDENTIALS"),
+    ],
+)
+def test_me_with_a_bad_credential_is_401(client: FlaskClient, value: str, code: str) -> None:
     response = client.get("/api/v1/users/me", headers={"Authorization": value})
-    assert_directory_error(response, 401)
+    assert_directory_error(response, 401, code)
 
 
 def test_me_for_a_user_without_username(
@@ -116,7 +125,7 @@ def test_admin_calls_are_403_for_a_plain_user(
     body: Any,
 ) -> None:
     response = getattr(client, method)(path, headers=john_token, json=body)
-    assert_directory_error(response, 403)
+    assert_directory_error(response, 403, "INSUFFICIENT_SCOPE")
     assert factories.count_users(app, tenant.id) == 2
     for name in ("johndoe", "janedoe"):
         policies = client.get(f"/api/v1/users/{name}/policies", headers=key_headers)
@@ -134,8 +143,12 @@ def test_a_user_reads_itself(client: FlaskClient, john_token: dict[str, str]) ->
 def test_other_and_missing_names_are_the_same_403(
     client: FlaskClient, john_token: dict[str, str]
 ) -> None:
-    other = assert_directory_error(client.get("/api/v1/users/janedoe", headers=john_token), 403)
-    missing = assert_directory_error(client.get("/api/v1/users/nobody", headers=john_token), 403)
+    other = assert_directory_error(
+        client.get("/api/v1/users/janedoe", headers=john_token), 403, "INSUFFICIENT_SCOPE"
+    )
+    missing = assert_directory_error(
+        client.get("/api/v1/users/nobody", headers=john_token), 403, "INSUFFICIENT_SCOPE"
+    )
     assert (other["error"], other["code"]) == (missing["error"], missing["code"])
 
 
@@ -149,7 +162,7 @@ def test_a_user_cannot_change_another_password(
     response = client.put(
         f"/api/v1/users/{name}/password", headers=john_token, json={"new_password": NEW_PASSWORD}
     )
-    assert_directory_error(response, 403)
+    assert_directory_error(response, 403, "INSUFFICIENT_SCOPE")
     assert sign_in_status(client, tenant.id, "janedoe", PASSWORD) == 200
     assert sign_in_status(client, tenant.id, "janedoe", NEW_PASSWORD) == 401
 
@@ -168,7 +181,7 @@ def test_own_password_change_revokes_the_other_sessions(
     assert response.get_json() == DONE
 
     refused = client.get("/api/v1/users/me", headers=bearer_headers(second["access_token"]))
-    assert_directory_error(refused, 401)
+    assert_directory_error(refused, 401, "INVALID_TOKEN")
     stale_refresh = client.post(
         "/oauth/token",
         headers={"X-Tenant-ID": tenant.id},
@@ -188,7 +201,7 @@ def test_own_password_change_applies_the_policy(
     response = client.put(
         "/api/v1/users/johndoe/password", headers=john_token, json={"new_password": "short"}
     )
-    assert_directory_error(response, 400)
+    assert_directory_error(response, 400, "PASSWORD_TOO_SHORT")
     assert sign_in_status(client, tenant.id, "johndoe", PASSWORD) == 200
     assert client.get("/api/v1/users/me", headers=john_token).status_code == 200
 
@@ -221,7 +234,9 @@ def test_an_admin_group_user_may_do_every_admin_call(
     )
     deleted = client.delete("/api/v1/users/janedoe", headers=headers)
     assert deleted.get_json() == DONE
-    assert_directory_error(client.get("/api/v1/users/janedoe", headers=headers), 404)
+    assert_directory_error(
+        client.get("/api/v1/users/janedoe", headers=headers), 404, "USER_NOT_FOUND"
+    )
 
 
 def test_a_read_only_key_may_list_but_not_write(
@@ -234,16 +249,20 @@ def test_a_read_only_key_may_list_but_not_write(
     assert client.get("/api/v1/users/johndoe", headers=headers).status_code == 200
 
     created = client.post("/api/v1/users/newbie", headers=headers, json={"password": PASSWORD})
-    assert_directory_error(created, 403)
+    assert_directory_error(created, 403, "INSUFFICIENT_SCOPE")
     assert factories.count_users(app, tenant.id) == 2
-    assert_directory_error(client.delete("/api/v1/users/johndoe", headers=headers), 403)
+    assert_directory_error(
+        client.delete("/api/v1/users/johndoe", headers=headers), 403, "INSUFFICIENT_SCOPE"
+    )
     changed = client.put(
         "/api/v1/users/johndoe/password", headers=headers, json={"new_password": NEW_PASSWORD}
     )
-    assert_directory_error(changed, 403)
+    assert_directory_error(changed, 403, "INSUFFICIENT_SCOPE")
     put = client.put("/api/v1/users/johndoe/policies", headers=headers, json=OTHER_POLICIES)
-    assert_directory_error(put, 403)
-    assert_directory_error(client.get("/api/v1/users/me", headers=headers), 403)
+    assert_directory_error(put, 403, "INSUFFICIENT_SCOPE")
+    assert_directory_error(
+        client.get("/api/v1/users/me", headers=headers), 403, "USER_TOKEN_REQUIRED"
+    )
     assert sign_in_status(client, tenant.id, "johndoe", PASSWORD) == 200
 
 
@@ -252,7 +271,9 @@ def test_the_root_key_names_the_tenant(
 ) -> None:
     with_tenant = client.get("/api/v1/users", headers={**root_headers, "X-Tenant-ID": tenant.id})
     assert with_tenant.get_json() == [{"username": "johndoe"}, {"username": "janedoe"}]
-    assert_directory_error(client.get("/api/v1/users", headers=root_headers), 400)
+    assert_directory_error(
+        client.get("/api/v1/users", headers=root_headers), 400, "TENANT_REQUIRED"
+    )
 
 
 def test_a_tenant_header_that_does_not_match_is_403(
@@ -263,9 +284,9 @@ def test_a_tenant_header_that_does_not_match_is_403(
 ) -> None:
     wrong = {"X-Tenant-ID": other_tenant.id}
     key = client.get("/api/v1/users", headers={**bearer_headers(tenant.key), **wrong})
-    assert_directory_error(key, 403)
+    assert_directory_error(key, 403, "TENANT_MISMATCH")
     token = client.get("/api/v1/users/me", headers={**john_token, **wrong})
-    assert_directory_error(token, 403)
+    assert_directory_error(token, 403, "TENANT_MISMATCH")
 
 
 # --- tenancy -----------------------------------------------------------------------------
@@ -292,7 +313,7 @@ def test_another_tenants_admin_gets_404(
     body: Any,
 ) -> None:
     response = getattr(client, method)(path, headers=bearer_headers(other_tenant.key), json=body)
-    assert_directory_error(response, 404)
+    assert_directory_error(response, 404, "USER_NOT_FOUND")
     assert sign_in_status(client, tenant.id, "johndoe", PASSWORD) == 200
     policies = client.get("/api/v1/users/johndoe/policies", headers=key_headers)
     assert policies.get_json() == [SEED_POLICY]

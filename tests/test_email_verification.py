@@ -152,8 +152,12 @@ def test_a_tenant_without_mail_settings_says_so(
 
 
 def test_asking_needs_the_users_own_token(client: FlaskClient, mail_tenant: TenantHandle) -> None:
-    assert_me_error(client.post("/users/me/verify-email"), 401)
-    assert_me_error(client.post("/users/me/verify-email", headers=mail_tenant.headers), 403)
+    assert_me_error(client.post("/users/me/verify-email"), 401, "MISSING_CREDENTIALS")
+    assert_me_error(
+        client.post("/users/me/verify-email", headers=mail_tenant.headers),
+        403,
+        "USER_TOKEN_REQUIRED",
+    )
 
 
 def test_asking_again_is_rate_limited_per_user(
@@ -167,6 +171,6 @@ def test_asking_again_is_rate_limited_per_user(
         assert _ask(client, joe_token).status_code == 200
         refused = _ask(client, joe_token)
 
-    assert_me_error(refused, 429)
+    assert_me_error(refused, 429, "RATE_LIMITED")
     assert int(refused.headers["Retry-After"]) >= 1
     assert len(factories.email_deliveries(app, mail_tenant.id)) == 2

@@ -151,7 +151,9 @@ def test_an_unknown_or_foreign_user_is_not_found_on_the_view_path(
 ) -> None:
     foreign = factories.make_user(app, other_tenant.id, user_id="foreign", email="f@example.com")
     for path in ("/user/nobody", f"/user/{foreign}/profile"):
-        body = factories.assert_error(client.get(path, headers=tenant.headers), 404)
+        body = factories.assert_error(
+            client.get(path, headers=tenant.headers), 404, "user_not_found"
+        )
         assert body["error"] == "user_not_found"
 
 
@@ -254,6 +256,8 @@ def test_a_token_naming_another_users_session_is_refused(
         forged = signing.sign({**claims(amy), "sid": claims(bob)["sid"]})
     assert client.get("/user/profile", headers=factories.bearer_headers(amy)).status_code == 200
     body = factories.assert_error(
-        client.get("/user/profile", headers=factories.bearer_headers(forged)), 401
+        client.get("/user/profile", headers=factories.bearer_headers(forged)),
+        401,
+        "invalid_token",
     )
     assert body["error"] == "invalid_token"

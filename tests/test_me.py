@@ -121,13 +121,13 @@ def test_get_me_returns_the_user_document(client, token, path):
 
 
 def test_api_key_on_me_is_403_in_the_me_shape(client, tenant, joe):
-    assert_me_error(client.get("/users/me", headers=tenant.headers), 403)
+    assert_me_error(client.get("/users/me", headers=tenant.headers), 403, "USER_TOKEN_REQUIRED")
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH"])
 def test_no_credential_is_401_in_the_me_shape(client, tenant, joe, method):
     response = client.open("/users/me", method=method, json={"firstname": "X"})
-    assert_me_error(response, 401)
+    assert_me_error(response, 401, "MISSING_CREDENTIALS")
     assert "Bearer" in response.headers["WWW-Authenticate"]
 
 
@@ -187,7 +187,7 @@ def test_if_match_guards_the_update(app, client, tenant, token):
     response = client.patch(
         "/users/me", json={"firstname": "Late"}, headers=bearer(token, **{"If-Match": stale})
     )
-    assert_me_error(response, 412)
+    assert_me_error(response, 412, "ETAG_MISMATCH")
     assert names(client, tenant) == ("Jane", "Do")
     current = client.get("/users/me", headers=bearer(token)).headers["ETag"]
     assert current != stale
@@ -233,7 +233,9 @@ def test_a_password_change_revokes_the_other_sessions(client, tenant, joe):
 
     assert oauth_status(client, tenant, PASSWORD) == 401
     assert oauth_status(client, tenant, NEW_PASSWORD) == 200
-    assert_me_error(client.get("/users/me", headers=bearer(other["access_token"])), 401)
+    assert_me_error(
+        client.get("/users/me", headers=bearer(other["access_token"])), 401, "INVALID_TOKEN"
+    )
     refresh = {"grant_type": "refresh_token"}
     revoked = client.post("/oauth/token", data={**refresh, "refresh_token": other["refresh_token"]})
     assert revoked.status_code == 401

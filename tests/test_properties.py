@@ -87,7 +87,7 @@ def test_every_endpoint_works_for_a_key_and_for_the_owner(client, tenant, alice,
 
     deleted = client.delete(url(alice, created["id"]), headers=headers)
     assert deleted.status_code == 204 and deleted.get_data() == b""
-    assert_error(client.get(url(alice, created["id"]), headers=headers), 404)
+    assert_error(client.get(url(alice, created["id"]), headers=headers), 404, "property_not_found")
     assert client.get(url(alice), headers=headers).get_json()["items"] == []
 
 
@@ -95,11 +95,19 @@ def test_owner_token_with_another_tenant_header_is_403(app, client, tenant, othe
     prop = create(client, tenant.headers, alice, "k", 1)
     before = property_rows(app, tenant.id)
     headers = {**token_of(client, tenant, "alice"), "X-Tenant-ID": other_tenant.id}
-    assert_error(client.get(url(alice), headers=headers), 403)
-    assert_error(client.get(url(alice, prop["id"]), headers=headers), 403)
-    assert_error(client.post(url(alice), json={"name": "n", "value": 1}, headers=headers), 403)
-    assert_error(client.put(url(alice, prop["id"]), json={"value": 2}, headers=headers), 403)
-    assert_error(client.delete(url(alice, prop["id"]), headers=headers), 403)
+    assert_error(client.get(url(alice), headers=headers), 403, "tenant_mismatch")
+    assert_error(client.get(url(alice, prop["id"]), headers=headers), 403, "tenant_mismatch")
+    assert_error(
+        client.post(url(alice), json={"name": "n", "value": 1}, headers=headers),
+        403,
+        "tenant_mismatch",
+    )
+    assert_error(
+        client.put(url(alice, prop["id"]), json={"value": 2}, headers=headers),
+        403,
+        "tenant_mismatch",
+    )
+    assert_error(client.delete(url(alice, prop["id"]), headers=headers), 403, "tenant_mismatch")
     assert property_rows(app, tenant.id) == before
     matching = {**token_of(client, tenant, "alice"), "X-Tenant-ID": tenant.id}
     assert client.get(url(alice, prop["id"]), headers=matching).get_json() == prop
@@ -116,7 +124,7 @@ def test_another_users_token_is_403_and_an_admin_token_is_allowed(app, client, t
         client.put(url(alice, prop["id"]), json={"value": 2}, headers=headers),
         client.delete(url(alice, prop["id"]), headers=headers),
     ):
-        assert_error(response, 403)
+        assert_error(response, 403, "insufficient_scope")
     assert property_rows(app, tenant.id) == before
 
     factories.make_user(
@@ -138,16 +146,24 @@ def test_key_scopes_are_enforced(app, client, tenant, alice):
     secrets_only = {"X-APIKEY": factories.make_key(app, tenant.id, ["read:secrets"])}
     assert client.get(url(alice, prop["id"]), headers=reader).get_json() == prop
     before = property_rows(app, tenant.id)
-    assert_error(client.post(url(alice), json={"name": "n", "value": 1}, headers=reader), 403)
-    assert_error(client.put(url(alice, prop["id"]), json={"value": 2}, headers=reader), 403)
-    assert_error(client.delete(url(alice, prop["id"]), headers=reader), 403)
-    assert_error(client.get(url(alice), headers=secrets_only), 403)
+    assert_error(
+        client.post(url(alice), json={"name": "n", "value": 1}, headers=reader),
+        403,
+        "insufficient_scope",
+    )
+    assert_error(
+        client.put(url(alice, prop["id"]), json={"value": 2}, headers=reader),
+        403,
+        "insufficient_scope",
+    )
+    assert_error(client.delete(url(alice, prop["id"]), headers=reader), 403, "insufficient_scope")
+    assert_error(client.get(url(alice), headers=secrets_only), 403, "insufficient_scope")
     assert property_rows(app, tenant.id) == before
 
 
 def test_no_credential_is_401(client, tenant, alice):
     response = client.get(url(alice), headers={"X-Tenant-ID": tenant.id})
-    assert_error(response, 401)
+    assert_error(response, 401, "missing_credentials")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -191,10 +207,12 @@ def test_a_value_of_16_kib_is_accepted_and_one_byte_more_is_413(app, client, ten
     before = property_rows(app, tenant.id)
 
     over = {"name": "bigger", "value": "x" * (MAX_BYTES - 1)}
-    body = assert_error(client.post(url(alice), json=over, headers=tenant.headers), 413)
+    body = assert_error(
+        client.post(url(alice), json=over, headers=tenant.headers), 413, "property_too_large"
+    )
     assert "16384" in body["message"] or "16 KiB" in body["message"], body
     put = client.put(url(alice, prop["id"]), json={"value": over["value"]}, headers=tenant.headers)
-    assert_error(put, 413)
+    assert_error(put, 413, "property_too_large")
     assert property_rows(app, tenant.id) == before
 
 
@@ -204,7 +222,7 @@ def test_a_structured_value_over_16_kib_is_413(app, client, tenant, alice):
     assert len(json.dumps(value, separators=(",", ":"))) > MAX_BYTES
     raw = json.dumps({"name": "doc", "value": value}, indent=4)
     headers = {**tenant.headers, "Content-Type": "application/json"}
-    assert_error(client.post(url(alice), data=raw, headers=headers), 413)
+    assert_error(client.post(url(alice), data=raw, headers=headers), 413, "property_too_large")
     assert property_rows(app, tenant.id) == []
     small = {"items": [{"k": "v" * 100} for _ in range(140)]}
     spaced = json.dumps({"name": "doc", "value": small}, indent=8)
@@ -220,9 +238,13 @@ def test_duplicate_names_are_409_per_user(app, client, tenant, alice, bob):
     taken = create(client, tenant.headers, alice, "taken", 1)
     before = property_rows(app, tenant.id)
     body = {"name": "lang", "value": "fr"}
-    assert_error(client.post(url(alice), json=body, headers=tenant.headers), 409)
+    assert_error(client.post(url(alice), json=body, headers=tenant.headers), 409, "property_exists")
     rename = {"name": "lang", "value": 2}
-    assert_error(client.put(url(alice, taken["id"]), json=rename, headers=tenant.headers), 409)
+    assert_error(
+        client.put(url(alice, taken["id"]), json=rename, headers=tenant.headers),
+        409,
+        "property_exists",
+    )
     assert property_rows(app, tenant.id) == before
     assert client.get(url(alice, first["id"]), headers=tenant.headers).get_json() == first
 
@@ -241,9 +263,9 @@ def test_names_outside_1_to_128_chars_are_400(app, client, tenant, alice, length
     before = property_rows(app, tenant.id)
     body = {"name": "n" * length, "value": 1}
     created = client.post(url(alice), json=body, headers=tenant.headers)
-    assert "name" in assert_error(created, 400)["fields"]
+    assert "name" in assert_error(created, 400, "validation_failed")["fields"]
     updated = client.put(url(alice, prop["id"]), json=body, headers=tenant.headers)
-    assert "name" in assert_error(updated, 400)["fields"]
+    assert "name" in assert_error(updated, 400, "validation_failed")["fields"]
     assert property_rows(app, tenant.id) == before
 
 
@@ -269,7 +291,7 @@ def test_etag_and_if_match(app, client, tenant, alice):
         json={"name": "renamed", "value": 3},
         headers={**tenant.headers, "If-Match": first},
     )
-    assert_error(stale, 412)
+    assert_error(stale, 412, "etag_mismatch")
     assert property_rows(app, tenant.id) == before
     got = client.get(url(alice, prop_id), headers=tenant.headers)
     assert got.get_json()["value"] == 2 and got.headers["ETag"] == current
@@ -308,7 +330,11 @@ def test_pages_follow_next_cursor_in_creation_order(client, tenant, alice):
 )
 def test_bad_limit_or_cursor_is_400(client, tenant, alice, query):
     create(client, tenant.headers, alice, "k", 1)
-    assert_error(client.get(url(alice), query_string=query, headers=tenant.headers), 400)
+    assert_error(
+        client.get(url(alice), query_string=query, headers=tenant.headers),
+        400,
+        "invalid_cursor" if "cursor" in query else "validation_failed",
+    )
 
 
 # --- deleting the user ---------------------------------------------------------------------
@@ -321,7 +347,7 @@ def test_deleting_the_user_deletes_its_properties(app, client, tenant, alice, bo
     response = client.delete(f"/users/{alice}", headers=tenant.headers)
     assert response.status_code == 204, response.get_data(as_text=True)
     assert [(row[0], row[1]) for row in property_rows(app, tenant.id)] == [(kept["id"], bob)]
-    assert_error(client.get(url(alice), headers=tenant.headers), 404)
+    assert_error(client.get(url(alice), headers=tenant.headers), 404, "user_not_found")
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -344,7 +370,9 @@ def test_deleting_the_user_deletes_its_properties(app, client, tenant, alice, bo
 def test_bad_create_bodies_are_400(app, client, tenant, alice, body):
     create(client, tenant.headers, alice, "existing", 1)
     before = property_rows(app, tenant.id)
-    assert_error(client.post(url(alice), json=body, headers=tenant.headers), 400)
+    assert_error(
+        client.post(url(alice), json=body, headers=tenant.headers), 400, "validation_failed"
+    )
     assert property_rows(app, tenant.id) == before
 
 
@@ -356,7 +384,11 @@ def test_bad_create_bodies_are_400(app, client, tenant, alice, body):
 def test_bad_update_bodies_are_400(app, client, tenant, alice, body):
     prop = create(client, tenant.headers, alice, "existing", 1)
     before = property_rows(app, tenant.id)
-    assert_error(client.put(url(alice, prop["id"]), json=body, headers=tenant.headers), 400)
+    assert_error(
+        client.put(url(alice, prop["id"]), json=body, headers=tenant.headers),
+        400,
+        "validation_failed",
+    )
     assert property_rows(app, tenant.id) == before
 
 
@@ -368,8 +400,8 @@ def test_a_body_that_is_not_json_is_400(app, client, tenant, alice, raw):
     prop = create(client, tenant.headers, alice, "existing", 1)
     before = property_rows(app, tenant.id)
     headers = {**tenant.headers, "Content-Type": "application/json"}
-    assert_error(client.post(url(alice), data=raw, headers=headers), 400)
-    assert_error(client.put(url(alice, prop["id"]), data=raw, headers=headers), 400)
+    assert_error(client.post(url(alice), data=raw, headers=headers), 400, "invalid_json")
+    assert_error(client.put(url(alice, prop["id"]), data=raw, headers=headers), 400, "invalid_json")
     assert property_rows(app, tenant.id) == before
 
 
@@ -388,7 +420,11 @@ def test_unknown_ids_are_404(app, client, tenant, alice, bob):
         ("delete", url(bob, prop["id"]), None),
     ]:
         response = getattr(client, method)(path, json=body, headers=tenant.headers)
-        assert_error(response, 404)
+        assert_error(
+            response,
+            404,
+            "user_not_found" if path.endswith("/properties") else "property_not_found",
+        )
     assert property_rows(app, tenant.id) == before
 
 
@@ -398,14 +434,14 @@ def test_another_tenants_user_and_property_are_404(app, client, tenant, other_te
     factories.make_user(app, tenant.id, user_id="only-here")
     before = property_rows(app, tenant.id)
     h = other_tenant.headers
-    for method, path, body in [
-        ("get", url("alice", prop["id"]), None),
-        ("put", url("alice", prop["id"]), {"value": 1}),
-        ("delete", url("alice", prop["id"]), None),
-        ("get", url("only-here"), None),
-        ("post", url("only-here"), {"name": "k", "value": 1}),
+    for method, path, body, code in [
+        ("get", url("alice", prop["id"]), None, "property_not_found"),
+        ("put", url("alice", prop["id"]), {"value": 1}, "property_not_found"),
+        ("delete", url("alice", prop["id"]), None, "property_not_found"),
+        ("get", url("only-here"), None, "user_not_found"),
+        ("post", url("only-here"), {"name": "k", "value": 1}, "user_not_found"),
     ]:
-        assert_error(getattr(client, method)(path, json=body, headers=h), 404)
+        assert_error(getattr(client, method)(path, json=body, headers=h), 404, code)
     assert client.get(url("alice"), headers=h).get_json()["items"] == []
     assert property_rows(app, tenant.id) == before
     assert property_rows(app, other_tenant.id) == []

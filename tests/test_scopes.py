@@ -20,7 +20,7 @@ def test_unknown_scopes_are_400_at_key_creation(
         r = client.post(
             f"/tenants/{tenant.id}/api-keys", json={"scopes": bad}, headers=root_headers
         )
-        body = factories.assert_error(r, 400)
+        body = factories.assert_error(r, 400, "validation_failed")
         assert body["error"] == "validation_failed"
         [message] = next(iter(body["fields"]["scopes"].values()))
         assert "Unknown scope" in message

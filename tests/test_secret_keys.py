@@ -99,7 +99,7 @@ def test_values_survive_key_rotation_and_reencryption(rotation):
     # Without k1, the old value cannot be read until it is re-encrypted.
     client2 = client_for(app_k2)
     failed = value_of(client2, tenant.headers, user, old_id)
-    assert_error(failed, 500)
+    assert_error(failed, 500, "internal_error")
     assert "written under k1" not in failed.get_data(as_text=True)
     before = {row[0]: row for row in secret_rows(app, tenant.id)}
 

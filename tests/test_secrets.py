@@ -105,7 +105,7 @@ def test_every_endpoint_works_for_a_key_and_for_the_owner(client, tenant, alice,
 
     deleted = client.delete(url(alice, created["id"]), headers=headers)
     assert deleted.status_code == 204 and deleted.get_data() == b""
-    assert_error(client.get(url(alice, created["id"]), headers=headers), 404)
+    assert_error(client.get(url(alice, created["id"]), headers=headers), 404, "secret_not_found")
     assert client.get(url(alice), headers=headers).get_json()["items"] == []
 
 
@@ -113,11 +113,21 @@ def test_owner_token_with_another_tenant_header_is_403(app, client, tenant, othe
     secret = create(client, tenant.headers, alice, "k", "v")
     before = secret_rows(app, tenant.id)
     headers = {**token_of(client, tenant, "alice"), "X-Tenant-ID": other_tenant.id}
-    assert_error(client.get(url(alice), headers=headers), 403)
-    assert_error(client.get(url(alice, secret["id"], "/value"), headers=headers), 403)
-    assert_error(client.post(url(alice), json={"name": "n", "value": "v"}, headers=headers), 403)
-    assert_error(client.put(url(alice, secret["id"]), json={"value": "x"}, headers=headers), 403)
-    assert_error(client.delete(url(alice, secret["id"]), headers=headers), 403)
+    assert_error(client.get(url(alice), headers=headers), 403, "tenant_mismatch")
+    assert_error(
+        client.get(url(alice, secret["id"], "/value"), headers=headers), 403, "tenant_mismatch"
+    )
+    assert_error(
+        client.post(url(alice), json={"name": "n", "value": "v"}, headers=headers),
+        403,
+        "tenant_mismatch",
+    )
+    assert_error(
+        client.put(url(alice, secret["id"]), json={"value": "x"}, headers=headers),
+        403,
+        "tenant_mismatch",
+    )
+    assert_error(client.delete(url(alice, secret["id"]), headers=headers), 403, "tenant_mismatch")
     assert secret_rows(app, tenant.id) == before
     matching = {**token_of(client, tenant, "alice"), "X-Tenant-ID": tenant.id}
     assert read_value(client, matching, alice, secret["id"]) == "v"
@@ -135,7 +145,7 @@ def test_another_users_token_without_read_secrets_is_403(app, client, tenant, al
         client.put(url(alice, secret["id"]), json={"value": "x"}, headers=headers),
         client.delete(url(alice, secret["id"]), headers=headers),
     ):
-        body = assert_error(response, 403)
+        body = assert_error(response, 403, "insufficient_scope")
         assert "alice-only" not in json.dumps(body)
     assert secret_rows(app, tenant.id) == before
 
@@ -164,17 +174,25 @@ def test_key_scopes_are_enforced(app, client, tenant, alice):
     assert client.get(url(alice), headers=reader).status_code == 200
     assert read_value(client, reader, alice, secret["id"]) == "v"
     before = secret_rows(app, tenant.id)
-    assert_error(client.post(url(alice), json={"name": "n", "value": "v"}, headers=reader), 403)
-    assert_error(client.put(url(alice, secret["id"]), json={"value": "x"}, headers=reader), 403)
-    assert_error(client.delete(url(alice, secret["id"]), headers=reader), 403)
+    assert_error(
+        client.post(url(alice), json={"name": "n", "value": "v"}, headers=reader),
+        403,
+        "insufficient_scope",
+    )
+    assert_error(
+        client.put(url(alice, secret["id"]), json={"value": "x"}, headers=reader),
+        403,
+        "insufficient_scope",
+    )
+    assert_error(client.delete(url(alice, secret["id"]), headers=reader), 403, "insufficient_scope")
     # A current-user scope means nothing without a user behind the credential.
-    assert_error(client.get(url(alice), headers=current_only), 403)
+    assert_error(client.get(url(alice), headers=current_only), 403, "insufficient_scope")
     assert secret_rows(app, tenant.id) == before
 
 
 def test_no_credential_is_401(client, tenant, alice):
     response = client.get(url(alice), headers={"X-Tenant-ID": tenant.id})
-    assert_error(response, 401)
+    assert_error(response, 401, "missing_credentials")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -258,7 +276,9 @@ def test_every_value_read_is_audited_by_the_worker(client, tenant, alice, celery
     owner = token_of(client, tenant, "alice")
     # Neither metadata reads nor failed value reads are value reads.
     assert client.get(url(alice, secret["id"]), headers=tenant.headers).status_code == 200
-    assert_error(client.get(url(alice, "missing", "/value"), headers=tenant.headers), 404)
+    assert_error(
+        client.get(url(alice, "missing", "/value"), headers=tenant.headers), 404, "secret_not_found"
+    )
 
     for headers, ip in ((tenant.headers, "203.0.113.7"), (owner, "198.51.100.9")):
         response = client.get(
@@ -293,7 +313,7 @@ def test_duplicate_name_is_409_but_other_users_may_reuse_it(app, client, tenant,
     duplicate = client.post(
         url(alice), json={"name": "api-token", "value": "two"}, headers=tenant.headers
     )
-    assert_error(duplicate, 409)
+    assert_error(duplicate, 409, "secret_exists")
     assert secret_rows(app, tenant.id) == before
     assert read_value(client, tenant.headers, alice, first["id"]) == "one"
 
@@ -307,7 +327,7 @@ def test_rename_onto_a_taken_name_is_409(app, client, tenant, alice):
     moving = create(client, tenant.headers, alice, "free", "b")
     before = secret_rows(app, tenant.id)
     response = client.put(url(alice, moving["id"]), json={"name": "taken"}, headers=tenant.headers)
-    assert_error(response, 409)
+    assert_error(response, 409, "secret_exists")
     assert secret_rows(app, tenant.id) == before
     renamed = client.put(url(alice, moving["id"]), json={"name": "new"}, headers=tenant.headers)
     assert renamed.status_code == 200 and renamed.get_json()["name"] == "new"
@@ -326,10 +346,12 @@ def test_names_outside_1_to_128_chars_are_400(app, client, tenant, alice, length
     body = {"name": "n" * length, "value": "v"}
     assert (
         "name"
-        in assert_error(client.post(url(alice), json=body, headers=tenant.headers), 400)["fields"]
+        in assert_error(
+            client.post(url(alice), json=body, headers=tenant.headers), 400, "validation_failed"
+        )["fields"]
     )
     put = client.put(url(alice, secret["id"]), json={"name": "n" * length}, headers=tenant.headers)
-    assert "name" in assert_error(put, 400)["fields"]
+    assert "name" in assert_error(put, 400, "validation_failed")["fields"]
     assert secret_rows(app, tenant.id) == before
 
 
@@ -356,10 +378,10 @@ def test_a_value_over_64_kib_is_413(app, client, tenant, alice, value):
     secret = create(client, tenant.headers, alice, "small", "small")
     before = secret_rows(app, tenant.id)
     created = client.post(url(alice), json={"name": "big", "value": value}, headers=tenant.headers)
-    body = assert_error(created, 413)
+    body = assert_error(created, 413, "secret_too_large")
     assert "65536" in body["message"] or "64 KiB" in body["message"], body
     updated = client.put(url(alice, secret["id"]), json={"value": value}, headers=tenant.headers)
-    assert_error(updated, 413)
+    assert_error(updated, 413, "secret_too_large")
     assert secret_rows(app, tenant.id) == before
 
 
@@ -397,7 +419,7 @@ def test_put_with_a_stale_if_match_is_412_and_changes_nothing(app, client, tenan
         json={"name": "renamed", "value": "v3"},
         headers={**tenant.headers, "If-Match": stale},
     )
-    assert_error(response, 412)
+    assert_error(response, 412, "etag_mismatch")
     assert secret_rows(app, tenant.id) == before
     assert read_value(client, tenant.headers, alice, secret_id) == "v2"
     meta = client.get(url(alice, secret_id), headers=tenant.headers)
@@ -451,7 +473,11 @@ def test_pages_follow_next_cursor_in_creation_order(client, tenant, alice):
 )
 def test_bad_limit_or_cursor_is_400(client, tenant, alice, query):
     create(client, tenant.headers, alice, "k", "v")
-    assert_error(client.get(url(alice), query_string=query, headers=tenant.headers), 400)
+    assert_error(
+        client.get(url(alice), query_string=query, headers=tenant.headers),
+        400,
+        "invalid_cursor" if "cursor" in query else "validation_failed",
+    )
 
 
 def test_limits_of_1_and_100_are_accepted(client, tenant, alice):
@@ -474,7 +500,7 @@ def test_deleting_the_user_deletes_its_secrets(app, client, tenant, alice, bob):
     response = client.delete(f"/users/{alice}", headers=tenant.headers)
     assert response.status_code == 204, response.get_data(as_text=True)
     assert [(row[0], row[1]) for row in secret_rows(app, tenant.id)] == [(kept["id"], bob)]
-    assert_error(client.get(url(alice), headers=tenant.headers), 404)
+    assert_error(client.get(url(alice), headers=tenant.headers), 404, "user_not_found")
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -501,7 +527,9 @@ def test_deleting_the_user_deletes_its_secrets(app, client, tenant, alice, bob):
 def test_bad_create_bodies_are_400(app, client, tenant, alice, body):
     create(client, tenant.headers, alice, "existing", "v")
     before = secret_rows(app, tenant.id)
-    error = assert_error(client.post(url(alice), json=body, headers=tenant.headers), 400)
+    error = assert_error(
+        client.post(url(alice), json=body, headers=tenant.headers), 400, "validation_failed"
+    )
     assert error.get("fields"), error
     assert secret_rows(app, tenant.id) == before
 
@@ -514,13 +542,19 @@ def test_bad_create_bodies_are_400(app, client, tenant, alice, body):
 def test_bad_update_bodies_are_400(app, client, tenant, alice, body):
     secret = create(client, tenant.headers, alice, "existing", "v")
     before = secret_rows(app, tenant.id)
-    assert_error(client.put(url(alice, secret["id"]), json=body, headers=tenant.headers), 400)
+    assert_error(
+        client.put(url(alice, secret["id"]), json=body, headers=tenant.headers),
+        400,
+        "validation_failed",
+    )
     assert secret_rows(app, tenant.id) == before
 
 
 def test_malformed_json_is_400(app, client, tenant, alice):
     headers = {**tenant.headers, "Content-Type": "application/json"}
-    assert_error(client.post(url(alice), data='{"name": "k", "value":', headers=headers), 400)
+    assert_error(
+        client.post(url(alice), data='{"name": "k", "value":', headers=headers), 400, "invalid_json"
+    )
     assert secret_rows(app, tenant.id) == []
 
 
@@ -544,7 +578,9 @@ def test_unknown_ids_are_404(app, client, tenant, alice, bob):
     ]
     for method, path, body in cases:
         response = getattr(client, method)(path, json=body, headers=h)
-        error = assert_error(response, 404)
+        # The collection of an unknown user is the user not found; any one secret is the secret.
+        expected = "user_not_found" if path.endswith("/secrets") else "secret_not_found"
+        error = assert_error(response, 404, expected)
         assert "alice-value" not in json.dumps(error), (method, path)
     assert secret_rows(app, tenant.id) == before
     assert read_value(client, h, alice, secret["id"]) == "alice-value"
@@ -561,12 +597,18 @@ def test_another_tenants_user_and_secret_are_404(app, client, tenant, other_tena
         ("put", url("alice", secret["id"]), {"value": "x"}),
         ("delete", url("alice", secret["id"]), None),
     ]:
-        error = assert_error(getattr(client, method)(path, json=body, headers=h), 404)
+        error = assert_error(
+            getattr(client, method)(path, json=body, headers=h), 404, "secret_not_found"
+        )
         assert "tenant-a-value" not in json.dumps(error)
     assert client.get(url("alice"), headers=h).get_json()["items"] == []
     factories.make_user(app, tenant.id, user_id="only-here")
-    assert_error(client.get(url("only-here"), headers=h), 404)
-    assert_error(client.post(url("only-here"), json={"name": "k", "value": "v"}, headers=h), 404)
+    assert_error(client.get(url("only-here"), headers=h), 404, "user_not_found")
+    assert_error(
+        client.post(url("only-here"), json={"name": "k", "value": "v"}, headers=h),
+        404,
+        "user_not_found",
+    )
     assert secret_rows(app, tenant.id) == before
     assert secret_rows(app, other_tenant.id) == []
 
@@ -587,13 +629,13 @@ def test_secret_values_never_reach_the_logs(app, client, tenant, alice, caplog):
     assert read_value(client, tenant.headers, alice, secret["id"]) == replaced
     # Failing writes carry the value too.
     dup = client.post(url(alice), json={"name": "logged", "value": value}, headers=tenant.headers)
-    assert_error(dup, 409)
+    assert_error(dup, 409, "secret_exists")
     stale = client.put(
         url(alice, secret["id"]),
         json={"value": value},
         headers={**tenant.headers, "If-Match": '"stale"'},
     )
-    assert_error(stale, 412)
+    assert_error(stale, 412, "etag_mismatch")
 
     assert caplog.records, "nothing was logged, so the check below would prove nothing"
     for record in caplog.records:

@@ -52,7 +52,7 @@ def test_other_tenant_cannot_see_or_touch_the_user(
     response = getattr(client, method)(path, json=body, headers=headers)
 
     if expected is None:
-        error = assert_error(response, status)
+        error = assert_error(response, status, "user_not_found")
         assert USER_ID not in error["message"] and EMAIL not in error["message"]
     else:
         assert response.status_code == status
@@ -129,7 +129,11 @@ def test_duplicate_uid_check_is_per_tenant(app, client, tenant, other_tenant):
     factories.make_user(app, tenant.id, user_id="taken")
     response = client.post("/auth/user", json={"uid": "taken"}, headers=other_tenant.m2_headers)
     assert response.status_code == 200
-    assert_error(client.post("/auth/user", json={"uid": "taken"}, headers=tenant.m2_headers), 409)
+    assert_error(
+        client.post("/auth/user", json={"uid": "taken"}, headers=tenant.m2_headers),
+        409,
+        "user_exists",
+    )
 
 
 def test_query_outside_any_tenant_scope_raises(app, tenant):
@@ -145,7 +149,7 @@ def test_write_outside_any_tenant_scope_raises(app, client, tenant):
     with app.app_context():
         with pytest.raises(TenancyError):
             user_service.create_user(user_id="unscoped")
-    assert_error(client.get("/users/unscoped", headers=tenant.m2_headers), 404)
+    assert_error(client.get("/users/unscoped", headers=tenant.m2_headers), 404, "user_not_found")
 
 
 def test_other_tenant_scope_does_not_find_the_user(app, tenant, other_tenant):

@@ -60,9 +60,14 @@ def test_tenants_are_listed_in_pages(client: FlaskClient, root_headers: dict[str
 
 
 def test_tenant_listing_needs_the_root_key(client: FlaskClient, tenant: TenantHandle) -> None:
-    body = factories.assert_error(client.get("/tenants", headers=tenant.headers), 403)
+    body = factories.assert_error(
+        client.get("/tenants", headers=tenant.headers), 403, "root_key_required"
+    )
     assert body["error"] == "root_key_required"
-    assert factories.assert_error(client.get("/tenants"), 401)["error"] == "missing_credentials"
+    assert (
+        factories.assert_error(client.get("/tenants"), 401, "missing_credentials")["error"]
+        == "missing_credentials"
+    )
     for query in ("limit=0", "limit=101", "cursor=%%%", "sort=name"):
         bad = client.get(f"/tenants?{query}", headers={"X-APIKEY": tenant.key})
         assert bad.status_code == 403  # the credential is checked before the query
@@ -70,7 +75,8 @@ def test_tenant_listing_needs_the_root_key(client: FlaskClient, tenant: TenantHa
 
 def test_bad_listing_queries_are_400(client: FlaskClient, root_headers: dict[str, str]) -> None:
     for query in ("limit=0", "limit=101", "limit=x", "cursor=not-a-cursor"):
-        factories.assert_error(client.get(f"/tenants?{query}", headers=root_headers), 400)
+        expected = "invalid_cursor" if "cursor" in query else "validation_failed"
+        factories.assert_error(client.get(f"/tenants?{query}", headers=root_headers), 400, expected)
 
 
 def test_deleting_a_tenant_removes_everything_it_owns_and_is_audited(
@@ -90,11 +96,15 @@ def test_deleting_a_tenant_removes_everything_it_owns_and_is_audited(
     assert gone.status_code == 204 and gone.get_data() == b""
     assert set(_rows_of(app, tenant.id).values()) == {0}
     assert _rows_of(app, other_tenant.id) == untouched
-    factories.assert_error(client.get(f"/tenants/{tenant.id}", headers=root_headers), 404)
+    factories.assert_error(
+        client.get(f"/tenants/{tenant.id}", headers=root_headers), 404, "tenant_not_found"
+    )
     assert client.get("/auth/user?userId=u1", headers=tenant.headers).status_code == 401
     assert client.get("/auth/user?userId=u1", headers=other_tenant.headers).status_code == 200
     again = factories.assert_error(
-        client.delete(f"/tenants/{tenant.id}", headers=root_headers), 404
+        client.delete(f"/tenants/{tenant.id}", headers=root_headers),
+        404,
+        "tenant_not_found",
     )
     assert again["error"] == "tenant_not_found"
 
@@ -114,11 +124,15 @@ def test_only_the_root_key_deletes_a_tenant(
     client: FlaskClient, tenant: TenantHandle, other_tenant: TenantHandle
 ) -> None:
     body = factories.assert_error(
-        client.delete(f"/tenants/{tenant.id}", headers=tenant.headers), 403
+        client.delete(f"/tenants/{tenant.id}", headers=tenant.headers),
+        403,
+        "root_key_required",
     )
     assert body["error"] == "root_key_required"
     factories.assert_error(
-        client.delete(f"/tenants/{other_tenant.id}", headers=tenant.headers), 403
+        client.delete(f"/tenants/{other_tenant.id}", headers=tenant.headers),
+        403,
+        "root_key_required",
     )
     assert client.get("/auth/user?userId=x", headers=tenant.headers).status_code == 200
 

@@ -157,20 +157,20 @@ def test_profile_base_part_matches_get_user(app, client, tenant):
 @pytest.mark.parametrize("path", ["/user/ghost", "/user/ghost/profile", "/user/ghost/profile/"])
 def test_unknown_user_is_404(app, client, tenant, path):
     make_ada(app, tenant)
-    assert_error(client.get(path, headers=tenant.headers), 404)
+    assert_error(client.get(path, headers=tenant.headers), 404, "user_not_found")
     assert client.get("/user/ada", headers=tenant.headers).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/user/profile", "/user/profile/"])
 def test_own_profile_with_an_api_key_is_403(app, client, tenant, path):
     factories.make_user(app, tenant.id, user_id="profile")  # a user literally named so
-    assert_error(client.get(path, headers=tenant.headers), 403)
+    assert_error(client.get(path, headers=tenant.headers), 403, "user_token_required")
 
 
 def test_no_credential_is_401(app, client, tenant):
     make_ada(app, tenant)
     response = client.get("/user/ada", headers={"X-Tenant-ID": tenant.id})
-    assert_error(response, 401)
+    assert_error(response, 401, "missing_credentials")
     assert "Bearer" in response.headers["WWW-Authenticate"]
 
 
@@ -178,8 +178,8 @@ def test_key_without_read_users_is_403(app, client, tenant):
     make_ada(app, tenant)
     key = factories.make_key(app, tenant.id, ["create:users"])
     headers = {"X-APIKEY": key, "X-Tenant-ID": tenant.id}
-    assert_error(client.get("/user/ada", headers=headers), 403)
-    assert_error(client.get("/user/ada/profile", headers=headers), 403)
+    assert_error(client.get("/user/ada", headers=headers), 403, "insufficient_scope")
+    assert_error(client.get("/user/ada/profile", headers=headers), 403, "insufficient_scope")
 
 
 @pytest.mark.parametrize("username", ["me", "current", "profile", "ME", "Profile"])
@@ -187,7 +187,7 @@ def test_reserved_usernames_are_rejected(app, client, tenant, username):
     with pytest.raises(Invalid) as caught:
         factories.make_user(app, tenant.id, user_id="reserved", username=username)
     assert caught.value.status == 400
-    assert_error(client.get("/user/reserved", headers=tenant.headers), 404)
+    assert_error(client.get("/user/reserved", headers=tenant.headers), 404, "user_not_found")
 
 
 def test_reserved_word_inside_a_username_is_fine(app, client, tenant):
@@ -201,7 +201,7 @@ def test_duplicate_username_is_a_conflict_case_insensitively(app, client, tenant
     with pytest.raises(Conflict) as caught:
         factories.make_user(app, tenant.id, user_id="second", username=second)
     assert caught.value.status == 409
-    assert_error(client.get("/user/second", headers=tenant.headers), 404)
+    assert_error(client.get("/user/second", headers=tenant.headers), 404, "user_not_found")
     assert client.get("/user/first", headers=tenant.headers).get_json()["username"] == "Alice"
 
 
