@@ -81,6 +81,9 @@ def count_users(app: Flask, tenant_id: str) -> int:
         return db.session.scalar(select(func.count()).select_from(User)) or 0
 
 
+# The one password of test users (long enough for every tenant policy the tests set).
+PASSWORD = "correct horse battery"
+
 ERROR_KEYS = {"error", "message", "status", "request_id"}
 
 
@@ -113,7 +116,7 @@ def assert_me_error(response: Any, status: int, key: str) -> dict[str, Any]:
     return body
 
 
-def sign_in(client: Any, tenant_id: str, username: str, password: str) -> dict[str, Any]:
+def sign_in(client: Any, tenant_id: str, username: str, password: str = PASSWORD) -> dict[str, Any]:
     """Sign a user in through POST /oauth/token (password grant); return the token body."""
     response = client.post(
         "/oauth/token",
@@ -124,9 +127,9 @@ def sign_in(client: Any, tenant_id: str, username: str, password: str) -> dict[s
     return response.get_json()
 
 
-def bearer_headers(access_token: str) -> dict[str, str]:
-    """The Authorization header for a user's access token."""
-    return {"Authorization": f"Bearer {access_token}"}
+def bearer(access_token: str, **extra: str) -> dict[str, str]:
+    """The Authorization header for a user's access token (plus any `extra` headers)."""
+    return {"Authorization": f"Bearer {access_token}", **extra}
 
 
 def secret_rows(app: Flask, tenant_id: str) -> list[tuple[Any, ...]]:

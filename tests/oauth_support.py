@@ -21,10 +21,10 @@ from app import create_app
 from app.core.db import db
 from tests import factories
 from tests.conftest import make_config, redis_url
-from tests.factories import AppHandle
+from tests.factories import PASSWORD, AppHandle, bearer
+from tests.factories import sign_in as sign_in  # re-exported for the sign-in tests
 
 ISSUER = "http://gatehouse.test"
-PASSWORD = "correct horse battery"
 RATELIMITS = "gatehouse.ratelimits"
 # Rate-limit counters of the variant apps live in their own Redis database: every test's
 # clean_tables resets the shared one, so a suite running beside this one (same Redis)
@@ -41,21 +41,8 @@ def token_request(
     return client.post("/oauth/token", data=fields, headers=headers)
 
 
-def sign_in(client: FlaskClient, tenant_id: str, login: str, password: str = PASSWORD) -> dict:
-    """A successful password grant by username; returns the token response."""
-    response = token_request(
-        client, tenant_id, grant_type="password", username=login, password=password
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
 def refresh(client: FlaskClient, refresh_token: str, tenant_id: str | None = None) -> Any:
     return token_request(client, tenant_id, grant_type="refresh_token", refresh_token=refresh_token)
-
-
-def bearer(token: str, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", **extra}
 
 
 def claims(token: str) -> dict[str, Any]:

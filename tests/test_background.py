@@ -29,10 +29,9 @@ from app.periodic import beat_schedule
 from app.tokens.models import CustomTokenUse, RefreshToken
 from tests import factories
 from tests.conftest import make_config
-from tests.factories import TenantHandle
+from tests.factories import PASSWORD, TenantHandle
 from tests.oauth_support import bearer, claims, refresh
 
-PASSWORD = "correct horse battery"
 HOST = "app.example.com"
 WRITES = ("INSERT", "UPDATE", "DELETE")
 PERIODIC_TASKS = {

@@ -15,9 +15,8 @@ from flask.testing import FlaskClient
 
 from tests import factories
 from tests.conftest import ROOT_KEY
-from tests.factories import TenantHandle, assert_surface_error, table_counts
+from tests.factories import PASSWORD, TenantHandle, assert_surface_error, table_counts
 
-PASSWORD = "correct horse battery"
 # A 400's code in each surface's dialect, from the default code.
 DIALECT = {
     "me": lambda code: "INVALID_BODY",
@@ -73,7 +72,7 @@ def credentials(security: list[dict[str, Any]], tenant: TenantHandle, token: str
     if "ApiKey" in schemes:  # the root key reaches tenant and platform operations alike
         return {"X-APIKEY": ROOT_KEY, "X-Tenant-ID": tenant.id}
     if "Bearer" in schemes:
-        return {**factories.bearer_headers(token), "X-Tenant-ID": tenant.id}
+        return {**factories.bearer(token), "X-Tenant-ID": tenant.id}
     return {"X-Tenant-ID": tenant.id}
 
 
@@ -160,7 +159,7 @@ def test_nul_in_a_path_or_query_is_400_in_the_surface_shape(
     headers = {
         "key": tenant.headers,
         "root": {"X-APIKEY": ROOT_KEY},
-        "token": factories.bearer_headers(user_token),
+        "token": factories.bearer(user_token),
     }[who]
     # Auth0 names a bad GET by its query string.
     code = (
@@ -182,7 +181,7 @@ def test_nul_in_a_credential_or_tenant_header_is_400(client, tenant, header):
 
 def test_nul_and_surrogates_in_me_bodies_store_nothing(app, client, tenant, user_token):
     before = table_counts(app)
-    headers = factories.bearer_headers(user_token)
+    headers = factories.bearer(user_token)
     for body in ({"firstname": "Jo\x00"}, {"lastname": "\ud800"}, {"password": "pw\x00pw\x00pw"}):
         raw = json.dumps(body)  # json.dumps writes \\u0000 and \\ud800 escapes
         response = client.patch(

@@ -11,9 +11,7 @@ from app.core.db import db
 from app.core.tenancy import tenant_scope
 from app.users import service as user_service
 from tests import factories
-from tests.factories import TenantHandle, assert_error
-
-PASSWORD = "correct horse battery"
+from tests.factories import PASSWORD, TenantHandle, assert_error, bearer
 
 
 @pytest.fixture()
@@ -33,10 +31,6 @@ def users(app: Flask, tenant: TenantHandle) -> None:
 
 def token_of(client: FlaskClient, tenant: TenantHandle, name: str) -> str:
     return factories.sign_in(client, tenant.id, name, PASSWORD)["access_token"]
-
-
-def bearer(access_token: str, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}", **extra}
 
 
 def account(client: FlaskClient, tenant: TenantHandle, user_id: str) -> dict:

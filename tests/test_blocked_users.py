@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import factories
-from tests.factories import auth0_client, bearer_headers
+from tests.factories import PASSWORD, auth0_client, bearer
 from tests.oauth_support import (
     assert_invalid_token,
     assert_oauth_error,
@@ -17,8 +17,6 @@ from tests.oauth_support import (
     refresh,
     token_request,
 )
-
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +38,15 @@ def test_block_refuses_every_grant_and_live_tokens_and_unblock_restores(app, cli
     access, refresh_token = before["access_token"], before["refresh_token"]
     custom = client.post("/token/generate", json={"userId": "bea"}, headers=tenant.m2_headers)
     assert custom.status_code == 200
-    assert client.get("/user/profile", headers=bearer_headers(access)).status_code == 200
+    assert client.get("/user/profile", headers=bearer(access)).status_code == 200
 
     sdk = auth0_client(base_url, tenant.key)
     assert sdk.users.update("bea", blocked=True).blocked is True
 
     # Live tokens stop at once, on every surface.
-    assert_invalid_token(client.get("/user/profile", headers=bearer_headers(access)))
-    assert_invalid_token(client.get("/users/me", headers=bearer_headers(access)))
-    raw = client.get("/api/v2/users/bea", headers=bearer_headers(access))
+    assert_invalid_token(client.get("/user/profile", headers=bearer(access)))
+    assert_invalid_token(client.get("/users/me", headers=bearer(access)))
+    raw = client.get("/api/v2/users/bea", headers=bearer(access))
     assert raw.status_code == 401 and raw.get_json()["errorCode"] == "invalid_token"
     # Every grant refuses the user.
     assert_oauth_error(signin(client, tenant.id), 401, "invalid_grant")
@@ -65,7 +63,7 @@ def test_block_refuses_every_grant_and_live_tokens_and_unblock_restores(app, cli
 
     sdk.users.update("bea", blocked=False)
     # Nothing was revoked: the session that was live before the block works again.
-    assert client.get("/user/profile", headers=bearer_headers(access)).status_code == 200
+    assert client.get("/user/profile", headers=bearer(access)).status_code == 200
     assert refresh(client, refresh_token).status_code == 200
     assert signin(client, tenant.id).status_code == 200
 
@@ -91,9 +89,7 @@ def test_user_created_blocked_cannot_sign_in(app, client, base_url, tenant):
 def test_user_cannot_unblock_itself(app, client, base_url, tenant):
     factories.make_user(app, tenant.id, user_id="bea", username="bea", password=PASSWORD)
     token = signin(client, tenant.id).get_json()["access_token"]
-    response = client.patch(
-        "/api/v2/users/bea", json={"blocked": True}, headers=bearer_headers(token)
-    )
+    response = client.patch("/api/v2/users/bea", json={"blocked": True}, headers=bearer(token))
     assert response.status_code == 403
     assert response.get_json()["errorCode"] == "insufficient_scope"
     assert auth0_client(base_url, tenant.key).users.get("bea").blocked is False

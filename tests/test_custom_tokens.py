@@ -18,7 +18,7 @@ from app.core import security
 from app.core.db import db
 from tests import factories
 from tests.conftest import make_config
-from tests.factories import TenantHandle, assert_error
+from tests.factories import TenantHandle, assert_error, bearer
 
 SESSION_KEYS = {"idToken", "refreshToken", "expiresIn", "accessToken", "userId", "isNewUser"}
 WORKER_TIMEOUT = 10.0
@@ -46,10 +46,6 @@ def signin(client: FlaskClient, tenant: TenantHandle, token: str, path: str = "/
     return client.post(path, json={"token": token}, headers=tenant.m2_headers)
 
 
-def bearer(access_token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}"}
-
-
 def audit_events(client: FlaskClient, tenant: TenantHandle, action: str) -> list[dict[str, Any]]:
     response = client.get(f"/audit-events?action={action}", headers=tenant.headers)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -60,12 +56,12 @@ def wait_for_events(
     client: FlaskClient, tenant: TenantHandle, action: str, count: int
 ) -> list[dict[str, Any]]:
     """Poll the audit log until `count` events of `action` are there (written by the worker)."""
-    deadline = time.monotonic() + WORKER_TIMEOUT
-    events = audit_events(client, tenant, action)
-    while len(events) < count and time.monotonic() < deadline:
-        time.sleep(0.05)  # poll interval while the worker thread writes the event
+
+    def enough() -> list[dict[str, Any]] | None:
         events = audit_events(client, tenant, action)
-    return events
+        return events if len(events) >= count else None
+
+    return factories.wait_until(enough, WORKER_TIMEOUT) or audit_events(client, tenant, action)
 
 
 def logins_count(client: FlaskClient, tenant: TenantHandle, user_id: str) -> int:

@@ -13,9 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests import factories
-from tests.factories import auth0_client, sign_in
+from tests.factories import PASSWORD, auth0_client, sign_in
 
-PASSWORD = "correct horse battery"
 SPKI = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

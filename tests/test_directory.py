@@ -19,9 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import factories
-from tests.factories import TenantHandle, assert_directory_error, bearer_headers
+from tests.factories import PASSWORD, TenantHandle, assert_directory_error, bearer
 
-PASSWORD = "s3cr3tP@sswOrd"
 NEW_PASSWORD = "newS3cr3tP@sswOrd"
 SEED_POLICY = {"resource": "orders_table", "resource_type": "table", "type": "read"}
 SEED_BODY = {"username": "johndoe", "password": PASSWORD, "initial_policies": [SEED_POLICY]}
@@ -51,7 +50,7 @@ def sign_in_status(client: FlaskClient, tenant_id: str, username: str, password:
 @pytest.fixture()
 def key_headers(tenant: TenantHandle) -> dict[str, str]:
     """The seed's `Authorization: Bearer YOUR_API_KEY` with the tenant's API key."""
-    return bearer_headers(tenant.key)
+    return bearer(tenant.key)
 
 
 @pytest.fixture(params=["api_key", "admin_token"])
@@ -60,12 +59,12 @@ def admin(
 ) -> tuple[dict[str, str], list[str]]:
     """Admin credentials as the seed sends them, and the usernames that exist beforehand."""
     if request.param == "api_key":
-        return bearer_headers(tenant.key), []
+        return bearer(tenant.key), []
     factories.make_user(
         app, tenant.id, username="boss", password="boss-password-1", permissions_group="admin"
     )
     token = factories.sign_in(client, tenant.id, "boss", "boss-password-1")["access_token"]
-    return bearer_headers(token), ["boss"]
+    return bearer(token), ["boss"]
 
 
 # --- every call of the seed document, as written ---------------------------------------
@@ -94,7 +93,7 @@ def test_seed_calls_end_to_end(
     ]
 
     token = factories.sign_in(client, tenant.id, "johndoe", PASSWORD)["access_token"]
-    me = client.get("/api/v1/users/me", headers=bearer_headers(token))
+    me = client.get("/api/v1/users/me", headers=bearer(token))
     assert me.status_code == 200
     assert me.get_json() == {"username": "johndoe", "permissions": [SEED_POLICY]}
 
@@ -109,7 +108,7 @@ def test_seed_calls_end_to_end(
     assert PasswordHasher().verify(base64.b64decode(new_hash).decode(), NEW_PASSWORD)
     # An admin's change revokes every session the user had.
     assert_directory_error(
-        client.get("/api/v1/users/me", headers=bearer_headers(token)), 401, "INVALID_TOKEN"
+        client.get("/api/v1/users/me", headers=bearer(token)), 401, "INVALID_TOKEN"
     )
 
     deleted = client.delete("/api/v1/users/johndoe", headers=headers)
@@ -206,10 +205,11 @@ def test_create_rejects_bad_bodies(
 
 def test_password_policy_is_the_tenants(app: Flask, client: FlaskClient) -> None:
     strict = factories.make_tenant(app, "strict", password_min_length=20)
-    headers = bearer_headers(strict.key)
+    headers = bearer(strict.key)
+    fourteen = "s3cr3tP@sswOrd"
     assert_directory_error(
-        create(client, headers, "johndoe"), 400, "PASSWORD_TOO_SHORT"
-    )  # 14 characters
+        create(client, headers, "johndoe", password=fourteen), 400, "PASSWORD_TOO_SHORT"
+    )
     assert factories.count_users(app, strict.id) == 0
     long_enough = "s3cr3tP@sswOrd-long!"
     created = create(client, headers, "johndoe", password=long_enough)
@@ -398,7 +398,7 @@ def test_policies_read_and_replace(
     assert {"admin:table:orders_table", "write:bucket:reports"} <= scopes
     assert "read:table:orders_table" not in scopes
     assert set(signed_in["scope"].split()) == scopes
-    me = client.get("/api/v1/users/me", headers=bearer_headers(signed_in["access_token"]))
+    me = client.get("/api/v1/users/me", headers=bearer(signed_in["access_token"]))
     assert me.get_json() == {"username": "johndoe", "permissions": NEW_POLICIES}
 
 

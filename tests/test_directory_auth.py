@@ -11,9 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import factories
-from tests.factories import TenantHandle, assert_directory_error, bearer_headers
+from tests.factories import PASSWORD, TenantHandle, assert_directory_error, bearer
 
-PASSWORD = "s3cr3tP@sswOrd"
 NEW_PASSWORD = "newS3cr3tP@sswOrd"
 SEED_POLICY = {"resource": "orders_table", "resource_type": "table", "type": "read"}
 SEED_BODY = {"username": "johndoe", "password": PASSWORD, "initial_policies": [SEED_POLICY]}
@@ -36,7 +35,7 @@ def token_for(client: FlaskClient, tenant_id: str, username: str, password: str)
 
 @pytest.fixture()
 def key_headers(tenant: TenantHandle) -> dict[str, str]:
-    return bearer_headers(tenant.key)
+    return bearer(tenant.key)
 
 
 @pytest.fixture()
@@ -49,7 +48,7 @@ def johndoe(client: FlaskClient, key_headers: dict[str, str]) -> None:
 
 @pytest.fixture()
 def john_token(client: FlaskClient, tenant: TenantHandle, johndoe: None) -> dict[str, str]:
-    return bearer_headers(token_for(client, tenant.id, "johndoe", PASSWORD))
+    return bearer(token_for(client, tenant.id, "johndoe", PASSWORD))
 
 
 # --- /api/v1/users/me --------------------------------------------------------------------
@@ -63,7 +62,7 @@ def test_me_with_a_users_token(client: FlaskClient, john_token: dict[str, str]) 
 
 @pytest.mark.parametrize("style", ["bearer", "x-apikey"])
 def test_me_with_an_api_key_is_403(client: FlaskClient, tenant: TenantHandle, style: str) -> None:
-    headers = bearer_headers(tenant.key) if style == "bearer" else {"X-APIKEY": tenant.key}
+    headers = bearer(tenant.key) if style == "bearer" else {"X-APIKEY": tenant.key}
     assert_directory_error(
         client.get("/api/v1/users/me", headers=headers), 403, "USER_TOKEN_REQUIRED"
     )
@@ -93,7 +92,7 @@ def test_me_for_a_user_without_username(
 ) -> None:
     factories.make_user(app, tenant.id, email="nameless@example.com", password=PASSWORD)
     token = token_for(client, tenant.id, "nameless@example.com", PASSWORD)
-    response = client.get("/api/v1/users/me", headers=bearer_headers(token))
+    response = client.get("/api/v1/users/me", headers=bearer(token))
     assert response.status_code == 200
     assert response.get_json() == {"username": None, "permissions": []}
 
@@ -172,7 +171,7 @@ def test_own_password_change_revokes_the_other_sessions(
 ) -> None:
     first = factories.sign_in(client, tenant.id, "johndoe", PASSWORD)
     second = factories.sign_in(client, tenant.id, "johndoe", PASSWORD)
-    acting = bearer_headers(first["access_token"])
+    acting = bearer(first["access_token"])
 
     response = client.put(
         "/api/v1/users/johndoe/password", headers=acting, json={"new_password": NEW_PASSWORD}
@@ -180,7 +179,7 @@ def test_own_password_change_revokes_the_other_sessions(
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json() == DONE
 
-    refused = client.get("/api/v1/users/me", headers=bearer_headers(second["access_token"]))
+    refused = client.get("/api/v1/users/me", headers=bearer(second["access_token"]))
     assert_directory_error(refused, 401, "INVALID_TOKEN")
     stale_refresh = client.post(
         "/oauth/token",
@@ -215,7 +214,7 @@ def test_an_admin_group_user_may_do_every_admin_call(
     factories.make_user(
         app, tenant.id, username="boss", password="boss-password-1", permissions_group="admin"
     )
-    headers = bearer_headers(token_for(client, tenant.id, "boss", "boss-password-1"))
+    headers = bearer(token_for(client, tenant.id, "boss", "boss-password-1"))
 
     listed = client.get("/api/v1/users", headers=headers)
     assert [item["username"] for item in listed.get_json()] == ["johndoe", "janedoe", "boss"]
@@ -242,7 +241,7 @@ def test_an_admin_group_user_may_do_every_admin_call(
 def test_a_read_only_key_may_list_but_not_write(
     app: Flask, client: FlaskClient, tenant: TenantHandle, johndoe: None
 ) -> None:
-    headers = bearer_headers(factories.make_key(app, tenant.id, ["read:users"]))
+    headers = bearer(factories.make_key(app, tenant.id, ["read:users"]))
     listed = client.get("/api/v1/users", headers=headers)
     assert listed.status_code == 200
     assert listed.get_json() == [{"username": "johndoe"}, {"username": "janedoe"}]
@@ -283,7 +282,7 @@ def test_a_tenant_header_that_does_not_match_is_403(
     john_token: dict[str, str],
 ) -> None:
     wrong = {"X-Tenant-ID": other_tenant.id}
-    key = client.get("/api/v1/users", headers={**bearer_headers(tenant.key), **wrong})
+    key = client.get("/api/v1/users", headers={**bearer(tenant.key), **wrong})
     assert_directory_error(key, 403, "TENANT_MISMATCH")
     token = client.get("/api/v1/users/me", headers={**john_token, **wrong})
     assert_directory_error(token, 403, "TENANT_MISMATCH")
@@ -312,7 +311,7 @@ def test_another_tenants_admin_gets_404(
     path: str,
     body: Any,
 ) -> None:
-    response = getattr(client, method)(path, headers=bearer_headers(other_tenant.key), json=body)
+    response = getattr(client, method)(path, headers=bearer(other_tenant.key), json=body)
     assert_directory_error(response, 404, "USER_NOT_FOUND")
     assert sign_in_status(client, tenant.id, "johndoe", PASSWORD) == 200
     policies = client.get("/api/v1/users/johndoe/policies", headers=key_headers)
@@ -326,7 +325,7 @@ def test_lists_and_names_are_per_tenant(
     key_headers: dict[str, str],
     johndoe: None,
 ) -> None:
-    other = bearer_headers(other_tenant.key)
+    other = bearer(other_tenant.key)
     assert client.get("/api/v1/users", headers=other).get_json() == []
     created = client.post("/api/v1/users/johndoe", headers=other, json={"password": NEW_PASSWORD})
     assert created.status_code == 201, created.get_data(as_text=True)

@@ -15,9 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import ROOT_KEY, make_config
-from tests.factories import wait_until
-
-PASSWORD = "embedded-pass-1"
+from tests.factories import PASSWORD, wait_until
 
 
 @pytest.fixture()

@@ -33,10 +33,10 @@ from schemathesis.specs.openapi.checks import (
 
 from tests import factories
 from tests.conftest import ROOT_KEY
+from tests.factories import PASSWORD
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
 SEED = int(os.environ.get("FUZZ_SEED", "20261130"))
-PASSWORD = "correct horse battery"
 CHECKS = {
     "server_errors": not_a_server_error,
     "schema_violations": response_schema_conformance,
@@ -99,7 +99,7 @@ class Caller:
         else:
             token = factories.sign_in(self.app.test_client(), self.tenant.id, name, PASSWORD)
             headers = {
-                **factories.bearer_headers(token["access_token"]),
+                **factories.bearer(token["access_token"]),
                 "X-Tenant-ID": self.tenant.id,
             }
         # Platform operations change the tenant they name: give them one of their own.

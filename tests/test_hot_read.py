@@ -23,9 +23,7 @@ from app.users import policies as policy_service
 from app.users import service as user_service
 from app.users.models import Identity, User
 from tests import factories
-from tests.factories import TenantHandle
-
-PASSWORD = "hot-read-pass-1"
+from tests.factories import PASSWORD, TenantHandle
 
 
 def _status() -> TransactionStatus:
@@ -131,7 +129,7 @@ def test_the_bearer_checks_select_answers_the_profile_as_the_orm_row_would(
 ) -> None:
     user_id = _rich_user(app, tenant)
     tokens = factories.sign_in(client, tenant.id, "rich", PASSWORD)
-    own = client.get("/user/profile", headers=factories.bearer_headers(tokens["access_token"]))
+    own = client.get("/user/profile", headers=factories.bearer(tokens["access_token"]))
     by_key = client.get(f"/user/{user_id}/profile", headers=tenant.headers)
     base = client.get(f"/user/{user_id}", headers=tenant.headers)
     assert own.status_code == by_key.status_code == base.status_code == 200
@@ -254,9 +252,9 @@ def test_a_token_naming_another_users_session_is_refused(
     bob = factories.sign_in(client, tenant.id, "bob", PASSWORD)["access_token"]
     with app.app_context():
         forged = signing.sign({**claims(amy), "sid": claims(bob)["sid"]})
-    assert client.get("/user/profile", headers=factories.bearer_headers(amy)).status_code == 200
+    assert client.get("/user/profile", headers=factories.bearer(amy)).status_code == 200
     body = factories.assert_error(
-        client.get("/user/profile", headers=factories.bearer_headers(forged)),
+        client.get("/user/profile", headers=factories.bearer(forged)),
         401,
         "invalid_token",
     )

@@ -12,10 +12,8 @@ from auth0.management.core.api_error import ApiError
 
 from app.tokens import signing
 from tests import factories
-from tests.factories import auth0_client, bearer_headers, sign_in
+from tests.factories import PASSWORD, auth0_client, bearer, sign_in
 from tests.oauth_support import ISSUER, assert_invalid_token, assert_oauth_error, refresh
-
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +63,11 @@ def test_link_by_key_moves_the_identity_and_ends_the_secondary(app, client, base
 
     missing = error_of(sdk.users.get, "sec")
     assert missing.status_code == 404 and missing.body["errorCode"] == "inexistent_user"
-    assert_invalid_token(
-        client.get("/user/profile", headers=bearer_headers(pair["sec"]["access_token"]))
-    )
+    assert_invalid_token(client.get("/user/profile", headers=bearer(pair["sec"]["access_token"])))
     assert_oauth_error(refresh(client, pair["sec"]["refresh_token"]), 401, "invalid_grant")
     # The primary's session is untouched.
     assert (
-        client.get(
-            "/user/profile", headers=bearer_headers(pair["prim"]["access_token"])
-        ).status_code
-        == 200
+        client.get("/user/profile", headers=bearer(pair["prim"]["access_token"])).status_code == 200
     )
 
     events = client.get("/audit-events?action=identity.linked", headers=tenant.headers)

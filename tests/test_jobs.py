@@ -5,7 +5,6 @@ runs the same task in-process.
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from app.core.db import db
 from app.core.jobs import enqueue_after_commit
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
+from tests import factories
 from tests.conftest import make_config, redis_url
 
 
@@ -37,12 +37,7 @@ def _tenant_names(app: Flask) -> set[str]:
 
 
 def _wait_for(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+    return bool(factories.wait_until(predicate, timeout))
 
 
 def test_worker_runs_task_queued_after_commit(app: Flask, celery_worker: Any) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tests import factories
+from tests.factories import PASSWORD
 from tests.postmark_fake import FakePostmark
 
-PASSWORD = "rotation-pass-1"
 HOST = "app.rotation.test"
 PM_TOKEN = "pm-rotation-token"
 ROTATE = ["flask", "--app", "wsgi", "keys", "rotate-encryption"]
@@ -35,7 +35,7 @@ def old_instance(deployment, postmark: FakePostmark) -> dict[str, Any]:
     factories.make_user(app, tenant.id, user_id="ada", email="ada@example.com", password=PASSWORD)
     client = app.test_client()
     tokens = factories.sign_in(client, tenant.id, "ada@example.com", PASSWORD)
-    bearer = factories.bearer_headers(tokens["access_token"])
+    bearer = factories.bearer(tokens["access_token"])
     secret = client.post("/user/ada/secrets", json={"name": "pin", "value": "0042"}, headers=bearer)
     assert secret.status_code == 201, secret.get_data(as_text=True)
     totp = client.post("/users/me/mfa/totp", headers=bearer)  # pending until confirmed
@@ -94,7 +94,7 @@ def test_the_readme_rotation_procedure_keeps_everything_working(
     client = new_only.test_client()
     assert client.get("/readyz").get_json()["checks"]["keyring"] == "ok"
     tokens = factories.sign_in(client, tenant.id, "ada@example.com", PASSWORD)
-    bearer = factories.bearer_headers(tokens["access_token"])
+    bearer = factories.bearer(tokens["access_token"])
     assert client.get("/user/profile", headers=bearer).status_code == 200
     value = client.get(f"/user/ada/secrets/{old_instance['secret']}/value", headers=bearer)
     assert value.status_code == 200 and value.get_data(as_text=True) == "0042"

@@ -14,10 +14,10 @@ from flask.testing import FlaskClient
 
 from tests import factories
 from tests.conftest import ROOT_KEY
+from tests.factories import PASSWORD
 from tests.oauth_support import bearer, refresh, sign_in
 from tests.postmark_fake import FakePostmark
 
-PASSWORD = "log-scan password 1"
 NEW_PASSWORD = "log-scan password 2"
 SECRET_VALUE = "log-scan-secret-value-42"
 HOST = "app.example.com"

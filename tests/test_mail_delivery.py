@@ -27,7 +27,6 @@ from tests.conftest import make_config
 from tests.factories import TenantHandle
 from tests.postmark_fake import FakePostmark
 
-PASSWORD = "correct horse battery"
 HOST = "app.example.com"
 LINK_PREFIX = f"https://{HOST}/reset-password?token="
 

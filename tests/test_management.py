@@ -11,9 +11,8 @@ import pytest
 from auth0.management.core.api_error import ApiError
 
 from tests import factories
-from tests.factories import auth0_client, sign_in
+from tests.factories import PASSWORD, auth0_client, sign_in
 
-PASSWORD = "correct horse battery"
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -246,7 +245,7 @@ def test_patch_password_and_username(app, client, base_url, tenant):
     sdk = auth0_client(base_url, tenant.key)
     sdk.users.update("p", password="a much newer password", username="patricia")
     assert factories.password_matches(app, tenant.id, "p", "a much newer password")
-    stale = client.get("/api/v2/users/p", headers=factories.bearer_headers(session["access_token"]))
+    stale = client.get("/api/v2/users/p", headers=factories.bearer(session["access_token"]))
     assert stale.status_code == 401 and stale.get_json()["errorCode"] == "invalid_token"
     assert sign_in(client, tenant.id, "patricia", "a much newer password")["access_token"]
 

@@ -12,9 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import factories
-from tests.factories import TenantHandle, assert_me_error
+from tests.factories import PASSWORD, TenantHandle, assert_me_error, bearer
 
-PASSWORD = "correct horse battery"
 NEW_PASSWORD = "new staple 2024 horse"
 DOCUMENT_KEYS = {
     "custom_scopes",
@@ -64,10 +63,6 @@ def joe(app: Flask, tenant: TenantHandle) -> str:
 @pytest.fixture()
 def token(client: FlaskClient, tenant: TenantHandle, joe: str) -> str:
     return factories.sign_in(client, tenant.id, "joe", PASSWORD)["access_token"]
-
-
-def bearer(access_token: str, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}", **extra}
 
 
 def get_me(client: FlaskClient, access_token: str) -> dict[str, Any]:

@@ -16,10 +16,8 @@ from app.core.db import db
 from app.core.tenancy import tenant_scope
 from app.credentials.models import MfaEnrolment
 from tests import factories
-from tests.factories import auth0_client, bearer_headers, totp_code
+from tests.factories import PASSWORD, auth0_client, bearer, totp_code
 from tests.oauth_support import assert_oauth_error, audit_events, token_request
-
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +34,7 @@ def password_grant(client, tenant_id: str, **extra: str):
 
 def enrol(client, token: str) -> str:
     """Start a TOTP enrolment as the user; return its secret."""
-    started = client.post("/users/me/mfa/totp", headers=bearer_headers(token))
+    started = client.post("/users/me/mfa/totp", headers=bearer(token))
     assert started.status_code == 201, started.get_data(as_text=True)
     return started.get_json()["secret"]
 
@@ -56,7 +54,7 @@ def tess(app, client, tenant) -> str:
 
 
 def test_enrol_confirm_then_signin_needs_otp_until_removed(app, client, base_url, tenant, tess):
-    started = client.post("/users/me/mfa/totp", headers=bearer_headers(tess))
+    started = client.post("/users/me/mfa/totp", headers=bearer(tess))
     assert started.status_code == 201
     body = started.get_json()
     assert body["status"] == "pending" and body["type"] == "totp"
@@ -72,14 +70,10 @@ def test_enrol_confirm_then_signin_needs_otp_until_removed(app, client, base_url
     [pending] = sdk.users.enrollments.get("tess")
     assert pending.status == "pending" and pending.auth_method == "authenticator"
 
-    wrong = client.post(
-        "/users/me/mfa/totp/confirm", json={"code": "000000"}, headers=bearer_headers(tess)
-    )
+    wrong = client.post("/users/me/mfa/totp/confirm", json={"code": "000000"}, headers=bearer(tess))
     assert wrong.status_code == 400 and wrong.get_json()["error"] == "MFA_CODE_INVALID"
     used = totp_code(secret)
-    confirmed = client.post(
-        "/users/me/mfa/totp/confirm", json={"code": used}, headers=bearer_headers(tess)
-    )
+    confirmed = client.post("/users/me/mfa/totp/confirm", json={"code": used}, headers=bearer(tess))
     assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
     assert confirmed.get_json()["status"] == "confirmed"
     [enrolment] = sdk.users.enrollments.get("tess")
@@ -139,7 +133,7 @@ def factories_update(app, tenant_id: str, user_id: str, **changes) -> None:
 
 
 def test_enrolment_rules_and_bad_input(app, client, base_url, tenant, tess):
-    headers = bearer_headers(tess)
+    headers = bearer(tess)
     nothing = client.post("/users/me/mfa/totp/confirm", json={"code": "123456"}, headers=headers)
     assert nothing.status_code == 404
     first = enrol(client, tess)
@@ -181,7 +175,7 @@ def test_totp_secret_is_encrypted_and_bound_to_its_row(app, client, tenant, tess
 def test_user_removes_its_own_factor_with_the_sdk(client, base_url, tenant, tess):
     secret = enrol(client, tess)
     confirmed = client.post(
-        "/users/me/mfa/totp/confirm", json={"code": totp_code(secret)}, headers=bearer_headers(tess)
+        "/users/me/mfa/totp/confirm", json={"code": totp_code(secret)}, headers=bearer(tess)
     )
     assert confirmed.status_code == 200
     sdk = auth0_client(base_url, tess)

@@ -25,10 +25,9 @@ from app.core.jobs import send_task
 from app.core.logs import configure_logging
 from tests import factories
 from tests.conftest import make_config
-from tests.factories import TenantHandle
+from tests.factories import PASSWORD, TenantHandle
 from tests.postmark_fake import FakePostmark
 
-PASSWORD = "metrics-pass-1"
 HOST = "app.example.com"
 
 

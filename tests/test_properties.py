@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from tests import factories
-from tests.factories import assert_error, bearer_headers, property_rows
+from tests.factories import PASSWORD, assert_error, bearer, property_rows
 
-PASSWORD = "correct horse battery"
 SPEC_KEYS = {"id", "name", "value", "created_at", "updated_at"}
 MAX_BYTES = 16 * 1024
 
@@ -55,7 +54,7 @@ def create(client, headers, user_id: str, name: str, value: Any) -> dict[str, An
 
 
 def token_of(client, tenant, username: str) -> dict[str, str]:
-    return bearer_headers(factories.sign_in(client, tenant.id, username, PASSWORD)["access_token"])
+    return bearer(factories.sign_in(client, tenant.id, username, PASSWORD)["access_token"])
 
 
 # --- the endpoints with an API key and with the owner's token ------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,9 +16,8 @@ from app.core.db import db
 from app.core.tenancy import tenant_scope
 from app.secrets.models import Secret
 from tests import factories
-from tests.factories import assert_error, bearer_headers, secret_rows
+from tests.factories import PASSWORD, assert_error, bearer, secret_rows
 
-PASSWORD = "correct horse battery"
 META_KEYS = {"id", "name", "created_at", "updated_at", "version"}
 MAX_BYTES = 64 * 1024
 WORKER_TIMEOUT = 10.0
@@ -63,7 +61,7 @@ def read_value(client, headers, user_id: str, secret_id: str) -> str:
 
 
 def token_of(client, tenant, username: str) -> dict[str, str]:
-    return bearer_headers(factories.sign_in(client, tenant.id, username, PASSWORD)["access_token"])
+    return bearer(factories.sign_in(client, tenant.id, username, PASSWORD)["access_token"])
 
 
 def stored(app, tenant_id: str, secret_id: str) -> Secret:
@@ -258,16 +256,19 @@ def test_lists_and_metadata_never_contain_the_value(client, tenant, alice):
 
 def value_read_events(client, tenant, count: int) -> list[dict[str, Any]]:
     """Poll the audit log until `count` value reads are there (or the deadline passes)."""
-    deadline = time.monotonic() + WORKER_TIMEOUT
-    while True:
+
+    def events() -> list[dict[str, Any]]:
         response = client.get(
             "/audit-events", query_string={"action": "secret.value_read"}, headers=tenant.headers
         )
         assert response.status_code == 200, response.get_data(as_text=True)
-        items = response.get_json()["items"]
-        if len(items) >= count or time.monotonic() > deadline:
-            return items
-        time.sleep(0.1)
+        return response.get_json()["items"]
+
+    def enough() -> list[dict[str, Any]] | None:
+        items = events()
+        return items if len(items) >= count else None
+
+    return factories.wait_until(enough, WORKER_TIMEOUT) or events()
 
 
 def test_every_value_read_is_audited_by_the_worker(client, tenant, alice, celery_worker):

@@ -10,9 +10,7 @@ from sqlalchemy import func, select
 from app.core.db import db
 from app.core.tenancy import all_tenants
 from tests import factories
-from tests.factories import TenantHandle
-
-PASSWORD = "tenant-admin-pass"
+from tests.factories import PASSWORD, TenantHandle
 
 
 def _rows_of(app: Flask, tenant_id: str) -> dict[str, int]:
@@ -31,7 +29,7 @@ def _populate(app: Flask, client: FlaskClient, tenant: TenantHandle) -> None:
     """A user with a password, a secret, a property, a refresh token and audit events."""
     factories.make_user(app, tenant.id, user_id="u1", email="u1@example.com", password=PASSWORD)
     tokens = factories.sign_in(client, tenant.id, "u1@example.com", PASSWORD)
-    bearer = factories.bearer_headers(tokens["access_token"])
+    bearer = factories.bearer(tokens["access_token"])
     assert (
         client.post(
             "/user/u1/secrets", json={"name": "s", "value": "v"}, headers=bearer
