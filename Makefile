@@ -40,7 +40,7 @@ run: install-runtime
 	$(BIN)/flask --app wsgi bootstrap
 	FLASK_RUN_HOST=$(HOST) FLASK_RUN_PORT=$(PORT) $(BIN)/flask --app wsgi run
 
-# PostgreSQL and Redis: the local ones when they answer, else embedded ones (README).
+# PostgreSQL and Redis: the local ones when they answer, else embedded ones (docs/development.md).
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -52,7 +52,7 @@ fuzz: install
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest tests/test_fuzz.py -q $(PYTEST_ARGS)
 
 # Faults and load on real processes: its own PostgreSQL and Redis (Debian's server binaries,
-# never the shared ones), gunicorn, Celery worker and beat. About 10 minutes; see README.
+# never the shared ones), gunicorn, Celery worker and beat. About 10 minutes; see docs/development.md.
 test-reliability: install
 	$(BIN)/python -m pytest reliability -v $(PYTEST_ARGS)
 

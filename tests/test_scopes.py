@@ -69,8 +69,8 @@ def test_user_tokens_hold_the_catalogue_scopes(app: Flask, client: FlaskClient, 
 
 
 def test_the_readme_lists_every_scope_with_what_it_allows() -> None:
-    readme = (factories.PROJECT_ROOT / "README.md").read_text()
-    section = readme.split("### Scope catalogue", 1)[1].split("\n## ", 1)[0]
+    readme = (factories.PROJECT_ROOT / "docs" / "api" / "README.md").read_text()
+    section = readme.split("\n## Scope catalogue", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| `([a-z_:*]+)` \| [^|]+ \| ([^|]+) \|$", section, re.M))
     assert set(rows) == {s.name for s in scopes.CATALOGUE} | {"*"}
     assert all(text.strip() for text in rows.values())
