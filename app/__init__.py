@@ -22,7 +22,7 @@ from app.core.lazy_begin import install as begin_lazily
 from app.core.logs import configure_logging
 from app.core.metrics import add_gauge, install_request_metrics
 from app.core.ratelimit import init_rate_limits
-from app.core.redis_client import init_kv
+from app.core.redis_client import init_redis_client
 from app.core.security import KeyRing, limit_hashing
 from app.core.smorest import Api
 from app.core.tenancy import install_tenancy_guards
@@ -59,7 +59,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     install_tenancy_guards()
     celery_init_app(app)
     init_rate_limits(app)
-    init_kv(app)
+    init_redis_client(app)
 
     api = Api(app)  # one per app: flask-smorest keeps the app it documents
     api.register_security_schemes()

@@ -61,7 +61,7 @@ class Breaker:
         log.warning("Redis is back after %.0f s: %s use Redis again", outage, self.purpose)
 
 
-def init_kv(app: Flask) -> None:
+def init_redis_client(app: Flask) -> None:
     url = app.config["REDIS_URL"]
     app.extensions[_EXTENSION] = (
         redis.Redis.from_url(
