@@ -18,11 +18,11 @@ from app.core.errors import register_error_handlers
 from app.core.http import StripTrailingSlash, install_http_hooks
 from app.core.inputs import install_input_guards
 from app.core.jobs import celery_init_app
-from app.core.kv import init_kv
 from app.core.lazy_begin import install as begin_lazily
 from app.core.logs import configure_logging
 from app.core.metrics import add_gauge, install_request_metrics
 from app.core.ratelimit import init_rate_limits
+from app.core.redis_client import init_redis_client
 from app.core.security import KeyRing, limit_hashing
 from app.core.smorest import Api
 from app.core.tenancy import install_tenancy_guards
@@ -59,7 +59,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     install_tenancy_guards()
     celery_init_app(app)
     init_rate_limits(app)
-    init_kv(app)
+    init_redis_client(app)
 
     api = Api(app)  # one per app: flask-smorest keeps the app it documents
     api.register_security_schemes()
@@ -72,10 +72,14 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     # /readyz also tells whether the key ring opens the data (a ring changed under a
     # running instance would otherwise only show as 500s).
     app.extensions["gatehouse.readiness"] = {"keyring": encryption.keyring_status}
-    from app.mail.service import count_by_status
+    from app.mail.service import count_by_status_all_tenants
 
     add_gauge(
-        app, "gatehouse_mail_deliveries", "Email deliveries by state.", "state", count_by_status
+        app,
+        "gatehouse_mail_deliveries",
+        "Email deliveries by state.",
+        "state",
+        count_by_status_all_tenants,
     )
     _serve_swagger_assets(app)
     install_request_metrics(app)  # first, so its clock starts before the other hooks

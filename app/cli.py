@@ -16,6 +16,7 @@ from app import encryption
 from app.audit import service as audit_service
 from app.core.db import db
 from app.core.errors import AppError
+from app.core.jobs import in_tenant
 from app.core.security import keyring
 from app.periodic import JOBS, run_job
 from app.tenants import service as tenant_service
@@ -48,7 +49,8 @@ def bootstrap() -> dict[str, str]:
         tenant = tenant_service.find_tenant_by_name(DEMO_TENANT) or tenant_service.create_tenant(
             name=DEMO_TENANT, settings={"allow_user_token_management": True}
         )
-        issued = tenant_service.issue_api_key(tenant_id=tenant.id, name="demo key")
+        with in_tenant(tenant.id):
+            issued = tenant_service.issue_api_key(tenant_id=tenant.id, name="demo key")
         db.session.commit()
         saved = {"tenant_id": tenant.id, "api_key": issued.raw_key}
         path = _bootstrap_file()
@@ -172,13 +174,14 @@ def register_cli(app: Flask) -> None:
         """Delete TENANT_ID with everything it owns, one short transaction per batch
         (run again to finish a stopped deletion)."""
         try:
-            rows = tenant_service.delete_tenant(
-                tenant_id=tenant_id,
-                actor="cli",
-                ip=None,
-                batch_size=batch_size,
-                after_batch=db.session.commit,
-            )
+            with in_tenant(tenant_id):
+                rows = tenant_service.delete_tenant(
+                    tenant_id=tenant_id,
+                    actor="cli",
+                    ip=None,
+                    batch_size=batch_size,
+                    after_batch=db.session.commit,
+                )
         except AppError as exc:
             db.session.rollback()
             raise click.ClickException(exc.message) from exc
@@ -203,7 +206,10 @@ def register_cli(app: Flask) -> None:
         """Create an API key for TENANT_ID and print it (shown only once)."""
         scope_list = [s for s in scopes.replace(",", " ").split() if s]
         try:
-            issued = tenant_service.issue_api_key(tenant_id=tenant_id, name=name, scopes=scope_list)
+            with in_tenant(tenant_id):
+                issued = tenant_service.issue_api_key(
+                    tenant_id=tenant_id, name=name, scopes=scope_list
+                )
         except AppError as exc:
             raise click.ClickException(exc.message) from exc
         key_id = issued.api_key.id
@@ -234,7 +240,9 @@ def register_cli(app: Flask) -> None:
     def revoke_key_command(key_id: str) -> None:
         """Revoke the API key KEY_ID."""
         try:
-            tenant_service.revoke_api_key_by_id(key_id)
+            api_key = tenant_service.get_api_key_all_tenants(key_id)
+            with in_tenant(api_key.tenant_id):
+                tenant_service.revoke_api_key(tenant_id=api_key.tenant_id, key_id=key_id)
         except AppError as exc:
             raise click.ClickException(exc.message) from exc
         db.session.commit()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Executable, Result, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -71,21 +71,27 @@ def _not_current(entry: EncryptedColumn, ring: KeyRing) -> Any:
     return entry.column.is_not(None) & entry.column.not_like(f"v1.{ring.current_key_id}.%")
 
 
-def key_counts(entry: EncryptedColumn) -> dict[str, int]:
-    """How many values of the column each key id made (`v1.<8-char key id>.…`)."""
-    key_id = func.substr(entry.column, 4, 8)
+def _execute_all_tenants(statement: Executable) -> Result[Any]:
+    # Key rotation works on the whole instance: every statement here reads or rewrites
+    # the values of every tenant (the one place this module lifts the tenant filter).
     with all_tenants():
-        rows = db.session.execute(
-            select(key_id, func.count()).where(entry.column.is_not(None)).group_by(key_id)
-        )
-        return {kid: count for kid, count in rows}
+        return db.session.execute(statement)
+
+
+def key_counts(entry: EncryptedColumn) -> dict[str, int]:
+    """How many values of the column each key id made (`v1.<8-char key id>.…`), in every
+    tenant."""
+    key_id = func.substr(entry.column, 4, 8)
+    rows = _execute_all_tenants(
+        select(key_id, func.count()).where(entry.column.is_not(None)).group_by(key_id)
+    )
+    return {kid: count for kid, count in rows}
 
 
 def pending_count(entry: EncryptedColumn) -> int:
-    """How many values of the column are not under the current key."""
-    with all_tenants():
-        query = select(func.count()).select_from(entry.model).where(_not_current(entry, keyring()))
-        return db.session.scalar(query) or 0
+    """How many values of the column are not under the current key, in every tenant."""
+    query = select(func.count()).select_from(entry.model).where(_not_current(entry, keyring()))
+    return _execute_all_tenants(query).scalar() or 0
 
 
 def rotate_batch(
@@ -105,27 +111,25 @@ def rotate_batch(
     # client can see (versions, timestamps and ETags stay).
     unchanged = {c.name: c for c in table.c if c.onupdate is not None and c.name != name}
     last = None
-    with all_tenants():
-        rows = list(db.session.scalars(query))
-        for row in rows:
-            old = getattr(row, name)
-            ad = entry.associated_data(row)
-            last = tuple(getattr(row, col.key) for col in pk)
-            try:
-                plain = ring.decrypt(old, ad)
-            except KeyRingError as exc:
-                raise RotationError(
-                    f"{entry.label} {'/'.join(map(str, last))} (key id {ring.key_id_of(old)}): "
-                    f"{exc}"
-                ) from exc
-            # Compare-and-set: a value rewritten meanwhile (already under the current key)
-            # is left as it is.
-            db.session.execute(
-                table.update()
-                .where(*(table.c[col.name] == value for col, value in zip(pk, last, strict=True)))
-                .where(table.c[name] == old)
-                .values({name: ring.encrypt(plain, ad), **unchanged})
-            )
+    rows = list(_execute_all_tenants(query).scalars())
+    for row in rows:
+        old = getattr(row, name)
+        ad = entry.associated_data(row)
+        last = tuple(getattr(row, col.key) for col in pk)
+        try:
+            plain = ring.decrypt(old, ad)
+        except KeyRingError as exc:
+            raise RotationError(
+                f"{entry.label} {'/'.join(map(str, last))} (key id {ring.key_id_of(old)}): {exc}"
+            ) from exc
+        # Compare-and-set: a value rewritten meanwhile (already under the current key)
+        # is left as it is.
+        _execute_all_tenants(
+            table.update()
+            .where(*(table.c[col.name] == value for col, value in zip(pk, last, strict=True)))
+            .where(table.c[name] == old)
+            .values({name: ring.encrypt(plain, ad), **unchanged})
+        )
     return len(rows), (last if len(rows) == batch_size else None)
 
 

@@ -33,12 +33,12 @@ class TenantHandle:
 
     @property
     def headers(self) -> dict[str, str]:
-        """The seed-000 style: X-APIKEY + X-Tenant-ID."""
+        """The user API's style: X-APIKEY + X-Tenant-ID."""
         return {"X-APIKEY": self.key, "X-Tenant-ID": self.id}
 
     @property
     def m2_headers(self) -> dict[str, str]:
-        """The seed-004 style: x-api-key + x-m2-organization-id."""
+        """The accounts (Firebase-style) API's style: x-api-key + x-m2-organization-id."""
         return {"x-api-key": self.key, "x-m2-organization-id": self.id}
 
 
@@ -47,14 +47,15 @@ def make_tenant(
 ) -> TenantHandle:
     with app.app_context():
         tenant = tenant_service.create_tenant(name=name, settings=settings)
-        issued = tenant_service.issue_api_key(tenant_id=tenant.id, name="test", scopes=scopes)
+        with tenant_scope(tenant.id):
+            issued = tenant_service.issue_api_key(tenant_id=tenant.id, name="test", scopes=scopes)
         handle = TenantHandle(tenant.id, issued.raw_key, issued.api_key.id)
         db.session.commit()
         return handle
 
 
 def make_key(app: Flask, tenant_id: str, scopes: list[str]) -> str:
-    with app.app_context():
+    with app.app_context(), tenant_scope(tenant_id):
         issued = tenant_service.issue_api_key(tenant_id=tenant_id, scopes=scopes)
         db.session.commit()
         return issued.raw_key
@@ -103,7 +104,7 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 def assert_me_error(response: Any, status: int, key: str) -> dict[str, Any]:
-    """An error in seed 003's shape: both spellings of the success flag, the key, a message
+    """An error in the me API's shape: both spellings of the success flag, the key, a message
     and the request id."""
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.is_json, response.get_data(as_text=True)
@@ -212,7 +213,7 @@ def wait_for_value_read_audits(app: Flask, count: int, timeout: float = 10.0) ->
 
 
 def assert_directory_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    """Assert `response` is a directory-surface (seed 002) error of `status`:
+    """Assert `response` is a directory-surface (the directory API) error of `status`:
     `{"error": "<message>", "code": "<UPPER_CASE_KEY>"}`; return its body."""
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.is_json, response.get_data(as_text=True)

@@ -16,7 +16,7 @@ from flask import Flask
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app import create_app
-from app.core import kv
+from app.core import redis_client
 from app.core.db import db
 from app.core.ratelimit import RateLimits
 from tests import factories
@@ -102,7 +102,7 @@ def test_rate_limits_return_to_redis_when_it_is_back(monkeypatch, caplog):
         limits.breaker.failed(RedisConnectionError("refused"))
         assert not limits.breaker.should_try()
         limits.check("RATELIMIT_SIGNIN_PER_IP", "2 per minute", "10.0.0.1")  # counted in memory
-        monkeypatch.setattr(kv, "RETRY_AFTER_SECONDS", 0)
+        monkeypatch.setattr(redis_client, "RETRY_AFTER_SECONDS", 0)
         limits.breaker.failed(RedisConnectionError("refused"))  # still down: not logged again
         limits.check("RATELIMIT_SIGNIN_PER_IP", "2 per minute", "10.0.0.1")  # Redis again
         assert not limits.breaker.down

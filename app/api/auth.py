@@ -254,20 +254,47 @@ def root_only(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        principal = authenticate(tenant_required=False)
-        if principal.kind != "root":
-            raise Forbidden("Only the root key may call this endpoint", code="root_key_required")
-        g.principal = principal
+        g.principal = _root_principal()
         return _run_in_transaction(view, *args, **kwargs)
 
     return cast(F, document_auth(wrapper, AuthDoc(API_KEY_SCHEMES, False, _KEY_STATUSES)))
 
 
-def public(view: F) -> F:
-    """No credential needed; the view still runs in one transaction."""
+def root_only_in_path_tenant(view: F, *, tenant_arg: str = "tenant_id") -> F:
+    """Allow only the root key, acting in the tenant the path names (view argument
+    `tenant_arg`): the view runs in that tenant's scope, as for a tenant's own credential
+    (its services answer 404 for a tenant that does not exist)."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return _run_in_transaction(view, *args, **kwargs)
+        tenant_id = kwargs[tenant_arg]
+        g.principal = replace(_root_principal(), tenant_id=tenant_id)
+        with tenant_scope(tenant_id):
+            return _run_in_transaction(view, *args, **kwargs)
+
+    return cast(F, document_auth(wrapper, AuthDoc(API_KEY_SCHEMES, False, _KEY_STATUSES)))
+
+
+def _root_principal() -> Principal:
+    principal = authenticate(tenant_required=False)
+    if principal.kind != "root":
+        raise Forbidden("Only the root key may call this endpoint", code="root_key_required")
+    return principal
+
+
+def public(view: F | None = None, *, tenant_from: Callable[[], str | None] | None = None) -> Any:
+    """No credential needed; the view still runs in one transaction. With `tenant_from`,
+    the view runs in the scope of the tenant it names (read from the request: a header, a
+    token the request carries), or in none when it names none (the view then refuses)."""
+    if view is None:
+        return lambda inner: public(inner, tenant_from=tenant_from)
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tenant_id = tenant_from() if tenant_from is not None else None
+        if tenant_id is None:
+            return _run_in_transaction(view, *args, **kwargs)
+        with tenant_scope(tenant_id):
+            return _run_in_transaction(view, *args, **kwargs)
 
     return cast(F, document_auth(wrapper, AuthDoc((), False, (503,))))

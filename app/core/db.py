@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -10,7 +12,14 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import JSON, DateTime, ForeignKey, ForeignKeyConstraint, MetaData, String, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError, IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, registry
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    declared_attr,
+    mapped_column,
+    registry,
+)
 from sqlalchemy.pool import Pool
 from sqlalchemy.types import TypeDecorator
 
@@ -97,6 +106,28 @@ def add_unique(row: Any, conflict: Exception) -> None:
             db.session.add(row)
     except IntegrityError as exc:
         raise conflict from exc
+
+
+@contextmanager
+def independent_write() -> Iterator[Session]:
+    """A short transaction of its own, beside the request's: what must be kept although the
+    request then fails (a failed sign-in's audit row, a counter, a revoked token family) is
+    written here on purpose, before raising, instead of an error deciding the commit.
+
+    Yields a new Session on the same engine; it commits when the block ends and rolls back
+    if the block raises. The tenant scope of the caller applies (the tenancy guards watch
+    every Session and read the current scope). Rows loaded by the request's session are not
+    shared: pass ids, not instances. On SQLite (embedded mode) a second writer waits for the
+    request's own write transaction, so write here before the request writes anything."""
+    session = Session(bind=db.engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 def user_foreign_key() -> ForeignKeyConstraint:

@@ -52,11 +52,48 @@ class Invalid(AppError):
 
 
 class Unauthenticated(AppError):
+    """401. Says which scheme the caller should use (`Bearer`, or `Basic` for a client's
+    credentials), with an optional realm and RFC 6750 error code: the surfaces' error
+    handling turns them into the `WWW-Authenticate` challenge, so domain code never
+    writes the header."""
+
     status, code, message = 401, "unauthenticated", "Missing or invalid credentials"
 
-    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        scheme: str = "Bearer",
+        realm: str | None = None,
+        error: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
-        self.headers.setdefault("WWW-Authenticate", "Bearer")
+        self.scheme = scheme
+        self.realm = realm
+        self.error = error
+
+    @property
+    def challenge(self) -> str:
+        """The `WWW-Authenticate` value: `Bearer`, `Basic realm="gatehouse"`,
+        `Bearer error="invalid_token"`."""
+        params = [
+            f'{name}="{value}"'
+            for name, value in (("realm", self.realm), ("error", self.error))
+            if value
+        ]
+        return f"{self.scheme} {', '.join(params)}" if params else self.scheme
+
+
+def challenge_headers(err: AppError) -> dict[str, str]:
+    """The headers an error's answer carries: its own, plus the `WWW-Authenticate`
+    challenge of a 401 (unless the error already names one)."""
+    headers = dict(err.headers)
+    if isinstance(err, Unauthenticated) and not any(
+        name.lower() == "www-authenticate" for name in headers
+    ):
+        headers["WWW-Authenticate"] = err.challenge
+    return headers
 
 
 class InvalidGrant(AppError):
@@ -217,7 +254,7 @@ def register_error_handlers(app: Flask, choose_renderer: Callable[[], Renderer])
             renderer = render_default
         response = jsonify(renderer(err, request_id))
         response.status_code = err.status
-        for name, value in err.headers.items():
+        for name, value in challenge_headers(err).items():
             response.headers[name] = value
         return response
 

@@ -20,7 +20,7 @@ FORM_MIMETYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form
 
 class StripTrailingSlash:
     """WSGI middleware: `/a/b/` is routed as `/a/b`, so both spellings answer the same
-    without a redirect (seed 004 writes its paths with a trailing slash)."""
+    without a redirect (the accounts API writes its paths with a trailing slash)."""
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self.wsgi_app = wsgi_app

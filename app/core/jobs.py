@@ -1,25 +1,29 @@
-"""Celery wired into Flask: tasks run in an app context and commit like a request does;
-work is queued only after the surrounding transaction commits.
+"""Celery wired into Flask: tasks run in an app context (and, for a tenant's task, in its
+tenant scope) and commit like a request does; work is queued only after the surrounding
+transaction commits. Also the other edges' way into a tenant (`in_tenant`, for the CLI) and
+the periodic clean-up's one cross-tenant statement.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery, Task, shared_task
 from celery.exceptions import Retry
 from flask import Flask, current_app
-from sqlalchemy import event
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from app.core import metrics
 from app.core.broker import TRANSPORT
 from app.core.db import db
 from app.core.logs import bound_request_id, current_request_id
+from app.core.tenancy import all_tenants, tenant_scope
 
 log = logging.getLogger(__name__)
 _PENDING_KEY = "gatehouse_after_commit"
@@ -31,6 +35,8 @@ def celery_init_app(app: Flask) -> Celery:
     """Create the Celery app for `app` (eager when no broker is configured)."""
 
     class FlaskTask(Task):
+        tenant_scoped = False  # set by @tenant_task: the first argument is the tenant id
+
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             # Log lines carry the id of the request that queued the task (sent along in the
             # message, or the request in hand when tasks run in-process), else the task's.
@@ -39,7 +45,7 @@ def celery_init_app(app: Flask) -> Celery:
                 or current_request_id()
                 or self.request.id
             )
-            with app.app_context(), bound_request_id(request_id):
+            with app.app_context(), bound_request_id(request_id), self._scope(args, kwargs):
                 try:
                     result = self.run(*args, **kwargs)
                     db.session.commit()
@@ -53,6 +59,13 @@ def celery_init_app(app: Flask) -> Celery:
                     raise
                 metrics.count_task(self.name, "succeeded")
                 return result
+
+        def _scope(
+            self, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> AbstractContextManager[Any]:
+            if not self.tenant_scoped:
+                return nullcontext()
+            return in_tenant(kwargs["tenant_id"] if "tenant_id" in kwargs else args[0])
 
     celery = Celery(app.name, task_cls=FlaskTask, set_as_current=False)
     broker = app.config["CELERY_BROKER_URL"]
@@ -88,6 +101,33 @@ def celery_init_app(app: Flask) -> Celery:
     app.extensions["celery"] = celery
     _install_after_commit_hooks()
     return celery
+
+
+def tenant_task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """`shared_task(**options)` for work in one tenant: the task's first argument is the
+    tenant id, and the task body runs in that tenant's scope (entered here, at the task's
+    edge, as the HTTP decorators do for a request), so services called from it open none."""
+    return shared_task(tenant_scoped=True, **options)
+
+
+@contextmanager
+def in_tenant(tenant_id: str) -> Iterator[None]:
+    """Run work that does not come through a request (a task, a CLI command) in one tenant:
+    the non-HTTP edges' counterpart of the request decorators' scope."""
+    with tenant_scope(tenant_id):
+        yield
+
+
+def delete_all_tenants(model: type[Any], *where: Any, batch_size: int) -> int:
+    """Delete up to `batch_size` rows of `model` matching `where`, whichever tenant they
+    belong to (the periodic clean-up of expired rows, one short statement per batch); how
+    many rows went."""
+    pk = model.__mapper__.primary_key[0]
+    doomed = select(pk).where(*where).limit(batch_size)
+    with all_tenants():
+        return db.session.execute(
+            delete(model).where(pk.in_(doomed)).execution_options(synchronize_session=False)
+        ).rowcount
 
 
 def enqueue_after_commit(task: Task, *args: Any) -> None:

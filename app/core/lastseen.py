@@ -16,7 +16,7 @@ import time
 import redis
 from flask import current_app
 
-from app.core import kv
+from app.core import redis_client
 
 WRITE_THROUGH_EVERY_SECONDS = 60
 REDIS_WRITE_EVERY_SECONDS = 5
@@ -29,14 +29,14 @@ def _hash_name(kind: str) -> str:
     return f"{current_app.config['REDIS_KEY_PREFIX']}:lastseen:{kind}"
 
 
-def _redis() -> tuple[redis.Redis, kv.Breaker] | None:
+def _redis() -> tuple[redis.Redis, redis_client.Breaker] | None:
     """The Redis client and this process's breaker for it, unless embedded or failing."""
-    client = kv.client()
+    client = redis_client.client()
     if client is None:
         return None
     breaker = current_app.extensions.get(_BREAKER)
     if breaker is None:
-        breaker = current_app.extensions[_BREAKER] = kv.Breaker(
+        breaker = current_app.extensions[_BREAKER] = redis_client.Breaker(
             "activity buffers", "activity is written to the database, at most once a minute"
         )
     return (client, breaker) if breaker.should_try() else None
@@ -59,7 +59,7 @@ def record(kind: str, key: str, at: float | None = None) -> bool:
     client, breaker = usable
     try:
         client.hset(_hash_name(kind), key, f"{at:.3f}")
-    except kv.REDIS_ERRORS as exc:
+    except redis_client.REDIS_ERRORS as exc:
         breaker.failed(exc)
         return True
     breaker.succeeded()
@@ -68,7 +68,7 @@ def record(kind: str, key: str, at: float | None = None) -> bool:
 
 def drain(kind: str) -> dict[str, float]:
     """Take every buffered entry of `kind` atomically (new writes go to a fresh hash)."""
-    client = kv.client()
+    client = redis_client.client()
     if client is None:
         return {}
     source = _hash_name(kind)

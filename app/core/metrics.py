@@ -30,7 +30,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.core import kv
+from app.core import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def count_task(task: str, outcome: str) -> None:
     """Count a Celery task outcome (succeeded, failed, retried) where every process's
     /metrics sees it: Redis, or this process's memory when tasks run in-process."""
     field = f"{task}{_TASK_FIELD_SEPARATOR}{outcome}"
-    client = kv.client()
+    client = redis_client.client()
     if client is None:
         with _memory_lock:
             _memory_tasks[field] = _memory_tasks.get(field, 0) + 1
@@ -115,7 +115,7 @@ def count_task(task: str, outcome: str) -> None:
 
 
 def _task_counts() -> dict[str, int]:
-    client = kv.client()
+    client = redis_client.client()
     if client is None:
         with _memory_lock:
             return dict(_memory_tasks)

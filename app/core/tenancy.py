@@ -13,8 +13,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import event
-from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy import event, select
+from sqlalchemy.orm import InstrumentedAttribute, ORMExecuteState, Session, with_loader_criteria
 
 from app.core.db import TenantScoped, db
 
@@ -37,7 +37,7 @@ class Principal:
     credential_id: str | None = None  # API key id, or the session (sid) of a user token
     ip: str | None = None
     auth_time: int | None = None  # when the user of a token last entered a password
-    # The user's row as the bearer check read it (a users.views.UserView): answers of a
+    # The user's row as the bearer check read it (a users.read_model.UserView): answers of a
     # request that changes nothing print it instead of reading the row again.
     user_view: Any = field(default=None, compare=False, repr=False)
 
@@ -91,6 +91,15 @@ def all_tenants() -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+def find_by_global_id(column: InstrumentedAttribute[str], value: str) -> Any:
+    """The row whose globally unique `column` equals `value`, in whichever tenant holds it,
+    or None. For a credential presented without a tenant (an API key by its id, an
+    application by its client_id): the row names its tenant, and the caller then acts in
+    that tenant only. The one look-up across tenants on a request's path."""
+    with all_tenants():
+        return db.session.scalar(select(column.class_).where(column == value))
 
 
 def _touches_tenant_rows(state: ORMExecuteState) -> bool:

@@ -13,5 +13,6 @@ from app.credentials import reset as password_reset
 def cleanup_resets() -> int:
     """Delete expired reset requests in bounded batches."""
     return run_in_batches(
-        password_reset.purge_expired, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
+        password_reset.purge_expired_all_tenants,
+        batch_size=current_app.config["CLEANUP_BATCH_SIZE"],
     )

@@ -1,6 +1,9 @@
 """Create delivery rows and deliver them exactly as the row says: through Postmark
 (postmarker, `POSTMARK_API_URL` honoured) or, in development without a token, into the
 outbox folder. A row is claimed atomically before sending, so it is sent at most once.
+
+A delivery's functions run in its tenant's scope, entered by the task that sends it; the
+periodic jobs' look-ups across tenants are the `…_all_tenants` functions.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import requests
 from flask import current_app
 from postmarker.core import PostmarkClient
 from postmarker.exceptions import ClientError
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid
-from app.core.tenancy import all_tenants, tenant_scope
+from app.core.jobs import delete_all_tenants
+from app.core.tenancy import all_tenants
 from app.mail.models import FAILED, QUEUED, SENDING, SENT, EmailDelivery
 from app.tenants import service as tenant_service
 
@@ -42,7 +46,7 @@ class MailSettings:
 
 def mail_settings(tenant_id: str) -> MailSettings:
     """The token and sender for a tenant's mail (tenant settings first, then deployment);
-    Invalid TOKEN_OR_EMAIL_NOT_SET when neither has both, except in development, where
+    Invalid `mail_not_configured` when neither has both, except in development, where
     mail goes to the outbox."""
     tenant = tenant_service.get_tenant(tenant_id)
     token = (
@@ -55,7 +59,7 @@ def mail_settings(tenant_id: str) -> MailSettings:
         return MailSettings(OUTBOX_TOKEN, sender or "gatehouse@localhost")
     raise Invalid(
         "No Postmark token or sender address is set for this tenant",
-        code="TOKEN_OR_EMAIL_NOT_SET",
+        code="mail_not_configured",
     )
 
 
@@ -101,23 +105,23 @@ def _sending_lease() -> int:
 
 
 def claim(*, tenant_id: str, delivery_id: str) -> bool:
-    """Mark a due row `sending` (one attempt more) if no one else has; the caller commits
-    before sending, so two workers never send the same row."""
+    """Mark a due row of the tenant in scope `sending` (one attempt more) if no one else
+    has; the caller commits before sending, so two workers never send the same row."""
     now = utcnow()
     lease_expired = now - timedelta(seconds=_sending_lease())
-    with tenant_scope(tenant_id):
-        result = db.session.execute(
-            update(EmailDelivery)
-            .where(
-                EmailDelivery.id == delivery_id,
-                or_(
-                    EmailDelivery.status == QUEUED,
-                    (EmailDelivery.status == SENDING) & (EmailDelivery.updated_at < lease_expired),
-                ),
-            )
-            .values(status=SENDING, attempts=EmailDelivery.attempts + 1, updated_at=now)
-            .execution_options(synchronize_session=False)
+    result = db.session.execute(
+        update(EmailDelivery)
+        .where(
+            EmailDelivery.tenant_id == tenant_id,
+            EmailDelivery.id == delivery_id,
+            or_(
+                EmailDelivery.status == QUEUED,
+                (EmailDelivery.status == SENDING) & (EmailDelivery.updated_at < lease_expired),
+            ),
         )
+        .values(status=SENDING, attempts=EmailDelivery.attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
     return result.rowcount == 1
 
 
@@ -179,22 +183,21 @@ def send_claimed(*, tenant_id: str, delivery_id: str) -> EmailDelivery:
     """Send a row this worker claimed and record the outcome on it. Raises
     TransientMailError (row queued again, or failed after the last attempt) so the caller
     can schedule a retry; a 4xx answer fails the row with the error recorded."""
-    with tenant_scope(tenant_id):
-        delivery = db.session.scalar(select(EmailDelivery).where(EmailDelivery.id == delivery_id))
-        if delivery is None or delivery.status != SENDING:
-            raise LookupError(f"delivery {delivery_id} is not claimed")
-        try:
-            message_id = _send(delivery, mail_settings(tenant_id).server_token)
-        except TransientMailError as exc:
-            _record_failure(delivery, str(exc), final=delivery.attempts >= _max_attempts())
-            raise
-        except Exception as exc:
-            _record_failure(delivery, f"{type(exc).__name__}: {exc}"[:1000], final=True)
-            return delivery
-        delivery.status, delivery.sent_at = SENT, utcnow()
-        delivery.provider_message_id, delivery.last_error = message_id[:64], None
-        db.session.flush()
+    delivery = db.session.scalar(select(EmailDelivery).where(EmailDelivery.id == delivery_id))
+    if delivery is None or delivery.status != SENDING:
+        raise LookupError(f"delivery {delivery_id} is not claimed")
+    try:
+        message_id = _send(delivery, mail_settings(tenant_id).server_token)
+    except TransientMailError as exc:
+        _record_failure(delivery, str(exc), final=delivery.attempts >= _max_attempts())
+        raise
+    except Exception as exc:
+        _record_failure(delivery, f"{type(exc).__name__}: {exc}"[:1000], final=True)
         return delivery
+    delivery.status, delivery.sent_at = SENT, utcnow()
+    delivery.provider_message_id, delivery.last_error = message_id[:64], None
+    db.session.flush()
+    return delivery
 
 
 def _max_attempts() -> int:
@@ -211,7 +214,7 @@ def _record_failure(delivery: EmailDelivery, error: str, *, final: bool) -> None
     db.session.flush()
 
 
-def stuck_deliveries(*, limit: int = 500) -> list[tuple[str, str]]:
+def stuck_deliveries_all_tenants(*, limit: int = 500) -> list[tuple[str, str]]:
     """(tenant id, delivery id) of rows still queued well after they were due, or left
     `sending` by a worker that died mid-send (its claim has run out)."""
     now = utcnow()
@@ -233,30 +236,30 @@ def stuck_deliveries(*, limit: int = 500) -> list[tuple[str, str]]:
 
 
 def get_delivery(*, tenant_id: str, delivery_id: str) -> EmailDelivery:
-    with tenant_scope(tenant_id):
-        delivery = db.session.scalar(select(EmailDelivery).where(EmailDelivery.id == delivery_id))
+    """A delivery of the tenant in scope; LookupError when there is none."""
+    delivery = db.session.scalar(
+        select(EmailDelivery).where(
+            EmailDelivery.tenant_id == tenant_id, EmailDelivery.id == delivery_id
+        )
+    )
     if delivery is None:
         raise LookupError(f"no delivery {delivery_id}")
     return delivery
 
 
-def purge_old(*, batch_size: int) -> int:
-    """Delete up to `batch_size` sent or failed deliveries older than the retention."""
+def purge_old_all_tenants(*, batch_size: int) -> int:
+    """Delete up to `batch_size` sent or failed deliveries older than the retention, in
+    every tenant."""
     cutoff = utcnow() - timedelta(days=current_app.config["DELIVERY_RETENTION_DAYS"])
-    doomed = (
-        select(EmailDelivery.id)
-        .where(EmailDelivery.status.in_((SENT, FAILED)), EmailDelivery.created_at < cutoff)
-        .limit(batch_size)
+    return delete_all_tenants(
+        EmailDelivery,
+        EmailDelivery.status.in_((SENT, FAILED)),
+        EmailDelivery.created_at < cutoff,
+        batch_size=batch_size,
     )
-    with all_tenants():
-        return db.session.execute(
-            delete(EmailDelivery)
-            .where(EmailDelivery.id.in_(doomed))
-            .execution_options(synchronize_session=False)
-        ).rowcount
 
 
-def count_by_status() -> dict[str, int]:
+def count_by_status_all_tenants() -> dict[str, int]:
     """How many delivery rows are in each state, across tenants (the metrics gauge)."""
     with all_tenants():
         rows = db.session.execute(

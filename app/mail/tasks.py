@@ -8,14 +8,14 @@ from celery import Task, shared_task
 from flask import current_app
 
 from app.core.db import db
-from app.core.jobs import run_in_batches, send_task
+from app.core.jobs import run_in_batches, send_task, tenant_task
 from app.mail import service as mail_service
 from app.mail.models import QUEUED
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(
+@tenant_task(
     bind=True,
     name="mail.send_delivery",
     acks_late=True,
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
     max_retries=None,  # the row counts attempts and stops at MAIL_MAX_ATTEMPTS
 )
 def send_delivery(self: Task, tenant_id: str, delivery_id: str) -> str:
-    """Send a delivery row at most once; retry transient failures with back-off."""
+    """Send a delivery row at most once (in its tenant's scope, which @tenant_task enters);
+    retry transient failures with back-off."""
     if not mail_service.claim(tenant_id=tenant_id, delivery_id=delivery_id):
         return "skipped"  # sent, failed, or being sent by another worker
     db.session.commit()  # the claim is durable before the mail leaves
@@ -43,7 +44,7 @@ def send_delivery(self: Task, tenant_id: str, delivery_id: str) -> str:
 @shared_task(name="mail.requeue_stuck")
 def requeue_stuck() -> int:
     """Queue again every delivery still waiting well after it was due (broker outage)."""
-    stuck = mail_service.stuck_deliveries()
+    stuck = mail_service.stuck_deliveries_all_tenants()
     for tenant_id, delivery_id in stuck:
         try:
             send_task(send_delivery, tenant_id, delivery_id)
@@ -57,5 +58,5 @@ def requeue_stuck() -> int:
 def cleanup_deliveries() -> int:
     """Delete old sent/failed delivery rows in bounded batches."""
     return run_in_batches(
-        mail_service.purge_old, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
+        mail_service.purge_old_all_tenants, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
     )

@@ -1,4 +1,8 @@
-"""Tenant life cycle and settings, API key issue/revoke, and API key authentication."""
+"""Tenant life cycle and settings, API key issue/revoke, and API key authentication.
+
+Functions on a tenant's rows run in that tenant's scope, entered by the edge (the platform
+routes' decorators, the CLI). An API key is presented without its tenant, so its look-up
+by id goes through core's one cross-tenant look-up (`find_by_global_id`)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from app.core.db import db, utcnow
 from app.core.errors import Invalid, NotFound, Unauthenticated
 from app.core.pagination import Page, paginate_by_creation
 from app.core.scopes import unknown_key_scopes
-from app.core.tenancy import all_tenants, tenant_scope
+from app.core.tenancy import find_by_global_id
 from app.tenants.models import ApiKey, Tenant
 
 KEY_PREFIX = "gh_"
@@ -87,20 +91,20 @@ def delete_tenant(
     """Delete a tenant with everything it owns, table by table in batches of `batch_size`
     rows (`after_batch()` runs after each: the CLI commits there, so a big tenant goes
     in short transactions and a stopped run resumes). The `tenant.deleted` platform event
-    outlives it (the tenant's own audit events go with it). NotFound; {table: rows}."""
+    outlives it (the tenant's own audit events go with it). Runs in the tenant's scope (the
+    statements name the tenant's rows by `tenant_id` themselves). NotFound; {table: rows}."""
     tenant = get_tenant(tenant_id)
     name = tenant.name
     deleted: dict[str, int] = {}
-    with all_tenants():
-        for table in _owned_tables():
-            pk = tuple(table.primary_key.columns)
-            doomed = select(*pk).where(table.c.tenant_id == tenant_id).limit(batch_size)
-            while True:
-                count = db.session.execute(table.delete().where(tuple_(*pk).in_(doomed))).rowcount
-                deleted[table.name] = deleted.get(table.name, 0) + count
-                after_batch()
-                if count < batch_size:
-                    break
+    for table in _owned_tables():
+        pk = tuple(table.primary_key.columns)
+        doomed = select(*pk).where(table.c.tenant_id == tenant_id).limit(batch_size)
+        while True:
+            count = db.session.execute(table.delete().where(tuple_(*pk).in_(doomed))).rowcount
+            deleted[table.name] = deleted.get(table.name, 0) + count
+            after_batch()
+            if count < batch_size:
+                break
     db.session.delete(get_tenant(tenant_id))
     audit_service.record_platform_event(
         action="tenant.deleted",
@@ -171,8 +175,8 @@ class IssuedKey:
 def issue_api_key(
     *, tenant_id: str, name: str | None = None, scopes: list[str] | None = None
 ) -> IssuedKey:
-    """Create an API key for a tenant; the raw key is returned once and never stored.
-    Invalid `unknown_scope` for a scope outside the catalogue; NotFound."""
+    """Create an API key for a tenant (the tenant in scope); the raw key is returned once
+    and never stored. Invalid `unknown_scope` for a scope outside the catalogue; NotFound."""
     unknown = unknown_key_scopes(scopes or [])
     if unknown:
         raise Invalid(
@@ -181,54 +185,50 @@ def issue_api_key(
     get_tenant(tenant_id)
     key_id = security.random_hex(8)
     raw_key = f"{KEY_PREFIX}{key_id}_{security.random_token(32)}"
-    with tenant_scope(tenant_id):
-        api_key = ApiKey(
-            id=key_id,
-            tenant_id=tenant_id,
-            name=name,
-            key_hash=security.sha256_hex(raw_key),
-            scopes=sorted(set(scopes)) if scopes else ["*"],
-            created_at=utcnow(),
-        )
-        db.session.add(api_key)
-        db.session.flush()
+    api_key = ApiKey(
+        id=key_id,
+        tenant_id=tenant_id,
+        name=name,
+        key_hash=security.sha256_hex(raw_key),
+        scopes=sorted(set(scopes)) if scopes else ["*"],
+        created_at=utcnow(),
+    )
+    db.session.add(api_key)
+    db.session.flush()
     return IssuedKey(api_key, raw_key)
 
 
 def list_api_keys(*, tenant_id: str) -> list[ApiKey]:
-    """Every key of the tenant, revoked ones included, oldest first; NotFound."""
+    """Every key of the tenant (the tenant in scope), revoked ones included, oldest first;
+    NotFound."""
     get_tenant(tenant_id)
-    with tenant_scope(tenant_id):
-        return list(db.session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+    return list(db.session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
 def revoke_api_key(*, tenant_id: str, key_id: str) -> None:
-    """Revoke a key (idempotent); NotFound for an unknown key or tenant."""
+    """Revoke a key of the tenant in scope (idempotent); NotFound for an unknown key or
+    tenant."""
     get_tenant(tenant_id)
-    with tenant_scope(tenant_id):
-        api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
-        if api_key is None:
-            raise NotFound("API key not found", code="api_key_not_found")
-        if api_key.revoked_at is None:
-            api_key.revoked_at = utcnow()
-            db.session.flush()
+    api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+    if api_key is None:
+        raise NotFound("API key not found", code="api_key_not_found")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+        db.session.flush()
 
 
-def revoke_api_key_by_id(key_id: str) -> ApiKey:
-    """Revoke a key knowing only its id (operator CLI); NotFound."""
-    with all_tenants():
-        api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
-        if api_key is None:
-            raise NotFound("API key not found", code="api_key_not_found")
-        tenant_id = api_key.tenant_id
-    revoke_api_key(tenant_id=tenant_id, key_id=key_id)
+def get_api_key_all_tenants(key_id: str) -> ApiKey:
+    """The key with this id, whichever tenant holds it (the operator CLI names a key by its
+    id only; the caller then acts in `api_key.tenant_id`); NotFound."""
+    api_key = find_by_global_id(ApiKey.id, key_id)
+    if api_key is None:
+        raise NotFound("API key not found", code="api_key_not_found")
     return api_key
 
 
 def find_live_api_key(key_id: str) -> ApiKey | None:
     """The unrevoked key with this id, in any tenant (its tenant is checked by the caller)."""
-    with all_tenants():
-        api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+    api_key = find_by_global_id(ApiKey.id, key_id)
     return api_key if api_key is not None and api_key.revoked_at is None else None
 
 
@@ -249,12 +249,12 @@ def authenticate_api_key(raw: str) -> ApiKey:
     parts = raw.split("_", 2)
     if len(parts) != 3 or f"{parts[0]}_" != KEY_PREFIX:
         raise Unauthenticated("The API key is not valid", code="invalid_api_key")
-    with all_tenants():
-        api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == parts[1]))
-        expected = api_key.key_hash if api_key is not None else security.sha256_hex("")
-        matches = security.constant_time_equals(security.sha256_hex(raw), expected)
-        if api_key is None or not matches or api_key.revoked_at is not None:
-            raise Unauthenticated("The API key is not valid", code="invalid_api_key")
+    # Keys are presented without their tenant: the key names it (the caller then acts there).
+    api_key = find_by_global_id(ApiKey.id, parts[1])
+    expected = api_key.key_hash if api_key is not None else security.sha256_hex("")
+    matches = security.constant_time_equals(security.sha256_hex(raw), expected)
+    if api_key is None or not matches or api_key.revoked_at is not None:
+        raise Unauthenticated("The API key is not valid", code="invalid_api_key")
     return api_key
 
 

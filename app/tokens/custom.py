@@ -1,5 +1,5 @@
-"""Custom tokens (seed 004): minted by a backend for a user id, exchanged once for a
-session; the exchange signs the user up when the id is new.
+"""Custom tokens (the accounts API, Firebase-style): minted by a backend for a user id,
+exchanged once for a session; the exchange signs the user up when the id is new.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class CustomToken:
 
 
 def _tenant_managing_tokens(tenant_id: str) -> Tenant:
-    """The tenant, if it allows user-token management (seed 004 asks it of every /token/
+    """The tenant, if it allows user-token management (the accounts API asks it of every /token/
     call); Forbidden otherwise."""
     tenant = tenant_service.get_tenant(tenant_id)
     if not tenant.allow_user_token_management:
@@ -109,7 +109,7 @@ def sign_in_with_custom_token(*, actor: Principal, token: str) -> token_service.
 
 
 def refresh_for_backend(*, actor: Principal, refresh_token: str) -> token_service.TokenSet:
-    """A backend's refresh of one of its tenant's sessions (seed 004 `/token/refresh`);
+    """A backend's refresh of one of its tenant's sessions (the accounts API's `/token/refresh`);
     Forbidden when the tenant does not allow user-token management, InvalidGrant."""
     _tenant_managing_tokens(actor.tenant_id)
     return grants.refresh_grant(

@@ -11,14 +11,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
+from app.core.jobs import delete_all_tenants
 from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
-from app.core.tenancy import all_tenants
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import signing
@@ -283,25 +283,11 @@ def session_state_is_live(
     return revoked_at is None and generation == (user_generation or 0)
 
 
-def purge_expired(*, batch_size: int) -> int:
+def purge_expired_all_tenants(*, batch_size: int) -> int:
     """Delete up to `batch_size` expired refresh tokens, used custom-token ids and ended
-    sessions of each kind (all tenants); how many rows went."""
+    sessions of each kind, in every tenant; how many rows went."""
     now = utcnow()
-    removed = 0
-    with all_tenants():
-        for model in (RefreshToken, CustomTokenUse, AuthSession):
-            doomed = (
-                select(model.__table__.c[_pk(model)])
-                .where(model.expires_at < now)
-                .limit(batch_size)
-            )
-            removed += db.session.execute(
-                delete(model)
-                .where(model.__table__.c[_pk(model)].in_(doomed))
-                .execution_options(synchronize_session=False)
-            ).rowcount
-    return removed
-
-
-def _pk(model: type[Any]) -> str:
-    return model.__mapper__.primary_key[0].key
+    return sum(
+        delete_all_tenants(model, model.expires_at < now, batch_size=batch_size)
+        for model in (RefreshToken, CustomTokenUse, AuthSession)
+    )

@@ -168,11 +168,8 @@ def _public_key(kid: str) -> Any:
 
 
 def invalid_token(message: str = "The access token is not valid") -> Unauthenticated:
-    return Unauthenticated(
-        message,
-        code="invalid_token",
-        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-    )
+    # The surface's error handling turns the error into the RFC 6750 challenge.
+    return Unauthenticated(message, code="invalid_token", error="invalid_token")
 
 
 def _verification_key(token: str) -> Any:

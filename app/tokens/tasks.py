@@ -13,5 +13,5 @@ from app.tokens import service as token_service
 def cleanup_expired() -> int:
     """Delete expired token rows in bounded batches, each its own transaction."""
     return run_in_batches(
-        token_service.purge_expired, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
+        token_service.purge_expired_all_tenants, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
     )

@@ -20,7 +20,7 @@ from app.core.db import add_unique, db, utcnow
 from app.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from app.core.tenancy import Principal, current_tenant_id
 from app.tenants import service as tenant_service
-from app.users import views
+from app.users import read_model
 from app.users.models import User
 
 USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@|:-]{1,128}\Z")
@@ -186,13 +186,13 @@ def find_user(user_id: str) -> User | None:
     return db.session.get(User, (current_tenant_id(), user_id))
 
 
-def get_user_view(user_id: str, *, caller: Principal | None = None) -> views.UserView:
+def get_user_view(user_id: str, *, caller: Principal | None = None) -> read_model.UserView:
     """The user as a read-only view, for answers of requests that change nothing: the
     caller's own row as the bearer check read it, any other in one select; NotFound."""
     tenant_id = current_tenant_id()
     view = caller.user_view if caller is not None else None
     if view is None or view.id != user_id or view.tenant_id != tenant_id:
-        view = views.load_view(tenant_id=tenant_id, user_id=user_id)
+        view = read_model.load_view(tenant_id=tenant_id, user_id=user_id)
     if view is None:
         raise NotFound("User not found", code="user_not_found")
     return view

@@ -1,4 +1,5 @@
-"""The accounts surface (seed 004): `/auth/user`, `/users/{userId}`, `/token/*`."""
+"""The accounts surface (the accounts API, Firebase-style): `/auth/user`, `/users/{userId}`,
+`/token/*`."""
 
 from app.core.errors import DefaultErrorSchema as ErrorSchema
 from app.core.errors import render_default as render_error

@@ -1,4 +1,4 @@
-"""Shapes of the accounts surface (camelCase, as the platform seed 004 mirrors)."""
+"""Shapes of the accounts surface (camelCase, as the accounts (Firebase-style) API has them)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The directory surface (seed 002): `/api/v1/users...`, username/password users with
+"""The directory surface (the directory API): `/api/v1/users...`, username/password users with
 permission policies. Errors: `{"error": "<message>", "code": "<KEY>"}`."""
 
 from __future__ import annotations

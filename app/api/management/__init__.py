@@ -1,5 +1,5 @@
-"""The management surface (seed 001): `/api/v2/...`, compatible with Auth0's Management API
-v2 and its SDKs. Errors: `{statusCode, error, message, errorCode}`."""
+"""The management surface: `/api/v2/...`, compatible with Auth0's Management API v2 and
+its SDKs. Errors: `{statusCode, error, message, errorCode}`."""
 
 from __future__ import annotations
 

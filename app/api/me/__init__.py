@@ -1,4 +1,4 @@
-"""The me surface (seed 003): `/users/me`, `/users/me/settings`, `/users/me/verify-email`,
+"""The me surface (the me API): `/users/me`, `/users/me/settings`, `/users/me/verify-email`,
 `/auth/password-reset`.
 
 Errors here carry that document's keys: `{"success": false, "succes": false, "error": KEY,
@@ -28,10 +28,11 @@ class ErrorSchema(ErrorBodySchema):
 blp = Blueprint(
     "me",
     __name__,
-    description="The caller's own user document (seed 003)",
+    description="The caller's own user document (the me API)",
     error_schema=ErrorSchema,
 )
 
+# The domain's codes in this surface's keys (the rest are upper-cased as they are).
 _KEYS_BY_CODE = {
     "validation_failed": "INVALID_BODY",
     "invalid_json": "INVALID_BODY",
@@ -40,6 +41,9 @@ _KEYS_BY_CODE = {
     "password_too_short": "INVALID_BODY",
     "password_too_long": "INVALID_BODY",
     "invalid_characters": "INVALID_BODY",
+    "reset_host_not_allowed": "INVALID_BODY",
+    "reset_token_invalid": "INVALID_TOKEN",
+    "mail_not_configured": "TOKEN_OR_EMAIL_NOT_SET",
 }
 
 

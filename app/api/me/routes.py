@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
+
 from app.api.auth import client_ip, current_principal, public, requires, tenant_header
 from app.api.etag import ETAG_HEADER, check_if_match, etag_headers
 from app.api.fields import at_most
@@ -79,8 +81,16 @@ def put_settings(items: list[dict[str, Any]]) -> tuple[list[Any], int, dict[str,
     return user.settings, 200, etag_headers(user)
 
 
+def _reset_token_tenant() -> str | None:
+    """The tenant the confirmation's reset token names (read, not yet trusted), so the
+    confirmation runs in that tenant's scope; None for no readable token (then refused)."""
+    body = request.get_json(silent=True)
+    token = body.get("token") if isinstance(body, dict) else None
+    return password_reset.token_tenant(token) if isinstance(token, str) else None
+
+
 @blp.route("/auth/password-reset", methods=["POST"])
-@public
+@public(tenant_from=tenant_header)
 @blp.tenant_header("The tenant of the account (required, either header name)")
 @blp.arguments(ResetRequestSchema)
 @blp.response(200, OkSchema)
@@ -105,7 +115,7 @@ def request_password_reset(body: dict[str, Any]) -> dict[str, str]:
 
 
 @blp.route("/auth/password-reset/confirm", methods=["POST"])
-@public
+@public(tenant_from=_reset_token_tenant)
 @blp.arguments(ResetConfirmSchema)
 @blp.response(200, OkSchema)
 def confirm_password_reset(body: dict[str, Any]) -> dict[str, str]:

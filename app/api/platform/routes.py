@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, current_app, g
 
-from app.api.auth import client_ip, public, requires, root_only
+from app.api.auth import client_ip, public, requires, root_only, root_only_in_path_tenant
 from app.api.platform import blp
 from app.api.platform.schemas import (
     ApiKeySchema,
@@ -60,7 +60,7 @@ def list_tenants(query: dict[str, Any]) -> Page[dict[str, Any]]:
 
 
 @blp.route("/tenants/<tenant_id>", methods=["DELETE"])
-@root_only
+@root_only_in_path_tenant
 @blp.response(204)
 @blp.errors(404)
 def delete_tenant(tenant_id: str) -> None:
@@ -94,7 +94,7 @@ def patch_tenant(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
 
 
 @blp.route("/tenants/<tenant_id>/api-keys", methods=["POST"])
-@root_only
+@root_only_in_path_tenant
 @blp.arguments(CreateApiKeySchema)
 @blp.response(201, IssuedApiKeySchema)
 def create_api_key(body: dict[str, Any], tenant_id: str) -> tenant_service.IssuedKey:
@@ -105,7 +105,7 @@ def create_api_key(body: dict[str, Any], tenant_id: str) -> tenant_service.Issue
 
 
 @blp.route("/tenants/<tenant_id>/api-keys", methods=["GET"])
-@root_only
+@root_only_in_path_tenant
 @blp.response(200, ApiKeySchema(many=True))
 def list_api_keys(tenant_id: str) -> list[ApiKey]:
     """List a tenant's API keys"""
@@ -113,7 +113,7 @@ def list_api_keys(tenant_id: str) -> list[ApiKey]:
 
 
 @blp.route("/tenants/<tenant_id>/api-keys/<key_id>", methods=["DELETE"])
-@root_only
+@root_only_in_path_tenant
 @blp.response(204)
 def revoke_api_key(tenant_id: str, key_id: str) -> None:
     """Revoke an API key"""

@@ -1,4 +1,4 @@
-"""The user surface (seed 000): `/user/...` with X-APIKEY + X-Tenant-ID or a bearer token."""
+"""The user surface (the user API): `/user/...` with X-APIKEY + X-Tenant-ID or a bearer token."""
 
 from app.core.errors import DefaultErrorSchema as ErrorSchema
 from app.core.errors import render_default as render_error

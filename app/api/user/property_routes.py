@@ -1,4 +1,4 @@
-"""Routes of the user surface for a user's properties (seed 000): named JSON values."""
+"""Routes of the user surface for a user's properties (the user API): named JSON values."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from app.api.etag import ETAG_HEADER, etag_headers
 from app.api.user import blp
 from app.api.user.schemas import BaseUserSchema, ProfileSchema
 from app.users import service as user_service
-from app.users.views import UserView
+from app.users.read_model import UserView
 
 
 def _tagged(user_id: str) -> tuple[UserView, int, dict[str, Any]]:

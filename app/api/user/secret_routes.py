@@ -1,4 +1,4 @@
-"""Routes of the user surface for a user's secrets (seed 000): metadata, value, CRUD."""
+"""Routes of the user surface for a user's secrets (the user API): metadata, value, CRUD."""
 
 from __future__ import annotations
 

@@ -1,0 +1,138 @@
+"""The house rules that a review would otherwise have to remember, checked on the source:
+layers import downward only; tenant scopes are opened at the edge (core and the surfaces),
+not inside domain modules beyond a short allowed list; no exception decides a commit; and
+answers and challenges are built by the surfaces only. Each failure names the file."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+APP = Path(__file__).resolve().parents[1] / "app"
+
+# Low to high: a package may import its own rank or lower, never higher. The wiring
+# modules (create_app, the CLI, periodic jobs, start-up checks) may import anything.
+LAYERS: dict[str, int] = {
+    "core": 0,
+    "audit": 1,
+    "tenants": 2,
+    "users": 3,
+    "tokens": 4,
+    "mail": 5,
+    "secrets": 5,
+    "properties": 5,
+    "credentials": 6,
+    "signin": 7,
+    "applications": 8,
+    "api": 9,
+}
+WIRING = {"__init__", "cli", "encryption", "extensions", "models", "periodic", "startup"}
+
+# Where a domain module may open a tenant scope itself: jobs that cross tenants by nature,
+# each in a function whose name says so. Everything else gets its tenant from the edge
+# (the surface's decorator, the task wrapper, the CLI).
+ALLOWED_SCOPE_OPENINGS: dict[str, int] = {
+    # stuck_deliveries_all_tenants (re-queue after an outage), count_by_status_all_tenants
+    # (the metrics gauge)
+    "app/mail/service.py": 2,
+    # _execute_all_tenants: key rotation re-encrypts every tenant's values
+    "app/encryption.py": 1,
+}
+MAX_SCOPE_OPENINGS = 6
+
+EDGE_ONLY_NAMES = ("jsonify", "make_response", "WWW-Authenticate")
+
+
+def _modules() -> Iterator[tuple[Path, str]]:
+    for path in sorted(APP.rglob("*.py")):
+        relative = path.relative_to(APP)
+        top = relative.parts[0].removesuffix(".py")
+        yield path, top
+
+
+def _imported_packages(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "app":
+                names = [f"app.{alias.name}" for alias in node.names]
+            elif node.module.startswith("app."):
+                names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names if alias.name.startswith("app.")]
+        for name in names:
+            yield node.lineno, name.split(".")[1]
+
+
+def test_layers_import_downward_only() -> None:
+    problems = []
+    for path, top in _modules():
+        if top in WIRING:
+            continue
+        assert top in LAYERS, f"{path}: package {top!r} has no layer in tests/test_house_rules.py"
+        for line, imported in _imported_packages(ast.parse(path.read_text())):
+            if imported in WIRING or imported == top:
+                if imported in WIRING and imported != "extensions":
+                    problems.append(f"{path}:{line}: imports the wiring module app.{imported}")
+                continue
+            if LAYERS.get(imported, -1) > LAYERS[top]:
+                problems.append(
+                    f"{path.relative_to(APP.parent)}:{line}: {top} (layer {LAYERS[top]}) "
+                    f"imports {imported} (layer {LAYERS[imported]}), a higher layer"
+                )
+    assert not problems, "imports running back up:\n" + "\n".join(problems)
+
+
+def _scope_openings(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("tenant_scope", "all_tenants"):
+                yield node.lineno, name
+
+
+def test_tenant_scopes_are_opened_at_the_edge() -> None:
+    found: dict[str, list[int]] = {}
+    for path, top in _modules():
+        if top in ("core", "api"):
+            continue
+        for line, _name in _scope_openings(ast.parse(path.read_text())):
+            found.setdefault(str(path.relative_to(APP.parent)), []).append(line)
+    problems = [
+        f"{file}: opens a tenant scope at line(s) {lines} (allowed here: "
+        f"{ALLOWED_SCOPE_OPENINGS.get(file, 0)}); take the tenant from the edge"
+        for file, lines in sorted(found.items())
+        if len(lines) > ALLOWED_SCOPE_OPENINGS.get(file, 0)
+    ]
+    assert not problems, "\n".join(problems)
+    assert sum(ALLOWED_SCOPE_OPENINGS.values()) <= MAX_SCOPE_OPENINGS
+
+
+def test_no_exception_decides_a_commit() -> None:
+    problems = []
+    for path, _top in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and any(
+                kw.arg == "commit" and isinstance(kw.value, ast.Constant) and kw.value.value
+                for kw in node.keywords
+            ):
+                problems.append(f"{path.relative_to(APP.parent)}:{node.lineno}: commit=True")
+    assert not problems, (
+        "an exception decides the commit (write what must be kept on purpose, then raise):\n"
+        + "\n".join(problems)
+    )
+
+
+def test_answers_and_challenges_are_built_by_the_surfaces() -> None:
+    problems = []
+    for path, top in _modules():
+        if top in ("core", "api"):
+            continue
+        text = path.read_text()
+        for name in EDGE_ONLY_NAMES:
+            if name in text:
+                line = text[: text.index(name)].count("\n") + 1
+                problems.append(f"{path.relative_to(APP.parent)}:{line}: {name}")
+    assert not problems, "built outside app/api and app/core:\n" + "\n".join(problems)
