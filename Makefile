@@ -49,7 +49,7 @@ test: install
 FUZZ_EXAMPLES ?= 25
 FUZZ_SEED ?= 20261130
 fuzz: install
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest tests/test_fuzz.py -q $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest tests/surfaces/test_fuzz.py -q $(PYTEST_ARGS)
 
 # Faults and load on real processes: its own PostgreSQL and Redis (Debian's server binaries,
 # never the shared ones), gunicorn, Celery worker and beat. About 10 minutes; see docs/development.md.

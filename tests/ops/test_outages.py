@@ -21,8 +21,8 @@ from app.core.db import db
 from app.core.ratelimit import RateLimits
 from tests import factories
 from tests.conftest import make_config, redis_url
+from tests.domain.test_background import counting_writes
 from tests.oauth_support import PASSWORD, assert_oauth_error, bearer
-from tests.test_background import counting_writes
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 

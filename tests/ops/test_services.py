@@ -16,10 +16,10 @@ from tests import factories, services
 
 # Database, Redis rate limits and activity buffer, the Celery worker, mail and audit.
 EMBEDDED_RUN = [
-    "tests/test_password_reset.py::test_reset_by_email_end_to_end",
-    "tests/test_secrets.py::test_every_value_read_is_audited_by_the_worker",
-    "tests/test_background.py::test_user_activity_costs_no_database_write",
-    "tests/test_oauth_refresh.py",
+    "tests/surfaces/test_password_reset.py::test_reset_by_email_end_to_end",
+    "tests/surfaces/test_secrets.py::test_every_value_read_is_audited_by_the_worker",
+    "tests/domain/test_background.py::test_user_activity_costs_no_database_write",
+    "tests/surfaces/test_oauth_refresh.py",
 ]
 
 
