@@ -393,6 +393,7 @@ def make_application(
     allowed_origins: list[str] | None = None,
     post_logout_redirect_uris: list[str] | None = None,
     name: str = "Web app",
+    allowed_scopes: list[str] | None = None,
 ) -> AppHandle:
     """Register an application through the service; the first redirect URI is its own."""
     from app.applications import service as application_service
@@ -406,6 +407,7 @@ def make_application(
             redirect_uris=uris,
             allowed_origins=allowed_origins or [],
             post_logout_redirect_uris=post_logout_redirect_uris or [],
+            allowed_scopes=allowed_scopes,
         )
         handle = AppHandle(issued.application.id, issued.client_secret, uris[0], tenant_id)
         db.session.commit()

@@ -50,6 +50,9 @@ class AuthSession(TenantScoped, Base):
     # The registered application the session was started for (authorization code, or a
     # grant naming its client_id): its ID tokens name it as `aud`, only it may refresh.
     client_id: Mapped[str32 | None]
+    # What the application was granted (space separated): a refresh never widens it. NULL
+    # for a session without an application, whose tokens hold whatever the user holds.
+    scope: Mapped[str | None] = mapped_column(Text)
 
 
 class RefreshToken(TenantScoped, Base):

@@ -6,6 +6,7 @@ check of a bearer access token on every request is tokens.bearer.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,8 +16,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit_service
+from app.core import scopes as scope_catalogue
 from app.core import security
 from app.core.db import db, utcnow
+from app.core.errors import Invalid
 from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
 from app.core.tenancy import all_tenants
 from app.tenants import service as tenant_service
@@ -51,6 +54,46 @@ def user_scopes(user: User) -> list[str]:
     scopes += [s for s in user.custom_scopes or [] if isinstance(s, str)]
     scopes += policy_service.policy_scopes(user)
     return list(dict.fromkeys(scopes))
+
+
+def application_scopes(user: User, *, requested: str | None, allowed: Collection[str]) -> list[str]:
+    """What a registered application's new session of `user` may do: the scopes it asked
+    for (`openid` when it asked for none, RFC 6749 §3.3), each one the application is
+    `allowed` and, unless an OIDC scope, the user holds. Invalid `invalid_scope` for a
+    scope no application can ask for."""
+    asked = (requested or "").split() or list(scope_catalogue.DEFAULT_REQUESTED)
+    for scope in asked:
+        if scope not in scope_catalogue.APP_SCOPES:
+            raise Invalid(
+                scope_catalogue.unknown_scope_message(scope, scope_catalogue.APP_SCOPES),
+                code="invalid_scope",
+            )
+    return scope_catalogue.granted(asked, held=user_scopes(user), allowed=allowed)
+
+
+def session_scopes(
+    user: User, session: AuthSession, *, allowed: Collection[str] | None = None
+) -> list[str]:
+    """What the tokens of a session may do now: an application's session keeps what it
+    was granted, narrowed to what the user still holds and the application is still
+    `allowed` (never widened); any other session holds whatever the user holds."""
+    held = user_scopes(user)
+    if session.scope is None:
+        return held
+    return scope_catalogue.granted(
+        session.scope.split(),
+        held=held,
+        allowed=scope_catalogue.APP_SCOPES if allowed is None else allowed,
+    )
+
+
+def tenant_of_refresh_token(raw: str) -> str | None:
+    """The tenant a refresh token names (`rt_<tenant>_<secret>`), unchecked; None if it
+    has not that form."""
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or f"{parts[0]}_" != REFRESH_PREFIX or not parts[1]:
+        return None
+    return parts[1]
 
 
 def access_ttl(tenant: Tenant) -> int:
@@ -96,6 +139,8 @@ def _id_token(
         "preferred_username": user.username,
         "picture": user.photo_url,
     }
+    # The session, so that a later use of the token (link_with) can tell it was revoked.
+    claims["sid"] = session.id
     if session.client_id:
         claims["azp"] = session.client_id
         claims["at_hash"] = security.left_half_hash(access_token)
@@ -132,10 +177,14 @@ def start_session(
     client_id: str | None = None,
     auth_time: datetime | None = None,
     expires_at: datetime | None = None,
+    scope: list[str] | None = None,
 ) -> AuthSession:
     """A new sign-in session (refresh family) of `user`, under its current generation;
     `auth_time` is when the user entered a password (now unless a browser sign-in session
-    carried it over), `client_id` the registered application it is for."""
+    carried it over), `client_id` the registered application it is for and `scope` what
+    that application was granted (application_scopes); refreshes never widen it."""
+    if client_id is not None and scope is None:
+        raise ValueError("an application's session needs the scopes it was granted")
     session = AuthSession(
         id=security.random_hex(16),
         tenant_id=user.tenant_id,
@@ -145,6 +194,7 @@ def start_session(
         created_at=now,
         expires_at=expires_at or session_expiry(tenant, now),
         client_id=client_id,
+        scope=" ".join(scope) if client_id is not None and scope is not None else None,
     )
     db.session.add(session)
     return session
@@ -157,39 +207,49 @@ def issue_session(
     client_id: str | None = None,
     auth_time: datetime | None = None,
     nonce: str | None = None,
+    scope: list[str] | None = None,
 ) -> TokenSet:
     """Access, ID and refresh tokens for `user` in `session` (a new one unless given; a
     given one has already been extended by the refresh that continues it). A new session
     is for the registered application `client_id` if given, begun at `auth_time`; `nonce`
-    goes into the ID token (OIDC Core §3.1.2.1)."""
+    goes into the ID token (OIDC Core §3.1.2.1).
+
+    The access token carries `scope` (an application's grant, or a narrowing of the
+    session's asked for by a refresh), else the session's scopes (session_scopes). An
+    application's session gets a refresh token only when granted `offline_access`; a
+    session without an application (a password grant naming no app) always does."""
     tenant = tenant_service.get_tenant(user.tenant_id)
     now = utcnow()
     session = session or start_session(
-        user=user, tenant=tenant, now=now, client_id=client_id, auth_time=auth_time
+        user=user, tenant=tenant, now=now, client_id=client_id, auth_time=auth_time, scope=scope
     )
+    granted = scope if scope is not None else session_scopes(user, session)
     ttl = access_ttl(tenant)
-    scope = " ".join(user_scopes(user))
-    access = signing.sign(
-        {
-            "iss": current_app.config["ISSUER"],
-            "sub": user.id,
-            "aud": tenant.id,
-            "tid": tenant.id,
-            "scope": scope,
-            "iat": timestamp(now),
-            "exp": timestamp(now) + ttl,
-            "auth_time": timestamp(session.auth_time),
-            "jti": uuid.uuid4().hex,
-            "sid": session.id,
-            SCOPE_VERSION_CLAIM: user.scope_version or 0,
-        }
-    )
+    claims: dict[str, Any] = {
+        "iss": current_app.config["ISSUER"],
+        "sub": user.id,
+        "aud": tenant.id,
+        "tid": tenant.id,
+        "scope": " ".join(granted),
+        "iat": timestamp(now),
+        "exp": timestamp(now) + ttl,
+        "auth_time": timestamp(session.auth_time),
+        "jti": uuid.uuid4().hex,
+        "sid": session.id,
+        SCOPE_VERSION_CLAIM: user.scope_version or 0,
+    }
+    if session.client_id:
+        # The application the token was issued to (RFC 9068 `client_id`, OIDC `azp`):
+        # what it may do on the user's behalf (link_with) depends on it.
+        claims["azp"] = session.client_id
+    access = signing.sign(claims)
+    offline = session.scope is None or scope_catalogue.OFFLINE_ACCESS in session.scope.split()
     return TokenSet(
         access_token=access,
         expires_in=ttl,
-        scope=scope,
+        scope=claims["scope"],
         id_token=_id_token(user, tenant, now, ttl, session, access_token=access, nonce=nonce),
-        refresh_token=_new_refresh_token(user, tenant, session, now),
+        refresh_token=_new_refresh_token(user, tenant, session, now) if offline else None,
         user_id=user.id,
     )
 
