@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.core import security
 from app.core.db import db
@@ -118,6 +118,42 @@ def sign_in(client: Any, tenant_id: str, username: str, password: str) -> dict[s
         "/oauth/token",
         headers={"X-Tenant-ID": tenant_id},
         data={"grant_type": "password", "username": username, "password": password},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def age_sessions(app: Flask, tenant_id: str, seconds: int) -> None:
+    """Move the sign-in time of every session of a tenant `seconds` into the past."""
+    with app.app_context(), tenant_scope(tenant_id):
+        db.session.execute(
+            text(
+                "UPDATE auth_session SET auth_time = auth_time - make_interval(secs => :s) "
+                "WHERE tenant_id = :t"
+            ),
+            {"s": seconds, "t": tenant_id},
+        )
+        db.session.commit()
+
+
+def stale_session(
+    app: Flask, client: Any, tenant_id: str, username: str, password: str, **extra: str
+) -> dict[str, Any]:
+    """Tokens of a session signed in an hour ago and kept going by a refresh (the token
+    body): valid, but its `auth_time` is older than REAUTH_MAX_AGE_SECONDS. `extra` goes
+    into the sign-in (an `otp`)."""
+    response = client.post(
+        "/oauth/token",
+        headers={"X-Tenant-ID": tenant_id},
+        data={"grant_type": "password", "username": username, "password": password, **extra},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    session = response.get_json()
+    age_sessions(app, tenant_id, 3600)
+    response = client.post(
+        "/oauth/token",
+        headers={"X-Tenant-ID": tenant_id},
+        data={"grant_type": "refresh_token", "refresh_token": session["refresh_token"]},
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()

@@ -20,7 +20,6 @@ from sqlalchemy import text
 
 from app import create_app
 from app.core.db import db
-from app.core.tenancy import tenant_scope
 from app.tokens import signing
 from tests import factories
 from tests.conftest import make_config
@@ -266,16 +265,6 @@ def test_a_name_with_a_trailing_newline_is_no_new_name(
 # --- a stolen access token cannot change the password or email ---------------------------
 
 
-def _age_sessions(app: Flask, tenant_id: str, seconds: int) -> None:
-    """Move every session's sign-in time into the past (as if signed in long ago)."""
-    with app.app_context(), tenant_scope(tenant_id):
-        db.session.execute(
-            text("UPDATE auth_session SET auth_time = auth_time - make_interval(secs => :s)"),
-            {"s": seconds},
-        )
-        db.session.commit()
-
-
 def test_self_service_password_and_email_changes_need_a_recent_sign_in(
     app: Flask, client: FlaskClient, tenant: TenantHandle
 ) -> None:
@@ -288,7 +277,7 @@ def test_self_service_password_and_email_changes_need_a_recent_sign_in(
         password=PASSWORD,
     )
     session = sign_in(client, tenant.id, "sam")
-    _age_sessions(app, tenant.id, 3600)
+    factories.age_sessions(app, tenant.id, 3600)
     # A refresh keeps the original sign-in time.
     stale = refresh(client, session["refresh_token"], tenant.id).get_json()
     auth_time = jwt.decode(stale["access_token"], options={"verify_signature": False})["auth_time"]

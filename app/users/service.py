@@ -273,10 +273,12 @@ def lock_user(user: User) -> User:
 
 
 def check_recent_sign_in(*, actor: Principal, user: User) -> None:
-    """A user changing its own password or email with an access token must have entered
-    its password within REAUTH_MAX_AGE_SECONDS (OWASP ASVS V3.7.1): a stolen token alone
-    cannot take the account over. API keys and administrators acting on others are not
-    asked. Unauthenticated `reauthentication_required` otherwise."""
+    """A user changing one of its own credentials with an access token — password, email,
+    second factor, linked identities, device keys (SPEC §8) — must have entered its
+    password within REAUTH_MAX_AGE_SECONDS (OWASP ASVS V3.7.1): a stolen or refreshed
+    token alone cannot take the account over. Every such service calls this one rule.
+    API keys and administrators acting on others are not asked. Unauthenticated
+    `reauthentication_required` otherwise."""
     if not (actor.is_user and actor.user_id == user.id):
         return
     max_age = current_app.config["REAUTH_MAX_AGE_SECONDS"]
