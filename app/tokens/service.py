@@ -327,6 +327,12 @@ def revoke_client_sessions(client_id: str) -> None:
     )
 
 
+def session_id_is_live(user: User, session_id: str) -> bool:
+    """Whether the session `session_id` of `user` still stands (see session_is_live)."""
+    session = db.session.get(AuthSession, session_id)
+    return session is not None and session.user_id == user.id and session_is_live(user, session)
+
+
 def session_is_live(user: User, session: AuthSession | None) -> bool:
     """Whether a session still stands: not revoked, and of the user's current generation."""
     return session is not None and session_state_is_live(
