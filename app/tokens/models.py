@@ -76,7 +76,9 @@ class RefreshToken(TenantScoped, Base):
 
 
 class CustomTokenUse(TenantScoped, Base):
-    """The id of a custom token that was exchanged; a second exchange finds it here."""
+    """The id (`jti`) of a used single-use token — a custom token exchanged, an
+    email-verification link opened — kept until the token would have expired anyway: a
+    second use finds it here. (Named after its first kind.)"""
 
     __tablename__ = "custom_token_use"
     __table_args__ = (Index("ix_custom_token_use_expires", "expires_at"),)

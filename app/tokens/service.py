@@ -18,8 +18,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.audit import service as audit_service
 from app.core import scopes as scope_catalogue
 from app.core import security
-from app.core.db import db, utcnow
-from app.core.errors import Invalid
+from app.core.db import add_unique, db, utcnow
+from app.core.errors import AppError, Invalid
 from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
 from app.core.tenancy import all_tenants
 from app.tenants import service as tenant_service
@@ -251,6 +251,19 @@ def issue_session(
         id_token=_id_token(user, tenant, now, ttl, session, access_token=access, nonce=nonce),
         refresh_token=_new_refresh_token(user, tenant, session, now) if offline else None,
         user_id=user.id,
+    )
+
+
+def spend_once(*, jti: str, user_id: str, ttl: int, used: AppError) -> None:
+    """Mark the single-use token `jti` used (in the tenant in scope), remembered `ttl`
+    seconds (its lifetime: after that it is refused as expired anyway); raises `used` if
+    it was used already, also by a concurrent request (the primary key decides)."""
+    now = utcnow()
+    add_unique(
+        CustomTokenUse(
+            jti=jti, user_id=user_id, used_at=now, expires_at=now + timedelta(seconds=ttl)
+        ),
+        used,
     )
 
 
