@@ -82,8 +82,11 @@ def test_an_app_asking_for_openid_gets_openid_and_no_refresh_token(
     assert _scopes(body) == ["openid"]
     assert "refresh_token" not in body
     assert claims(body["access_token"])["azp"] == spa.client_id
-    # It reads who signed in (OIDC userinfo), and nothing else.
-    assert client.get("/userinfo", headers=bearer(body["access_token"])).status_code == 200
+    # It learns who signed in (OIDC userinfo: `sub`, no claim it did not ask for), and
+    # may read nothing else.
+    info = client.get("/userinfo", headers=bearer(body["access_token"]))
+    assert info.status_code == 200 and info.get_json() == {"sub": admin}
+    assert "email" not in claims(body["id_token"]) and "name" not in claims(body["id_token"])
     for path in ("/user/profile", f"/user/{admin}/secrets", "/audit-events"):
         refused = client.get(path, headers=bearer(body["access_token"]))
         assert assert_error(refused, 403)["error"] == "insufficient_scope", path
@@ -121,6 +124,20 @@ def test_admin_scopes_reach_an_app_only_when_it_is_allowed_them(
     legacy = sign_in(client, tenant.id, "alice")
     assert set(_scopes(legacy)) == set(CURRENT_USER_SCOPES) | set(ADMIN_SCOPES)
     assert legacy["refresh_token"]
+
+
+def test_the_claims_follow_the_profile_and_email_scopes(
+    client: FlaskClient, spa: AppHandle, admin: str
+) -> None:
+    """OIDC Core §5.4: `email` asks for the email claims, `profile` for the others."""
+    body = _password_grant(client, spa, "openid email").get_json()
+    info = client.get("/userinfo", headers=bearer(body["access_token"])).get_json()
+    assert info == {"sub": admin, "email": "alice@example.com", "email_verified": True}
+    id_token = claims(body["id_token"])
+    assert id_token["email"] == "alice@example.com" and "preferred_username" not in id_token
+    profile = _password_grant(client, spa, "openid profile").get_json()
+    info = client.get("/userinfo", headers=bearer(profile["access_token"])).get_json()
+    assert info["preferred_username"] == "alice" and "email" not in info
 
 
 def test_an_app_that_names_no_scope_gets_openid(

@@ -22,7 +22,7 @@ from app.users.models import User
 
 # What a request may ask for: OIDC's scopes, and the user and admin scopes of the
 # catalogue; an unknown one is invalid_scope. The tokens then hold what was asked that
-# the user holds and the app is allowed (tokens.service.application_scopes).
+# the user holds and the app is allowed (tokens.claims.application_scopes).
 KNOWN_SCOPES = frozenset(APP_SCOPES)
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 # RFC 7636 §4.2: an S256 challenge is the base64url of 32 bytes, 43 characters.

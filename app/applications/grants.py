@@ -16,6 +16,7 @@ from app.core.db import db, utcnow
 from app.core.errors import Invalid, InvalidGrant
 from app.core.tenancy import all_tenants, tenant_scope
 from app.tenants import service as tenant_service
+from app.tokens import claims as token_claims
 from app.tokens import service as token_service
 from app.users import service as user_service
 
@@ -85,7 +86,7 @@ def authorization_code_grant(
         user = user_service.find_user(row.user_id)
         if user is None or user.blocked:
             raise InvalidGrant("The authorization code is not valid", commit=True)
-        granted = token_service.application_scopes(
+        granted = token_claims.application_scopes(
             user, requested=row.scope, allowed=client.permitted_scopes
         )
         session = token_service.start_session(

@@ -19,17 +19,16 @@ from app.core.tenancy import tenant_scope
 from app.credentials import mfa as mfa_service
 from app.tenants import service as tenant_service
 from app.tokens import signing
+from app.tokens.claims import application_scopes, session_scopes
 from app.tokens.models import AuthSession, RefreshToken
 from app.tokens.service import (
     TokenSet,
     access_ttl,
-    application_scopes,
     issue_session,
     record_login,
     revoke_session,
     session_expiry,
     session_is_live,
-    session_scopes,
     tenant_of_refresh_token,
     timestamp,
 )

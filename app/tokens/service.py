@@ -6,7 +6,6 @@ check of a bearer access token on every request is tokens.bearer.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,20 +18,20 @@ from app.audit import service as audit_service
 from app.core import scopes as scope_catalogue
 from app.core import security
 from app.core.db import add_unique, db, utcnow
-from app.core.errors import AppError, Invalid
-from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
+from app.core.errors import AppError
 from app.core.tenancy import all_tenants
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import signing
+from app.tokens.claims import session_scopes, user_claims
 from app.tokens.models import AuthSession, CustomTokenUse, RefreshToken
-from app.users import policies as policy_service
 from app.users.models import User
 
 REFRESH_PREFIX = "rt_"
 # The user's scope version when the access token was minted (only Gatehouse reads it).
 SCOPE_VERSION_CLAIM = "gh_sv"
-ADMIN_GROUP = "admin"
+# Userinfo's claims that the ID token leaves out.
+USERINFO_ONLY = ("phone_number", "updated_at")
 
 
 @dataclass
@@ -44,47 +43,6 @@ class TokenSet:
     refresh_token: str | None = None
     user_id: str | None = None
     is_new_user: bool = False
-
-
-def user_scopes(user: User) -> list[str]:
-    """What a user's access token may do: its own data, custom scopes, admin powers."""
-    scopes = list(CURRENT_USER_SCOPES)
-    if user.permissions_group == ADMIN_GROUP:
-        scopes += ADMIN_SCOPES
-    scopes += [s for s in user.custom_scopes or [] if isinstance(s, str)]
-    scopes += policy_service.policy_scopes(user)
-    return list(dict.fromkeys(scopes))
-
-
-def application_scopes(user: User, *, requested: str | None, allowed: Collection[str]) -> list[str]:
-    """What a registered application's new session of `user` may do: the scopes it asked
-    for (`openid` when it asked for none, RFC 6749 §3.3), each one the application is
-    `allowed` and, unless an OIDC scope, the user holds. Invalid `invalid_scope` for a
-    scope no application can ask for."""
-    asked = (requested or "").split() or list(scope_catalogue.DEFAULT_REQUESTED)
-    for scope in asked:
-        if scope not in scope_catalogue.APP_SCOPES:
-            raise Invalid(
-                scope_catalogue.unknown_scope_message(scope, scope_catalogue.APP_SCOPES),
-                code="invalid_scope",
-            )
-    return scope_catalogue.granted(asked, held=user_scopes(user), allowed=allowed)
-
-
-def session_scopes(
-    user: User, session: AuthSession, *, allowed: Collection[str] | None = None
-) -> list[str]:
-    """What the tokens of a session may do now: an application's session keeps what it
-    was granted, narrowed to what the user still holds and the application is still
-    `allowed` (never widened); any other session holds whatever the user holds."""
-    held = user_scopes(user)
-    if session.scope is None:
-        return held
-    return scope_catalogue.granted(
-        session.scope.split(),
-        held=held,
-        allowed=scope_catalogue.APP_SCOPES if allowed is None else allowed,
-    )
 
 
 def tenant_of_refresh_token(raw: str) -> str | None:
@@ -118,26 +76,22 @@ def _id_token(
     session: AuthSession,
     *,
     access_token: str,
+    scope: list[str],
     nonce: str | None = None,
 ) -> str:
-    """OIDC claims of the user. Issued to a registered application, `aud` is its client_id
-    and `azp` says so too (OIDC Core §2), with `at_hash` binding the access token it came
-    with; otherwise `aud` is the tenant."""
+    """OIDC claims of the user (for an application's session, those its `scope` asks
+    for). Issued to a registered application, `aud` is its client_id and `azp` says so
+    too (OIDC Core §2), with `at_hash` binding the access token it came with; otherwise
+    `aud` is the tenant."""
+    about = user_claims(user, scope if session.scope is not None else None)
     claims: dict[str, Any] = {
         "iss": current_app.config["ISSUER"],
-        "sub": user.id,
         "aud": session.client_id or tenant.id,
         "tid": tenant.id,
         "iat": timestamp(now),
         "exp": timestamp(now) + ttl,
         "auth_time": timestamp(session.auth_time),
-        "email": user.email,
-        "email_verified": user.email_verified,
-        "name": user.display_name or " ".join(p for p in (user.first_name, user.last_name) if p),
-        "given_name": user.first_name,
-        "family_name": user.last_name,
-        "preferred_username": user.username,
-        "picture": user.photo_url,
+        **{key: value for key, value in about.items() if key not in USERINFO_ONLY},
     }
     # The session, so that a later use of the token (link_with) can tell it was revoked.
     claims["sid"] = session.id
@@ -248,7 +202,9 @@ def issue_session(
         access_token=access,
         expires_in=ttl,
         scope=claims["scope"],
-        id_token=_id_token(user, tenant, now, ttl, session, access_token=access, nonce=nonce),
+        id_token=_id_token(
+            user, tenant, now, ttl, session, access_token=access, scope=granted, nonce=nonce
+        ),
         refresh_token=_new_refresh_token(user, tenant, session, now) if offline else None,
         user_id=user.id,
     )

@@ -27,7 +27,7 @@ USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@|:-]{1,128}\Z")
 RESERVED_USERNAMES = frozenset({"me", "current", "profile"})
 MAX_PASSWORD_LENGTH = 1024
 MAX_EMAIL_MATCHES = 100
-# Fields that decide an access token's scopes (see tokens.service.user_scopes).
+# Fields that decide an access token's scopes (see tokens.claims.user_scopes).
 SCOPE_FIELDS = frozenset({"permissions_group", "custom_scopes"})
 
 # Attributes a caller may set directly; everything else has its own function.

@@ -29,10 +29,10 @@ from app.core import ratelimit
 from app.core.errors import Invalid, Unauthenticated
 from app.core.http import accepts_form
 from app.core.scopes import APP_SCOPES
+from app.tokens import claims as token_claims
 from app.tokens import grants, signing
 from app.tokens import service as token_service
 from app.users import service as user_service
-from app.users.models import User
 
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -198,9 +198,11 @@ def revoke(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
 # An application's token asked for `openid` (OIDC Core §5.3.1); others hold read:current_user.
 @requires(None, ("read:current_user", "openid"), user_arg=None)
 @blp.response(200, UserInfoSchema)
-def userinfo() -> User:
+def userinfo() -> dict[str, Any]:
     """Describe the signed-in user (OpenID Connect Core §5.3)"""
-    return user_service.get_user(current_principal().user_id or "")
+    principal = current_principal()
+    user = user_service.get_user(principal.user_id or "")
+    return token_claims.user_claims(user, principal.scopes)
 
 
 @blp.route("/.well-known/jwks.json", methods=["GET"])
