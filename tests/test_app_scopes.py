@@ -23,7 +23,9 @@ from tests.oauth_support import (
     claims,
     code_for,
     exchange,
+    login_page,
     make_alice,
+    query_of,
     sign_in,
     token_request,
 )
@@ -229,3 +231,13 @@ def test_discovery_lists_what_an_application_may_ask_for(client: FlaskClient) ->
     assert document["scopes_supported"] == list(APP_SCOPES)
     assert "read:users" in document["scopes_supported"]
     assert "manage:applications" not in document["scopes_supported"]
+
+
+def test_an_authorization_request_with_a_typo_names_the_scope_meant(
+    client: FlaskClient, spa: AppHandle
+) -> None:
+    answer = login_page(client, spa, scope="openid read:user", state="s")
+    assert answer.status_code == 302
+    params = query_of(answer.headers["Location"])
+    assert params["error"] == "invalid_scope"
+    assert "did you mean 'read:users'" in params["error_description"]
