@@ -322,6 +322,33 @@ def test_self_service_password_and_email_changes_need_a_recent_sign_in(
     assert by_key.status_code == 200
 
 
+def test_an_admin_changing_its_own_email_needs_a_recent_sign_in(
+    app: Flask, client: FlaskClient, tenant: TenantHandle
+) -> None:
+    """The Management API PATCH lets an admin token change its own email: self-service,
+    so it needs a recent sign-in too; changing another user's does not."""
+    factories.make_user(
+        app,
+        tenant.id,
+        user_id="ada-1",
+        username="ada",
+        password=PASSWORD,
+        permissions_group="admin",
+    )
+    factories.make_user(app, tenant.id, user_id="bob-1", email="bob@example.com")
+    stale = factories.stale_session(app, client, tenant.id, "ada", PASSWORD)["access_token"]
+
+    own = client.patch(
+        "/api/v2/users/ada-1", json={"email": "thief@example.com"}, headers=bearer(stale)
+    )
+    assert own.status_code == 401, own.get_data(as_text=True)
+    assert own.get_json()["errorCode"] == "reauthentication_required"
+    other = client.patch(
+        "/api/v2/users/bob-1", json={"email": "bob@elsewhere.example"}, headers=bearer(stale)
+    )
+    assert other.status_code == 200, other.get_data(as_text=True)
+
+
 # --- narrow keys ------------------------------------------------------------------------
 
 
