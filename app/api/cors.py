@@ -51,8 +51,9 @@ OPTIONS = {
 }
 
 
-class _TwoTenants(Exception):
-    """The request names more than one tenant (it fails; no origin may read why)."""
+class _NoOneTenant(Exception):
+    """The request names two tenants, or a malformed one: it fails, and no origin may
+    read why."""
 
 
 def _basic_client_id() -> str | None:
@@ -75,8 +76,9 @@ def _parameters() -> dict[str, str]:
 
 
 def _client_tenant(client_id: str) -> str | None:
-    if len(client_id) > 64:
-        return None
+    """The tenant of the application, or else the API key, that `client_id` names."""
+    if len(client_id) > 64 or not client_id.isprintable():
+        return None  # names nothing (and a NUL would not reach the database)
     application = application_service.find_client(client_id)
     if application is not None:
         return application.tenant_id
@@ -85,12 +87,14 @@ def _client_tenant(client_id: str) -> str | None:
 
 
 def _request_tenant() -> str | None:
-    """The one tenant the request acts on, None when it names none; _TwoTenants."""
+    """The one tenant the request acts on, None when it names none; _NoOneTenant."""
     named: set[str] = set()
     principal = getattr(g, "principal", None)
     if principal is not None and principal.tenant_id:
         named.add(principal.tenant_id)
     named.update(request.headers[h].strip() for h in TENANT_HEADERS if request.headers.get(h))
+    if not all(tenant.isprintable() for tenant in named):
+        raise _NoOneTenant
     if request.method != "OPTIONS":
         params = _parameters()
         for client_id in (_basic_client_id(), params.get("client_id")):
@@ -100,14 +104,14 @@ def _request_tenant() -> str | None:
             if tenant := token_service.tenant_of_refresh_token(params.get(name) or ""):
                 named.add(tenant)
     if len(named) > 1:
-        raise _TwoTenants
+        raise _NoOneTenant
     return named.pop() if named else None
 
 
 def _allowed(origin: str) -> bool:
     try:
         return application_service.origin_allowed(origin, tenant_id=_request_tenant())
-    except _TwoTenants:
+    except _NoOneTenant:
         return False
     except SQLAlchemyError:
         log.warning("CORS origin look-up failed; answering without CORS headers")
