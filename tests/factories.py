@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.core import security
 from app.core.db import db
@@ -131,6 +131,42 @@ def sign_in(client: Any, tenant_id: str, username: str, password: str = PASSWORD
 def bearer(access_token: str, **extra: str) -> dict[str, str]:
     """The Authorization header for a user's access token (plus any `extra` headers)."""
     return {"Authorization": f"Bearer {access_token}", **extra}
+
+
+def age_sessions(app: Flask, tenant_id: str, seconds: int) -> None:
+    """Move the sign-in time of every session of a tenant `seconds` into the past."""
+    with app.app_context(), tenant_scope(tenant_id):
+        db.session.execute(
+            text(
+                "UPDATE auth_session SET auth_time = auth_time - make_interval(secs => :s) "
+                "WHERE tenant_id = :t"
+            ),
+            {"s": seconds, "t": tenant_id},
+        )
+        db.session.commit()
+
+
+def stale_session(
+    app: Flask, client: Any, tenant_id: str, username: str, password: str, **extra: str
+) -> dict[str, Any]:
+    """Tokens of a session signed in an hour ago and kept going by a refresh (the token
+    body): valid, but its `auth_time` is older than REAUTH_MAX_AGE_SECONDS. `extra` goes
+    into the sign-in (an `otp`)."""
+    response = client.post(
+        "/oauth/token",
+        headers={"X-Tenant-ID": tenant_id},
+        data={"grant_type": "password", "username": username, "password": password, **extra},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    session = response.get_json()
+    age_sessions(app, tenant_id, 3600)
+    response = client.post(
+        "/oauth/token",
+        headers={"X-Tenant-ID": tenant_id},
+        data={"grant_type": "refresh_token", "refresh_token": session["refresh_token"]},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
 
 
 def secret_rows(app: Flask, tenant_id: str) -> list[tuple[Any, ...]]:
@@ -398,6 +434,7 @@ def make_application(
     allowed_origins: list[str] | None = None,
     post_logout_redirect_uris: list[str] | None = None,
     name: str = "Web app",
+    allowed_scopes: list[str] | None = None,
 ) -> AppHandle:
     """Register an application through the service; the first redirect URI is its own."""
     from app.applications import service as application_service
@@ -411,6 +448,7 @@ def make_application(
             redirect_uris=uris,
             allowed_origins=allowed_origins or [],
             post_logout_redirect_uris=post_logout_redirect_uris or [],
+            allowed_scopes=allowed_scopes,
         )
         handle = AppHandle(issued.application.id, issued.client_secret, uris[0], tenant_id)
         db.session.commit()

@@ -118,17 +118,25 @@ def _note_activity(principal: Principal) -> None:
         tenant_service.record_key_use_by_id(principal.credential_id)
 
 
+def _alternatives(scope: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    return (scope,) if isinstance(scope, str) else tuple(scope or ())
+
+
 def _check_scopes(
-    principal: Principal, any_scope: str | None, current_scope: str | None, target: str | None
+    principal: Principal,
+    any_scope: str | None,
+    current_scope: str | tuple[str, ...] | None,
+    target: str | None,
 ) -> None:
     if any_scope is not None and principal.has(any_scope):
         return
-    if current_scope is not None and principal.is_user and principal.has(current_scope):
+    own = _alternatives(current_scope)
+    if principal.is_user and any(principal.has(scope) for scope in own):
         if target is None or target == principal.user_id:
             return
     if any_scope is None and not principal.is_user:
         raise Forbidden("This endpoint needs a user's access token", code="user_token_required")
-    needed = " or ".join(s for s in (any_scope, current_scope) if s)
+    needed = " or ".join(s for s in (any_scope, *own) if s)
     raise Forbidden(f"This credential lacks the scope {needed}", code="insufficient_scope")
 
 
@@ -170,10 +178,13 @@ def _run_in_transaction(view: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
 
 def requires(
-    any_scope: str | None, current_scope: str | None = None, *, user_arg: str | None = "user_id"
+    any_scope: str | None,
+    current_scope: str | tuple[str, ...] | None = None,
+    *,
+    user_arg: str | None = "user_id",
 ) -> Callable[[F], F]:
-    """Allow callers holding `any_scope`, or users holding `current_scope` acting on
-    themselves (the view argument `user_arg` names the target user)."""
+    """Allow callers holding `any_scope`, or users holding `current_scope` (or one of
+    several) acting on themselves (the view argument `user_arg` names the target user)."""
 
     def decorate(view: F) -> F:
         @wraps(view)
@@ -186,7 +197,8 @@ def requires(
                 return _run_in_transaction(view, *args, **kwargs)
 
         schemes = API_KEY_SCHEMES if any_scope is not None else ("Bearer",)
-        scopes = tuple(s for s in (any_scope, current_scope and f"{current_scope} (own)") if s)
+        own = " or ".join(_alternatives(current_scope))
+        scopes = tuple(s for s in (any_scope, own and f"{own} (own)") if s)
         return cast(F, document_auth(wrapper, AuthDoc(schemes, True, _KEY_STATUSES, scopes)))
 
     return decorate

@@ -8,6 +8,7 @@ from typing import Any
 
 import marshmallow as ma
 
+from app.core.scopes import unknown_scope_message
 from app.core.security import sha256_hex
 
 USER_ID_REGEX = r"^[A-Za-z0-9._@|:-]{1,128}\Z"
@@ -54,6 +55,17 @@ class OutputSchema(ma.Schema):
     class Meta:
         unknown = ma.EXCLUDE
         ordered = True
+
+
+class ScopeName(ma.validate.OneOf):
+    """One scope of `choices` (the OpenAPI enum); the error for any other names the
+    closest of them."""
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        super().__init__(choices)
+
+    def _format_error(self, value: Any) -> str:
+        return unknown_scope_message(str(value), self.choices)
 
 
 def at_most(count: int) -> Any:

@@ -17,13 +17,13 @@ from app.applications.models import Application, AuthorizationCode
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import AppError, Invalid
-from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
+from app.core.scopes import APP_SCOPES, unknown_scope_message
 from app.users.models import User
 
-# What a request may ask for: OIDC's scopes, and the scopes Gatehouse tokens carry. The
-# tokens hold the user's own scopes whatever was asked; an unknown one is invalid_scope.
-OIDC_SCOPES = ("openid", "profile", "email", "offline_access")
-KNOWN_SCOPES = frozenset((*OIDC_SCOPES, *CURRENT_USER_SCOPES, *ADMIN_SCOPES))
+# What a request may ask for: OIDC's scopes, and the user and admin scopes of the
+# catalogue; an unknown one is invalid_scope. The tokens then hold what was asked that
+# the user holds and the app is allowed (tokens.claims.application_scopes).
+KNOWN_SCOPES = frozenset(APP_SCOPES)
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 # RFC 7636 §4.2: an S256 challenge is the base64url of 32 bytes, 43 characters.
 S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -153,7 +153,7 @@ def parse_request(
     scope = _bounded(params, "scope", MAX_SCOPE, fail)
     unknown = sorted(set((scope or "").split()) - KNOWN_SCOPES)
     if unknown:
-        raise fail("invalid_scope", f"Unknown scope: {' '.join(unknown)[:200]}")
+        raise fail("invalid_scope", unknown_scope_message(unknown[0][:100], APP_SCOPES))
     prompt = frozenset((params.get("prompt") or "").split())
     if not prompt <= PROMPTS or ("none" in prompt and len(prompt) > 1):
         raise fail("invalid_request", "prompt must be none, or any of login consent select_account")

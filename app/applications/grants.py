@@ -16,6 +16,7 @@ from app.core.db import db, utcnow
 from app.core.errors import Invalid, InvalidGrant
 from app.core.tenancy import all_tenants, tenant_scope
 from app.tenants import service as tenant_service
+from app.tokens import claims as token_claims
 from app.tokens import service as token_service
 from app.users import service as user_service
 
@@ -59,7 +60,8 @@ def authorization_code_grant(
     ip: str | None,
 ) -> token_service.TokenSet:
     """Exchange a code for tokens whose ID token names `client` (aud, azp) and carries the
-    request's nonce. InvalidGrant for an unknown, expired, used or foreign code, a
+    request's nonce, holding the scopes the request asked for that the user holds and the
+    client is allowed. InvalidGrant for an unknown, expired, used or foreign code, a
     different redirect URI or a verifier that does not match (the code is spent then);
     Invalid invalid_request without a verifier."""
     with tenant_scope(client.tenant_id):
@@ -84,15 +86,21 @@ def authorization_code_grant(
         user = user_service.find_user(row.user_id)
         if user is None or user.blocked:
             raise InvalidGrant("The authorization code is not valid", commit=True)
+        granted = token_claims.application_scopes(
+            user, requested=row.scope, allowed=client.permitted_scopes
+        )
         session = token_service.start_session(
             user=user,
             tenant=tenant_service.get_tenant(client.tenant_id),
             now=now,
             client_id=client.id,
             auth_time=row.auth_time,
+            scope=granted,
         )
         row.session_id = session.id
-        tokens = token_service.issue_session(user=user, session=session, nonce=row.nonce)
+        tokens = token_service.issue_session(
+            user=user, session=session, nonce=row.nonce, scope=granted
+        )
         db.session.flush()
         return tokens
 

@@ -18,6 +18,7 @@ from app.core.db import (
     str255,
     user_foreign_key,
 )
+from app.core.scopes import DEFAULT_APP_SCOPES
 
 PUBLIC, CONFIDENTIAL = "public", "confidential"
 
@@ -34,6 +35,9 @@ class Application(TenantScoped, TimestampMixin, Base):
     secret_hash: Mapped[str64 | None]
     redirect_uris: Mapped[list[Any]] = mapped_column(JSON, default=list)
     post_logout_redirect_uris: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # The scopes the app may obtain for a user (what it asks for, the user holds and this
+    # lists); NULL until set: the default, which follows the catalogue (permitted_scopes).
+    allowed_scopes: Mapped[list[Any] | None] = mapped_column(JSON)
 
     origins: Mapped[list[ApplicationOrigin]] = relationship(
         cascade="all, delete-orphan",
@@ -45,6 +49,13 @@ class Application(TenantScoped, TimestampMixin, Base):
     @property
     def allowed_origins(self) -> list[str]:
         return [row.origin for row in self.origins]
+
+    @property
+    def permitted_scopes(self) -> list[str]:
+        """allowed_scopes, or the default (OIDC and current-user scopes) when never set."""
+        if self.allowed_scopes is None:
+            return list(DEFAULT_APP_SCOPES)
+        return [str(scope) for scope in self.allowed_scopes]
 
     @property
     def is_confidential(self) -> bool:

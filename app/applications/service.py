@@ -14,6 +14,7 @@ from app.applications.models import CONFIDENTIAL, PUBLIC, Application, Applicati
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid, NotFound, Unauthenticated
+from app.core.scopes import APP_SCOPES, unknown_scope_message
 from app.core.tenancy import all_tenants, tenant_scope
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
@@ -22,6 +23,11 @@ TYPES = (PUBLIC, CONFIDENTIAL)
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 URI_LISTS = ("redirect_uris", "post_logout_redirect_uris")
 HOSTNAME = re.compile(r"[a-z0-9.-]{1,253}|[0-9a-f:.]{2,45}")
+# The authority of a loopback redirect URI that may take any port: the host alone, or a
+# port written plainly (no userinfo, no empty, zero or zero-padded port).
+LOOPBACK_AUTHORITY = re.compile(r"(localhost|127\.0\.0\.1|\[::1\])(?::([1-9][0-9]{0,4}))?", re.I)
+# A port as an authority writes it, if it has one: 1-65535 without leading zeros.
+PORT = re.compile(r"[1-9][0-9]{0,4}")
 
 
 @dataclass
@@ -44,6 +50,8 @@ def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
     scheme = parts.scheme.lower()
     if not scheme or parts.fragment or "#" in uri:
         raise _invalid(field, f"{uri!r} must be an absolute URI without a fragment")
+    if "@" in parts.netloc or not _port_is_plain(parts.netloc):
+        raise _invalid(field, f"{uri!r} must name its host without userinfo, with a valid port")
     if scheme == "https" and parts.hostname:
         return uri
     if scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
@@ -55,22 +63,35 @@ def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
     )
 
 
+def _port_is_plain(netloc: str) -> bool:
+    """Whether an authority's port, if it writes one, is 1-65535 without leading zeros."""
+    colon = netloc.rfind(":")
+    if colon <= netloc.rfind("]"):
+        return True  # no port (an IPv6 literal's colons are inside its brackets)
+    port = netloc[colon + 1 :]
+    return bool(PORT.fullmatch(port)) and int(port) <= 65535
+
+
 def _loopback_key(uri: str) -> tuple[str, ...] | None:
-    """An http loopback URI without its port (None for any other URI)."""
+    """An http loopback URI without its port (None for any other URI, and for one with a
+    fragment, userinfo, or an empty, zero or zero-padded port)."""
+    if "#" in uri:
+        return None
     parts = urlsplit(uri)
-    try:
-        parts.port  # noqa: B018  (a malformed port raises here)
-    except ValueError:
+    found = LOOPBACK_AUTHORITY.fullmatch(parts.netloc)
+    if parts.scheme != "http" or found is None:
         return None
-    if parts.scheme != "http" or parts.hostname not in LOOPBACK_HOSTS or parts.username:
+    if found.group(2) is not None and int(found.group(2)) > 65535:
         return None
-    return parts.hostname, parts.path, parts.query
+    return found.group(1).lower(), parts.path, parts.query
 
 
 def redirect_uri_registered(application: Application, uri: str) -> bool:
     """Whether `uri` is one of the app's redirect URIs, exactly; except that on a loopback
     host over http any port matches (RFC 8252 §7.3: a native app listens on whichever
-    port the system gives it)."""
+    port the system gives it). Never a URI with a fragment (RFC 6749 §3.1.2)."""
+    if "#" in uri:
+        return False
     if uri in application.redirect_uris:
         return True
     key = _loopback_key(uri)
@@ -122,6 +143,17 @@ def _apply(application: Application, fields: dict[str, Any]) -> None:
             setattr(application, key, list(dict.fromkeys(uris)))
     if "allowed_origins" in fields:
         _set_origins(application, fields["allowed_origins"])
+    if "allowed_scopes" in fields:
+        application.allowed_scopes = _checked_scopes(fields["allowed_scopes"])
+
+
+def _checked_scopes(scopes: list[str]) -> list[str]:
+    """The scopes an app may be allowed: OIDC's and the catalogue's user and admin scopes
+    (an admin scope only when listed here); Invalid, naming the closest, for others."""
+    for scope in scopes:
+        if scope not in APP_SCOPES:
+            raise _invalid("allowed_scopes", unknown_scope_message(scope, APP_SCOPES))
+    return list(dict.fromkeys(scopes))
 
 
 def create_application(
@@ -132,9 +164,11 @@ def create_application(
     redirect_uris: list[str] | None = None,
     allowed_origins: list[str] | None = None,
     post_logout_redirect_uris: list[str] | None = None,
+    allowed_scopes: list[str] | None = None,
 ) -> IssuedApplication:
     """Register an app in a tenant; a confidential one gets a secret, returned once and
-    stored as a hash. NotFound for an unknown tenant, Invalid for a bad URI or origin."""
+    stored as a hash. Without `allowed_scopes` it may obtain the OIDC and current-user
+    scopes. NotFound for an unknown tenant, Invalid for a bad URI, origin or scope."""
     if type not in TYPES:
         raise _invalid("type", "type must be public or confidential")
     tenant_service.get_tenant(tenant_id)
@@ -155,6 +189,7 @@ def create_application(
                 "redirect_uris": redirect_uris or [],
                 "allowed_origins": allowed_origins or [],
                 "post_logout_redirect_uris": post_logout_redirect_uris or [],
+                **({"allowed_scopes": allowed_scopes} if allowed_scopes is not None else {}),
             },
         )
         db.session.add(application)
@@ -181,7 +216,8 @@ def get_application(*, tenant_id: str, client_id: str) -> Application:
 
 
 def update_application(*, tenant_id: str, client_id: str, fields: dict[str, Any]) -> Application:
-    """Change an app's name, redirect URIs, origins or logout URIs; NotFound, Invalid."""
+    """Change an app's name, redirect URIs, origins, logout URIs or allowed scopes (a
+    narrower list narrows its sessions at their next refresh); NotFound, Invalid."""
     application = get_application(tenant_id=tenant_id, client_id=client_id)
     with tenant_scope(tenant_id):
         _apply(application, fields)
@@ -240,17 +276,17 @@ def authenticate_client(
     return application
 
 
-def origin_allowed(origin: str) -> bool:
-    """Whether some registered application lists `origin` (exactly, scheme and port
-    included) among the origins its browser code may call from."""
+def origin_allowed(origin: str, *, tenant_id: str | None) -> bool:
+    """Whether an application of `tenant_id` (of any tenant when the request names none)
+    lists `origin` (exactly, scheme and port included) among the origins its browser code
+    may call from: one tenant's app never opens another tenant's requests to its page."""
     try:
         normalized = normalize_origin(origin)
     except Invalid:
         return False
+    query = select(ApplicationOrigin.application_id).where(ApplicationOrigin.origin == normalized)
+    if tenant_id is not None:
+        query = query.where(ApplicationOrigin.tenant_id == tenant_id)
     with all_tenants():
-        found = db.session.scalar(
-            select(ApplicationOrigin.application_id)
-            .where(ApplicationOrigin.origin == normalized)
-            .limit(1)
-        )
+        found = db.session.scalar(query.limit(1))
     return found is not None

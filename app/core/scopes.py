@@ -5,10 +5,15 @@ User tokens carry the `USER` scopes (acting on the user itself), admins' tokens 
 keys. API keys may hold any catalogued scope or `*`. Adding a scope is one line below.
 Policy scopes (`read:table:orders`, from a user's policies) and a user's `custom_scopes`
 are not catalogued: they name the tenant's own resources.
+
+Registered applications ask for scopes (OAuth 2 `scope`): the OIDC ones, and the user
+and admin scopes of the catalogue that the application's `allowed_scopes` lists.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 USER, ADMIN, KEY = "user", "admin", "key"
@@ -56,8 +61,37 @@ CURRENT_USER_SCOPES = tuple(s.name for s in CATALOGUE if s.holders == USER)
 ADMIN_SCOPES = tuple(s.name for s in CATALOGUE if s.holders == ADMIN)
 # What an API key may be given.
 KEY_SCOPES = (ALL, *(s.name for s in CATALOGUE))
+# OpenID Connect's scopes: they ask for claims and a refresh token, not for permissions.
+OFFLINE_ACCESS = "offline_access"
+OIDC_SCOPES = ("openid", "profile", "email", OFFLINE_ACCESS)
+# What an application may ask for, and be allowed (never a key-only scope).
+APP_SCOPES = (*OIDC_SCOPES, *CURRENT_USER_SCOPES, *ADMIN_SCOPES)
+# An application's allowed_scopes until it is given others: no any-user (admin) scope.
+DEFAULT_APP_SCOPES = (*OIDC_SCOPES, *CURRENT_USER_SCOPES)
+# What an application that names no scope asks for (RFC 6749 §3.3's pre-defined value).
+DEFAULT_REQUESTED = ("openid",)
 
 
 def unknown_key_scopes(scopes: list[str]) -> list[str]:
     """The scopes in `scopes` an API key cannot hold (neither `*` nor catalogued)."""
     return [scope for scope in scopes if scope != ALL and scope not in BY_NAME]
+
+
+def unknown_scope_message(scope: str, known: Iterable[str] = KEY_SCOPES) -> str:
+    """The error message for an unknown scope: it names the closest known scope, if one is
+    close, so that a typo (`read:user`) says what was meant (`read:users`)."""
+    close = difflib.get_close_matches(scope, list(known), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"Unknown scope {scope!r}; {hint}see the scope catalogue"
+
+
+def granted(
+    requested: Iterable[str], *, held: Collection[str], allowed: Collection[str]
+) -> list[str]:
+    """What an application gets of the scopes it asked for (in the order asked): those
+    its `allowed` list names and, unless an OIDC scope, the user holds."""
+    return [
+        scope
+        for scope in dict.fromkeys(requested)
+        if scope in allowed and (scope in OIDC_SCOPES or scope in held)
+    ]

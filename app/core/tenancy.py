@@ -37,6 +37,8 @@ class Principal:
     credential_id: str | None = None  # API key id, or the session (sid) of a user token
     ip: str | None = None
     auth_time: int | None = None  # when the user of a token last entered a password
+    # The registered application a user token was issued to (its `azp`), if any.
+    client_id: str | None = None
     # The user's row as the bearer check read it (a users.read_model.UserView): answers of a
     # request that changes nothing print it instead of reading the row again.
     user_view: Any = field(default=None, compare=False, repr=False)
@@ -56,6 +58,12 @@ class Principal:
     @property
     def is_user(self) -> bool:
         return self.kind == "user"
+
+    @property
+    def audience(self) -> str:
+        """Who the caller's credential was issued to: its application, else its tenant
+        (an ID token the caller presents as its own must name the same)."""
+        return self.client_id or self.tenant_id
 
 
 def current_tenant_id() -> str:

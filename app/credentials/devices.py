@@ -11,7 +11,7 @@ import binascii
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.core import security
 from app.core.db import add_unique, db, utcnow
@@ -69,7 +69,9 @@ def create_public_key(
     client_id: str | None,
 ) -> DeviceCredential:
     """Register a device's public key for a user (the caller itself when it is a user);
-    Invalid (bad key, no user named), NotFound, Forbidden, Conflict (device registered)."""
+    Invalid (bad key, no user named), NotFound, Forbidden, Conflict (device registered),
+    Unauthenticated `reauthentication_required` for a user adding a key to itself
+    without a recent sign-in (a key is a credential)."""
     owner = _owner_for(actor, user_id, "create:device_credentials")
     if owner is None and actor.is_user:
         owner = actor.user_id  # a user registers its own devices unless it names another
@@ -80,6 +82,7 @@ def create_public_key(
             fields={"user_id": ["Missing data for required field."]},
         )
     user = user_service.get_user(owner)
+    user_service.check_recent_sign_in(actor=actor, user=user)
     credential = DeviceCredential(
         id=f"dcr_{security.random_hex(12)}",
         tenant_id=user.tenant_id,
@@ -127,14 +130,25 @@ def list_credentials(
     )
 
 
+def count_credentials(*, user_id: str) -> int:
+    """How many device credentials the user holds (in the tenant in scope)."""
+    query = select(func.count()).select_from(DeviceCredential)
+    return db.session.scalar(query.where(DeviceCredential.user_id == user_id)) or 0
+
+
 def delete_credential(*, actor: Principal, credential_id: str) -> None:
-    """Delete a device credential; NotFound, or Forbidden for another user's credential
-    when the caller may manage only its own."""
+    """Delete a device credential; NotFound for an unknown one and, alike, for another
+    user's when the caller may manage only its own (its ids are not probed);
+    Unauthenticated `reauthentication_required` for a user removing its own key without
+    a recent sign-in."""
     credential = db.session.scalar(
         select(DeviceCredential).where(DeviceCredential.id == credential_id)
     )
-    if credential is None:
+    if credential is None or not (
+        actor.has("delete:device_credentials")
+        or (actor.is_user and credential.user_id == actor.user_id)
+    ):
         raise NotFound("Device credential not found", code="device_credential_not_found")
-    _owner_for(actor, credential.user_id, "delete:device_credentials")
+    user_service.check_recent_sign_in(actor=actor, user=user_service.get_user(credential.user_id))
     db.session.delete(credential)
     db.session.flush()

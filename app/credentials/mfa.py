@@ -19,6 +19,7 @@ from app.core.errors import Conflict, Forbidden, Invalid, InvalidGrant, NotFound
 from app.core.tenancy import Principal
 from app.credentials.models import MfaEnrolment
 from app.tenants import service as tenant_service
+from app.users import service as user_service
 from app.users.models import User
 
 TOTP = "totp"
@@ -67,9 +68,11 @@ def list_enrolments(user: User) -> list[MfaEnrolment]:
     )
 
 
-def start_totp(*, user: User) -> TotpStart:
+def start_totp(*, actor: Principal, user: User) -> TotpStart:
     """Start (or restart) a TOTP enrolment with a fresh secret; Conflict when one is
-    already confirmed (remove it first)."""
+    already confirmed (remove it first), Unauthenticated `reauthentication_required` for
+    a user whose sign-in is not recent."""
+    user_service.check_recent_sign_in(actor=actor, user=user)
     current = find_totp(user)
     if current is not None and current.status == CONFIRMED:
         raise Conflict("A TOTP authenticator is already enrolled", code="mfa_already_enrolled")
@@ -128,7 +131,8 @@ def _accept_code(enrolment: MfaEnrolment, code: str, now: datetime) -> bool:
 def confirm_totp(*, actor: Principal, user: User, code: str) -> MfaEnrolment:
     """Confirm the pending TOTP enrolment with a current code (audited `mfa.enrolled`);
     NotFound when none was started, Conflict when already confirmed, Invalid for a wrong
-    or already used code."""
+    or already used code, Unauthenticated `reauthentication_required` (see start_totp)."""
+    user_service.check_recent_sign_in(actor=actor, user=user)
     enrolment = find_totp(user)
     if enrolment is None:
         raise NotFound("No TOTP enrolment was started", code="mfa_enrolment_not_found")
@@ -157,6 +161,12 @@ def _mark_confirmed(
         data={"type": enrolment.type},
     )
     db.session.flush()
+
+
+def second_factors(user: User) -> list[str]:
+    """The user's confirmed second factors as a mail to the user names them."""
+    enrolment = find_totp(user)
+    return ["an authenticator app"] if enrolment and enrolment.status == CONFIRMED else []
 
 
 def sign_in_needs_otp(user: User) -> bool:
@@ -194,12 +204,14 @@ def check_sign_in(*, user: User, otp: str | None, ip: str | None = None) -> None
 
 def remove(*, actor: Principal, user: User, provider: str) -> bool:
     """Remove the user's enrolment for a Management API provider name (audited
-    `mfa.removed`); False when nothing was enrolled. Invalid for an unknown provider."""
+    `mfa.removed`); False when nothing was enrolled. Invalid for an unknown provider,
+    Unauthenticated `reauthentication_required` for a user whose sign-in is not recent."""
     if provider not in KNOWN_PROVIDERS:
         raise Invalid(
             f"provider must be one of {', '.join(sorted(KNOWN_PROVIDERS))}",
             code="invalid_mfa_provider",
         )
+    user_service.check_recent_sign_in(actor=actor, user=user)
     if provider not in TOTP_PROVIDERS:
         return False
     enrolment = find_totp(user)

@@ -20,6 +20,7 @@ from app.core.db import db, utcnow
 from app.core.errors import Invalid
 from app.core.jobs import delete_all_tenants, enqueue_after_commit
 from app.core.tenancy import current_tenant_id
+from app.credentials import mfa as mfa_service
 from app.credentials.models import PasswordResetRequest
 from app.mail import service as mail_service
 from app.mail import tasks as mail_tasks
@@ -46,17 +47,30 @@ def _matching_users(username: str | None, email: str | None) -> list[User]:
     return []
 
 
-def _mail_bodies(link: str) -> tuple[str, str]:
+def _factors_note(factors: list[str]) -> str:
+    """What a reset leaves in place: the second factors still needed to sign in."""
+    if not factors:
+        return ""
+    return (
+        "A new password does not remove your second factor: you will still sign in with "
+        f"{' and '.join(factors)}."
+    )
+
+
+def _mail_bodies(link: str, factors: list[str]) -> tuple[str, str]:
+    note = _factors_note(factors)
     text = (
         "Someone asked to reset the password of your account.\n\n"
         f"Open this link within an hour to choose a new one:\n{link}\n\n"
-        "If it was not you, ignore this mail; your password stays as it is.\n"
+        + (f"{note}\n\n" if note else "")
+        + "If it was not you, ignore this mail; your password stays as it is.\n"
     )
     safe = html.escape(link, quote=True)
     markup = (
         "<p>Someone asked to reset the password of your account.</p>"
         f'<p><a href="{safe}">Choose a new password</a> (the link works for an hour).</p>'
-        "<p>If it was not you, ignore this mail; your password stays as it is.</p>"
+        + (f"<p>{html.escape(note)}</p>" if note else "")
+        + "<p>If it was not you, ignore this mail; your password stays as it is.</p>"
     )
     return text, markup
 
@@ -70,7 +84,11 @@ def request_reset(
     user matched."""
     tenant = tenant_service.get_tenant(tenant_id)
     if host.lower() not in {h.lower() for h in tenant.password_reset_hosts or []}:
-        raise Invalid("host is not an allowed password-reset host", code="reset_host_not_allowed")
+        raise Invalid(
+            f"host {host!r} is not in the tenant's password_reset_hosts setting "
+            "(PATCH /tenants/{id} with settings.password_reset_hosts to allow it)",
+            code="reset_host_not_allowed",
+        )
     settings = mail_service.mail_settings(tenant_id)
     ttl = current_app.config["PASSWORD_RESET_TTL"]
     users = _matching_users(username, email)
@@ -98,7 +116,10 @@ def request_reset(
             PURPOSE,
             {"tid": tenant_id, "uid": user.id, "rid": reset.id, "fp": _fingerprint(user)},
         )
-        text, markup = _mail_bodies(f"https://{host}/reset-password?token={quote(token)}")
+        text, markup = _mail_bodies(
+            f"https://{host}/reset-password?token={quote(token)}",
+            mfa_service.second_factors(user),
+        )
         delivery = mail_service.create_delivery(
             tenant_id=tenant_id,
             kind="password_reset",

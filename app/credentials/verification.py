@@ -1,5 +1,7 @@
 """Email verification: a mail with a signed link (through the outbox row, the worker and
-Postmark, as the reset mail goes) that marks the user's address verified once."""
+Postmark, as the reset mail goes) that marks the user's address verified once: each link
+has an id that is remembered when used, so it never works twice, even after the address
+goes back to unverified."""
 
 from __future__ import annotations
 
@@ -15,11 +17,14 @@ from app.core.jobs import enqueue_after_commit
 from app.core.tenancy import tenant_scope
 from app.mail import service as mail_service
 from app.mail import tasks as mail_tasks
+from app.tokens import service as token_service
 from app.users import service as user_service
 from app.users.models import User
 
 PURPOSE = "email-verification"
 KIND = "email_verification"
+# Link ids share the used-token table with custom tokens; the prefix keeps them apart.
+JTI_PREFIX = "ev_"
 
 
 def _fingerprint(user: User) -> str:
@@ -56,7 +61,12 @@ def send_verification(*, user: User) -> None:
     token = security.signed_dumps(
         current_app.config["SECRET_KEY"],
         PURPOSE,
-        {"tid": user.tenant_id, "uid": user.id, "fp": _fingerprint(user)},
+        {
+            "tid": user.tenant_id,
+            "uid": user.id,
+            "fp": _fingerprint(user),
+            "jti": JTI_PREFIX + security.random_hex(16),
+        },
     )
     issuer = current_app.config["ISSUER"].rstrip("/")
     hours = max(1, current_app.config["EMAIL_VERIFICATION_TTL"] // 3600)
@@ -89,9 +99,10 @@ def confirm(*, token: str, ip: str | None) -> None:
             current_app.config["EMAIL_VERIFICATION_TTL"],
         )
         tenant_id, user_id, fingerprint = claims["tid"], claims["uid"], claims["fp"]
+        jti = claims["jti"]
     except (security.SignedTokenError, KeyError, TypeError) as exc:
         raise _invalid_link() from exc
-    if not all(isinstance(value, str) for value in (tenant_id, user_id, fingerprint)):
+    if not all(isinstance(value, str) for value in (tenant_id, user_id, fingerprint, jti)):
         raise _invalid_link()
     with tenant_scope(tenant_id):
         user = user_service.find_user(user_id)
@@ -99,6 +110,12 @@ def confirm(*, token: str, ip: str | None) -> None:
             raise _invalid_link()
         if not security.constant_time_equals(_fingerprint(user), fingerprint):
             raise _invalid_link()
+        token_service.spend_once(
+            jti=jti,
+            user_id=user.id,
+            ttl=current_app.config["EMAIL_VERIFICATION_TTL"],
+            used=_invalid_link(),
+        )
         user_service.update_user(user=user, changes={"email_verified": True})
         audit_service.record(
             action="user.email_verified", actor=f"user:{user.id}", user_id=user.id, ip=ip

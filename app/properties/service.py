@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.core import security
 from app.core.db import add_unique, db, utcnow
@@ -61,6 +61,12 @@ def list_properties(*, user_id: str, limit: int | None, cursor: str | None) -> P
         limit=limit,
         cursor=cursor,
     )
+
+
+def count_properties(*, user_id: str) -> int:
+    """How many properties the user holds (in the tenant in scope)."""
+    query = select(func.count()).select_from(Property).where(Property.user_id == user_id)
+    return db.session.scalar(query) or 0
 
 
 def get_property(*, user_id: str, property_id: str) -> Property:

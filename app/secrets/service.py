@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.audit import tasks as audit_tasks
 from app.core import security
@@ -64,6 +64,12 @@ def list_secrets(*, user_id: str, limit: int | None, cursor: str | None) -> Page
         limit=limit,
         cursor=cursor,
     )
+
+
+def count_secrets(*, user_id: str) -> int:
+    """How many secrets the user holds (in the tenant in scope)."""
+    query = select(func.count()).select_from(Secret).where(Secret.user_id == user_id)
+    return db.session.scalar(query) or 0
 
 
 def get_secret(*, user_id: str, secret_id: str) -> Secret:

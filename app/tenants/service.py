@@ -19,7 +19,7 @@ from app.core import lastseen, security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid, NotFound, Unauthenticated
 from app.core.pagination import Page, paginate_by_creation
-from app.core.scopes import unknown_key_scopes
+from app.core.scopes import unknown_key_scopes, unknown_scope_message
 from app.core.tenancy import find_by_global_id
 from app.tenants.models import ApiKey, Tenant
 
@@ -179,9 +179,7 @@ def issue_api_key(
     and never stored. Invalid `unknown_scope` for a scope outside the catalogue; NotFound."""
     unknown = unknown_key_scopes(scopes or [])
     if unknown:
-        raise Invalid(
-            f"Unknown scope {unknown[0]!r}; see the scope catalogue", code="unknown_scope"
-        )
+        raise Invalid(unknown_scope_message(unknown[0]), code="unknown_scope")
     get_tenant(tenant_id)
     key_id = security.random_hex(8)
     raw_key = f"{KEY_PREFIX}{key_id}_{security.random_token(32)}"

@@ -83,6 +83,7 @@ def authenticate_access_token(raw: str) -> Principal:
     if claims.get(SCOPE_VERSION_CLAIM) != (caller["scope_version"] or 0):
         raise signing.invalid_token("The permissions changed; refresh the access token")
     auth_time = claims.get("auth_time")
+    client_id = claims.get("azp")
     return Principal(
         tenant_id=tenant_id,
         scopes=scopes,
@@ -90,5 +91,6 @@ def authenticate_access_token(raw: str) -> Principal:
         kind="user",
         credential_id=sid,
         auth_time=auth_time if isinstance(auth_time, int) else None,
+        client_id=client_id if isinstance(client_id, str) else None,
         user_view=views.complete(caller),
     )

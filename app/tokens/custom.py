@@ -5,13 +5,12 @@ exchanged once for a session; the exchange signs the user up when the id is new.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from flask import current_app
 
 from app.audit import tasks as audit_tasks
 from app.core import security
-from app.core.db import add_unique, db, utcnow
+from app.core.db import db, utcnow
 from app.core.errors import Forbidden, InvalidGrant
 from app.core.jobs import enqueue_after_commit
 from app.core.tenancy import Principal
@@ -19,7 +18,6 @@ from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import grants
 from app.tokens import service as token_service
-from app.tokens.models import CustomTokenUse
 from app.users import service as user_service
 
 PURPOSE = "custom-token"
@@ -69,16 +67,6 @@ def generate_custom_token(*, actor: Principal, user_id: str) -> CustomToken:
     return CustomToken(token=token, expires_in=ttl)
 
 
-def _claim_once(jti: str, user_id: str, ttl: int) -> None:
-    now = utcnow()
-    add_unique(
-        CustomTokenUse(
-            jti=jti, user_id=user_id, used_at=now, expires_at=now + timedelta(seconds=ttl)
-        ),
-        InvalidGrant("The custom token was already used", code="invalid_custom_token"),
-    )
-
-
 def sign_in_with_custom_token(*, actor: Principal, token: str) -> token_service.TokenSet:
     """Exchange a custom token once for tokens, creating the user if needed; InvalidGrant
     for a forged, expired, used or other-tenant token, or a blocked user; Forbidden when
@@ -94,7 +82,12 @@ def sign_in_with_custom_token(*, actor: Principal, token: str) -> token_service.
     if not isinstance(payload, dict) or payload.get("tid") != actor.tenant_id:
         raise InvalidGrant("The custom token is not valid", code="invalid_custom_token")
     user_id, jti = str(payload["uid"]), str(payload["jti"])
-    _claim_once(jti, user_id, ttl)
+    token_service.spend_once(
+        jti=jti,
+        user_id=user_id,
+        ttl=ttl,
+        used=InvalidGrant("The custom token was already used", code="invalid_custom_token"),
+    )
     user = user_service.find_user(user_id)
     is_new = user is None
     if user is None:

@@ -5,6 +5,7 @@ and RFC 7009 revocation."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import timedelta
 
 from flask import current_app
@@ -18,9 +19,9 @@ from app.core.tenancy import tenant_scope
 from app.credentials import mfa as mfa_service
 from app.tenants import service as tenant_service
 from app.tokens import signing
+from app.tokens.claims import application_scopes, session_scopes
 from app.tokens.models import AuthSession, RefreshToken
 from app.tokens.service import (
-    REFRESH_PREFIX,
     TokenSet,
     access_ttl,
     issue_session,
@@ -28,6 +29,7 @@ from app.tokens.service import (
     revoke_session,
     session_expiry,
     session_is_live,
+    tenant_of_refresh_token,
     timestamp,
 )
 from app.users import service as user_service
@@ -109,9 +111,13 @@ def password_grant(
     ip: str | None,
     otp: str | None = None,
     client_id: str | None = None,
+    scope: str | None = None,
+    allowed_scopes: Collection[str] = (),
 ) -> TokenSet:
     """Sign in with a password; InvalidGrant with the same answer and cost whether or not
-    the user exists. With a registered application's `client_id`, the session is its."""
+    the user exists. With a registered application's `client_id`, the session is its and
+    holds the `scope` it asks for that the user holds and `allowed_scopes` (the app's)
+    names (Invalid invalid_scope for an unknown one); without, everything the user holds."""
     if not (username or email):
         raise Invalid("username or email is required", code="invalid_request")
     tenant = tenant_service.find_tenant(tenant_id)  # kept: issuing tokens reads it again
@@ -120,17 +126,13 @@ def password_grant(
     with tenant_scope(tenant_id):
         user = authenticate_password(username=username, email=email, password=password, ip=ip)
         mfa_service.check_sign_in(user=user, otp=otp, ip=ip)
+        granted = (
+            application_scopes(user, requested=scope, allowed=allowed_scopes) if client_id else None
+        )
         record_login(user, actor=f"user:{user.id}", ip=ip, method="password")
-        tokens = issue_session(user=user, client_id=client_id)
+        tokens = issue_session(user=user, client_id=client_id, scope=granted)
         db.session.flush()
         return tokens
-
-
-def _tenant_of_refresh_token(raw: str) -> str | None:
-    parts = raw.split("_", 2)
-    if len(parts) != 3 or f"{parts[0]}_" != REFRESH_PREFIX:
-        return None
-    return parts[1]
 
 
 def _find_refresh_token(raw: str) -> RefreshToken | None:
@@ -163,12 +165,19 @@ def refresh_grant(
     expected_tenant_id: str | None,
     ip: str | None,
     client_id: str | None = None,
+    scope: str | None = None,
+    allowed_scopes: Collection[str] | None = None,
 ) -> TokenSet:
     """Rotate a refresh token; reuse after the grace interval revokes the whole session.
     InvalidGrant for an unknown, expired or revoked token, a blocked or deleted user, or
     a token of a registered application's session that `client_id` (the application the
-    request identified, authenticated when confidential) does not name."""
-    tenant_id = _tenant_of_refresh_token(refresh_token)
+    request identified, authenticated when confidential) does not name.
+
+    An application's session keeps what it was granted, narrowed for good to what the
+    user holds and `allowed_scopes` (the app's, now) names; a `scope` may narrow the new
+    access token further (RFC 6749 §6: not the session), never widen it (Invalid
+    invalid_scope)."""
+    tenant_id = tenant_of_refresh_token(refresh_token)
     if tenant_id is None or (expected_tenant_id and tenant_id != expected_tenant_id):
         raise InvalidGrant("The refresh token is not valid")
     with tenant_scope(tenant_id):
@@ -198,9 +207,28 @@ def refresh_grant(
         if not _extend_live_session(session, user):
             raise InvalidGrant("The refresh token is not valid")
         row.used_at = row.used_at or now
-        tokens = issue_session(user=user, session=session)
+        current = session_scopes(user, session, allowed=allowed_scopes)
+        if session.scope is not None:
+            # What the user or the app lost is lost to the session for good: never widened.
+            session.scope = " ".join(current)
+        tokens = issue_session(user=user, session=session, scope=_narrowed(current, session, scope))
         db.session.flush()
         return tokens
+
+
+def _narrowed(granted: list[str], session: AuthSession, scope: str | None) -> list[str]:
+    """The scopes a refresh of an application's session asks for, if it asks; a session
+    without an application ignores `scope`, as it did before applications existed."""
+    if session.scope is None or not scope:
+        return granted
+    asked = scope.split()
+    beyond = [s for s in asked if s not in session.scope.split()]
+    if beyond:
+        raise Invalid(
+            f"A refresh cannot widen the session's scope: {' '.join(beyond)[:200]}",
+            code="invalid_scope",
+        )
+    return [s for s in granted if s in asked]
 
 
 def client_credentials_grant(
@@ -254,7 +282,7 @@ def client_credentials_grant(
 
 def revoke_token(*, token: str) -> None:
     """RFC 7009: revoke the family of a refresh token; unknown tokens are ignored."""
-    tenant_id = _tenant_of_refresh_token(token)
+    tenant_id = tenant_of_refresh_token(token)
     if tenant_id is None:
         return
     with tenant_scope(tenant_id):

@@ -50,6 +50,9 @@ class AuthSession(TenantScoped, Base):
     # The registered application the session was started for (authorization code, or a
     # grant naming its client_id): its ID tokens name it as `aud`, only it may refresh.
     client_id: Mapped[str32 | None]
+    # What the application was granted (space separated): a refresh never widens it. NULL
+    # for a session without an application, whose tokens hold whatever the user holds.
+    scope: Mapped[str | None] = mapped_column(Text)
 
 
 class RefreshToken(TenantScoped, Base):
@@ -73,7 +76,9 @@ class RefreshToken(TenantScoped, Base):
 
 
 class CustomTokenUse(TenantScoped, Base):
-    """The id of a custom token that was exchanged; a second exchange finds it here."""
+    """The id (`jti`) of a used single-use token — a custom token exchanged, an
+    email-verification link opened — kept until the token would have expired anyway: a
+    second use finds it here. (Named after its first kind.)"""
 
     __tablename__ = "custom_token_use"
     __table_args__ = (Index("ix_custom_token_use_expires", "expires_at"),)

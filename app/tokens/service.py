@@ -15,21 +15,23 @@ from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit_service
+from app.core import scopes as scope_catalogue
 from app.core import security
-from app.core.db import db, utcnow
+from app.core.db import add_unique, db, utcnow
+from app.core.errors import AppError
 from app.core.jobs import delete_all_tenants
-from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import signing
+from app.tokens.claims import session_scopes, user_claims
 from app.tokens.models import AuthSession, CustomTokenUse, RefreshToken
-from app.users import policies as policy_service
 from app.users.models import User
 
 REFRESH_PREFIX = "rt_"
 # The user's scope version when the access token was minted (only Gatehouse reads it).
 SCOPE_VERSION_CLAIM = "gh_sv"
-ADMIN_GROUP = "admin"
+# Userinfo's claims that the ID token leaves out.
+USERINFO_ONLY = ("phone_number", "updated_at")
 
 
 @dataclass
@@ -43,14 +45,13 @@ class TokenSet:
     is_new_user: bool = False
 
 
-def user_scopes(user: User) -> list[str]:
-    """What a user's access token may do: its own data, custom scopes, admin powers."""
-    scopes = list(CURRENT_USER_SCOPES)
-    if user.permissions_group == ADMIN_GROUP:
-        scopes += ADMIN_SCOPES
-    scopes += [s for s in user.custom_scopes or [] if isinstance(s, str)]
-    scopes += policy_service.policy_scopes(user)
-    return list(dict.fromkeys(scopes))
+def tenant_of_refresh_token(raw: str) -> str | None:
+    """The tenant a refresh token names (`rt_<tenant>_<secret>`), unchecked; None if it
+    has not that form."""
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or f"{parts[0]}_" != REFRESH_PREFIX or not parts[1]:
+        return None
+    return parts[1]
 
 
 def access_ttl(tenant: Tenant) -> int:
@@ -75,27 +76,25 @@ def _id_token(
     session: AuthSession,
     *,
     access_token: str,
+    scope: list[str],
     nonce: str | None = None,
 ) -> str:
-    """OIDC claims of the user. Issued to a registered application, `aud` is its client_id
-    and `azp` says so too (OIDC Core §2), with `at_hash` binding the access token it came
-    with; otherwise `aud` is the tenant."""
+    """OIDC claims of the user (for an application's session, those its `scope` asks
+    for). Issued to a registered application, `aud` is its client_id and `azp` says so
+    too (OIDC Core §2), with `at_hash` binding the access token it came with; otherwise
+    `aud` is the tenant."""
+    about = user_claims(user, scope if session.scope is not None else None)
     claims: dict[str, Any] = {
         "iss": current_app.config["ISSUER"],
-        "sub": user.id,
         "aud": session.client_id or tenant.id,
         "tid": tenant.id,
         "iat": timestamp(now),
         "exp": timestamp(now) + ttl,
         "auth_time": timestamp(session.auth_time),
-        "email": user.email,
-        "email_verified": user.email_verified,
-        "name": user.display_name or " ".join(p for p in (user.first_name, user.last_name) if p),
-        "given_name": user.first_name,
-        "family_name": user.last_name,
-        "preferred_username": user.username,
-        "picture": user.photo_url,
+        **{key: value for key, value in about.items() if key not in USERINFO_ONLY},
     }
+    # The session, so that a later use of the token (link_with) can tell it was revoked.
+    claims["sid"] = session.id
     if session.client_id:
         claims["azp"] = session.client_id
         claims["at_hash"] = security.left_half_hash(access_token)
@@ -132,10 +131,14 @@ def start_session(
     client_id: str | None = None,
     auth_time: datetime | None = None,
     expires_at: datetime | None = None,
+    scope: list[str] | None = None,
 ) -> AuthSession:
     """A new sign-in session (refresh family) of `user`, under its current generation;
     `auth_time` is when the user entered a password (now unless a browser sign-in session
-    carried it over), `client_id` the registered application it is for."""
+    carried it over), `client_id` the registered application it is for and `scope` what
+    that application was granted (application_scopes); refreshes never widen it."""
+    if client_id is not None and scope is None:
+        raise ValueError("an application's session needs the scopes it was granted")
     session = AuthSession(
         id=security.random_hex(16),
         tenant_id=user.tenant_id,
@@ -145,6 +148,7 @@ def start_session(
         created_at=now,
         expires_at=expires_at or session_expiry(tenant, now),
         client_id=client_id,
+        scope=" ".join(scope) if client_id is not None and scope is not None else None,
     )
     db.session.add(session)
     return session
@@ -157,40 +161,65 @@ def issue_session(
     client_id: str | None = None,
     auth_time: datetime | None = None,
     nonce: str | None = None,
+    scope: list[str] | None = None,
 ) -> TokenSet:
     """Access, ID and refresh tokens for `user` in `session` (a new one unless given; a
     given one has already been extended by the refresh that continues it). A new session
     is for the registered application `client_id` if given, begun at `auth_time`; `nonce`
-    goes into the ID token (OIDC Core §3.1.2.1)."""
+    goes into the ID token (OIDC Core §3.1.2.1).
+
+    The access token carries `scope` (an application's grant, or a narrowing of the
+    session's asked for by a refresh), else the session's scopes (session_scopes). An
+    application's session gets a refresh token only when granted `offline_access`; a
+    session without an application (a password grant naming no app) always does."""
     tenant = tenant_service.get_tenant(user.tenant_id)
     now = utcnow()
     session = session or start_session(
-        user=user, tenant=tenant, now=now, client_id=client_id, auth_time=auth_time
+        user=user, tenant=tenant, now=now, client_id=client_id, auth_time=auth_time, scope=scope
     )
+    granted = scope if scope is not None else session_scopes(user, session)
     ttl = access_ttl(tenant)
-    scope = " ".join(user_scopes(user))
-    access = signing.sign(
-        {
-            "iss": current_app.config["ISSUER"],
-            "sub": user.id,
-            "aud": tenant.id,
-            "tid": tenant.id,
-            "scope": scope,
-            "iat": timestamp(now),
-            "exp": timestamp(now) + ttl,
-            "auth_time": timestamp(session.auth_time),
-            "jti": uuid.uuid4().hex,
-            "sid": session.id,
-            SCOPE_VERSION_CLAIM: user.scope_version or 0,
-        }
-    )
+    claims: dict[str, Any] = {
+        "iss": current_app.config["ISSUER"],
+        "sub": user.id,
+        "aud": tenant.id,
+        "tid": tenant.id,
+        "scope": " ".join(granted),
+        "iat": timestamp(now),
+        "exp": timestamp(now) + ttl,
+        "auth_time": timestamp(session.auth_time),
+        "jti": uuid.uuid4().hex,
+        "sid": session.id,
+        SCOPE_VERSION_CLAIM: user.scope_version or 0,
+    }
+    if session.client_id:
+        # The application the token was issued to (RFC 9068 `client_id`, OIDC `azp`):
+        # what it may do on the user's behalf (link_with) depends on it.
+        claims["azp"] = session.client_id
+    access = signing.sign(claims)
+    offline = session.scope is None or scope_catalogue.OFFLINE_ACCESS in session.scope.split()
     return TokenSet(
         access_token=access,
         expires_in=ttl,
-        scope=scope,
-        id_token=_id_token(user, tenant, now, ttl, session, access_token=access, nonce=nonce),
-        refresh_token=_new_refresh_token(user, tenant, session, now),
+        scope=claims["scope"],
+        id_token=_id_token(
+            user, tenant, now, ttl, session, access_token=access, scope=granted, nonce=nonce
+        ),
+        refresh_token=_new_refresh_token(user, tenant, session, now) if offline else None,
         user_id=user.id,
+    )
+
+
+def spend_once(*, jti: str, user_id: str, ttl: int, used: AppError) -> None:
+    """Mark the single-use token `jti` used (in the tenant in scope), remembered `ttl`
+    seconds (its lifetime: after that it is refused as expired anyway); raises `used` if
+    it was used already, also by a concurrent request (the primary key decides)."""
+    now = utcnow()
+    add_unique(
+        CustomTokenUse(
+            jti=jti, user_id=user_id, used_at=now, expires_at=now + timedelta(seconds=ttl)
+        ),
+        used,
     )
 
 
@@ -265,6 +294,12 @@ def revoke_client_sessions(client_id: str) -> None:
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+def session_id_is_live(user: User, session_id: str) -> bool:
+    """Whether the session `session_id` of `user` still stands (see session_is_live)."""
+    session = db.session.get(AuthSession, session_id)
+    return session is not None and session.user_id == user.id and session_is_live(user, session)
 
 
 def session_is_live(user: User, session: AuthSession | None) -> bool:

@@ -92,7 +92,9 @@ def check_self_edit(*, actor: Principal, fields: set[str]) -> None:
 def update_user(*, actor: Principal, user: User, changes: dict[str, Any]) -> User:
     """Apply a Management API PATCH (no password: credentials.service does that):
     metadata merged, other fields replaced, `blocked` honoured, a new `email` unverified
-    unless `email_verified` is given; Forbidden (see check_self_edit), Invalid, Conflict."""
+    unless `email_verified` is given; Forbidden (see check_self_edit), Invalid, Conflict,
+    Unauthenticated `reauthentication_required` for an admin changing its own email
+    without a recent sign-in."""
     check_self_edit(actor=actor, fields=set(changes))
     changes = dict(changes)
     blocked = changes.pop("blocked", None)
@@ -101,6 +103,7 @@ def update_user(*, actor: Principal, user: User, changes: dict[str, Any]) -> Use
             changes[name] = merge_metadata(getattr(user, name), changes[name])
             _check_metadata_size(name, changes[name])
     if "email" in changes and changes["email"] != user.email:
+        user_service.check_recent_sign_in(actor=actor, user=user)
         changes.setdefault("email_verified", False)
     if changes:
         user_service.update_user(user=user, changes=changes)

@@ -27,7 +27,7 @@ USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@|:-]{1,128}\Z")
 RESERVED_USERNAMES = frozenset({"me", "current", "profile"})
 MAX_PASSWORD_LENGTH = 1024
 MAX_EMAIL_MATCHES = 100
-# Fields that decide an access token's scopes (see tokens.service.user_scopes).
+# Fields that decide an access token's scopes (see tokens.claims.user_scopes).
 SCOPE_FIELDS = frozenset({"permissions_group", "custom_scopes"})
 
 # Attributes a caller may set directly; everything else has its own function.
@@ -273,10 +273,12 @@ def lock_user(user: User) -> User:
 
 
 def check_recent_sign_in(*, actor: Principal, user: User) -> None:
-    """A user changing its own password or email with an access token must have entered
-    its password within REAUTH_MAX_AGE_SECONDS (OWASP ASVS V3.7.1): a stolen token alone
-    cannot take the account over. API keys and administrators acting on others are not
-    asked. Unauthenticated `reauthentication_required` otherwise."""
+    """A user changing one of its own credentials with an access token — password, email,
+    second factor, linked identities, device keys (SPEC §8) — must have entered its
+    password within REAUTH_MAX_AGE_SECONDS (OWASP ASVS V3.7.1): a stolen or refreshed
+    token alone cannot take the account over. Every such service calls this one rule.
+    API keys and administrators acting on others are not asked. Unauthenticated
+    `reauthentication_required` otherwise."""
     if not (actor.is_user and actor.user_id == user.id):
         return
     max_age = current_app.config["REAUTH_MAX_AGE_SECONDS"]

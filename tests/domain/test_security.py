@@ -20,7 +20,6 @@ from sqlalchemy import text
 
 from app import create_app
 from app.core.db import db
-from app.core.tenancy import tenant_scope
 from app.tokens import signing
 from tests import factories
 from tests.conftest import make_config
@@ -266,16 +265,6 @@ def test_a_name_with_a_trailing_newline_is_no_new_name(
 # --- a stolen access token cannot change the password or email ---------------------------
 
 
-def _age_sessions(app: Flask, tenant_id: str, seconds: int) -> None:
-    """Move every session's sign-in time into the past (as if signed in long ago)."""
-    with app.app_context(), tenant_scope(tenant_id):
-        db.session.execute(
-            text("UPDATE auth_session SET auth_time = auth_time - make_interval(secs => :s)"),
-            {"s": seconds},
-        )
-        db.session.commit()
-
-
 def test_self_service_password_and_email_changes_need_a_recent_sign_in(
     app: Flask, client: FlaskClient, tenant: TenantHandle
 ) -> None:
@@ -288,7 +277,7 @@ def test_self_service_password_and_email_changes_need_a_recent_sign_in(
         password=PASSWORD,
     )
     session = sign_in(client, tenant.id, "sam")
-    _age_sessions(app, tenant.id, 3600)
+    factories.age_sessions(app, tenant.id, 3600)
     # A refresh keeps the original sign-in time.
     stale = refresh(client, session["refresh_token"], tenant.id).get_json()
     auth_time = jwt.decode(stale["access_token"], options={"verify_signature": False})["auth_time"]
@@ -331,6 +320,33 @@ def test_self_service_password_and_email_changes_need_a_recent_sign_in(
         headers={"Authorization": f"Bearer {tenant.key}"},
     )
     assert by_key.status_code == 200
+
+
+def test_an_admin_changing_its_own_email_needs_a_recent_sign_in(
+    app: Flask, client: FlaskClient, tenant: TenantHandle
+) -> None:
+    """The Management API PATCH lets an admin token change its own email: self-service,
+    so it needs a recent sign-in too; changing another user's does not."""
+    factories.make_user(
+        app,
+        tenant.id,
+        user_id="ada-1",
+        username="ada",
+        password=PASSWORD,
+        permissions_group="admin",
+    )
+    factories.make_user(app, tenant.id, user_id="bob-1", email="bob@example.com")
+    stale = factories.stale_session(app, client, tenant.id, "ada", PASSWORD)["access_token"]
+
+    own = client.patch(
+        "/api/v2/users/ada-1", json={"email": "thief@example.com"}, headers=bearer(stale)
+    )
+    assert own.status_code == 401, own.get_data(as_text=True)
+    assert own.get_json()["errorCode"] == "reauthentication_required"
+    other = client.patch(
+        "/api/v2/users/bob-1", json={"email": "bob@elsewhere.example"}, headers=bearer(stale)
+    )
+    assert other.status_code == 200, other.get_data(as_text=True)
 
 
 # --- narrow keys ------------------------------------------------------------------------

@@ -93,7 +93,9 @@ def test_login_page_is_accessible_csrf_protected_and_self_contained(
 def test_sign_in_redirects_with_a_code_that_exchanges_for_app_tokens(
     app: Flask, client: FlaskClient, tenant: TenantHandle, web: AppHandle, alice: str, login: str
 ) -> None:
-    answer, verifier, sent = sign_in_through_page(client, web, login)
+    answer, verifier, sent = sign_in_through_page(
+        client, web, login, scope="openid read:current_user"
+    )
 
     assert set(answer) == {"code", "state", "iss"}
     assert answer["state"] == sent["state"]
@@ -263,6 +265,26 @@ def test_a_loopback_redirect_uri_may_use_any_port(
     for other in ("http://127.0.0.1:50123/other", "http://localhost:50123/callback"):
         page = login_page(client, web, redirect_uri=other)
         assert page.status_code == 400 and "redirect_uri_mismatch" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1:50123/callback#frag",  # RFC 6749 §3.1.2: never a fragment
+        f"{REDIRECT}#frag",  # not even on the registered URI itself
+        "http://@127.0.0.1:50123/callback",  # empty userinfo
+        "http://user@127.0.0.1:50123/callback",
+        "http://127.0.0.1:0/callback",
+        "http://127.0.0.1:08765/callback",  # a zero-padded port
+        "http://127.0.0.1:/callback",  # an empty one
+    ],
+)
+def test_the_any_port_rule_takes_a_plain_loopback_uri_only(
+    client: FlaskClient, web: AppHandle, uri: str
+) -> None:
+    page = login_page(client, web, redirect_uri=uri)
+    assert page.status_code == 400 and "redirect_uri_mismatch" in page.get_data(as_text=True)
+    assert "Location" not in page.headers
 
 
 def test_the_only_registered_redirect_uri_may_be_left_out(

@@ -96,7 +96,7 @@ def test_the_redirect_uri_must_repeat_the_authorization_requests(
 def test_a_reused_code_fails_and_revokes_what_it_issued(
     client: FlaskClient, tenant: TenantHandle, spa: AppHandle, alice: str
 ) -> None:
-    code, verifier = code_for(client, spa)
+    code, verifier = code_for(client, spa, scope="openid offline_access")
     first = exchange(client, spa, code, verifier)
     assert first.status_code == 200
     tokens = first.get_json()

@@ -60,7 +60,8 @@ def _session(handle: AppHandle, **kwargs: object) -> OAuth2Session:
         handle.client_id,
         client_secret=handle.secret,
         redirect_uri=handle.redirect_uri,
-        scope="openid profile email",
+        # offline_access: the app wants a refresh token (SPEC §8).
+        scope="openid profile email offline_access",
         code_challenge_method="S256",
         token_endpoint_auth_method="client_secret_basic" if handle.secret else "none",
         **kwargs,
@@ -242,7 +243,7 @@ def test_password_grant_with_an_apps_client_id_needs_no_tenant_header(
 def test_an_apps_refresh_token_is_refreshed_by_that_app_only(
     app: Flask, client: FlaskClient, tenant: TenantHandle, spa: AppHandle, alice: str
 ) -> None:
-    code, verifier = code_for(client, spa)
+    code, verifier = code_for(client, spa, scope="openid offline_access")
     tokens = exchange(client, spa, code, verifier).get_json()
     other = factories.make_application(app, tenant.id, redirect_uris=[REDIRECT])
 

@@ -117,3 +117,59 @@ def test_an_origin_removed_from_the_app_is_refused_at_once(
         headers=root_headers,
     )
     assert _access_control(_preflight(client, "/oauth/token", ALLOWED)) == {}
+
+
+# --- one tenant's app opens only that tenant's requests (issue 22, item 6) ----------------
+
+THEIRS = "https://theirs.example.com"
+
+
+def test_an_origin_opens_its_own_tenants_requests_only(
+    app: Flask, client: FlaskClient, tenant: TenantHandle, other_tenant: TenantHandle
+) -> None:
+    theirs = factories.make_application(
+        app, other_tenant.id, redirect_uris=[f"{THEIRS}/cb"], allowed_origins=[THEIRS]
+    )
+    factories.make_user(app, tenant.id, username="alice", password=PASSWORD)
+    factories.make_user(app, other_tenant.id, username="olga", password=PASSWORD)
+    mine, olgas = sign_in(client, tenant.id, "alice"), sign_in(client, other_tenant.id, "olga")
+
+    def userinfo(token: str, origin: str) -> bool:
+        answer = client.get("/userinfo", headers={**bearer(token), "Origin": origin})
+        assert answer.status_code == 200
+        return answer.headers.get("Access-Control-Allow-Origin") == origin
+
+    # Each tenant's token is readable from its own tenant's origin only.
+    assert userinfo(olgas["access_token"], THEIRS) and not userinfo(olgas["access_token"], ALLOWED)
+    assert userinfo(mine["access_token"], ALLOWED) and not userinfo(mine["access_token"], THEIRS)
+
+    def token_call(origin: str, headers: dict | None = None, **form: str) -> bool:
+        sent = {**(headers or {}), "Origin": origin}
+        answer = client.post("/oauth/token", data=form, headers=sent)
+        return answer.headers.get("Access-Control-Allow-Origin") == origin
+
+    password = {"grant_type": "password", "username": "olga", "password": PASSWORD}
+    # The tenant named by X-Tenant-ID, by an application's client_id, by a refresh token.
+    assert token_call(THEIRS, {"X-Tenant-ID": other_tenant.id}, **password)
+    assert not token_call(ALLOWED, {"X-Tenant-ID": other_tenant.id}, **password)
+    assert token_call(THEIRS, client_id=theirs.client_id, **password)
+    assert not token_call(ALLOWED, client_id=theirs.client_id, **password)
+    refresh = {"grant_type": "refresh_token", "refresh_token": olgas["refresh_token"]}
+    assert not token_call(ALLOWED, **refresh)
+    revoke = client.post(
+        "/oauth/revoke", data={"token": mine["refresh_token"]}, headers={"Origin": THEIRS}
+    )
+    assert revoke.status_code == 200 and _access_control(revoke) == {}
+    # An API key's id as client_id names its tenant too.
+    machine = {"grant_type": "client_credentials", "client_id": tenant.key_id}
+    assert token_call(ALLOWED, client_secret=tenant.key, **machine)
+    assert not token_call(THEIRS, client_secret=tenant.key, **machine)
+    # A request naming two tenants is refused for every origin.
+    both = {"X-Tenant-ID": tenant.id}
+    assert not token_call(ALLOWED, both, client_id=theirs.client_id, **password)
+    assert not token_call(THEIRS, both, client_id=theirs.client_id, **password)
+    # A preflight names no tenant (it carries no credential): any app's origin may send.
+    assert _preflight(client, "/oauth/token", THEIRS).headers["Access-Control-Allow-Origin"]
+    # The signing keys are every tenant's.
+    jwks = client.get("/.well-known/jwks.json", headers={"Origin": THEIRS})
+    assert jwks.headers["Access-Control-Allow-Origin"] == THEIRS

@@ -129,12 +129,38 @@ def test_user_manages_only_its_own_devices(app, client, base_url, tenant, rsa_ke
     assert [d.user_id for d in sdk.device_credentials.list(user_id="dora")] == ["dora"]
     for call, args, kwargs in (
         (sdk.device_credentials.list, (), {"user_id": "eve"}),
-        (sdk.device_credentials.delete, (others.id,), {}),
         (create, (sdk, pem(rsa_key), "dev-2"), {"user_id": "eve"}),
     ):
         error = error_of(call, *args, **kwargs)
         assert error.status_code == 403 and error.body["errorCode"] == "insufficient_scope"
+    # Another user's credential answers as an unknown one: its ids cannot be probed.
+    for unseen in (others.id, "dcr_000000000000000000000000"):
+        error = error_of(sdk.device_credentials.delete, unseen)
+        assert error.status_code == 404
+        assert error.body["errorCode"] == "device_credential_not_found"
     sdk.device_credentials.delete(mine.id)
     assert list(sdk.device_credentials.list()) == []
     admin = auth0_client(base_url, tenant.key)
     assert [d.id for d in admin.device_credentials.list()] == [others.id]
+
+
+def test_a_user_changes_its_device_keys_only_after_a_recent_sign_in(
+    app, client, base_url, tenant, rsa_key
+):
+    """A device key is a credential (SPEC §8): a refreshed token whose sign-in is older
+    than REAUTH_MAX_AGE_SECONDS neither adds nor removes one."""
+    factories.make_user(app, tenant.id, user_id="dora", username="dora", password=PASSWORD)
+    fresh = auth0_client(base_url, sign_in(client, tenant.id, "dora", PASSWORD)["access_token"])
+    mine = create(fresh, pem(rsa_key))
+    stale_token = factories.stale_session(app, client, tenant.id, "dora", PASSWORD)
+    stale = auth0_client(base_url, stale_token["access_token"])
+
+    for call, args in (
+        (create, (stale, pem(rsa_key), "dev-2")),
+        (stale.device_credentials.delete, (mine.id,)),
+    ):
+        error = error_of(call, *args)
+        assert error.status_code == 401 and error.body["errorCode"] == "reauthentication_required"
+    assert [d.id for d in stale.device_credentials.list()] == [mine.id]  # reading is fine
+    fresh.device_credentials.delete(mine.id)
+    assert list(fresh.device_credentials.list()) == []

@@ -91,6 +91,36 @@ def test_the_link_mailed_through_the_worker_verifies_the_address_once(
     assert len(audit_events(client, mail_tenant.headers, "user.email_verified")) == 1
 
 
+def test_a_used_link_stays_used_when_the_address_is_unverified_again(
+    client: FlaskClient,
+    mail_tenant: TenantHandle,
+    joe_token: str,
+    postmark: FakePostmark,
+    celery_worker: object,
+) -> None:
+    """Issue 22, item 6: the link was bound only to the address and its state, so once
+    the address went back to unverified the same link verified it again."""
+    _ask(client, joe_token)
+    _, token = _mailed_link(postmark)
+    assert client.get("/verify-email", query_string={"token": token}).status_code == 200
+    unverified = client.patch(
+        "/users/u-joe", json={"emailVerified": False}, headers=mail_tenant.m2_headers
+    )
+    assert unverified.status_code == 200 and not _verified(client, mail_tenant)
+
+    replayed = client.get("/verify-email", query_string={"token": token})
+
+    assert replayed.status_code == 400
+    assert "<code>verification_token_invalid</code>" in replayed.get_data(as_text=True)
+    assert not _verified(client, mail_tenant)
+    assert len(audit_events(client, mail_tenant.headers, "user.email_verified")) == 1
+    # A new link works (once).
+    _ask(client, joe_token)
+    _, fresh = _mailed_link(postmark, count=2)
+    assert client.get("/verify-email", query_string={"token": fresh}).status_code == 200
+    assert _verified(client, mail_tenant)
+
+
 def test_a_link_dies_when_the_address_changes(
     client: FlaskClient,
     mail_tenant: TenantHandle,

@@ -183,3 +183,43 @@ def test_user_removes_its_own_factor_with_the_sdk(client, base_url, tenant, tess
     sdk.users.multifactor.delete_provider("tess", "google-authenticator")
     assert sdk.users.enrollments.get("tess") == []
     assert password_grant(client, tenant.id).status_code == 200
+
+
+def test_changing_the_second_factor_needs_a_recent_sign_in(app, client, base_url, tenant, tess):
+    """Issue 22, item 1: a refreshed token whose sign-in is older than
+    REAUTH_MAX_AGE_SECONDS removed TOTP and enrolled a new one."""
+    stale = factories.stale_session(app, client, tenant.id, "tess", PASSWORD)["access_token"]
+    secret = enrol(client, tess)
+    confirmed = client.post(
+        "/users/me/mfa/totp/confirm", json={"code": totp_code(secret)}, headers=bearer(tess)
+    )
+    assert confirmed.status_code == 200
+
+    removed = auth0_client(base_url, stale).users.multifactor.delete_provider
+    with pytest.raises(ApiError) as refused:
+        removed("tess", "google-authenticator")
+    assert refused.value.status_code == 401
+    assert refused.value.body["errorCode"] == "reauthentication_required"
+    assert [e.status for e in auth0_client(base_url, tenant.key).users.enrollments.get("tess")] == [
+        "confirmed"
+    ]
+    for path, body in (
+        ("/users/me/mfa/totp", None),
+        ("/users/me/mfa/totp/confirm", {"code": "123456"}),
+    ):
+        answer = client.post(path, json=body, headers=bearer(stale))
+        factories.assert_me_error(answer, 401, "REAUTHENTICATION_REQUIRED")
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert audit_events(client, tenant.headers, "mfa.removed") == []
+
+    # A fresh sign-in (with its code) may; so may an API key, which is no self-service.
+    fresh = password_grant(client, tenant.id, otp=next_step_code(secret))
+    assert fresh.status_code == 200, fresh.get_data(as_text=True)
+    auth0_client(base_url, fresh.get_json()["access_token"]).users.multifactor.delete_provider(
+        "tess", "google-authenticator"
+    )
+    assert enrol(client, fresh.get_json()["access_token"])
+    auth0_client(base_url, tenant.key).users.multifactor.delete_provider(
+        "tess", "google-authenticator"
+    )
+    assert password_grant(client, tenant.id).status_code == 200

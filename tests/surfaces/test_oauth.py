@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.core import security
-from app.tokens.service import ADMIN_SCOPES, CURRENT_USER_SCOPES
+from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
 from tests import factories
 from tests.factories import TenantHandle
 from tests.oauth_support import (

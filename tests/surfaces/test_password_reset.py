@@ -19,7 +19,16 @@ from flask.testing import FlaskClient
 from app.core import security
 from tests import factories
 from tests.factories import PASSWORD, TenantHandle, assert_me_error
-from tests.oauth_support import assert_oauth_error, bearer, rate_limited_app, refresh, variant_app
+from tests.oauth_support import (
+    assert_oauth_error,
+    bearer,
+    confirmed_totp,
+    next_totp,
+    rate_limited_app,
+    refresh,
+    token_request,
+    variant_app,
+)
 from tests.postmark_fake import FakePostmark, ReceivedMail
 
 NEW_PASSWORD = "a brand new staple 42"
@@ -142,6 +151,35 @@ def test_reset_by_username(client, mail_tenant, joe, postmark, celery_worker):
     assert sign_in_status(client, mail_tenant.id, "joe", NEW_PASSWORD) == 200
 
 
+def test_the_reset_mail_names_the_second_factor_the_user_keeps(
+    client, mail_tenant, joe, postmark, celery_worker
+):
+    # Without one, the mail says nothing about it.
+    plain = mailed_token(client, postmark, mail_tenant.id, username="joe")
+    [first] = postmark.mails()
+    assert "second factor" not in first.body["TextBody"] and plain
+
+    session = factories.sign_in(client, mail_tenant.id, "joe", PASSWORD)
+    secret = confirmed_totp(client, session["access_token"])
+    token = mailed_token(client, postmark, mail_tenant.id, username="joe")
+    mail = postmark.mails()[-1]
+    for body in (mail.body["TextBody"], html.unescape(mail.body["HtmlBody"])):
+        assert "does not remove your second factor" in body
+        assert "an authenticator app" in body
+    # And so it is: the new password alone does not sign in.
+    assert_ok(confirm(client, token))
+    assert sign_in_status(client, mail_tenant.id, "joe", NEW_PASSWORD) == 403
+    with_code = token_request(
+        client,
+        mail_tenant.id,
+        grant_type="password",
+        username="joe",
+        password=NEW_PASSWORD,
+        otp=next_totp(secret),
+    )
+    assert with_code.status_code == 200, with_code.get_data(as_text=True)
+
+
 def test_unknown_users_get_the_same_answer_and_no_mail(
     app, client, mail_tenant, other_tenant, postmark, celery_worker
 ):
@@ -203,7 +241,9 @@ def test_a_host_outside_the_allow_list_is_invalid_body(
         json={"email": "joe@example.com", "host": "evil.example.net"},
         headers={"X-Tenant-ID": mail_tenant.id},
     )
-    assert_me_error(response, 400, "INVALID_BODY")
+    body = assert_me_error(response, 400, "INVALID_BODY")
+    # It says which setting decides (the dialect's key stays INVALID_BODY).
+    assert "password_reset_hosts" in body["message"] and "evil.example.net" in body["message"]
     assert factories.email_deliveries(app, mail_tenant.id) == []
     assert postmark.attempts() == 0
 

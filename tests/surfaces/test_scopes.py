@@ -28,6 +28,23 @@ def test_unknown_scopes_are_400_at_key_creation(
     assert len(keys) == 1  # only the fixture's key: nothing was stored
 
 
+def test_an_unknown_scope_names_the_closest_catalogue_entry(
+    client: FlaskClient, root_headers: dict[str, str], tenant: TenantHandle
+) -> None:
+    r = client.post(
+        f"/tenants/{tenant.id}/api-keys", json={"scopes": ["read:user"]}, headers=root_headers
+    )
+    [message] = factories.assert_error(r, 400, "validation_failed")["fields"]["scopes"]["0"]
+    assert (
+        message == "Unknown scope 'read:user'; did you mean 'read:users'? see the scope catalogue"
+    )
+    far = client.post(
+        f"/tenants/{tenant.id}/api-keys", json={"scopes": ["launch:missiles"]}, headers=root_headers
+    )
+    [message] = factories.assert_error(far, 400, "validation_failed")["fields"]["scopes"]["0"]
+    assert "did you mean" not in message  # nothing close: no guess
+
+
 def test_catalogued_scopes_and_the_wildcard_are_accepted(
     client: FlaskClient, root_headers: dict[str, str], tenant: TenantHandle
 ) -> None:
@@ -44,6 +61,8 @@ def test_the_cli_refuses_unknown_scopes(app: Flask, tenant: TenantHandle) -> Non
     bad = runner.invoke(args=["keys", "create", tenant.id, "--scopes", "bogus scope!"])
     assert bad.exit_code == 1
     assert "Unknown scope 'bogus'" in bad.output
+    typo = runner.invoke(args=["keys", "create", tenant.id, "--scopes", "write:secret"])
+    assert typo.exit_code == 1 and "did you mean 'write:secrets'" in typo.output
     good = runner.invoke(args=["keys", "create", tenant.id, "--scopes", "read:users,write:secrets"])
     assert good.exit_code == 0, good.output
 

@@ -40,9 +40,11 @@ def delete_multifactor(user_id: str, provider: str) -> None:
 @blp.response(201, IdentitySchema(many=True))
 def link_identity(body: dict[str, Any], user_id: str) -> list[dict[str, Any]]:
     """Link another user's account to this one (by provider and user_id, or link_with)"""
+    principal = current_principal()
     primary = identity_service.link(
-        actor=current_principal(),
+        actor=principal,
         primary=user_service.get_user(user_id),
+        expected_audience=principal.audience,
         provider=body.get("provider"),
         user_id=str(body["user_id"]) if "user_id" in body else None,
         link_with=body.get("link_with"),

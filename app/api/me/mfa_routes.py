@@ -17,8 +17,9 @@ from app.users import service as user_service
 @blp.response(201, TotpStartSchema)
 def start_totp() -> mfa_service.TotpStart:
     """Start a TOTP enrolment: a new secret and its otpauth:// URI (confirm it with a code)"""
-    user = user_service.get_user(current_principal().user_id or "")
-    return mfa_service.start_totp(user=user)
+    principal = current_principal()
+    user = user_service.get_user(principal.user_id or "")
+    return mfa_service.start_totp(actor=principal, user=user)
 
 
 @blp.route("/users/me/mfa/totp/confirm", methods=["POST"])

@@ -28,10 +28,11 @@ from app.applications.models import Application
 from app.core import ratelimit
 from app.core.errors import Invalid, Unauthenticated
 from app.core.http import accepts_form
+from app.core.scopes import APP_SCOPES
+from app.tokens import claims as token_claims
 from app.tokens import grants, signing
 from app.tokens import service as token_service
 from app.users import service as user_service
-from app.users.models import User
 
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -125,6 +126,8 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
             ip=ip,
             otp=body.get("otp"),
             client_id=client.id if client else None,
+            scope=body.get("scope"),
+            allowed_scopes=client.permitted_scopes if client else (),
         )
     if grant == "refresh_token":
         _require(body, "refresh_token")
@@ -135,6 +138,8 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
             expected_tenant_id=_tenant_of(client) if client else tenant_header(),
             ip=ip,
             client_id=client.id if client else None,
+            scope=body.get("scope"),
+            allowed_scopes=client.permitted_scopes if client else None,
         )
     if grant == "client_credentials":
         basic = _basic_credentials()
@@ -190,11 +195,14 @@ def revoke(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
 
 @blp.route("/userinfo", methods=["GET", "POST"])
 @accepts_form
-@requires(None, "read:current_user", user_arg=None)
+# An application's token asked for `openid` (OIDC Core §5.3.1); others hold read:current_user.
+@requires(None, ("read:current_user", "openid"), user_arg=None)
 @blp.response(200, UserInfoSchema)
-def userinfo() -> User:
+def userinfo() -> dict[str, Any]:
     """Describe the signed-in user (OpenID Connect Core §5.3)"""
-    return user_service.get_user(current_principal().user_id or "")
+    principal = current_principal()
+    user = user_service.get_user(principal.user_id or "")
+    return token_claims.user_claims(user, principal.scopes)
 
 
 @blp.route("/.well-known/jwks.json", methods=["GET"])
@@ -234,13 +242,8 @@ def openid_configuration() -> dict[str, Any]:
             "none",
         ],
         "revocation_endpoint_auth_methods_supported": ["none"],
-        "scopes_supported": [
-            "openid",
-            "profile",
-            "email",
-            "offline_access",
-            *token_service.CURRENT_USER_SCOPES,
-        ],
+        # What an application may ask for (it gets those it is allowed and the user holds).
+        "scopes_supported": list(APP_SCOPES),
         "claims_supported": [
             "sub",
             "iss",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import marshmallow as ma
 
 from app.api.fields import OutputSchema
@@ -55,24 +53,19 @@ class JwksSchema(OutputSchema):
 
 
 class UserInfoSchema(OutputSchema):
-    """OIDC standard claims; a claim without a value is left out (Core §5.3.2)."""
+    """OIDC standard claims (tokens.claims.user_claims): those the token's scopes ask for;
+    a claim without a value is left out (Core §5.3.2)."""
 
-    sub = ma.fields.String(attribute="id")
-    name = ma.fields.Function(
-        lambda u: u.display_name or " ".join(p for p in (u.first_name, u.last_name) if p)
-    )
-    given_name = ma.fields.String(attribute="first_name")
-    family_name = ma.fields.String(attribute="last_name")
-    preferred_username = ma.fields.String(attribute="username")
-    picture = ma.fields.String(attribute="photo_url")
+    sub = ma.fields.String(required=True)
+    name = ma.fields.String()
+    given_name = ma.fields.String()
+    family_name = ma.fields.String()
+    preferred_username = ma.fields.String()
+    picture = ma.fields.String()
     email = ma.fields.String()
     email_verified = ma.fields.Boolean()
     phone_number = ma.fields.String()
-    updated_at = ma.fields.Function(lambda u: int(u.updated_at.timestamp()))
-
-    @ma.post_dump
-    def _without_empty(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {key: value for key, value in data.items() if value not in (None, "")}
+    updated_at = ma.fields.Integer()
 
 
 class OpenIdConfigurationSchema(OutputSchema):

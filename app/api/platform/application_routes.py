@@ -51,7 +51,7 @@ def get_application(tenant_id: str, client_id: str) -> Application:
 @blp.arguments(PatchApplicationSchema)
 @blp.response(200, ApplicationSchema)
 def patch_application(body: dict[str, Any], tenant_id: str, client_id: str) -> Application:
-    """Change an application's name, redirect URIs, allowed origins or logout URIs"""
+    """Change an application's name, redirect URIs, allowed origins, logout URIs or scopes"""
     return application_service.update_application(
         tenant_id=tenant_id, client_id=client_id, fields=body
     )

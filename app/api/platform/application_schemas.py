@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.api.fields import IsoDateTime, OutputSchema, StrictSchema
+from app.api.fields import IsoDateTime, OutputSchema, ScopeName, StrictSchema
 from app.applications.service import TYPES
+from app.core.scopes import APP_SCOPES
 
 MAX_URIS = 20
+
+
+def _scopes() -> ma.fields.List:
+    return ma.fields.List(
+        ma.fields.String(validate=ScopeName(APP_SCOPES)),
+        validate=ma.validate.Length(max=len(APP_SCOPES)),
+        metadata={
+            "description": "What the app may obtain for a user (what it asks for and the "
+            "user holds, within this list); default: the OIDC and current-user scopes"
+        },
+    )
 
 
 def _uris(max_length: int) -> ma.fields.List:
@@ -23,6 +35,7 @@ class CreateApplicationSchema(StrictSchema):
     redirect_uris = _uris(2048)
     allowed_origins = _uris(255)
     post_logout_redirect_uris = _uris(2048)
+    allowed_scopes = _scopes()
 
 
 class PatchApplicationSchema(StrictSchema):
@@ -32,6 +45,7 @@ class PatchApplicationSchema(StrictSchema):
     redirect_uris = _uris(2048)
     allowed_origins = _uris(255)
     post_logout_redirect_uris = _uris(2048)
+    allowed_scopes = _scopes()
 
 
 class ApplicationSchema(OutputSchema):
@@ -41,6 +55,7 @@ class ApplicationSchema(OutputSchema):
     redirect_uris = ma.fields.List(ma.fields.String())
     allowed_origins = ma.fields.List(ma.fields.String())
     post_logout_redirect_uris = ma.fields.List(ma.fields.String())
+    allowed_scopes = ma.fields.List(ma.fields.String(), attribute="permitted_scopes")
     created_at = IsoDateTime()
     updated_at = IsoDateTime()
 
@@ -57,5 +72,6 @@ class IssuedApplicationSchema(OutputSchema):
     post_logout_redirect_uris = ma.fields.List(
         ma.fields.String(), attribute="application.post_logout_redirect_uris"
     )
+    allowed_scopes = ma.fields.List(ma.fields.String(), attribute="application.permitted_scopes")
     created_at = IsoDateTime(attribute="application.created_at")
     updated_at = IsoDateTime(attribute="application.updated_at")

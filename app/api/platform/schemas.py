@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.api.fields import IsoDateTime, OutputSchema, StrictBoolean, StrictSchema
+from app.api.fields import IsoDateTime, OutputSchema, ScopeName, StrictBoolean, StrictSchema
 from app.core.scopes import KEY_SCOPES
 
 HOST_REGEX = r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?\Z"
@@ -71,11 +71,7 @@ class CreateApiKeySchema(StrictSchema):
     name = ma.fields.String(validate=ma.validate.Length(min=1, max=128), allow_none=True)
     scopes = ma.fields.List(
         # The catalogue (app/core/scopes.py) is the enum, so /openapi.json lists it too.
-        ma.fields.String(
-            validate=ma.validate.OneOf(
-                KEY_SCOPES, error="Unknown scope {input!r}; see the scope catalogue"
-            )
-        ),
+        ma.fields.String(validate=ScopeName(KEY_SCOPES)),
         validate=ma.validate.Length(min=1, max=64),
     )
 
