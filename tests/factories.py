@@ -440,7 +440,7 @@ def make_application(
     from app.applications import service as application_service
 
     uris = redirect_uris or ["http://127.0.0.1:8765/callback"]
-    with app.app_context():
+    with app.app_context(), tenant_scope(tenant_id):
         issued = application_service.create_application(
             tenant_id=tenant_id,
             name=name,

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.auth import TENANT_HEADERS
 from app.applications import service as application_service
+from app.core.tenancy import tenant_scope
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
 
@@ -110,9 +111,14 @@ def _request_tenant() -> str | None:
 
 def _allowed(origin: str) -> bool:
     try:
-        return application_service.origin_allowed(origin, tenant_id=_request_tenant())
+        tenant_id = _request_tenant()
     except _NoOneTenant:
         return False
+    try:
+        if tenant_id is None:
+            return application_service.origin_registered_all_tenants(origin)
+        with tenant_scope(tenant_id):
+            return application_service.origin_allowed(origin)
     except SQLAlchemyError:
         log.warning("CORS origin look-up failed; answering without CORS headers")
         return False

@@ -15,7 +15,7 @@ from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid, NotFound, Unauthenticated
 from app.core.scopes import APP_SCOPES, unknown_scope_message
-from app.core.tenancy import all_tenants, tenant_scope
+from app.core.tenancy import all_tenants, find_by_global_id
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
 
@@ -173,43 +173,40 @@ def create_application(
         raise _invalid("type", "type must be public or confidential")
     tenant_service.get_tenant(tenant_id)
     secret = security.random_token(32) if type == CONFIDENTIAL else None
-    with tenant_scope(tenant_id):
-        application = Application(
-            id=security.random_hex(16),
-            tenant_id=tenant_id,
-            type=type,
-            secret_hash=security.sha256_hex(secret) if secret else None,
-            redirect_uris=[],
-            post_logout_redirect_uris=[],
-        )
-        _apply(
-            application,
-            {
-                "name": name,
-                "redirect_uris": redirect_uris or [],
-                "allowed_origins": allowed_origins or [],
-                "post_logout_redirect_uris": post_logout_redirect_uris or [],
-                **({"allowed_scopes": allowed_scopes} if allowed_scopes is not None else {}),
-            },
-        )
-        db.session.add(application)
-        db.session.flush()
+    application = Application(
+        id=security.random_hex(16),
+        tenant_id=tenant_id,
+        type=type,
+        secret_hash=security.sha256_hex(secret) if secret else None,
+        redirect_uris=[],
+        post_logout_redirect_uris=[],
+    )
+    _apply(
+        application,
+        {
+            "name": name,
+            "redirect_uris": redirect_uris or [],
+            "allowed_origins": allowed_origins or [],
+            "post_logout_redirect_uris": post_logout_redirect_uris or [],
+            **({"allowed_scopes": allowed_scopes} if allowed_scopes is not None else {}),
+        },
+    )
+    db.session.add(application)
+    db.session.flush()
     return IssuedApplication(application, secret)
 
 
 def list_applications(*, tenant_id: str) -> list[Application]:
     """The tenant's applications, oldest first; NotFound for an unknown tenant."""
     tenant_service.get_tenant(tenant_id)
-    with tenant_scope(tenant_id):
-        query = select(Application).order_by(Application.created_at, Application.id)
-        return list(db.session.scalars(query))
+    query = select(Application).order_by(Application.created_at, Application.id)
+    return list(db.session.scalars(query))
 
 
 def get_application(*, tenant_id: str, client_id: str) -> Application:
     """The tenant's application `client_id`; NotFound (also for another tenant's)."""
     tenant_service.get_tenant(tenant_id)
-    with tenant_scope(tenant_id):
-        application = db.session.scalar(select(Application).where(Application.id == client_id))
+    application = db.session.scalar(select(Application).where(Application.id == client_id))
     if application is None:
         raise NotFound("Application not found", code="application_not_found")
     return application
@@ -219,38 +216,31 @@ def update_application(*, tenant_id: str, client_id: str, fields: dict[str, Any]
     """Change an app's name, redirect URIs, origins, logout URIs or allowed scopes (a
     narrower list narrows its sessions at their next refresh); NotFound, Invalid."""
     application = get_application(tenant_id=tenant_id, client_id=client_id)
-    with tenant_scope(tenant_id):
-        _apply(application, fields)
-        application.updated_at = utcnow()
-        db.session.flush()
+    _apply(application, fields)
+    application.updated_at = utcnow()
+    db.session.flush()
     return application
 
 
 def delete_application(*, tenant_id: str, client_id: str) -> None:
     """Delete an app, its codes, and end every session started for it; NotFound."""
     application = get_application(tenant_id=tenant_id, client_id=client_id)
-    with tenant_scope(tenant_id):
-        token_service.revoke_client_sessions(application.id)
-        db.session.delete(application)
-        db.session.flush()
+    token_service.revoke_client_sessions(application.id)
+    db.session.delete(application)
+    db.session.flush()
 
 
 def find_client(client_id: str | None) -> Application | None:
     """The application with this client_id in any tenant (client ids are global), or None."""
     if not client_id or len(client_id) > 64:
         return None
-    with all_tenants():
-        return db.session.get(Application, client_id)
+    return find_by_global_id(Application.id, client_id)
 
 
 def _invalid_client(
     challenge: str, message: str = "Client authentication failed"
 ) -> Unauthenticated:
-    return Unauthenticated(
-        message,
-        code="invalid_client",
-        headers={"WWW-Authenticate": f'{challenge} realm="gatehouse"'},
-    )
+    return Unauthenticated(message, code="invalid_client", scheme=challenge, realm="gatehouse")
 
 
 def authenticate_client(
@@ -276,17 +266,30 @@ def authenticate_client(
     return application
 
 
-def origin_allowed(origin: str, *, tenant_id: str | None) -> bool:
-    """Whether an application of `tenant_id` (of any tenant when the request names none)
-    lists `origin` (exactly, scheme and port included) among the origins its browser code
-    may call from: one tenant's app never opens another tenant's requests to its page."""
-    try:
-        normalized = normalize_origin(origin)
-    except Invalid:
+def origin_allowed(origin: str) -> bool:
+    """Whether an application of the tenant in scope lists `origin` (exactly, scheme and
+    port included) among the origins its browser code may call from: one tenant's app
+    never opens another tenant's requests to its page."""
+    normalized = _normalized_or_none(origin)
+    if normalized is None:
         return False
     query = select(ApplicationOrigin.application_id).where(ApplicationOrigin.origin == normalized)
-    if tenant_id is not None:
-        query = query.where(ApplicationOrigin.tenant_id == tenant_id)
+    return db.session.scalar(query.limit(1)) is not None
+
+
+def origin_registered_all_tenants(origin: str) -> bool:
+    """Whether any application of any tenant lists `origin`: for what names no tenant (a
+    preflight carries no credential; the JWKS is every tenant's)."""
+    normalized = _normalized_or_none(origin)
+    if normalized is None:
+        return False
+    query = select(ApplicationOrigin.application_id).where(ApplicationOrigin.origin == normalized)
     with all_tenants():
-        found = db.session.scalar(query.limit(1))
-    return found is not None
+        return db.session.scalar(query.limit(1)) is not None
+
+
+def _normalized_or_none(origin: str) -> str | None:
+    try:
+        return normalize_origin(origin)
+    except Invalid:
+        return None

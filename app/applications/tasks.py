@@ -13,5 +13,6 @@ from app.core.jobs import run_in_batches
 def cleanup_codes() -> int:
     """Delete long-expired authorization codes in bounded batches."""
     return run_in_batches(
-        application_grants.purge_expired, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
+        application_grants.purge_expired_all_tenants,
+        batch_size=current_app.config["CLEANUP_BATCH_SIZE"],
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit_service
@@ -132,11 +133,13 @@ def start_session(
     auth_time: datetime | None = None,
     expires_at: datetime | None = None,
     scope: list[str] | None = None,
+    into: Session | None = None,
 ) -> AuthSession:
     """A new sign-in session (refresh family) of `user`, under its current generation;
     `auth_time` is when the user entered a password (now unless a browser sign-in session
     carried it over), `client_id` the registered application it is for and `scope` what
-    that application was granted (application_scopes); refreshes never widen it."""
+    that application was granted (application_scopes); refreshes never widen it. `into`
+    is the unit of work to add it to (the request's unless given)."""
     if client_id is not None and scope is None:
         raise ValueError("an application's session needs the scopes it was granted")
     session = AuthSession(
@@ -150,7 +153,7 @@ def start_session(
         client_id=client_id,
         scope=" ".join(scope) if client_id is not None and scope is not None else None,
     )
-    db.session.add(session)
+    (into or db.session).add(session)
     return session
 
 
@@ -275,10 +278,11 @@ def revoke_user_sessions(*, user: User, keep_session: str | None = None) -> None
     )
 
 
-def revoke_session(session_id: str) -> None:
+def revoke_session(session_id: str, *, into: Session | None = None) -> None:
     """End one session: every access and refresh token of its family, including any a
-    concurrent refresh is minting right now (they name the session, which is checked)."""
-    db.session.execute(
+    concurrent refresh is minting right now (they name the session, which is checked).
+    `into` is the unit of work to do it in (the request's unless given)."""
+    (into or db.session).execute(
         update(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
