@@ -25,6 +25,8 @@ from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 MIB = 1024 * 1024
+# The default sending lease is the send timeout plus this (config: MAIL_SENDING_LEASE_SECONDS).
+MAIL_LEASE_MARGIN_SECONDS = 5
 
 
 class ConfigError(RuntimeError):
@@ -314,9 +316,17 @@ class Config:
             env, "MAIL_REQUEUE_INTERVAL_SECONDS", 60, minimum=1
         )
         # A row claimed by a worker that died mid-send may be claimed again after this; it
-        # must outlast one Postmark call, or a slow but live send could be repeated.
+        # must outlast one Postmark call, or a slow but live send could be repeated. By
+        # default it follows the send timeout, a few seconds over it: a fixed 300 s kept a
+        # killed worker's mail waiting 5 minutes whatever the timeout.
         self.MAIL_SENDING_LEASE_SECONDS = max(
-            _int(env, "MAIL_SENDING_LEASE_SECONDS", 300, minimum=1), self.MAIL_TIMEOUT_SECONDS + 1
+            _int(
+                env,
+                "MAIL_SENDING_LEASE_SECONDS",
+                self.MAIL_TIMEOUT_SECONDS + MAIL_LEASE_MARGIN_SECONDS,
+                minimum=1,
+            ),
+            self.MAIL_TIMEOUT_SECONDS + 1,
         )
         self.ACTIVITY_FLUSH_INTERVAL_SECONDS = _int(
             env, "ACTIVITY_FLUSH_INTERVAL_SECONDS", 60, minimum=1

@@ -178,7 +178,11 @@ def test_the_issuer_follows_the_development_address(tmp_path: Path) -> None:
 
 def test_the_sending_lease_outlasts_one_postmark_call(tmp_path: Path) -> None:
     base = {**PROD_BASE, "INSTANCE_PATH": str(tmp_path)}
-    assert Config(base).MAIL_SENDING_LEASE_SECONDS == 300
+    # Issue 22: by default the lease follows the send timeout, a few seconds over it (it
+    # was a fixed 300 s, so a killed worker's mail waited 5 minutes).
+    assert Config(base).MAIL_SENDING_LEASE_SECONDS == 10 + 5
+    slow = Config({**base, "MAIL_TIMEOUT_SECONDS": "30", "MAIL_REQUEUE_AFTER_SECONDS": "5"})
+    assert slow.MAIL_SENDING_LEASE_SECONDS == 35
     short = Config({**base, "MAIL_SENDING_LEASE_SECONDS": "8", "MAIL_TIMEOUT_SECONDS": "3"})
     assert short.MAIL_SENDING_LEASE_SECONDS == 8
     # A lease shorter than the call could hand a live, slow send to a second worker.
