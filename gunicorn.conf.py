@@ -35,7 +35,9 @@ def on_starting(server):
     Counters of an earlier run must not be added to this one's."""
     from app.startup import checked_app
 
-    checked_app()  # exits with `ConfigError: <one line>`; leaves no connection behind
+    # Exits with `ConfigError: <one line>`; logs one line when the database cannot be
+    # reached (the server still starts); leaves no connection behind.
+    checked_app(serving=True)
 
     _metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in _metrics_dir.glob("*.db"):

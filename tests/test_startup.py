@@ -117,3 +117,64 @@ def test_gunicorn_serves_with_good_settings(app: Flask) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+DEAD_DATABASE = "postgresql://postgres@127.0.0.1:1/gatehouse"  # nothing listens on port 1
+UNREACHABLE = "DATABASE_URL: cannot connect to the database gatehouse at 127.0.0.1:1: "
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["flask", "--app", "wsgi", "db", "upgrade"], CLI],
+    ids=["db-upgrade", "cli"],
+)
+def test_an_unreachable_database_is_one_line_from_the_cli(app: Flask, command: list[str]) -> None:
+    """Issue 22: `flask db upgrade` and the CLI printed ~150 lines of traceback."""
+    result = factories.run_command(command, factories.process_env(app, DATABASE_URL=DEAD_DATABASE))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"Error: {UNREACHABLE}Connection refused"], result.stderr
+
+
+def test_the_server_says_in_one_line_that_the_database_cannot_be_reached(
+    app: Flask, tmp_path: Path
+) -> None:
+    """The same line, logged once by gunicorn's master at start; the server still serves
+    (/healthz) and /readyz answers 503 until the database is back."""
+    import urllib.error
+    import urllib.request
+
+    log = tmp_path / "gunicorn.log"
+    env = factories.process_env(app, DATABASE_URL=DEAD_DATABASE)
+    with factories.gunicorn(env, log, "--workers", "2") as base:
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"{base}/readyz", timeout=10)
+        assert answer.value.code == 503
+    output = log.read_text()
+    assert "Traceback" not in output
+    [line] = [line for line in output.splitlines() if UNREACHABLE in line]
+    assert line.endswith("Connection refused; serving anyway, /readyz answers 503 until it is back")
+
+
+def test_a_relative_sqlite_path_is_one_file_for_migrate_and_serve(
+    app: Flask, tmp_path: Path
+) -> None:
+    """Issue 22: `DATABASE_URL=sqlite:///relative.db` made an empty file in the working
+    directory and migrated another in the instance folder ("no such table" next). Both
+    commands now use `<instance>/relative.db`, whatever the working directory."""
+    instance, elsewhere = tmp_path / "instance", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = factories.process_env(
+        app, DATABASE_URL="sqlite:///relative.db", INSTANCE_PATH=str(instance)
+    )
+    upgrade = factories.run_command(["flask", "--app", "wsgi", "db", "upgrade"], env, cwd=tmp_path)
+    assert upgrade.returncode == 0, upgrade.stderr
+    created = factories.run_command(
+        ["flask", "--app", "wsgi", "tenants", "create", "relco"], env, cwd=elsewhere
+    )
+    assert created.returncode == 0, created.stderr
+    listed = factories.run_command(CLI, env, cwd=tmp_path)
+    assert listed.returncode == 0 and "relco" in listed.stdout, listed.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*.db")) == ["relative.db"]
+    assert (instance / "relative.db").stat().st_size > 0
