@@ -85,6 +85,10 @@ class PreconditionFailed(AppError):
     status, code, message = 412, "precondition_failed", "The resource has changed (If-Match)"
 
 
+class UriTooLong(AppError):
+    status, code, message = 414, "uri_too_long", "The URL is too long"
+
+
 class PayloadTooLarge(AppError):
     status, code, message = 413, "payload_too_large", "The request body is too large"
 
@@ -110,6 +114,7 @@ _HTTP_ERRORS: dict[int, type[AppError]] = {
     409: Conflict,
     412: PreconditionFailed,
     413: PayloadTooLarge,
+    414: UriTooLong,
     415: UnsupportedMediaType,
     429: RateLimited,
     503: Unavailable,
