@@ -382,6 +382,13 @@ class Config:
 
     def _read_secrets(self, env: Mapping[str, str], production: bool) -> None:
         values = {name: env.get(name, "").strip() for name in _GENERATED_SECRETS}
+        # Where the ring came from, for `flask keys rotate-encryption --check`: a shell
+        # without the variable reads another ring (instance/secrets.json) in development.
+        self.ENCRYPTION_KEYS_SOURCE = (
+            "the environment (ENCRYPTION_KEYS, or .env)"
+            if values["ENCRYPTION_KEYS"]
+            else str(Path(self.INSTANCE_PATH) / "secrets.json")
+        )
         required = ("SECRET_KEY", "ENCRYPTION_KEYS")
         if production:
             for name in required:
