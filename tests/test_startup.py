@@ -178,3 +178,33 @@ def test_a_relative_sqlite_path_is_one_file_for_migrate_and_serve(
     assert listed.returncode == 0 and "relco" in listed.stdout, listed.stderr
     assert sorted(p.name for p in tmp_path.rglob("*.db")) == ["relative.db"]
     assert (instance / "relative.db").stat().st_size > 0
+
+
+def test_flask_run_says_the_same_line_when_the_database_cannot_be_reached(
+    app: Flask, tmp_path: Path
+) -> None:
+    """`make run` serves with `flask run`: the same one line at start, then it serves."""
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "run.log"
+    env = factories.process_env(app, DATABASE_URL=DEAD_DATABASE)
+    with open(log, "ab") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", str(port)],
+            cwd=factories.PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert factories.wait_until(lambda: "Running on" in log.read_text(), 60), log.read_text()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    output = log.read_text()
+    assert "Traceback" not in output
+    assert len([line for line in output.splitlines() if UNREACHABLE in line]) == 1, output
