@@ -46,15 +46,21 @@ def _reason(error: BaseException) -> str:
     return reason.removeprefix("FATAL:").strip()
 
 
+_database_url: list[str] = []  # the URL the hook names (the latest app's), once installed
+
+
 def _one_line_for_database_errors(app: Flask) -> None:
     """A CLI command whose database cannot be reached ends with one line and status 1,
     not a 150-line traceback (`flask db upgrade`, `flask tenants list`…); every other
-    uncaught error keeps its traceback."""
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    uncaught error keeps its traceback. Installed once per process."""
+    first = not _database_url
+    _database_url[:] = [app.config["SQLALCHEMY_DATABASE_URI"]]
+    if not first:
+        return
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        line = unreachable_database(url, exc)
+        line = unreachable_database(_database_url[0], exc)
         if line is None:
             previous(kind, exc, tb)
         else:
