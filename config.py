@@ -9,6 +9,7 @@ missing one stops start-up too.
 from __future__ import annotations
 
 import base64
+import difflib
 import importlib.util
 import json
 import os
@@ -21,10 +22,13 @@ from urllib.parse import urlsplit
 from dotenv import load_dotenv
 from limits import parse as parse_rate_limit
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 MIB = 1024 * 1024
+# The default sending lease is the send timeout plus this (config: MAIL_SENDING_LEASE_SECONDS).
+MAIL_LEASE_MARGIN_SECONDS = 5
+MIN_SECRET_KEY_BYTES = 32
 
 
 class ConfigError(RuntimeError):
@@ -57,15 +61,40 @@ def check_database_url(url: str) -> str:
     except ArgumentError as exc:
         raise ConfigError("DATABASE_URL is not a database URL") from exc
     shown = parsed.render_as_string(hide_password=True)
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    # The backend is checked before the driver: asking for the driver loads the dialect,
+    # and a misspelt scheme (`postgressql://`) then failed with a 50-line traceback.
+    backend = parsed.get_backend_name()
     if backend not in _DATABASE_DRIVERS:
-        raise ConfigError(f"DATABASE_URL must be a PostgreSQL or SQLite URL, got {shown}")
+        close = difflib.get_close_matches(backend, ["postgresql", "postgres", "sqlite"], n=1)
+        hint = f" (did you mean {close[0]}://?)" if close else ""
+        raise ConfigError(f"DATABASE_URL must be a PostgreSQL or SQLite URL, got {shown}{hint}")
+    try:
+        driver = parsed.get_driver_name()
+    except NoSuchModuleError as exc:
+        raise ConfigError(f"DATABASE_URL names a driver that is not supported: {shown}") from exc
     if driver not in _DATABASE_DRIVERS[backend]:
         raise ConfigError(f"DATABASE_URL names the driver {driver!r}, which is not supported")
     module = {"pysqlite": "sqlite3"}.get(driver, driver)
     if importlib.util.find_spec(module) is None:
         raise ConfigError(f"DATABASE_URL needs the {module} package, which is not installed")
     return url
+
+
+def resolve_sqlite_path(url: str, instance_path: str) -> str:
+    """A SQLite URL with a relative path made absolute under the instance folder.
+
+    Flask-SQLAlchemy already opens a relative path there, while anything else that reads the
+    URL (the instance-file set-up, a worker started elsewhere) took it relative to the
+    working directory: `sqlite:///relative.db` made two files and then "no such table".
+    Resolved once here, every process and command uses the same file."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return url
+    if database.startswith("file:") or Path(database).is_absolute():
+        return url
+    absolute = str(Path(instance_path).resolve() / database)
+    return parsed.set(database=absolute).render_as_string(hide_password=False)
 
 
 def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
@@ -222,8 +251,8 @@ class Config:
         raw_db = env.get("DATABASE_URL", "")
         if production and not raw_db:
             raise ConfigError("DATABASE_URL is not set (required when APP_ENV=production)")
-        self.SQLALCHEMY_DATABASE_URI = check_database_url(
-            normalize_database_url(raw_db or default_db)
+        self.SQLALCHEMY_DATABASE_URI = resolve_sqlite_path(
+            check_database_url(normalize_database_url(raw_db or default_db)), self.INSTANCE_PATH
         )
         # No pre-ping: it costs a round trip per request. Connections are recycled instead,
         # and one the server closed is replaced at checkout (app.core.db).
@@ -314,9 +343,17 @@ class Config:
             env, "MAIL_REQUEUE_INTERVAL_SECONDS", 60, minimum=1
         )
         # A row claimed by a worker that died mid-send may be claimed again after this; it
-        # must outlast one Postmark call, or a slow but live send could be repeated.
+        # must outlast one Postmark call, or a slow but live send could be repeated. By
+        # default it follows the send timeout, a few seconds over it: a fixed 300 s kept a
+        # killed worker's mail waiting 5 minutes whatever the timeout.
         self.MAIL_SENDING_LEASE_SECONDS = max(
-            _int(env, "MAIL_SENDING_LEASE_SECONDS", 300, minimum=1), self.MAIL_TIMEOUT_SECONDS + 1
+            _int(
+                env,
+                "MAIL_SENDING_LEASE_SECONDS",
+                self.MAIL_TIMEOUT_SECONDS + MAIL_LEASE_MARGIN_SECONDS,
+                minimum=1,
+            ),
+            self.MAIL_TIMEOUT_SECONDS + 1,
         )
         self.ACTIVITY_FLUSH_INTERVAL_SECONDS = _int(
             env, "ACTIVITY_FLUSH_INTERVAL_SECONDS", 60, minimum=1
@@ -345,6 +382,13 @@ class Config:
 
     def _read_secrets(self, env: Mapping[str, str], production: bool) -> None:
         values = {name: env.get(name, "").strip() for name in _GENERATED_SECRETS}
+        # Where the ring came from, for `flask keys rotate-encryption --check`: a shell
+        # without the variable reads another ring (instance/secrets.json) in development.
+        self.ENCRYPTION_KEYS_SOURCE = (
+            "the environment (ENCRYPTION_KEYS, or .env)"
+            if values["ENCRYPTION_KEYS"]
+            else str(Path(self.INSTANCE_PATH) / "secrets.json")
+        )
         required = ("SECRET_KEY", "ENCRYPTION_KEYS")
         if production:
             for name in required:
@@ -354,6 +398,14 @@ class Config:
             generated = _dev_secrets(Path(self.INSTANCE_PATH))
             values = {name: values[name] or generated[name] for name in _GENERATED_SECRETS}
         self.SECRET_KEY = values["SECRET_KEY"]
+        # It signs reset links, custom tokens and sessions: a short one can be guessed.
+        size = len(self.SECRET_KEY.encode())
+        if production and size < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(
+                f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes when "
+                f"APP_ENV=production, got {size}; make one with: "
+                'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
         self.ENCRYPTION_KEYS = [
             k.strip() for k in values["ENCRYPTION_KEYS"].split(",") if k.strip()
         ]

@@ -1,6 +1,7 @@
 """Gunicorn settings, read from ./gunicorn.conf.py by `gunicorn wsgi:app`: the workers
-(measured by `make bench`, see bench/README.md), Prometheus metrics across workers, and
-gunicorn's own log lines in LOG_FORMAT. GUNICORN_CMD_ARGS or flags override any of them.
+(measured by `make bench`, see bench/README.md), Prometheus metrics across workers,
+gunicorn's own log lines in LOG_FORMAT with credentials redacted, and the request-line
+limit. GUNICORN_CMD_ARGS or flags override any of them.
 
 Workers: threaded (gthread) workers keep connections alive and let a worker serve another
 request while one waits on PostgreSQL, which on a 2-core machine gave the hot read about
@@ -35,7 +36,9 @@ def on_starting(server):
     Counters of an earlier run must not be added to this one's."""
     from app.startup import checked_app
 
-    checked_app()  # exits with `ConfigError: <one line>`; leaves no connection behind
+    # Exits with `ConfigError: <one line>`; logs one line when the database cannot be
+    # reached (the server still starts); leaves no connection behind.
+    checked_app(serving=True)
 
     _metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in _metrics_dir.glob("*.db"):
@@ -83,6 +86,14 @@ keepalive = 5  # seconds an idle client connection is kept (clients and proxies 
 # argon2id hashes at once per worker: the cores each worker has. More only thrash the
 # caches (8 threads hashing on 2 cores signed in ~20-35 % fewer users per second).
 os.environ.setdefault("PASSWORD_HASH_CONCURRENCY", str(max(1, (os.cpu_count() or 2) // workers)))
+# Its access log (on with LOG_FORMAT=json, or --access-logfile) records each request line
+# with its query string and the Referer: credentials, codes, hints and addresses in them
+# are redacted (app/core/redact.py), and so are its error log's lines.
+logger_class = "app.core.accesslog.RedactingLogger"
+# gunicorn's own 414 is an HTML page: at its largest request line (8190 bytes) the app sees
+# every URL up to that and answers an over-long one itself, in the surface's JSON
+# (app/core/inputs.py MAX_URL_BYTES).
+limit_request_line = 8190
 # gunicorn's control socket defaults to one path per host user (~/.gunicorn/gunicorn.ctl):
 # a second server on the host (a replica, a blue-green switch) would take it over. Nothing
 # here uses it.

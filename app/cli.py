@@ -68,11 +68,29 @@ _batch_size_option = click.option(
 )
 
 
+def _ring_source() -> str:
+    return f"ENCRYPTION_KEYS read from {current_app.config['ENCRYPTION_KEYS_SOURCE']}"
+
+
+def _refuse_a_foreign_ring() -> None:
+    """A ring that is not the one the data needs (a shell without the new key reads the
+    old ring from instance/secrets.json in development) is refused by name."""
+    problem = encryption.ring_mismatch(keyring())
+    if problem:
+        raise click.ClickException(
+            f"this is not the key ring this instance's data needs: {problem} "
+            f"({_ring_source()}); use the ring the rotation was run with"
+        )
+
+
 def _rotate_encryption(batch_size: int) -> None:
-    """Re-encrypt every registered column, with a progress bar per column."""
+    """Re-encrypt every registered column, with a progress bar per column; record the
+    rotation when every column is done."""
     ring = keyring()
+    _refuse_a_foreign_ring()
     click.echo(f"re-encrypting under key id {ring.current_key_id} (batches of {batch_size})")
     done: list[str] = []
+    rewritten: dict[str, int] = {}
     for entry in encryption.ENCRYPTED_COLUMNS:
         pending = encryption.pending_count(entry)
         with click.progressbar(length=pending, label=entry.label, file=sys.stderr) as bar:
@@ -85,32 +103,51 @@ def _rotate_encryption(batch_size: int) -> None:
                     "(after the current one) and run again: finished batches are kept"
                 ) from exc
         done.append(f"{entry.label} {count}")
+        rewritten[entry.label] = count
+    encryption.record_rotation(rewritten=rewritten)
+    db.session.commit()
     click.echo(f"re-encrypted: {', '.join(done)}")
 
 
 def _check_encryption() -> None:
-    """Count, per column, the values under the current key, older keys and unknown keys."""
+    """Count, per column, the values under the current key, older keys and unknown keys;
+    succeed only when the ring is the one the data needs and every value is under its
+    first key."""
     ring = keyring()
-    older_ids = set(ring.key_ids[1:])
-    click.echo(f"current key id {ring.current_key_id}; older keys: {sorted(older_ids) or 'none'}")
-    older = unknown = 0
+    older_ids = ring.key_ids[1:]
+    click.echo(_ring_source())
+    click.echo(f"current key id {ring.current_key_id}; older keys: {list(older_ids) or 'none'}")
+    older = unknown = total = 0
     for entry in encryption.ENCRYPTED_COLUMNS:
         counts = encryption.key_counts(entry)
         on_older = sum(n for kid, n in counts.items() if kid in older_ids)
         on_unknown = sum(n for kid, n in counts.items() if kid not in ring.key_ids)
         older, unknown = older + on_older, unknown + on_unknown
+        total += sum(counts.values())
         line = f"{entry.label}: {sum(counts.values())} values, {on_older} under older keys"
         click.echo(line + (f", {on_unknown} under keys not in the ring" if on_unknown else ""))
     if unknown:
         raise click.ClickException(
-            f"{unknown} values were encrypted with keys that are not in ENCRYPTION_KEYS "
-            "and cannot be read; put those keys back"
+            f"{unknown} values were encrypted with keys that are not in this ring and cannot "
+            f"be read ({_ring_source()}); put those keys back"
         )
+    _refuse_a_foreign_ring()
     if older:
         raise click.ClickException(
             f"{older} values are still under older keys: run `flask keys rotate-encryption`"
         )
-    click.echo("every value is under the current key: the keys after it can be dropped")
+    if not total:
+        click.echo("nothing is encrypted yet: there is nothing to rotate")
+    elif older_ids:
+        click.echo(
+            f"every value is under the current key {ring.current_key_id}: the keys after it "
+            f"({', '.join(older_ids)}) can be dropped"
+        )
+    else:
+        click.echo(
+            f"every value is under key {ring.current_key_id}, the ring's only key: there is "
+            "no older key to drop"
+        )
 
 
 def register_cli(app: Flask) -> None:
@@ -191,7 +228,7 @@ def register_cli(app: Flask) -> None:
     @tenants.command("deleted")
     def deleted_tenants_command() -> None:
         """Print the deletion records of deleted tenants (platform events), newest first."""
-        for event in audit_service.list_platform_events(limit=100).items:
+        for event in audit_service.list_platform_events(action="tenant.deleted", limit=100).items:
             click.echo(
                 f"{event.created_at:%Y-%m-%dT%H:%M:%SZ}  {event.target}  "
                 f"{event.data.get('name', '')}  by {event.actor}"

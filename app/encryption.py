@@ -1,6 +1,8 @@
 """Every value the key ring protects, in one table, and what works on all of them:
 re-encryption under the current key (key rotation), counting what is left under older
-keys, and proving the ring opens the instance's data (start-up, `/readyz`).
+keys, proving the ring opens the instance's data (start-up, `/readyz`), and the record
+of finished rotations (platform events `encryption.rotated`), against which a ring is
+judged to be, or not to be, the one the data needs.
 
 A new encrypted column is one line in ENCRYPTED_COLUMNS: its label, the mapped column and
 the function giving a row's associated data (the bytes its ciphertext is bound to).
@@ -10,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Executable, Result, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute
 
+from app.audit import service as audit_service
 from app.core.db import db
 from app.core.security import KeyRing, KeyRingError, keyring
 from app.core.tenancy import all_tenants
@@ -181,3 +185,65 @@ def keyring_status() -> str:
         db.session.rollback()
         return f"unchecked: {type(exc).__name__}"
     return "ok" if problem is None else "cannot open the current signing key"
+
+
+ROTATED = "encryption.rotated"
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A finished `rotate-encryption`: every value was then under `key_id`, and none under
+    `retired` (the ring's other keys then)."""
+
+    key_id: str
+    at: datetime
+    retired: tuple[str, ...]
+
+
+def rotations() -> list[Rotation]:
+    """The recorded rotations, newest first."""
+    events = audit_service.list_platform_events(action=ROTATED, limit=100).items
+    return [
+        Rotation(
+            key_id=event.target,
+            at=event.created_at,
+            retired=tuple(event.data.get("retired_key_ids", ())),
+        )
+        for event in events
+    ]
+
+
+def record_rotation(*, rewritten: dict[str, int]) -> None:
+    """Record that every value is now under the ring's current key (the data's current key
+    id from now on) and none under its other keys; the caller commits."""
+    ring = keyring()
+    audit_service.record_platform_event(
+        action=ROTATED,
+        actor="cli",
+        target=ring.current_key_id,
+        ip=None,
+        data={"rewritten": rewritten, "retired_key_ids": list(ring.key_ids[1:])},
+    )
+
+
+def ring_mismatch(ring: KeyRing) -> str | None:
+    """Why `ring` is not the ring this instance's data needs, by the recorded rotations:
+    it lacks the key the data was last rotated to, or its first key is one the data was
+    rotated away from. None when it fits (or nothing was rotated yet)."""
+    history = rotations()
+    if not history:
+        return None
+    last = history[0]
+    when = f"{last.at:%Y-%m-%d %H:%M} UTC"
+    if last.key_id not in ring.key_ids:
+        return (
+            f"the data was last rotated to key id {last.key_id} ({when}), and this ring "
+            f"({', '.join(ring.key_ids)}) does not hold that key"
+        )
+    retired = {kid for rotation in history for kid in rotation.retired} - {last.key_id}
+    if ring.current_key_id in retired:
+        return (
+            f"this ring's first key (id {ring.current_key_id}) is one the data was rotated "
+            f"away from; key id {last.key_id} (rotated to {when}) or a new key must come first"
+        )
+    return None

@@ -1,12 +1,15 @@
 """The periodic jobs, in one table: beat schedules them (worker/) and
-`flask run-periodic [NAME]` runs the very same tasks once, in-process."""
+`flask run-periodic [NAME]` runs the very same tasks once, in-process. Beat also touches a
+heartbeat file on every tick, so a health check can tell a live beat from a hung one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
+from celery.beat import PersistentScheduler
 from flask import Flask, current_app
 
 from app.applications import tasks as application_tasks
@@ -59,3 +62,29 @@ def run_job(name: str) -> dict[str, Any]:
     # app (and so whichever Flask app) was created last in the process.
     tasks = current_app.extensions["celery"].tasks
     return {task.name: tasks[task.name]() for task in JOBS[name].tasks}
+
+
+HEARTBEAT_FILE = "beat-heartbeat"  # in the instance folder
+# Beat wakes at least this often (Celery's default is 300 s), so while it runs its heartbeat
+# is never older than this; docker-compose.yml's check allows 2 minutes.
+BEAT_MAX_LOOP_SECONDS = 30
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Celery's persistent scheduler (the `--schedule` file), touching the heartbeat file
+    after every tick."""
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        interval = super().tick(*args, **kwargs)
+        heartbeat = self.app.conf.get("gatehouse_beat_heartbeat")
+        if heartbeat:
+            Path(heartbeat).touch()
+        return interval
+
+
+def configure_beat(celery: Celery, app: Flask) -> None:
+    """The schedule, the scheduler and its heartbeat file for `celery -A worker beat`."""
+    celery.conf.beat_schedule = beat_schedule(app)
+    celery.conf.beat_scheduler = f"{__name__}:HeartbeatScheduler"
+    celery.conf.beat_max_loop_interval = BEAT_MAX_LOOP_SECONDS
+    celery.conf.gatehouse_beat_heartbeat = str(Path(app.instance_path) / HEARTBEAT_FILE)

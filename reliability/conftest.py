@@ -109,9 +109,10 @@ def deployment(
     redis_server: Redis,
     postmark: FakePostmark,
 ) -> Iterator[Deployment]:
-    """A fresh database and Redis; the scenario starts the processes it needs."""
-    if not redis_server.running():
-        redis_server.start()
+    """A fresh database and Redis; the scenario starts the processes it needs. Whatever a
+    scenario stopped is started again in teardown, even when it failed half-way, so one
+    failure cannot turn every later scenario into "connection refused" at setup."""
+    _restore(postgres, redis_server)
     redis_server.flush()
     postmark.reset()
     name = request.node.name.removeprefix("test_")
@@ -125,12 +126,25 @@ def deployment(
         postgres=postgres,
         postmark=postmark,
     )
-    yield deploy
-    failed = getattr(request.node, "rep_call", None)
-    deploy.stop_all()
-    if failed is not None and failed.failed:
-        for service in deploy.services:
-            print(f"\n----- {service.name} log (last lines) -----\n{deploy.log_tail(service)}")
+    try:
+        yield deploy
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        try:
+            deploy.stop_all()
+        finally:
+            _restore(postgres, redis_server)
+        if failed is not None and failed.failed:
+            for service in deploy.services:
+                print(f"\n----- {service.name} log (last lines) -----\n{deploy.log_tail(service)}")
+
+
+def _restore(postgres: Postgres, redis_server: Redis) -> None:
+    """Start the shared servers again if a scenario left them stopped."""
+    if not postgres.running():
+        postgres.start()
+    if not redis_server.running():
+        redis_server.start()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -111,6 +111,11 @@ class Postgres:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop",
                   check=False)  # fmt: skip
 
+    def running(self) -> bool:
+        """`pg_ctl status`: 0 while the server runs, 3 when it is stopped."""
+        status = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "status", check=False)
+        return status.returncode == 0
+
     def admin_url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 

@@ -399,15 +399,59 @@ def process_env(app: Flask, **overrides: str) -> dict[str, str]:
     return env
 
 
-def run_command(args: list[str], env: dict[str, str], timeout: float = 60) -> Any:
-    """Run a project command (`flask --app wsgi …`) from the project root, as an operator
-    would; the completed process, output as text."""
+@contextmanager
+def gunicorn(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
+    """`gunicorn -b 127.0.0.1:<free port> wsgi:app [ARGS]` from the project root (so
+    gunicorn.conf.py applies, as in production) with `env`; yields its base URL once
+    /healthz answers. Everything it prints goes to `log`."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    with open(log, "ab") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", *args, "wsgi:app"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)  # not listening yet
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def run_command(
+    args: list[str], env: dict[str, str], timeout: float = 60, cwd: Path | None = None
+) -> Any:
+    """Run a project command (`flask --app wsgi …`) from the project root (or `cwd`, with
+    the project on PYTHONPATH), as an operator would; the completed process, output as
+    text."""
     import subprocess
     import sys
 
+    if cwd is not None:
+        env = {**env, "PYTHONPATH": str(PROJECT_ROOT)}
     return subprocess.run(
         [sys.executable, "-m", *args],
-        cwd=PROJECT_ROOT,
+        cwd=cwd or PROJECT_ROOT,
         env=env,
         capture_output=True,
         text=True,

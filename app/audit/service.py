@@ -76,7 +76,7 @@ def record(
     return event
 
 
-PLATFORM_ACTIONS = frozenset({"tenant.deleted"})
+PLATFORM_ACTIONS = frozenset({"tenant.deleted", "encryption.rotated"})
 
 
 def record_platform_event(
@@ -98,10 +98,15 @@ def record_platform_event(
     return event
 
 
-def list_platform_events(*, limit: int | None = None, cursor: str | None = None) -> Page[Any]:
-    """Platform events, newest first."""
+def list_platform_events(
+    *, action: str | None = None, limit: int | None = None, cursor: str | None = None
+) -> Page[Any]:
+    """Platform events (of one `action` when given), newest first."""
+    query = select(PlatformEvent)
+    if action is not None:
+        query = query.where(PlatformEvent.action == action)
     return paginate_by_creation(
-        select(PlatformEvent),
+        query,
         created_col=PlatformEvent.created_at,
         id_col=PlatformEvent.id,
         limit=limit,

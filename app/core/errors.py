@@ -122,6 +122,10 @@ class PreconditionFailed(AppError):
     status, code, message = 412, "precondition_failed", "The resource has changed (If-Match)"
 
 
+class UriTooLong(AppError):
+    status, code, message = 414, "uri_too_long", "The URL is too long"
+
+
 class PayloadTooLarge(AppError):
     status, code, message = 413, "payload_too_large", "The request body is too large"
 
@@ -147,6 +151,7 @@ _HTTP_ERRORS: dict[int, type[AppError]] = {
     409: Conflict,
     412: PreconditionFailed,
     413: PayloadTooLarge,
+    414: UriTooLong,
     415: UnsupportedMediaType,
     429: RateLimited,
     503: Unavailable,
@@ -191,11 +196,23 @@ def to_app_error(exc: BaseException) -> AppError:
         return err
     if isinstance(exc, StaleDataError):
         return PreconditionFailed("The resource was changed concurrently", code="concurrent_update")
-    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+    if _is_database_down(exc):
         return Unavailable("The database is unavailable", code="database_unavailable")
     if _is_broker_error(exc):
         return Unavailable("The message broker is unavailable", code="broker_unavailable")
     return AppError()
+
+
+def _is_database_down(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+        return True
+    # A driver error that reached here unwrapped (code working on a raw DBAPI connection)
+    # means the same: every path answers 503 while the database is down, never 500.
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def _is_broker_error(exc: BaseException) -> bool:

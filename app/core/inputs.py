@@ -1,6 +1,6 @@
-"""Bad input stopped at the edge: a strict JSON parser (no NaN/Infinity, bounded nesting) and
-one guard against text PostgreSQL cannot store (NUL, lone surrogates) in the path, query,
-form, headers and every parsed JSON body.
+"""Bad input stopped at the edge: an over-long URL (414), a strict JSON parser (no
+NaN/Infinity, bounded nesting) and one guard against text PostgreSQL cannot store (NUL, lone
+surrogates) in the path, query, form, headers and every parsed JSON body.
 """
 
 from __future__ import annotations
@@ -12,12 +12,17 @@ from typing import Any
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 
-from app.core.errors import Invalid
+from app.core.errors import Invalid, UriTooLong
 
 # Deep enough for any real document (a property value, settings), shallow enough that no
 # later recursion (marshmallow, the JSON encoder, PostgreSQL's jsonb) can overflow.
 MAX_JSON_DEPTH = 64
 INVALID_TEXT = "invalid_characters"
+# The longest URL (path and query, as sent) answered: gunicorn's own default request-line
+# limit was 4094 bytes, so no client relied on more. gunicorn.conf.py lets lines up to 8190
+# bytes through, so that the app answers a longer URL itself, in the surface's JSON, instead
+# of gunicorn's HTML page.
+MAX_URL_BYTES = 4096
 
 
 class BadJson(ValueError):
@@ -110,9 +115,27 @@ def refuse_unstorable_text() -> None:
             raise Invalid(problem, code=INVALID_TEXT)
 
 
+def url_bytes(environ: dict[str, Any]) -> int:
+    """The length of the URL as the client sent it (gunicorn and werkzeug keep it in
+    RAW_URI / REQUEST_URI; otherwise path plus query)."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw is not None:
+        return len(raw)
+    query = environ.get("QUERY_STRING", "")
+    return len(environ.get("PATH_INFO", "")) + (len(query) + 1 if query else 0)
+
+
+def refuse_long_url() -> None:
+    """UriTooLong (414) for a URL over MAX_URL_BYTES, on any path."""
+    if url_bytes(request.environ) > MAX_URL_BYTES:
+        raise UriTooLong(f"The URL is longer than {MAX_URL_BYTES} bytes")
+
+
 def install_input_guards(app: Flask) -> None:
-    """Strict JSON for the whole app; the text guard runs before every routed view."""
+    """Strict JSON for the whole app; the URL length guard runs before every request, the
+    text guard before every routed view."""
     app.json = StrictJSONProvider(app)
+    app.before_request(refuse_long_url)
 
     @app.before_request
     def guard_text() -> None:

@@ -30,7 +30,8 @@ def _compiled(statement: Select[Any], dialect: Dialect) -> tuple[str, dict[str, 
 
 def fetch_one(statement: Select[Any], params: dict[str, Any]) -> dict[str, Any] | None:
     """The first row of `statement` as a dict keyed by column label, or None. Database
-    errors surface as SQLAlchemy's (a lost server is an OperationalError, so 503)."""
+    errors surface as SQLAlchemy's, connecting included (a lost or refusing server is an
+    OperationalError, so 503)."""
     engine = db.engine
     # A unit of work already under way may hold writes of its own: read through it, so
     # they are seen. The fast path is for requests that have not touched the session.
@@ -41,7 +42,15 @@ def fetch_one(statement: Select[Any], params: dict[str, Any]) -> dict[str, Any] 
     sql, defaults, names = _compiled(statement, engine.dialect)
     values = {**defaults, **params}
     dbapi_error = engine.dialect.loaded_dbapi.Error
-    pooled = engine.raw_connection()
+    try:
+        pooled = engine.raw_connection()
+    except dbapi_error as exc:
+        # Engine.raw_connection() hands the driver's own error up unwrapped (Connection
+        # wraps it; the pool does not): wrapped, a refused connection is an
+        # OperationalError like any other, so the answer is 503, not 500.
+        raise DBAPIError.instance(
+            None, None, exc, dbapi_error, hide_parameters=True, dialect=engine.dialect
+        ) from exc
     try:
         # One cursor per connection, kept: it keeps its loaders between executions. The
         # binary format spares both sides formatting and parsing numbers and timestamps.

@@ -197,7 +197,8 @@ class Blueprint(flask_smorest.Blueprint):
         self, doc: dict[str, Any], doc_info: dict[str, Any], *, method: str, **_: Any
     ) -> dict[str, Any]:
         auth: AuthDoc | None = doc_info.get("auth")
-        statuses = {400, 500} | set(doc_info.get("errors", ()))
+        # 414: every operation refuses a URL over core.inputs.MAX_URL_BYTES.
+        statuses = {400, 414, 500} | set(doc_info.get("errors", ()))
         parameters = doc.setdefault("parameters", [])
         if auth is not None:
             doc["security"] = [{scheme: []} for scheme in auth.schemes]

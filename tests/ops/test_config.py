@@ -178,7 +178,11 @@ def test_the_issuer_follows_the_development_address(tmp_path: Path) -> None:
 
 def test_the_sending_lease_outlasts_one_postmark_call(tmp_path: Path) -> None:
     base = {**PROD_BASE, "INSTANCE_PATH": str(tmp_path)}
-    assert Config(base).MAIL_SENDING_LEASE_SECONDS == 300
+    # Issue 22: by default the lease follows the send timeout, a few seconds over it (it
+    # was a fixed 300 s, so a killed worker's mail waited 5 minutes).
+    assert Config(base).MAIL_SENDING_LEASE_SECONDS == 10 + 5
+    slow = Config({**base, "MAIL_TIMEOUT_SECONDS": "30", "MAIL_REQUEUE_AFTER_SECONDS": "5"})
+    assert slow.MAIL_SENDING_LEASE_SECONDS == 35
     short = Config({**base, "MAIL_SENDING_LEASE_SECONDS": "8", "MAIL_TIMEOUT_SECONDS": "3"})
     assert short.MAIL_SENDING_LEASE_SECONDS == 8
     # A lease shorter than the call could hand a live, slow send to a second worker.
@@ -197,3 +201,44 @@ def test_postgresql_connections_give_up_instead_of_hanging(tmp_path: Path) -> No
     embedded = Config({"APP_ENV": "development", "INSTANCE_PATH": str(tmp_path)})
     assert "connect_args" not in embedded.SQLALCHEMY_ENGINE_OPTIONS
     assert "pool_timeout" not in embedded.SQLALCHEMY_ENGINE_OPTIONS
+
+
+def test_production_refuses_a_short_secret_key(tmp_path: Path) -> None:
+    """Issue 22: `APP_ENV=production SECRET_KEY=x` was accepted; it signs reset links."""
+    base = {**PROD_BASE, "INSTANCE_PATH": str(tmp_path)}
+    for short in ("x", "s" * 31):
+        with pytest.raises(ConfigError, match=r"SECRET_KEY must be at least 32 bytes") as err:
+            Config({**base, "SECRET_KEY": short})
+        assert short not in str(err.value)  # the value itself is never echoed
+    assert Config({**base, "SECRET_KEY": "s" * 32}).SECRET_KEY == "s" * 32
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgressql://me:hunter2@db.internal/gatehouse", "(did you mean postgresql://?)"),
+        ("sqllite:///x.db", "(did you mean sqlite://?)"),
+        ("postgresql+nosuchdriver://db/gatehouse", "which is not supported"),
+    ],
+)
+def test_a_misspelt_database_url_is_one_line(tmp_path: Path, url: str, says: str) -> None:
+    """Issue 22: `postgressql://` ended in a 50-line NoSuchModuleError traceback."""
+    with pytest.raises(ConfigError) as err:
+        Config({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": url})
+    message = str(err.value)
+    assert message.startswith("DATABASE_URL ") and says in message and "\n" not in message
+    assert "hunter2" not in message
+
+
+def test_a_relative_sqlite_path_is_under_the_instance_folder(tmp_path: Path) -> None:
+    """Issue 22: `sqlite:///relative.db` was opened relative to the instance folder by
+    Flask-SQLAlchemy but to the working directory by everything else."""
+    config = Config({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": "sqlite:///relative.db"})
+    assert config.SQLALCHEMY_DATABASE_URI == f"sqlite:///{tmp_path.resolve() / 'relative.db'}"
+    nested = Config({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": "sqlite:///data/g.db"})
+    assert nested.SQLALCHEMY_DATABASE_URI == f"sqlite:///{tmp_path.resolve() / 'data' / 'g.db'}"
+    for kept in (f"sqlite:///{tmp_path / 'abs.db'}", "sqlite://", "sqlite:///:memory:"):
+        assert (
+            Config({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": kept}).SQLALCHEMY_DATABASE_URI
+            == kept
+        )

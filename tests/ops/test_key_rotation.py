@@ -5,6 +5,8 @@ re-encrypted and every sign-in answered 500 after the old key was dropped)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +143,56 @@ def test_rotation_stops_on_a_value_no_key_opens_and_resumes(
     assert rotated.exit_code == 0, rotated.output
     check = both.test_cli_runner().invoke(args=["keys", "rotate-encryption", "--check"])
     assert check.exit_code == 0, check.output
+
+
+def _shell_reading_the_ring_from(instance: Path, app: Any, ring: str) -> dict[str, str]:
+    """The environment of a shell without ENCRYPTION_KEYS: in development the ring then
+    comes from `<instance>/secrets.json` (here holding `ring`)."""
+    instance.mkdir()
+    env = factories.process_env(app, INSTANCE_PATH=str(instance))
+    del env["ENCRYPTION_KEYS"]
+    secrets = {name: env[name] for name in ("SECRET_KEY", "ROOT_API_KEY")}
+    (instance / "secrets.json").write_text(json.dumps({**secrets, "ENCRYPTION_KEYS": ring}))
+    return env
+
+
+def test_check_refuses_a_ring_that_is_not_the_one_the_data_needs(
+    deployment, tmp_path: Path
+) -> None:
+    """Issue 22: after rotating with the new key in the environment, `--check` in a shell
+    without it (the old ring, from instance/secrets.json) said "the keys after it can be
+    dropped". The finished rotation is recorded; a ring without its key is refused."""
+    old_key, new_key = factories.new_encryption_key(), factories.new_encryption_key()
+    both = deployment(ENCRYPTION_KEYS=f"{new_key},{old_key}")
+    rotated = factories.run_command(ROTATE, factories.process_env(both))
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+
+    shell = _shell_reading_the_ring_from(tmp_path / "instance", both, old_key)
+    check = factories.run_command([*ROTATE, "--check"], shell)
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "can be dropped" not in check.stdout
+    [line] = [line for line in check.stderr.splitlines() if line.startswith("Error:")]
+    assert "this is not the key ring this instance's data needs" in line
+    assert "does not hold that key" in line
+    assert f"read from {tmp_path / 'instance' / 'secrets.json'}" in line
+    # The shell with the rotation's ring passes.
+    check = factories.run_command([*ROTATE, "--check"], factories.process_env(both))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "read from the environment" in check.stdout
+
+
+def test_a_ring_in_the_wrong_order_never_rotates_back_to_the_old_key(
+    deployment, old_instance: dict[str, Any]
+) -> None:
+    """With the keys swapped (`<old>,<new>`) after a rotation, `--check` used to advise
+    running the rotation, which would have put every value back under the old key."""
+    old_key, new_key = old_instance["old"], factories.new_encryption_key()
+    both = deployment(ENCRYPTION_KEYS=f"{new_key},{old_key}")
+    assert factories.run_command(ROTATE, factories.process_env(both)).returncode == 0
+    swapped = deployment(ENCRYPTION_KEYS=f"{old_key},{new_key}")
+    env = factories.process_env(swapped)
+    for command in ([*ROTATE, "--check"], ROTATE):
+        refused = factories.run_command(command, env)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "is one the data was rotated away from" in refused.stderr
+    assert "re-encrypted" not in refused.stdout

@@ -14,13 +14,14 @@ import psycopg
 import pytest
 from flask import Flask
 from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.core import redis_client
 from app.core.db import db
 from app.core.ratelimit import RateLimits
 from tests import factories
-from tests.conftest import make_config, redis_url
+from tests.conftest import admin_url, make_config, redis_url
 from tests.domain.test_background import counting_writes
 from tests.oauth_support import PASSWORD, assert_oauth_error, bearer
 
@@ -195,3 +196,60 @@ def test_a_pooled_connection_closed_by_the_server_is_replaced(
     finally:
         with variant.app_context():
             db.engine.dispose()
+
+
+def _refuse_connections(name: str, *, refuse: bool) -> None:
+    """Make PostgreSQL refuse (or accept again) new connections to database `name` and,
+    when refusing, close the ones open: the database is down for that deployment."""
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(not refuse).lower()}')
+        if refuse:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+
+
+def test_the_hot_read_answers_503_when_the_database_goes_away(
+    deployment, isolated_database_url: str
+) -> None:
+    """Issue 22: during a database restart `GET /user/profile` answered 500: the prepared
+    select's raw connection bypassed the mapping to 503. Here the process has verified the
+    token and holds pooled connections; then its database goes away under it."""
+    app = deployment()
+    tenant = factories.make_tenant(app, "outage")
+    factories.make_user(app, tenant.id, user_id="u-hot", username="hot", password=PASSWORD)
+    client = app.test_client()
+    user = bearer(factories.sign_in(client, tenant.id, "hot", PASSWORD)["access_token"])
+    reads = ("/user/profile", "/users/me", "/users/current", "/api/v1/users/me")
+    for path in reads:  # warm: signing keys cached, connections pooled
+        assert client.get(path, headers=user).status_code == 200, path
+    name = make_url(isolated_database_url).database
+    _refuse_connections(name, refuse=True)
+    try:
+        for _ in range(2):  # the first finds its pooled connection dead, the next cannot connect
+            factories.assert_error(
+                client.get("/user/profile", headers=user), 503, "database_unavailable"
+            )
+            factories.assert_error(
+                client.get("/users/current", headers=user), 503, "database_unavailable"
+            )
+            factories.assert_me_error(
+                client.get("/users/me", headers=user), 503, "DATABASE_UNAVAILABLE"
+            )
+            factories.assert_directory_error(
+                client.get("/api/v1/users/me", headers=user), 503, "DATABASE_UNAVAILABLE"
+            )
+    finally:
+        _refuse_connections(name, refuse=False)
+    assert client.get("/user/profile", headers=user).status_code == 200
+
+
+def test_a_raw_driver_error_is_a_503_too() -> None:
+    """Whatever path lets psycopg's own error through, the answer is 503, not 500."""
+    from app.core.errors import to_app_error
+
+    for raw in (psycopg.OperationalError("server closed"), psycopg.InterfaceError("closed")):
+        err = to_app_error(raw)
+        assert (err.status, err.code) == (503, "database_unavailable")

@@ -117,3 +117,94 @@ def test_gunicorn_serves_with_good_settings(app: Flask) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+DEAD_DATABASE = "postgresql://postgres@127.0.0.1:1/gatehouse"  # nothing listens on port 1
+UNREACHABLE = "DATABASE_URL: cannot connect to the database gatehouse at 127.0.0.1:1: "
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["flask", "--app", "wsgi", "db", "upgrade"], CLI],
+    ids=["db-upgrade", "cli"],
+)
+def test_an_unreachable_database_is_one_line_from_the_cli(app: Flask, command: list[str]) -> None:
+    """Issue 22: `flask db upgrade` and the CLI printed ~150 lines of traceback."""
+    result = factories.run_command(command, factories.process_env(app, DATABASE_URL=DEAD_DATABASE))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"Error: {UNREACHABLE}Connection refused"], result.stderr
+
+
+def test_the_server_says_in_one_line_that_the_database_cannot_be_reached(
+    app: Flask, tmp_path: Path
+) -> None:
+    """The same line, logged once by gunicorn's master at start; the server still serves
+    (/healthz) and /readyz answers 503 until the database is back."""
+    import urllib.error
+    import urllib.request
+
+    log = tmp_path / "gunicorn.log"
+    env = factories.process_env(app, DATABASE_URL=DEAD_DATABASE)
+    with factories.gunicorn(env, log, "--workers", "2") as base:
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"{base}/readyz", timeout=10)
+        assert answer.value.code == 503
+    output = log.read_text()
+    assert "Traceback" not in output
+    [line] = [line for line in output.splitlines() if UNREACHABLE in line]
+    assert line.endswith("Connection refused; serving anyway, /readyz answers 503 until it is back")
+
+
+def test_a_relative_sqlite_path_is_one_file_for_migrate_and_serve(
+    app: Flask, tmp_path: Path
+) -> None:
+    """Issue 22: `DATABASE_URL=sqlite:///relative.db` made an empty file in the working
+    directory and migrated another in the instance folder ("no such table" next). Both
+    commands now use `<instance>/relative.db`, whatever the working directory."""
+    instance, elsewhere = tmp_path / "instance", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = factories.process_env(
+        app, DATABASE_URL="sqlite:///relative.db", INSTANCE_PATH=str(instance)
+    )
+    upgrade = factories.run_command(["flask", "--app", "wsgi", "db", "upgrade"], env, cwd=tmp_path)
+    assert upgrade.returncode == 0, upgrade.stderr
+    created = factories.run_command(
+        ["flask", "--app", "wsgi", "tenants", "create", "relco"], env, cwd=elsewhere
+    )
+    assert created.returncode == 0, created.stderr
+    listed = factories.run_command(CLI, env, cwd=tmp_path)
+    assert listed.returncode == 0 and "relco" in listed.stdout, listed.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*.db")) == ["relative.db"]
+    assert (instance / "relative.db").stat().st_size > 0
+
+
+def test_flask_run_says_the_same_line_when_the_database_cannot_be_reached(
+    app: Flask, tmp_path: Path
+) -> None:
+    """`make run` serves with `flask run`: the same one line at start, then it serves."""
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "run.log"
+    env = factories.process_env(app, DATABASE_URL=DEAD_DATABASE)
+    with open(log, "ab") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", str(port)],
+            cwd=factories.PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert factories.wait_until(lambda: "Running on" in log.read_text(), 60), log.read_text()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    output = log.read_text()
+    assert "Traceback" not in output
+    assert len([line for line in output.splitlines() if UNREACHABLE in line]) == 1, output
