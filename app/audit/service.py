@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent, PlatformEvent
 from app.core import metrics, security
@@ -49,8 +50,11 @@ def record(
     ip: str | None = None,
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
+    session: Session | None = None,
 ) -> AuditEvent:
-    """Add one audit event to the current transaction (tenant from the current scope)."""
+    """Add one audit event to the current transaction (tenant from the current scope), or
+    to `session` (a transaction of its own, for a failure kept although the request
+    fails)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     data = data or {}
@@ -67,7 +71,7 @@ def record(
         data=data,
         created_at=at or utcnow(),
     )
-    db.session.add(event)
+    (session or db.session).add(event)
     if action in _SIGNIN_ACTIONS:
         metrics.count_signin(action == "user.signed_in")
     return event

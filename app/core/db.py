@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -10,7 +12,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import JSON, DateTime, ForeignKey, ForeignKeyConstraint, MetaData, String, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError, IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, registry
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, registry
 from sqlalchemy.pool import Pool
 from sqlalchemy.types import TypeDecorator
 
@@ -97,6 +99,23 @@ def add_unique(row: Any, conflict: Exception) -> None:
             db.session.add(row)
     except IntegrityError as exc:
         raise conflict from exc
+
+
+@contextmanager
+def own_transaction() -> Iterator[Session]:
+    """A short transaction of its own, on another connection, committed when the block
+    ends (rolled back if it raises): for what must be kept although the request's
+    transaction is about to roll back (a failed sign-in's audit row, a failure counter).
+
+    It runs inside the caller's tenant scope (the tenancy guards hold for every session).
+    The caller must not have written the rows it touches in its own transaction: that
+    transaction's row locks would make this one wait for it."""
+    session = Session(bind=db.engine, expire_on_commit=False)
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
 
 
 def user_foreign_key() -> ForeignKeyConstraint:
