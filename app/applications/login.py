@@ -33,9 +33,9 @@ LOGIN_METHOD = "login_page"
 class Outcome:
     """Where a step leaves the browser: at the client with a code (`location`, and the
     sign-in session to keep in a cookie); signed in but first told how many codes failed
-    since the previous sign-in (`session_id` and `second_factor_failures`, no location
-    yet: `proceed` gives it); or at the second-factor form (`pending_user`, bound to
-    the user's session generation `pending_generation`)."""
+    since the previous sign-in (`session_id` and `second_factor_failures`; no location
+    yet, `resume(just_signed_in=True)` gives it); or at the second-factor form
+    (`pending_user`, bound to the user's session generation `pending_generation`)."""
 
     location: str | None = None
     session_id: str | None = None
@@ -64,13 +64,22 @@ def _answer(request: AuthorizationRequest, user: User, session: AuthSession) -> 
     )
 
 
-def resume(*, request: AuthorizationRequest, session_id: str | None) -> Outcome | None:
-    """Answer the request at once when the browser's sign-in session is live and recent
-    enough (max_age, prompt=login); None when the form must be shown."""
+def resume(
+    *, request: AuthorizationRequest, session_id: str | None, just_signed_in: bool = False
+) -> Outcome | None:
+    """Answer the request at once when the browser's sign-in session is live, recent
+    enough (max_age, prompt=login) and the user the login_hint names, if any; None when
+    the form must be shown. `just_signed_in`: the session was made by this request's
+    sign-in (the user read the notice of failed codes first), so only its end matters:
+    InvalidGrant `signin_restart`."""
     if session_id is None:
         return None
     with tenant_scope(request.tenant_id):
         found = _live_session(session_id)
+        if just_signed_in:
+            if found is None:
+                raise InvalidGrant("Sign in again.", code="signin_restart")
+            return _answer(request, *found)
         if found is None or not authorization.session_satisfies(request, found[1].auth_time):
             return None
         if request.login_hint and not _hint_names(request.login_hint, found[0]):
@@ -86,17 +95,6 @@ def _hint_names(hint: str, user: User) -> bool:
         (user.username_normalized or "").casefold(),
         (user.email_normalized or "").casefold(),
     } - {""}
-
-
-def proceed(*, request: AuthorizationRequest, session_id: str) -> Outcome:
-    """Answer the request with a code for the browser's sign-in session just made (after
-    the page that told the user about failed codes); InvalidGrant `signin_restart` when
-    that session ended meanwhile."""
-    with tenant_scope(request.tenant_id):
-        found = _live_session(session_id)
-        if found is None:
-            raise InvalidGrant("Sign in again.", code="signin_restart")
-        return _answer(request, *found)
 
 
 def _complete(

@@ -176,7 +176,8 @@ def continue_sign_in() -> Response:
     authz = AuthorizationRequest.from_dict(signed_in["authz"])
     g.authz = authz
     browser.check_csrf(request.form.get("csrf_token"))
-    outcome = login.proceed(request=authz, session_id=str(signed_in["sid"]))
+    outcome = login.resume(request=authz, session_id=str(signed_in["sid"]), just_signed_in=True)
+    assert outcome is not None  # resume raises instead when the session ended
     return _to_client(outcome, authz, 303)
 
 
