@@ -35,6 +35,7 @@ from tests.oauth_support import (
     refresh,
     sign_in,
     token_request,
+    variant_app,
 )
 
 RESET_HOST = "app.example.com"
@@ -266,6 +267,28 @@ def test_a_holder_without_a_tag_is_still_tried_and_gets_one_at_sign_in(
         tags = dict(db.session.execute(select_tags()).all())
     assert tags["holder-1"] == _tag(app, tenant.id, "holder-1", "holder 1's own pass")
     assert tags["holder-0"] is None and tags["holder-2"] is None
+
+
+def test_tags_made_under_another_secret_key_shut_nobody_out(
+    app: Flask, tenant: TenantHandle, database_url: str, tmp_path: Path
+) -> None:
+    """After SECRET_KEY changes, every stored tag is stale: such a tag says which key made
+    it, so it is not trusted (the holder is tried), and the sign-in stores a current one."""
+    _holders(app, tenant, 3, lambda i: f"holder {i}'s own pass")
+    with variant_app(app, database_url, tmp_path) as rotated:  # a SECRET_KEY of its own
+        assert rotated.config["SECRET_KEY"] != app.config["SECRET_KEY"]
+        answer = token_request(
+            rotated.test_client(),
+            tenant.id,
+            grant_type="password",
+            email="me@example.com",
+            password="holder 2's own pass",
+        )
+        assert _sub(answer) == "holder-2"
+        with rotated.app_context(), tenant_scope(tenant.id):
+            tags = dict(db.session.execute(select_tags()).all())
+        assert tags["holder-2"] == _tag(rotated, tenant.id, "holder-2", "holder 2's own pass")
+    assert tags["holder-0"] == _tag(app, tenant.id, "holder-0", "holder 0's own pass")
 
 
 def select_tags() -> Any:

@@ -1,11 +1,11 @@
 """Users' passwords: set one (its argon2id hash and its keyed tag), find the users a login
 may name, and keep a stored hash and tag current after a sign-in.
 
-The tag (core.security.password_tag, one byte) lets a sign-in by an address that several
-password users hold verify argon2 only for the holders whose tag matches: a wrong password
-then usually matches none and costs the one dummy verification an unknown login costs,
-however many accounts hold the address. Nobody is left out of the candidates, so no
-number of other holders can lock anyone out.
+The tag (core.security.password_tag: one byte, and which key made it) lets a sign-in by an
+address that several password users hold verify argon2 only for the holders whose tag
+matches: a wrong password then usually matches none and costs the one dummy verification
+an unknown login costs, however many accounts hold the address. Nobody is left out of the
+candidates, so no number of other holders can lock anyone out.
 """
 
 from __future__ import annotations
@@ -65,14 +65,18 @@ def login_candidates(*, username: str | None, email: str | None) -> list[User]:
 
 def worth_verifying(candidates: list[User], password: str) -> list[User]:
     """The candidates whose stored hash `password` may match: all of a single one; among
-    several, those whose tag matches and those without a tag yet."""
+    several, those whose tag matches, and those whose tag says nothing (none yet, or made
+    under another SECRET_KEY: after a rotation nobody is shut out, and the next sign-in
+    stores a current tag)."""
     if len(candidates) < 2:
         return candidates
-    return [
-        user
-        for user in candidates
-        if user.password_tag is None or user.password_tag == tag_of(user, password)
-    ]
+    worth = []
+    for user in candidates:
+        tag = tag_of(user, password)
+        stored = user.password_tag
+        if stored is None or stored >> 8 != tag >> 8 or stored == tag:
+            worth.append(user)
+    return worth
 
 
 def keep_current(user: User, password: str) -> None:
