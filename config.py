@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import difflib
 import importlib.util
+import ipaddress
 import json
 import os
 import secrets
@@ -214,6 +215,20 @@ def _dev_issuer(env: Mapping[str, str]) -> str:
     return f"http://{host}:{port}"
 
 
+def _secure_enough(issuer: str) -> bool:
+    """Whether an issuer URL is https, or http on a loopback host (nothing leaves it)."""
+    parts = urlsplit(issuer)
+    if parts.scheme.lower() == "https":
+        return True
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_encryption_keys(keys: list[str]) -> None:
     """Each key must be 32 bytes of urlsafe base64; the message never shows a key."""
     if not keys:
@@ -297,6 +312,14 @@ class Config:
         # the documented default).
         default_issuer = "http://127.0.0.1:5000" if production else _dev_issuer(env)
         self.ISSUER = _check_url("ISSUER", env.get("ISSUER", default_issuer), ("http", "https"))
+        # Plain http is for loopback and development: browsers drop Secure cookies over
+        # it, and anything on the way reads the sign-in. Production says so on purpose.
+        self.ALLOW_INSECURE_ISSUER = _bool(env, "ALLOW_INSECURE_ISSUER", False)
+        if production and not self.ALLOW_INSECURE_ISSUER and not _secure_enough(self.ISSUER):
+            raise ConfigError(
+                f"ISSUER {self.ISSUER} is plain http on a non-loopback host: serve it over "
+                "https (or set ALLOW_INSECURE_ISSUER=true if that is intended)"
+            )
         self.POSTMARK_SERVER_TOKEN = env.get("POSTMARK_SERVER_TOKEN", "")
         self.POSTMARK_API_URL = _check_url(
             "POSTMARK_API_URL",
@@ -318,8 +341,11 @@ class Config:
         self.AUTHORIZATION_CODE_TTL = min(_int(env, "AUTHORIZATION_CODE_TTL", 60, minimum=1), 60)
         # 0 turns single sign-on off: every authorization request shows the form.
         self.LOGIN_SESSION_TTL = _int(env, "LOGIN_SESSION_TTL", 24 * 3600)
-        # The sign-in cookies are Secure everywhere but in development (plain http there).
-        self.LOGIN_COOKIE_SECURE = _bool(env, "LOGIN_COOKIE_SECURE", self.APP_ENV != "development")
+        # The sign-in cookies are Secure when the issuer is https: a browser drops Secure
+        # cookies sent over plain http, and every sign-in through the page would fail.
+        self.LOGIN_COOKIE_SECURE = _bool(
+            env, "LOGIN_COOKIE_SECURE", urlsplit(self.ISSUER).scheme.lower() == "https"
+        )
         self.EMAIL_VERIFICATION_TTL = _int(env, "EMAIL_VERIFICATION_TTL", 24 * 3600, minimum=1)
 
         for name, default in (

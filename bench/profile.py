@@ -44,8 +44,11 @@ def _instrument() -> None:
 
     from app.api import auth, dump
     from app.core import prepared, security
+    from app.signin import flow
     from app.tenants import service as tenant_service
-    from app.tokens import bearer, grants, signing
+    from app.tokens import bearer, signing
+    from app.tokens import service as token_service
+    from app.users import passwords
 
     prepared.fetch_one = _timed("  the one select (prepared)", prepared.fetch_one)
     bearer.authenticate_access_token = _timed(" bearer check", bearer.authenticate_access_token)
@@ -55,10 +58,10 @@ def _instrument() -> None:
     dump.CompiledOutputSchema.dump = _timed("schema dump", dump.CompiledOutputSchema.dump)
     flask_smorest.response.jsonify = _timed("jsonify", flask_smorest.response.jsonify)
     security.verify_password = _timed(" argon2id verify", security.verify_password)
-    grants.password_grant = _timed("password grant", grants.password_grant)
-    grants._password_candidates = _timed(" candidates select", grants._password_candidates)
-    grants.record_login = _timed(" login count + audit", grants.record_login)
-    grants.issue_session = _timed(" issue tokens", grants.issue_session)
+    flow.password_grant = _timed("password grant", flow.password_grant)
+    passwords.login_candidates = _timed(" candidates select", passwords.login_candidates)
+    token_service.record_login = _timed(" login count + audit", token_service.record_login)
+    token_service.issue_session = _timed(" issue tokens", token_service.issue_session)
     signing.sign = _timed("  RS256 signatures", signing.sign)
     tenant_service.find_tenant = _timed(" tenant select", tenant_service.find_tenant)
     scoped = sqlalchemy.orm.scoping.scoped_session

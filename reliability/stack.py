@@ -260,6 +260,8 @@ def app_environment(*, database_url: str, redis_url: str, folder: Path, **extra:
             "ENCRYPTION_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "ROOT_API_KEY": "gh_root_reliability",
             "ISSUER": "http://gatehouse.reliability",
+            # A made-up host over plain http, on purpose (production refuses it otherwise).
+            "ALLOW_INSECURE_ISSUER": "true",
             "EMAIL_FROM": "gatehouse@example.com",
             "POSTMARK_SERVER_TOKEN": "reliability-postmark-token",
             "LOG_LEVEL": "INFO",

@@ -271,3 +271,21 @@ def next_totp(secret: str) -> str:
     import time
 
     return factories.totp_code(secret, time.time() + 30)
+
+
+def count_verifications(monkeypatch: Any) -> list[str]:
+    """Count argon2 verifications by `security._hasher` from now on (the real function
+    still runs): the list of hashes verified. PasswordHasher has __slots__, so the method
+    is wrapped on its class."""
+    from app.core import security
+
+    calls: list[str] = []
+    real = type(security._hasher).verify
+
+    def counting(hasher: Any, password_hash: str, password: str) -> bool:
+        if hasher is security._hasher:
+            calls.append(password_hash)
+        return real(hasher, password_hash, password)
+
+    monkeypatch.setattr(type(security._hasher), "verify", counting)
+    return calls

@@ -1,6 +1,7 @@
 """The hosted login page's sign-in, step by step: resume a browser sign-in session, check
-the password (the password grant's own check: same audit, dummy-hash timing, rehash),
-then the second factor, then answer the authorization request with a code.
+the password, then the second factor (both through the sign-in flow, app.signin.flow, as
+the password grant does: same limits, budget and audit), then answer the authorization
+request with a code.
 
 The browser sign-in session is an AuthSession row without a client: it lets the next app
 skip the form until it expires, the user signs out, or the user's sessions are revoked
@@ -18,9 +19,8 @@ from app.applications.authorization import AuthorizationRequest
 from app.core.db import db, utcnow
 from app.core.errors import InvalidGrant
 from app.core.tenancy import tenant_scope
-from app.credentials import mfa as mfa_service
+from app.signin import flow
 from app.tenants import service as tenant_service
-from app.tokens import grants as token_grants
 from app.tokens import service as token_service
 from app.tokens.models import AuthSession
 from app.users import service as user_service
@@ -32,12 +32,17 @@ LOGIN_METHOD = "login_page"
 @dataclass(frozen=True)
 class Outcome:
     """Where a step leaves the browser: at the client with a code (`location`, and the
-    sign-in session to keep in a cookie), or at the second-factor form (`pending_user`)."""
+    sign-in session to keep in a cookie); signed in but first told how many codes failed
+    since the previous sign-in (`session_id` and `second_factor_failures`; no location
+    yet, `resume(just_signed_in=True)` gives it); or at the second-factor form
+    (`pending_user`, bound to the user's session generation `pending_generation`)."""
 
     location: str | None = None
     session_id: str | None = None
     auth_time: datetime | None = None
     pending_user: str | None = None
+    pending_generation: int = 0
+    second_factor_failures: int = 0
 
 
 def _live_session(session_id: str) -> tuple[User, AuthSession] | None:
@@ -59,20 +64,43 @@ def _answer(request: AuthorizationRequest, user: User, session: AuthSession) -> 
     )
 
 
-def resume(*, request: AuthorizationRequest, session_id: str | None) -> Outcome | None:
-    """Answer the request at once when the browser's sign-in session is live and recent
-    enough (max_age, prompt=login); None when the form must be shown."""
+def resume(
+    *, request: AuthorizationRequest, session_id: str | None, just_signed_in: bool = False
+) -> Outcome | None:
+    """Answer the request at once when the browser's sign-in session is live, recent
+    enough (max_age, prompt=login) and the user the login_hint names, if any; None when
+    the form must be shown. `just_signed_in`: the session was made by this request's
+    sign-in (the user read the notice of failed codes first), so only its end matters:
+    InvalidGrant `signin_restart`."""
     if session_id is None:
         return None
     with tenant_scope(request.tenant_id):
         found = _live_session(session_id)
+        if just_signed_in:
+            if found is None:
+                raise InvalidGrant("Sign in again.", code="signin_restart")
+            return _answer(request, *found)
         if found is None or not authorization.session_satisfies(request, found[1].auth_time):
             return None
+        if request.login_hint and not _hint_names(request.login_hint, found[0]):
+            return None  # the app asks for another user: the form, prefilled
         return _answer(request, *found)
 
 
-def _complete(request: AuthorizationRequest, user: User, ip: str | None) -> Outcome:
-    token_service.record_login(user, actor=f"user:{user.id}", ip=ip, method=LOGIN_METHOD)
+def _hint_names(hint: str, user: User) -> bool:
+    """Whether a login_hint names `user` (its id, username or address)."""
+    folded = hint.strip().casefold()
+    return folded in {
+        user.id.casefold(),
+        (user.username_normalized or "").casefold(),
+        (user.email_normalized or "").casefold(),
+    } - {""}
+
+
+def _complete(
+    request: AuthorizationRequest, user: User, ip: str | None, password: str | None = None
+) -> Outcome:
+    signed_in = flow.finish(user=user, ip=ip, method=LOGIN_METHOD, password=password)
     now = utcnow()
     session = token_service.start_session(
         user=user,
@@ -81,6 +109,14 @@ def _complete(request: AuthorizationRequest, user: User, ip: str | None) -> Outc
         expires_at=now + timedelta(seconds=current_app.config["LOGIN_SESSION_TTL"]),
     )
     db.session.flush()
+    if signed_in.second_factor_failures:
+        # The user is told first; the code is issued when the user goes on (it lives
+        # a minute, reading the page may take longer).
+        return Outcome(
+            session_id=session.id,
+            auth_time=session.auth_time,
+            second_factor_failures=signed_in.second_factor_failures,
+        )
     return _answer(request, user, session)
 
 
@@ -88,31 +124,34 @@ def password_step(
     *, request: AuthorizationRequest, login: str, password: str, ip: str | None
 ) -> Outcome:
     """Check the password of the user a login names (a username, or an email when no user
-    has that username); InvalidGrant, audited, with the same answer and cost whether or
-    not the user exists. Then either the code, or the second factor still to come."""
+    has that username) through the sign-in flow: its limits, and InvalidGrant, audited,
+    with the same answer and cost whether or not the user exists. Then either the code,
+    or the second factor still to come (bound to the user's session generation)."""
     authorization.application_of(request)
     with tenant_scope(request.tenant_id):
-        user = token_grants.authenticate_password(
-            username=login, email=None, password=password, ip=ip
+        user = flow.check_password(
+            tenant_id=request.tenant_id, ip=ip, username=login, email=None, password=password
         )
-        if mfa_service.sign_in_needs_otp(user):
-            return Outcome(pending_user=user.id)
-        return _complete(request, user, ip)
+        if flow.needs_second_factor(user):
+            generation = flow.await_second_factor(user=user, password=password)
+            return Outcome(pending_user=user.id, pending_generation=generation)
+        return _complete(request, user, ip, password)
 
 
 def second_factor_step(
-    *, request: AuthorizationRequest, user_id: str, code: str, ip: str | None
+    *, request: AuthorizationRequest, user_id: str, generation: int, code: str, ip: str | None
 ) -> Outcome:
-    """Check the one-time code of a user whose password was just checked (the MFA
-    service's check, as the password grant's `otp`: each code works once, a wrong one is
-    audited); InvalidGrant for a wrong or reused code, or a user blocked or deleted
-    meanwhile."""
+    """Check the one-time code of a user whose password was just checked, through the
+    sign-in flow (the account's budget shared with the password grant's `otp`, each code
+    once, failures audited). InvalidGrant for a wrong or reused code; `signin_restart`
+    for a user blocked or deleted meanwhile, or whose sessions were revoked (password
+    change or reset); RateLimited while the account's codes are locked."""
     authorization.application_of(request)
     with tenant_scope(request.tenant_id):
-        user = user_service.find_user(user_id)
-        if user is None or user.blocked:
-            raise InvalidGrant("Sign in again")
-        mfa_service.check_sign_in(user=user, otp=code, ip=ip)
+        user = flow.pending_user(
+            tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
+        )
+        flow.check_second_factor(tenant_id=request.tenant_id, ip=ip, user=user, code=code)
         return _complete(request, user, ip)
 
 

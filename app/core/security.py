@@ -56,6 +56,20 @@ def password_needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
+def password_tag(secret_key: str, tenant_id: str, user_id: str, password: str) -> int:
+    """A one-byte keyed tag of a user's password (the first byte of HMAC-SHA256 under a
+    key derived from SECRET_KEY), above it 23 bits naming that key (a digest of it).
+
+    Among several holders of an address, a password is verified (argon2) only against
+    those whose tag matches, so a sign-in costs one verification whatever the number of
+    holders; a tag made under another SECRET_KEY says so, and is not trusted. It tells 8
+    bits of the password only to someone who holds both the database and SECRET_KEY."""
+    key = hmac.new(secret_key.encode(), b"gatehouse:password-tag:v1", hashlib.sha256).digest()
+    key_id = int.from_bytes(hashlib.sha256(key).digest()[:3], "big") >> 1
+    message = f"{tenant_id}:{user_id}:{password}".encode("utf-8", "surrogatepass")
+    return key_id << 8 | hmac.new(key, message, hashlib.sha256).digest()[0]
+
+
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 

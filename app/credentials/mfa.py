@@ -1,4 +1,5 @@
-"""Second factor (TOTP, RFC 6238 with pyotp): enrol, confirm, check at sign-in, list, remove.
+"""Second factor (TOTP, RFC 6238 with pyotp): enrol, confirm, check a sign-in's code (and
+count the failed ones), list, remove.
 
 The secret is encrypted with the key ring and bound to its row; each accepted code's
 time-step is remembered, so a code works once (also against two concurrent sign-ins).
@@ -10,12 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyotp
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import add_unique, db, utcnow
-from app.core.errors import Conflict, Forbidden, Invalid, InvalidGrant, NotFound
+from app.core.errors import Conflict, Invalid, NotFound
 from app.core.tenancy import Principal
 from app.credentials.models import MfaEnrolment
 from app.tenants import service as tenant_service
@@ -113,6 +116,10 @@ def _accept_code(enrolment: MfaEnrolment, code: str, now: datetime) -> bool:
             matched = step
     if matched is None:
         return False
+    if enrolment.last_used_step is not None and enrolment.last_used_step >= matched:
+        # Used already (as the row was read): refused without a write, so the failure the
+        # sign-in flow then records in a transaction of its own waits on no lock of ours.
+        return False
     claimed = db.session.execute(
         update(MfaEnrolment)
         .where(
@@ -178,28 +185,53 @@ def sign_in_needs_otp(user: User) -> bool:
     return enrolment.status == CONFIRMED or user.require_twofactor_auth
 
 
-def check_sign_in(*, user: User, otp: str | None, ip: str | None = None) -> None:
-    """The second-factor step of a sign-in whose password was already verified: nothing
-    when the user needs no code; Forbidden `mfa_required` without one; InvalidGrant for a
-    wrong or reused one. A code that proves a started enrolment confirms it."""
+def accept_sign_in_code(*, user: User, code: str, ip: str | None) -> bool:
+    """Whether `code` is a valid, unused code of the user's TOTP enrolment; its time-step
+    is then claimed, and a code that proves a started enrolment confirms it. Neither
+    audits nor raises: the sign-in flow (app.signin) counts and records failures."""
     enrolment = find_totp(user)
-    if enrolment is None or not (enrolment.status == CONFIRMED or user.require_twofactor_auth):
-        return
-    if not otp:
-        raise Forbidden("Multi-factor authentication is required (send otp)", code="mfa_required")
+    if enrolment is None:
+        return False
     now = utcnow()
-    if not _accept_code(enrolment, otp, now):
-        audit_service.record(
-            action="user.signin_failed",
-            actor="anonymous",
-            user_id=user.id,
-            ip=ip,
-            data={"reason": "wrong_otp"},
-        )
-        db.session.flush()  # kept although the sign-in fails: guessing codes shows in the log
-        raise InvalidGrant("The one-time code is not valid", commit=True)
+    if not _accept_code(enrolment, code, now):
+        return False
     if enrolment.status != CONFIRMED:
         _mark_confirmed(enrolment, actor_label=f"user:{user.id}", ip=ip, now=now)
+    return True
+
+
+def count_failed_code(session: Session, user: User) -> None:
+    """Count one failed code against the user, in `session` (a transaction of its own:
+    the count must outlive the failing request). No edit of the user: its version and
+    updated_at stay."""
+    table = User.__table__
+    session.execute(
+        update(table)
+        .where(table.c.tenant_id == user.tenant_id, table.c.id == user.id)
+        .values(
+            second_factor_failures=table.c.second_factor_failures + 1,
+            updated_at=table.c.updated_at,
+        )
+    )
+
+
+def clear_failed_codes(user: User) -> int:
+    """At a successful sign-in: how many codes failed since the last one (as the row was
+    read), and that many are taken off the count (failures counted meanwhile stay for
+    the next sign-in to show)."""
+    seen = user.second_factor_failures or 0
+    if seen:
+        table = User.__table__
+        remaining = case(
+            (table.c.second_factor_failures > seen, table.c.second_factor_failures - seen), else_=0
+        )
+        db.session.connection().execute(
+            update(table)
+            .where(table.c.tenant_id == user.tenant_id, table.c.id == user.id)
+            .values(second_factor_failures=remaining, updated_at=table.c.updated_at)
+        )
+        set_committed_value(user, "second_factor_failures", 0)
+    return seen
 
 
 def remove(*, actor: Principal, user: User, provider: str) -> bool:

@@ -26,6 +26,7 @@ from app.mail import service as mail_service
 from app.mail import tasks as mail_tasks
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
+from app.users import passwords
 from app.users import service as user_service
 from app.users.models import User
 
@@ -194,7 +195,7 @@ def confirm_reset(*, token: str, password: str, ip: str | None) -> None:
     ):
         raise _invalid_token()
     user_service.check_password(password)
-    user.password_hash = security.hash_password(password)
+    passwords.set_password(user, password)
     reset.used_at = utcnow()
     token_service.revoke_user_sessions(user=user)
     audit_service.record(

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from app.audit import service as audit_service
-from app.core import security
 from app.core.db import db
 from app.core.tenancy import Principal
 from app.tokens import service as token_service
+from app.users import passwords
 from app.users import profile as profile_service
 from app.users import service as user_service
 from app.users.models import User
@@ -21,7 +21,7 @@ def change_password(*, actor: Principal, user: User, new_password: str) -> None:
     password must have signed in recently (Unauthenticated reauthentication_required)."""
     user_service.check_recent_sign_in(actor=actor, user=user)
     user_service.check_password(new_password)
-    user.password_hash = security.hash_password(new_password)
+    passwords.set_password(user, new_password)
     keep = actor.credential_id if actor.is_user and actor.user_id == user.id else None
     token_service.revoke_user_sessions(user=user, keep_session=keep)
     audit_service.record(

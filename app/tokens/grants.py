@@ -1,6 +1,6 @@
-"""The sign-in grants of the token endpoint: password (with a dummy-hash check for unknown
-users), refresh (rotation in families, reuse detection), client credentials (an API key),
-and RFC 7009 revocation."""
+"""The grants of the token endpoint that need no password: refresh (rotation in families,
+reuse detection), client credentials (an API key), and RFC 7009 revocation. The password
+grant is the sign-in flow's (app.signin.flow)."""
 
 from __future__ import annotations
 
@@ -16,16 +16,14 @@ from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import AppError, Invalid, InvalidGrant, Unauthenticated
 from app.core.tenancy import tenant_scope
-from app.credentials import mfa as mfa_service
 from app.tenants import service as tenant_service
 from app.tokens import signing
-from app.tokens.claims import application_scopes, session_scopes
+from app.tokens.claims import session_scopes
 from app.tokens.models import AuthSession, RefreshToken
 from app.tokens.service import (
     TokenSet,
     access_ttl,
     issue_session,
-    record_login,
     revoke_session,
     session_expiry,
     session_is_live,
@@ -34,105 +32,6 @@ from app.tokens.service import (
 )
 from app.users import service as user_service
 from app.users.models import User
-
-# An address several password users hold: the password is tried on at most this many.
-MAX_EMAIL_CANDIDATES = 5
-
-
-def _signin_failed(ip: str | None, user: User | None, reason: str, login: str) -> InvalidGrant:
-    audit_service.record(
-        action="user.signin_failed",
-        actor="anonymous",
-        user_id=user.id if user else None,
-        target=login[:255],
-        ip=ip,
-        data={"reason": reason},
-    )
-    db.session.flush()  # inside the caller's tenant scope; the edge commits despite the error
-    return InvalidGrant("Wrong username, email or password", commit=True)
-
-
-def _password_candidates(username: str | None, email: str | None) -> list[User]:
-    """The users a login may name: the username's owner; else the password users holding
-    that email (standard OAuth clients only send `username`, so it is tried as an email).
-
-    An email is not unique, and anyone may put any address on their own account, so a
-    duplicate must not lock the owner out: verified holders win over unverified ones, and
-    the password decides among the rest (oldest first, at most MAX_EMAIL_CANDIDATES)."""
-    matches = user_service.find_login_matches(username=username, email=email or username)
-    if username:
-        folded = username.casefold()
-        by_name = [u for u in matches if u.username_normalized == folded]
-        if by_name:
-            return by_name
-    wanted = (email or username or "").casefold()
-    holders = [u for u in matches if u.email_normalized == wanted and u.password_hash]
-    verified = [u for u in holders if u.email_verified]
-    return (verified or holders)[:MAX_EMAIL_CANDIDATES]
-
-
-def _check_password(candidates: list[User], password: str) -> User | None:
-    """The candidate whose password this is; with none, a dummy hash is verified so an
-    unknown login costs what a known one does."""
-    if not candidates:
-        security.verify_password(None, password)
-        return None
-    for candidate in candidates:
-        if security.verify_password(candidate.password_hash, password):
-            return candidate
-    return None
-
-
-def authenticate_password(
-    *, username: str | None, email: str | None, password: str, ip: str | None
-) -> User:
-    """The user (of the tenant in scope) a login and password name, not blocked, its hash
-    upgraded if the parameters changed. InvalidGrant (its audit row kept) with the same
-    answer and cost whether or not the user exists."""
-    login = username or email or ""
-    candidates = _password_candidates(username, email)
-    user = _check_password(candidates, password)
-    if user is None:
-        named = candidates[0] if len(candidates) == 1 else None
-        raise _signin_failed(ip, named, "wrong_password" if candidates else "unknown_user", login)
-    if user.blocked:
-        raise _signin_failed(ip, user, "blocked", login)
-    if user.password_hash and security.password_needs_rehash(user.password_hash):
-        user.password_hash = security.hash_password(password)
-    return user
-
-
-def password_grant(
-    *,
-    tenant_id: str,
-    username: str | None,
-    email: str | None,
-    password: str,
-    ip: str | None,
-    otp: str | None = None,
-    client_id: str | None = None,
-    scope: str | None = None,
-    allowed_scopes: Collection[str] = (),
-) -> TokenSet:
-    """Sign in with a password; InvalidGrant with the same answer and cost whether or not
-    the user exists. With a registered application's `client_id`, the session is its and
-    holds the `scope` it asks for that the user holds and `allowed_scopes` (the app's)
-    names (Invalid invalid_scope for an unknown one); without, everything the user holds."""
-    if not (username or email):
-        raise Invalid("username or email is required", code="invalid_request")
-    tenant = tenant_service.find_tenant(tenant_id)  # kept: issuing tokens reads it again
-    if tenant is None:
-        raise Invalid("X-Tenant-ID names no tenant", code="invalid_request")
-    with tenant_scope(tenant_id):
-        user = authenticate_password(username=username, email=email, password=password, ip=ip)
-        mfa_service.check_sign_in(user=user, otp=otp, ip=ip)
-        granted = (
-            application_scopes(user, requested=scope, allowed=allowed_scopes) if client_id else None
-        )
-        record_login(user, actor=f"user:{user.id}", ip=ip, method="password")
-        tokens = issue_session(user=user, client_id=client_id, scope=granted)
-        db.session.flush()
-        return tokens
 
 
 def _find_refresh_token(raw: str) -> RefreshToken | None:

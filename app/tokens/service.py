@@ -226,8 +226,11 @@ def spend_once(*, jti: str, user_id: str, ttl: int, used: AppError) -> None:
     )
 
 
-def record_login(user: User, *, actor: str, ip: str | None, method: str) -> None:
-    """Count a successful sign-in (in this transaction, so the next read shows it).
+def record_login(
+    user: User, *, actor: str, ip: str | None, method: str, data: dict[str, Any] | None = None
+) -> None:
+    """Count a successful sign-in (in this transaction, so the next read shows it); `data`
+    goes into its audit event beside the method.
 
     An atomic `logins_count + 1` rather than a versioned row update: concurrent sign-ins of
     one user must both count, and a sign-in is no edit of the user (version, updated_at
@@ -248,7 +251,11 @@ def record_login(user: User, *, actor: str, ip: str | None, method: str) -> None
     set_committed_value(user, "logins_count", (user.logins_count or 0) + 1)
     set_committed_value(user, "last_login_at", now)
     audit_service.record(
-        action="user.signed_in", actor=actor, user_id=user.id, ip=ip, data={"method": method}
+        action="user.signed_in",
+        actor=actor,
+        user_id=user.id,
+        ip=ip,
+        data={"method": method, **(data or {})},
     )
 
 

@@ -47,6 +47,13 @@ class User(TenantScoped, TimestampMixin, Base):
     device_token: Mapped[str255 | None]
     device_type: Mapped[str32 | None]
     password_hash: Mapped[str255 | None]
+    # The first byte of a keyed HMAC of the password, and which key made it
+    # (core.security.password_tag): among several holders of an address, only those whose
+    # tag matches are verified. None for a hash set before tags existed (filled in at the
+    # next sign-in).
+    password_tag: Mapped[int | None]
+    # Wrong second-factor codes since the last sign-in: the next one shows the count.
+    second_factor_failures: Mapped[int] = mapped_column(default=0, server_default="0")
     last_activity_at: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     logins_count: Mapped[int] = mapped_column(default=0)

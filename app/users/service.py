@@ -11,16 +11,15 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import bindparam, or_, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, select, update
 
 from app.audit import service as audit_service
-from app.core import lastseen, security
+from app.core import lastseen
 from app.core.db import add_unique, db, utcnow
 from app.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from app.core.tenancy import Principal, current_tenant_id
 from app.tenants import service as tenant_service
-from app.users import read_model
+from app.users import passwords, read_model
 from app.users.models import User
 
 USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@|:-]{1,128}\Z")
@@ -132,7 +131,7 @@ def create_user(
     _set_email(user, email)
     if password is not None:
         check_password(password)
-        user.password_hash = security.hash_password(password)
+        passwords.set_password(user, password)
     user.custom_scopes, user.settings = [], []
     user.user_metadata, user.app_metadata = {}, {}
     for key, value in profile.items():
@@ -200,26 +199,6 @@ def get_user_view(user_id: str, *, caller: Principal | None = None) -> read_mode
 
 def find_by_username(username: str) -> User | None:
     return db.session.scalar(select(User).where(User.username_normalized == username.casefold()))
-
-
-def find_login_matches(*, username: str | None, email: str | None) -> list[User]:
-    """In one query (with policies, which token scopes need): the user with this username
-    and the users with this email."""
-    conditions = []
-    if username:
-        conditions.append(User.username_normalized == username.casefold())
-    if email:
-        conditions.append(User.email_normalized == email.casefold())
-    if not conditions:
-        return []
-    query = (
-        select(User)
-        .where(or_(*conditions))
-        .options(joinedload(User.policies))
-        .order_by(User.created_at, User.id)
-        .limit(MAX_EMAIL_MATCHES + 1)
-    )
-    return list(db.session.scalars(query).unique())
 
 
 def find_by_email(email: str) -> list[User]:

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
 from config import Config, ConfigError, normalize_database_url
+from tests import factories
 
 PROD_BASE = {
     "APP_ENV": "production",
@@ -242,3 +244,65 @@ def test_a_relative_sqlite_path_is_under_the_instance_folder(tmp_path: Path) -> 
             Config({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": kept}).SQLALCHEMY_DATABASE_URI
             == kept
         )
+
+
+@pytest.mark.parametrize(
+    ("issuer", "secure"),
+    [
+        ("https://id.example.com", True),
+        ("http://id.example.com:8080", False),
+        ("http://127.0.0.1:5000", False),
+    ],
+)
+def test_the_sign_in_cookies_are_secure_when_the_issuer_is_https(
+    tmp_path: Path, issuer: str, secure: bool
+) -> None:
+    """Issue 22: production marked the cookies Secure over an http issuer, and browsers
+    dropped them: every sign-in through the page failed."""
+    base = {"INSTANCE_PATH": str(tmp_path), "ISSUER": issuer}
+    for app_env in ("development", "testing"):
+        assert Config({**base, "APP_ENV": app_env}).LOGIN_COOKIE_SECURE is secure
+    # An explicit setting still wins, either way.
+    assert Config({**base, "LOGIN_COOKIE_SECURE": "false"}).LOGIN_COOKIE_SECURE is False
+    assert Config({**base, "LOGIN_COOKIE_SECURE": "true"}).LOGIN_COOKIE_SECURE is True
+
+
+@pytest.mark.parametrize(
+    "issuer", ["http://id.example.com", "http://10.0.0.5:5000", "http://gatehouse.local"]
+)
+def test_production_refuses_an_http_issuer_off_loopback(tmp_path: Path, issuer: str) -> None:
+    base = {**PROD_BASE, "INSTANCE_PATH": str(tmp_path), "ISSUER": issuer}
+    with pytest.raises(ConfigError) as caught:
+        Config(base)
+    message = str(caught.value)
+    assert "ISSUER" in message and "ALLOW_INSECURE_ISSUER=true" in message, message
+    assert "\n" not in message
+    # Said on purpose, it starts (its cookies are not Secure: a browser would drop them).
+    intended = Config({**base, "ALLOW_INSECURE_ISSUER": "true"})
+    assert intended.ISSUER == issuer and intended.LOGIN_COOKIE_SECURE is False
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "https://id.example.com",
+        "http://127.0.0.1:5000",
+        "http://127.8.0.1",
+        "http://localhost:8000",
+        "http://app.localhost",
+        "http://[::1]:5000",
+    ],
+)
+def test_production_accepts_https_and_loopback_issuers(tmp_path: Path, issuer: str) -> None:
+    config = Config({**PROD_BASE, "INSTANCE_PATH": str(tmp_path), "ISSUER": issuer})
+    assert config.ISSUER == issuer and config.ALLOW_INSECURE_ISSUER is False
+
+
+def test_an_http_issuer_stops_a_production_start_with_one_line(app: Flask) -> None:
+    env = factories.process_env(app, APP_ENV="production", ISSUER="http://id.example.com")
+    result = factories.run_command(["flask", "--app", "wsgi", "tenants", "list"], env)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 4 and "Traceback" not in output, output
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("ConfigError:")]
+    assert "ISSUER http://id.example.com is plain http" in line

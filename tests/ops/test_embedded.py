@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -15,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import ROOT_KEY, make_config
-from tests.factories import PASSWORD, wait_until
+from tests.factories import PASSWORD, totp_code, wait_until
 
 
 @pytest.fixture()
@@ -154,3 +155,38 @@ def test_password_reset_mail_goes_to_the_outbox_embedded(embedded: Flask, tmp_pa
         headers={"X-Tenant-ID": tenant_id},
     )
     assert signed.status_code == 200
+
+
+def test_second_factor_failures_are_kept_and_shown_embedded(embedded: Flask) -> None:
+    """SQLite and no Redis: a wrong code's audit row and count are written in their own
+    transaction (the request's rolls back), and the budget lives in memory."""
+    client = embedded.test_client()
+    tenant_id, key = _bootstrap(embedded)
+    created = client.post(
+        "/auth/user",
+        json={"uid": "otto", "email": "otto@example.com", "password": PASSWORD},
+        headers=key,
+    )
+    assert created.status_code == 200
+    grant = {"grant_type": "password", "username": "otto@example.com", "password": PASSWORD}
+    tenant = {"X-Tenant-ID": tenant_id}
+    access = client.post("/oauth/token", data=grant, headers=tenant).get_json()["access_token"]
+    bearer = {"Authorization": f"Bearer {access}"}
+    secret = client.post("/users/me/mfa/totp", headers=bearer).get_json()["secret"]
+    confirm = client.post(
+        "/users/me/mfa/totp/confirm", json={"code": totp_code(secret)}, headers=bearer
+    )
+    assert confirm.status_code == 200
+
+    wrong = client.post("/oauth/token", data={**grant, "otp": "000000"}, headers=tenant)
+    assert wrong.status_code == 401 and wrong.get_json()["error"] == "invalid_grant"
+    right = client.post(
+        "/oauth/token", data={**grant, "otp": totp_code(secret, time.time() + 30)}, headers=tenant
+    )
+
+    assert right.status_code == 200, right.get_data(as_text=True)
+    events = client.get("/audit-events", headers=key).get_json()["items"]
+    failed = [e["data"]["reason"] for e in events if e["action"] == "user.signin_failed"]
+    signed_in = [e["data"] for e in events if e["action"] == "user.signed_in"]
+    assert failed == ["wrong_otp"]
+    assert signed_in[0] == {"method": "password", "second_factor_failures": 1}

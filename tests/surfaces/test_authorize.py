@@ -30,6 +30,7 @@ from tests.oauth_support import (
     rate_limited_app,
     sign_in_through_page,
     submit_login,
+    variant_app,
 )
 
 REDIRECT = "http://127.0.0.1:8765/callback"
@@ -76,8 +77,10 @@ def test_login_page_is_accessible_csrf_protected_and_self_contained(
     fields = form_fields(html)
     assert fields["csrf_token"] and fields["authz"]
     csrf_cookie = _cookie(page, "gh_csrf=")
-    for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Path=/"):
+    for attribute in ("HttpOnly", "SameSite=Lax", "Path=/"):
         assert attribute in csrf_cookie
+    # The issuer is http://gatehouse.test: a browser would drop a Secure cookie over http.
+    assert "Secure" not in csrf_cookie
     # Nothing from elsewhere: the page works offline, and may not be framed or cached.
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
@@ -115,17 +118,68 @@ def test_sign_in_redirects_with_a_code_that_exchanges_for_app_tokens(
     assert [(e["user_id"], e["data"]["method"]) for e in signed_in] == [(alice, "login_page")]
 
 
-def test_the_sign_in_session_cookie_is_http_only_secure_and_lax(
-    client: FlaskClient, tenant: TenantHandle, web: AppHandle, alice: str
+COOKIE_CASES = {
+    "https issuer": ({"ISSUER": "https://gatehouse.test"}, True),
+    "http issuer": ({"ISSUER": "http://gatehouse.test"}, False),
+    "http issuer, told Secure": (
+        {"ISSUER": "http://gatehouse.test", "LOGIN_COOKIE_SECURE": "true"},
+        True,
+    ),
+    "https issuer, told not": (
+        {"ISSUER": "https://gatehouse.test", "LOGIN_COOKIE_SECURE": "false"},
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize(("settings", "secure"), COOKIE_CASES.values(), ids=COOKIE_CASES.keys())
+def test_the_sign_in_cookies_are_secure_when_the_issuer_is_https(
+    app: Flask,
+    database_url: str,
+    tmp_path: Path,
+    tenant: TenantHandle,
+    web: AppHandle,
+    alice: str,
+    settings: dict,
+    secure: bool,
 ) -> None:
-    verifier, challenge = pkce_pair()
-    page = client.get("/authorize", query_string=authorize_query(web, challenge))
+    """Secure follows the issuer's scheme (an explicit LOGIN_COOKIE_SECURE wins); Secure
+    cookies take the __Host- prefix (Path=/, no Domain), so no subdomain can plant one."""
+    with variant_app(app, database_url, tmp_path, **settings) as variant:
+        browser = variant.test_client()
+        page = login_page(browser, web)
+        answer = submit_login(browser, page, "alice")
+
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    prefix = "__Host-" if secure else ""
+    for cookie in (
+        _cookie(page, f"{prefix}gh_csrf="),
+        _cookie(answer, f"{prefix}gh_sso_{tenant.id}="),
+    ):
+        for attribute in ("HttpOnly", "SameSite=Lax", "Path=/"):
+            assert attribute in cookie
+        assert ("; Secure" in cookie) is secure, cookie
+        assert "Domain=" not in cookie
+    assert "Max-Age=86400" in _cookie(answer, f"{prefix}gh_sso_{tenant.id}=")
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_the_csrf_cookie_is_rotated_when_a_sign_in_completes(
+    client: FlaskClient, web: AppHandle, alice: str
+) -> None:
+    page = login_page(client, web)
+    before = _cookie(page, "gh_csrf=").split(";")[0]
+    stale_fields = form_fields(page.get_data(as_text=True))
+
     answer = submit_login(client, page, "alice")
 
-    cookie = _cookie(answer, f"gh_sso_{tenant.id}=")
-    for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=86400"):
-        assert attribute in cookie
-    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.status_code == 303
+    after = _cookie(answer, "gh_csrf=").split(";")[0]
+    assert after != before and len(after) == len(before)
+    # A token of the old secret serves no more: the login form it came with is refused.
+    replay = client.post("/authorize", data={**stale_fields, "username": "a", "password": "b"})
+    assert replay.status_code == 400
+    assert "<code>form_expired</code>" in replay.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("login", ["alice", "nobody"], ids=["wrong password", "unknown user"])
@@ -138,7 +192,7 @@ def test_wrong_credentials_show_the_form_again_with_the_error(
     assert answer.status_code == 401
     assert "Location" not in answer.headers
     html = answer.get_data(as_text=True)
-    assert '<div class="error" role="alert" id="form-error">' in html
+    assert '<div class="error" role="alert" id="form-error" data-code="invalid_grant">' in html
     assert "Wrong username, email or password" in html
     assert 'aria-invalid="true" aria-describedby="form-error"' in html
     assert form_fields(html)["username"] == login
@@ -174,12 +228,33 @@ def test_csrf_token_must_match_the_browser(
     forged = client.post("/authorize", data={**fields, "csrf_token": "forged"})
     assert forged.status_code == 403
     assert "did not come from this page" in forged.get_data(as_text=True)
-    # Another browser (no cookies) replaying the whole form: refused before the password.
-    stranger = app.test_client().post("/authorize", data=fields)
+    # Another browser (with its own cookie) replaying the whole form: refused before the
+    # password.
+    other = app.test_client()
+    login_page(other, web)
+    stranger = other.post("/authorize", data=fields)
     assert stranger.status_code == 400
-    assert "form_expired" in stranger.get_data(as_text=True)
+    assert "<code>form_expired</code>" in stranger.get_data(as_text=True)
     assert "Location" not in forged.headers and "Location" not in stranger.headers
     assert "gh_sso_" not in str(forged.headers) + str(stranger.headers)
+
+
+def test_a_form_posted_without_cookies_says_the_cookies_did_not_arrive(
+    app: Flask, client: FlaskClient, web: AppHandle, alice: str
+) -> None:
+    page = login_page(client, web)
+    fields = form_fields(page.get_data(as_text=True))
+    fields.update(username="alice", password=PASSWORD)
+
+    # What a browser does with a Secure cookie over http: it never sends it back.
+    cookieless = app.test_client().post("/authorize", data=fields)
+
+    assert cookieless.status_code == 403
+    html = cookieless.get_data(as_text=True)
+    assert "<code>cookies_missing</code>" in html
+    assert "did not send this site&#39;s cookies" in html and "must not be Secure" in html
+    assert "took too long" not in html  # not the expired-form message
+    assert "gh_sso_" not in str(cookieless.headers)
 
 
 def test_the_form_carries_a_tamper_proof_request(

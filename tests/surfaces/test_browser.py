@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -30,9 +32,11 @@ from tests.oauth_support import (
     pkce_pair,
     query_of,
     sign_in,
+    variant_app,
 )
 
 pytestmark = pytest.mark.browser
+OTHER_HOST = "gatehouse.example"
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +67,11 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
+        # A name for the loopback address that is not a loopback name: a site served
+        # over plain http on a real host, as browsers treat one.
+        mapped = f"--host-resolver-rules=MAP {OTHER_HOST} 127.0.0.1"
         chromium = playwright.chromium.launch(
-            executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+            executable_path=chromium_path(), args=[*CHROMIUM_ARGS, mapped], headless=True
         )
         yield chromium
         chromium.close()
@@ -136,7 +143,8 @@ def test_a_person_signs_in_with_a_real_browser(
     assert answer["state"] == query["state"]
     cookies = {c["name"]: c for c in context.cookies(live_server)}
     session_cookie = cookies[f"gh_sso_{tenant.id}"]
-    assert session_cookie["httpOnly"] and session_cookie["secure"]
+    # The issuer is http://gatehouse.test: not Secure (test_secure_cookies_over_http).
+    assert session_cookie["httpOnly"] and not session_cookie["secure"]
     assert session_cookie["sameSite"] == "Lax"
     context.close()
 
@@ -158,3 +166,75 @@ def test_a_person_signs_in_with_a_real_browser(
     assert id_token["nonce"] == query["nonce"] and id_token["name"] == "Alice Liddell"
     info = client.get("/userinfo", headers=bearer(body["access_token"]))
     assert info.status_code == 200 and info.get_json()["email"] == "alice@example.com"
+
+
+@contextmanager
+def served_as(
+    session_app: Flask, database_url: str, tmp: Path, host: str, **settings: str
+) -> Iterator[str]:
+    """A process of the deployment served over HTTP whose ISSUER is `host` at the port it
+    listens on (with `settings` on top); that issuer."""
+    target: dict[str, Flask] = {}
+
+    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
+        return target["app"](environ, start_response)
+
+    with factories.serve(dispatch) as base:  # type: ignore[arg-type]
+        issuer = f"http://{host}:{base.rpartition(':')[2]}"
+        with variant_app(session_app, database_url, tmp, ISSUER=issuer, **settings) as served:
+            target["app"] = served
+            yield issuer
+
+
+SECURE_CASES = {
+    # Issue 22: Secure cookies over http on a real host; every sign-in failed.
+    "http host, default": (OTHER_HOST, {}, "signed in", ""),
+    "http host, told Secure": (OTHER_HOST, {"LOGIN_COOKIE_SECURE": "true"}, "no cookies", ""),
+    "loopback, told Secure": ("127.0.0.1", {"LOGIN_COOKIE_SECURE": "true"}, "signed in", "__Host-"),
+}
+
+
+@pytest.mark.parametrize(
+    ("host", "settings", "outcome", "prefix"), SECURE_CASES.values(), ids=SECURE_CASES.keys()
+)
+def test_secure_cookies_over_http(
+    app: Flask,
+    database_url: str,
+    tmp_path: Path,
+    callback_server: str,
+    browser: Any,
+    tenant: TenantHandle,
+    host: str,
+    settings: dict[str, str],
+    outcome: str,
+    prefix: str,
+) -> None:
+    """Cookies are Secure when the issuer is https (here: only when told); a browser drops
+    Secure cookies from a plain-http host but not from loopback, and a form that comes
+    back without its cookie says so."""
+    factories.make_user(app, tenant.id, username="alice", password=PASSWORD)
+    handle = factories.make_application(app, tenant.id, redirect_uris=[callback_server])
+    _, challenge = pkce_pair()
+    with served_as(app, database_url, tmp_path, host, **settings) as issuer:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{issuer}/authorize?{urlencode(authorize_query(handle, challenge))}")
+        page.get_by_label("Username or email address").fill("alice")
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        if outcome == "signed in":
+            page.wait_for_url(f"{callback_server}?*")
+            assert "code" in query_of(page.url)
+        else:
+            alert = page.get_by_role("alert")
+            assert "did not send this site's cookies" in alert.inner_text()
+            assert page.locator("code").inner_text() == "cookies_missing"
+        cookies = {c["name"]: c for c in context.cookies(issuer)}
+        context.close()
+
+    if outcome == "signed in":
+        session_cookie = cookies[f"{prefix}gh_sso_{tenant.id}"]
+        assert session_cookie["secure"] is bool(prefix) and session_cookie["path"] == "/"
+        assert f"{prefix}gh_csrf" in cookies
+    else:
+        assert cookies == {}  # the browser kept none of them

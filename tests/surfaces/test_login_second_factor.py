@@ -90,7 +90,10 @@ def test_a_wrong_or_reused_code_shows_the_step_again(
     assert [e["data"]["reason"] for e in failed] == ["wrong_otp"]
 
     code = next_totp(secret)
-    assert _submit_code(client, wrong, code).status_code == 303
+    notice = _submit_code(client, wrong, code)
+    assert notice.status_code == 200  # first told of the wrong code (test_second_factor_budget)
+    fields = form_fields(notice.get_data(as_text=True))
+    assert client.post("/authorize/continue", data=fields).status_code == 303
     # The same code again, in another browser's sign-in: refused (each code works once).
     elsewhere = client.application.test_client()
     again, _, _ = _second_step(elsewhere, web)
@@ -102,13 +105,13 @@ def test_the_code_page_is_bound_to_this_browser(
 ) -> None:
     page, _, _ = _second_step(client, web)
     fields = form_fields(page.get_data(as_text=True))  # type: ignore[attr-defined]
+    other = app.test_client()
+    _second_step(other, web)  # a browser with cookies of its own
 
-    stranger = app.test_client().post(
-        "/authorize/second-factor", data={**fields, "code": next_totp(secret)}
-    )
+    stranger = other.post("/authorize/second-factor", data={**fields, "code": next_totp(secret)})
 
     assert stranger.status_code == 400
-    assert "form_expired" in stranger.get_data(as_text=True)
+    assert "<code>form_expired</code>" in stranger.get_data(as_text=True)
 
 
 def test_a_user_without_a_second_factor_skips_the_step(
@@ -122,15 +125,18 @@ def test_a_user_without_a_second_factor_skips_the_step(
 def test_codes_are_rate_limited_like_sign_in(
     app: Flask, database_url: str, tmp_path: Path, web: AppHandle, secret: str
 ) -> None:
+    """The password and the codes count against one budget per account (and IP)."""
     with rate_limited_app(
-        app, database_url, tmp_path, RATELIMIT_SIGNIN_PER_ACCOUNT="2 per minute"
+        app, database_url, tmp_path, RATELIMIT_SIGNIN_PER_ACCOUNT="3 per minute"
     ) as limited:
         browser = limited.test_client()
-        page, _, _ = _second_step(browser, web)
+        page, _, _ = _second_step(browser, web)  # the password: 1
         for _ in range(2):
-            page = _submit_code(browser, page, "000000")
+            page = _submit_code(browser, page, "000000")  # 2, 3
             assert page.status_code == 401
         refused = _submit_code(browser, page, next_totp(secret))
 
     assert refused.status_code == 429
-    assert "Too many requests" in refused.get_data(as_text=True)
+    html = refused.get_data(as_text=True)
+    assert 'data-code="rate_limited"' in html and "Too many requests" in html
+    assert 'name="pending"' in html and int(refused.headers["Retry-After"]) >= 1

@@ -17,6 +17,7 @@ from tests.oauth_support import (
     authorize_query,
     claims,
     exchange,
+    form_fields,
     login_page,
     make_alice,
     pkce_pair,
@@ -150,3 +151,25 @@ def test_a_blocked_user_cannot_sign_in_on_the_page(
     assert answer.status_code == 401
     failed = audit_events(client, tenant.headers, "user.signin_failed")
     assert [e["data"]["reason"] for e in failed] == ["blocked"]
+
+
+def test_a_login_hint_for_another_user_shows_the_form_prefilled(
+    app: Flask, client: FlaskClient, tenant: TenantHandle, web: AppHandle, alice: str
+) -> None:
+    """Issue 22: while alice's sign-in session lived, an app asking for bob got alice."""
+    factories.make_user(
+        app, tenant.id, user_id="bob-1", username="bob", email="bob@example.com", password="x" * 9
+    )
+    sign_in_through_page(client, web, "alice")
+
+    page = login_page(client, web, login_hint="bob@example.com")
+
+    assert page.status_code == 200, page.headers
+    assert form_fields(page.get_data(as_text=True))["username"] == "bob@example.com"
+    # Without the form (prompt=none) there is no way to sign bob in: login_required.
+    silent = login_page(client, web, login_hint="bob", prompt="none")
+    assert query_of(silent.headers["Location"])["error"] == "login_required"
+    # A hint naming the signed-in user (by address, username or id) resumes her session.
+    for hint in ("ALICE@example.com", "alice", alice):
+        resumed = login_page(client, web, login_hint=hint)
+        assert resumed.status_code == 302 and "code" in query_of(resumed.headers["Location"])

@@ -79,7 +79,11 @@ def test_without_a_hint_the_user_is_asked_first(
     assert _signed_in(client, web)  # nothing ended yet
     # The confirmation form, replayed by another browser, does nothing.
     fields = form_fields(html)
-    assert app.test_client().post("/logout", data=fields).status_code == 400
+    other = app.test_client()
+    other.get("/logout", query_string={"client_id": web.client_id})  # its own cookie
+    replayed = other.post("/logout", data=fields)
+    assert replayed.status_code == 400
+    assert "<code>form_expired</code>" in replayed.get_data(as_text=True)
     assert _signed_in(client, web)
 
     confirmed = client.post("/logout", data=fields)

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import jwt
 import pytest
-from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.core import security
 from app.core.scopes import ADMIN_SCOPES, CURRENT_USER_SCOPES
 from tests import factories
 from tests.factories import TenantHandle
@@ -24,6 +22,7 @@ from tests.oauth_support import (
     audit_events,
     bearer,
     claims,
+    count_verifications,
     rate_limited_app,
     sign_in,
     token_request,
@@ -138,19 +137,7 @@ def test_admin_and_custom_scopes_are_in_the_token_and_take_effect(
 
 @pytest.fixture()
 def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Count argon2 verifications by `security._hasher` (the real function still runs).
-
-    PasswordHasher has __slots__, so the method is wrapped on its class."""
-    calls: list[str] = []
-    real = type(security._hasher).verify
-
-    def counting(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
-        if hasher is security._hasher:
-            calls.append(password_hash)
-        return real(hasher, password_hash, password)
-
-    monkeypatch.setattr(type(security._hasher), "verify", counting)
-    return calls
+    return count_verifications(monkeypatch)
 
 
 def test_wrong_password_and_unknown_user_answer_alike_and_both_verify_a_hash(
@@ -311,6 +298,26 @@ def test_a_failed_basic_client_authentication_challenges_with_basic(
     )
     assert_oauth_error(response, 401, "invalid_client")
     assert response.headers.get("WWW-Authenticate", "").startswith("Basic")
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [b"a\x00:b", b"a%00:b", b"a:b\x00", b"a:%00b"],
+    ids=["raw", "%00", "secret", "secret %00"],
+)
+@pytest.mark.parametrize("grant", ["client_credentials", "password", "refresh_token"])
+def test_a_nul_inside_basic_credentials_is_invalid_client(
+    client: FlaskClient, tenant: TenantHandle, credentials: bytes, grant: str
+) -> None:
+    """Issue 22: `curl -u 'a%00:b' .../oauth/token` answered 500 (the NUL reached the
+    database)."""
+    header = {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+    body = {"grant_type": grant, "username": "a", "password": "b", "refresh_token": "rt_x_y"}
+
+    response = client.post("/oauth/token", data=body, headers={**header, "X-Tenant-ID": tenant.id})
+
+    assert_oauth_error(response, 401, "invalid_client")
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
 
 
 def test_client_credentials_token_carries_the_keys_scopes_and_dies_with_the_key(

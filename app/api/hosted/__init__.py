@@ -71,7 +71,9 @@ def render_error_page(exc: Exception) -> Response:
         return redirect(server_failure(authz, err.status).location, code=302)  # type: ignore[return-value]
     form: FormOnScreen | None = g.get("form_on_screen")
     if form is not None and err.status < 500:
-        response = page(form.template, err.status, error=err.message, **form.context)
+        response = page(
+            form.template, err.status, error=err.message, error_code=err.code, **form.context
+        )
     else:
         response = page("error.html", err.status, message=err.message, code=err.code)
     for name, value in err.headers.items():

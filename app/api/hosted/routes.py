@@ -1,5 +1,7 @@
 """Routes of the hosted pages: the login page that answers authorization requests, the
-second-factor step, RP-initiated logout, and the email-verification link."""
+second-factor step (and the notice of failed codes that may follow it), RP-initiated
+logout, and the email-verification link. The sign-in's rules (limits, budget, audit) are
+the sign-in flow's, reached through applications.login."""
 
 from __future__ import annotations
 
@@ -13,13 +15,13 @@ from app.api.hosted import blp, browser, page, show_form_on_error
 from app.applications import authorization, login
 from app.applications import logout as logout_service
 from app.applications.authorization import AuthorizationRequest, with_query
-from app.core import ratelimit
 from app.core.errors import Invalid
 from app.core.http import accepts_form
 from app.credentials import verification
 
 AUTHORIZE = "authorize-request"
 SECOND_FACTOR = "second-factor"
+SIGNED_IN = "signed-in"
 LOGOUT = "logout-request"
 
 
@@ -58,16 +60,44 @@ def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
     return page("login.html", **context)
 
 
-def _to_client(outcome: login.Outcome, authz: AuthorizationRequest, status: int) -> Response:
-    """Send the browser back to the client with its code, keeping the sign-in session (a
-    session the browser had before with this tenant ends: its cookie is replaced)."""
-    assert outcome.location is not None and outcome.session_id is not None
+def _keep_session(response: Response, authz: AuthorizationRequest, session_id: str) -> None:
+    """Keep the sign-in session in this browser's cookie (a session the browser had before
+    with this tenant ends: its cookie is replaced)."""
     replaced = browser.read_session(authz.tenant_id)
-    if replaced is not None and replaced != outcome.session_id:
+    if replaced is not None and replaced != session_id:
         login.sign_out(tenant_id=authz.tenant_id, session_id=replaced)
-    response = redirect(outcome.location, code=status)
-    browser.keep_session(response, authz.tenant_id, outcome.session_id)  # type: ignore[arg-type]
-    return response  # type: ignore[return-value]
+    browser.keep_session(response, authz.tenant_id, session_id)
+
+
+def _to_client(outcome: login.Outcome, authz: AuthorizationRequest, status: int) -> Response:
+    """Send the browser back to the client with its code, keeping the sign-in session."""
+    assert outcome.location is not None and outcome.session_id is not None
+    response: Response = redirect(outcome.location, code=status)  # type: ignore[assignment]
+    _keep_session(response, authz, outcome.session_id)
+    return response
+
+
+def _signed_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
+    """A sign-in completed: a new CSRF secret for this browser, then on to the client, or
+    first to the page that says how many codes failed since the previous sign-in."""
+    browser.rotate_csrf()
+    if outcome.location is not None:
+        return _to_client(outcome, authz, 303)
+    assert outcome.session_id is not None
+    context = {
+        "app_name": _application_name(authz),
+        "failures": outcome.second_factor_failures,
+        "signed_in": browser.seal(SIGNED_IN, {"authz": authz.as_dict(), "sid": outcome.session_id}),
+    }
+    response = page("second_factor_notice.html", **context)
+    _keep_session(response, authz, outcome.session_id)
+    return response
+
+
+def _second_factor_form(authz: AuthorizationRequest, user_id: str, generation: int) -> str:
+    """A single-use sealed second-factor step, bound to the user's session generation."""
+    pending = {"authz": authz.as_dict(), "uid": user_id, "gen": generation}
+    return browser.seal(SECOND_FACTOR, pending, once=True)
 
 
 @blp.route("/authorize", methods=["GET"])
@@ -87,16 +117,6 @@ def authorize() -> Response:
     return _login_page(authz, username=authz.login_hint or "")
 
 
-def _limit_sign_in(tenant_id: str, *identifiers: str) -> str:
-    """The password grant's limits: per client IP, and per account named (with the IP)."""
-    ip = client_ip() or "-"
-    ratelimit.check("RATELIMIT_SIGNIN_PER_IP", ip)
-    ratelimit.check_each(
-        "RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, ratelimit.login_keys(*identifiers), ip
-    )
-    return ip
-
-
 @blp.route("/authorize", methods=["POST"])
 @accepts_form
 @public
@@ -113,18 +133,13 @@ def authorize_submit() -> Response:
     if "cancel" in request.form:
         raise authorization.access_denied(authz)
     form = _form(LoginForm(), "Enter your username or email address and your password.")
-    ip = _limit_sign_in(authz.tenant_id, form["username"])
     outcome = login.password_step(
-        request=authz, login=form["username"], password=form["password"], ip=ip
+        request=authz, login=form["username"], password=form["password"], ip=client_ip()
     )
     if outcome.pending_user is not None:
-        pending = {"authz": authz.as_dict(), "uid": outcome.pending_user}
-        context = {
-            "app_name": _application_name(authz),
-            "pending": browser.seal(SECOND_FACTOR, pending),
-        }
-        return page("second_factor.html", **context)
-    return _to_client(outcome, authz, 303)
+        pending = _second_factor_form(authz, outcome.pending_user, outcome.pending_generation)
+        return page("second_factor.html", app_name=_application_name(authz), pending=pending)
+    return _signed_in(outcome, authz)
 
 
 @blp.route("/authorize/second-factor", methods=["POST"])
@@ -132,17 +147,37 @@ def authorize_submit() -> Response:
 @public
 def second_factor_submit() -> Response:
     """Check the one-time code of the user who just gave a password"""
-    sealed = request.form.get("pending")
-    pending = browser.unseal(SECOND_FACTOR, sealed, browser.SECOND_FACTOR_TTL)
+    pending = browser.unseal(
+        SECOND_FACTOR, request.form.get("pending"), browser.SECOND_FACTOR_TTL, once=True
+    )
     authz = AuthorizationRequest.from_dict(pending["authz"])
     g.authz = authz
-    show_form_on_error("second_factor.html", app_name=_application_name(authz), pending=sealed)
+    user_id, generation = str(pending["uid"]), int(pending.get("gen", -1))
+    # The submitted form is used up: an error shows a fresh one.
+    show_form_on_error(
+        "second_factor.html",
+        app_name=_application_name(authz),
+        pending=_second_factor_form(authz, user_id, generation),
+    )
     browser.check_csrf(request.form.get("csrf_token"))
     form = _form(CodeForm(), "Enter the code your authenticator app shows.")
-    ip = _limit_sign_in(authz.tenant_id, pending["uid"])
     outcome = login.second_factor_step(
-        request=authz, user_id=pending["uid"], code=form["code"], ip=ip
+        request=authz, user_id=user_id, generation=generation, code=form["code"], ip=client_ip()
     )
+    return _signed_in(outcome, authz)
+
+
+@blp.route("/authorize/continue", methods=["POST"])
+@accepts_form
+@public
+def continue_sign_in() -> Response:
+    """Go on to the app after the notice of failed codes"""
+    signed_in = browser.unseal(SIGNED_IN, request.form.get("signed_in"))
+    authz = AuthorizationRequest.from_dict(signed_in["authz"])
+    g.authz = authz
+    browser.check_csrf(request.form.get("csrf_token"))
+    outcome = login.resume(request=authz, session_id=str(signed_in["sid"]), just_signed_in=True)
+    assert outcome is not None  # resume raises instead when the session ended
     return _to_client(outcome, authz, 303)
 
 

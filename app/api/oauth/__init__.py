@@ -19,12 +19,18 @@ OAUTH_ERRORS = frozenset(
         "unsupported_grant_type",
         "invalid_scope",
         "mfa_required",  # Auth0's answer to a password grant that lacks the second factor
+        "too_many_attempts",  # Auth0's answer while an account's codes are locked (429)
         "invalid_token",
         "insufficient_scope",
     }
 )
-# RFC 6750 §3.1 names for what the bearer check of /userinfo raises.
-_ALIASES = {"missing_credentials": "invalid_token", "user_token_required": "insufficient_scope"}
+# Domain codes under their OAuth names: RFC 6750 §3.1's for what the bearer check of
+# /userinfo raises, Auth0's for a locked second factor.
+_ALIASES = {
+    "missing_credentials": "invalid_token",
+    "user_token_required": "insufficient_scope",
+    "second_factor_locked": "too_many_attempts",
+}
 _BY_STATUS = {401: "invalid_client", 403: "unauthorized_client", 429: "temporarily_unavailable"}
 _SERVER_ERRORS = ("server_error", "temporarily_unavailable")
 

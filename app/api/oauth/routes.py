@@ -28,7 +28,9 @@ from app.applications.models import Application
 from app.core import ratelimit
 from app.core.errors import Invalid, Unauthenticated
 from app.core.http import accepts_form
+from app.core.inputs import text_problem
 from app.core.scopes import APP_SCOPES
+from app.signin import flow as signin_flow
 from app.tokens import claims as token_claims
 from app.tokens import grants, signing
 from app.tokens import service as token_service
@@ -59,7 +61,12 @@ def _basic_credentials() -> tuple[str, str] | None:
     client_id, sep, secret = decoded.partition(":")
     if not sep:
         raise _malformed_basic()
-    return unquote(client_id), unquote(secret)
+    credentials = unquote(client_id), unquote(secret)
+    # The header's own text was checked at the edge, not what it encodes: a NUL (raw or
+    # %00) would reach the database, which cannot store it.
+    if any(text_problem(part) for part in credentials):
+        raise _malformed_basic()
+    return credentials
 
 
 def _require(body: dict[str, Any], *names: str) -> None:
@@ -114,12 +121,8 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
     if grant == "password":
         _require(body, "password")
         client = _registered_client(body)
-        tenant_id = _tenant_of(client)
-        logins = ratelimit.login_keys(body.get("username"), body.get("email"))
-        ratelimit.check("RATELIMIT_SIGNIN_PER_IP", ip)
-        ratelimit.check_each("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, logins, ip)
-        return grants.password_grant(
-            tenant_id=tenant_id,
+        return signin_flow.password_grant(
+            tenant_id=_tenant_of(client),
             username=body.get("username"),
             email=body.get("email"),
             password=body["password"],

@@ -1,0 +1,247 @@
+"""The sign-in flow every password sign-in goes through: the token endpoint's password
+grant (with `otp`) and the hosted login page's two steps.
+
+One place holds each rule, so no surface can drift from another:
+- limits: per client IP, per identifier sent (username, email), and per account the login
+  resolves to (tenant + user + IP), all counted before any password is hashed;
+- the password: one argon2 verification whatever the number of accounts holding an
+  address (a dummy one for an unknown login), same answer whether or not the user exists;
+- the second factor: one budget per account for wrong codes across every path (5, then
+  a lock of 15 minutes that doubles with each further lock), shared through Redis;
+- audit: every failure is written in a transaction of its own before the error is raised
+  (the request's own rolls back), and the success says how many codes failed since the
+  previous sign-in;
+- the login is counted, and the password's stored hash and tag kept current.
+
+Functions taking `tenant_id` run in that tenant's scope (the caller's, except for
+`password_grant`, which is a whole sign-in and enters it)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from app.audit import service as audit_service
+from app.core import ratelimit, security
+from app.core.db import db, independent_write
+from app.core.errors import Forbidden, Invalid, InvalidGrant, RateLimited
+from app.core.tenancy import tenant_scope
+from app.credentials import mfa as mfa_service
+from app.tenants import service as tenant_service
+from app.tokens import claims as token_claims
+from app.tokens import service as token_service
+from app.tokens.service import TokenSet
+from app.users import passwords
+from app.users import service as user_service
+from app.users.models import User
+
+# Wrong second-factor codes an account may take before a lock; the lock doubles with each
+# further lock (up to a day), and the count is forgotten a day after the last wrong code or
+# at a successful sign-in.
+SECOND_FACTOR_BUDGET = ratelimit.Backoff(
+    name="second-factor",
+    failures=5,
+    lock_seconds=15 * 60,
+    longest_seconds=24 * 3600,
+    memory_seconds=24 * 3600,
+)
+PASSWORD_METHOD = "password"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A completed sign-in: the user, and how many second-factor codes failed since the
+    previous one (the user is told once)."""
+
+    user: User
+    second_factor_failures: int
+
+
+def _limit(tenant_id: str, ip: str | None, identifiers: Iterable[str | None]) -> None:
+    """Per client IP, then per identifier sent (each with the IP): RateLimited."""
+    where = ip or "-"
+    ratelimit.check("RATELIMIT_SIGNIN_PER_IP", where)
+    ratelimit.check_each(
+        "RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, ratelimit.login_keys(*identifiers), where
+    )
+
+
+def _limit_accounts(tenant_id: str, ip: str | None, users: Iterable[User]) -> None:
+    """Per resolved account (with the IP): a username and an email of one account share a
+    budget, so alternating them gains nothing."""
+    for user in users:
+        ratelimit.check("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, "account", user.id, ip or "-")
+
+
+def _record_failure(
+    *, ip: str | None, user: User | None, reason: str, login: str | None = None
+) -> None:
+    """Audit a failed sign-in (and count a failed code against the user) in a transaction
+    of its own, committed now: the request's transaction rolls back with the error."""
+    with independent_write() as session:
+        audit_service.record(
+            action="user.signin_failed",
+            actor="anonymous",
+            user_id=user.id if user else None,
+            target=login[:255] if login else None,
+            ip=ip,
+            data={"reason": reason},
+            session=session,
+        )
+        if user is not None and reason in ("wrong_otp", "second_factor_locked"):
+            mfa_service.count_failed_code(session, user)
+
+
+def _verify(candidates: list[User], password: str) -> User | None:
+    """The candidate whose password this is. Tags leave (almost always) at most one hash
+    to verify; with none, a dummy hash is verified so every attempt costs the same."""
+    worth = passwords.worth_verifying(candidates, password)
+    if not worth:
+        security.verify_password(None, password)
+        return None
+    for user in worth:
+        if security.verify_password(user.password_hash, password):
+            return user
+    return None
+
+
+def check_password(
+    *, tenant_id: str, ip: str | None, username: str | None, email: str | None, password: str
+) -> User:
+    """The user (not blocked) that a login and password name: a username, else the
+    address (`email`, or the username tried as one). Writes nothing on success: the caller
+    keeps the hash current once the whole sign-in succeeded (`finish`).
+    RateLimited; InvalidGrant (audited) with the same answer and cost whether or not the
+    user exists."""
+    login = username or email or ""
+    _limit(tenant_id, ip, (username, email))
+    candidates = passwords.login_candidates(username=username, email=email or username)
+    _limit_accounts(tenant_id, ip, candidates)
+    user = _verify(candidates, password)
+    if user is None:
+        named = candidates[0] if len(candidates) == 1 else None
+        reason = "wrong_password" if candidates else "unknown_user"
+        _record_failure(ip=ip, user=named, reason=reason, login=login)
+        raise InvalidGrant("Wrong username, email or password")
+    if user.blocked:
+        _record_failure(ip=ip, user=user, reason="blocked", login=login)
+        raise InvalidGrant("Wrong username, email or password")
+    return user
+
+
+def needs_second_factor(user: User) -> bool:
+    """Whether the user's sign-in must also carry a one-time code."""
+    return mfa_service.sign_in_needs_otp(user)
+
+
+def _locked(retry_after: int) -> RateLimited:
+    minutes = math.ceil(retry_after / 60)
+    return RateLimited(
+        "Too many wrong codes were entered for this account. Every code is refused for "
+        f"{minutes} more minute{'s' if minutes != 1 else ''}; then try again.",
+        code="second_factor_locked",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def check_second_factor(*, tenant_id: str, ip: str | None, user: User, code: str) -> None:
+    """Check the one-time code of a user whose password was verified, against the
+    account's budget (shared by every path that takes a code): the attempt is counted
+    before the code is looked at, so concurrent ones cannot overrun it.
+    RateLimited `second_factor_locked` (Retry-After) while the budget is locked, even for
+    a right code; InvalidGrant for a wrong or reused code. Both are audited and counted
+    for the next sign-in to show."""
+    retry_after = ratelimit.attempt(SECOND_FACTOR_BUDGET, tenant_id, user.id)
+    if retry_after:
+        _record_failure(ip=ip, user=user, reason="second_factor_locked")
+        raise _locked(retry_after)
+    if not mfa_service.accept_sign_in_code(user=user, code=code, ip=ip):
+        _record_failure(ip=ip, user=user, reason="wrong_otp")
+        raise InvalidGrant("The one-time code is not valid")
+    ratelimit.forget(SECOND_FACTOR_BUDGET, tenant_id, user.id)
+
+
+def await_second_factor(*, user: User, password: str) -> int:
+    """The password was right and the code comes in a later request: keep the password's
+    hash current now (it is not entered again), and return the session generation the
+    pending step is bound to (`pending_user` refuses it once the sessions are revoked)."""
+    passwords.keep_current(user, password)
+    return user.session_generation or 0
+
+
+def pending_user(*, tenant_id: str, ip: str | None, user_id: str, generation: int) -> User:
+    """The user of a second-factor step begun by a password check: limits per IP and per
+    account. InvalidGrant `signin_restart` when the user was deleted or blocked since, or
+    the user's sessions were revoked (a password change or reset bumps the generation the
+    step was bound to)."""
+    _limit(tenant_id, ip, ())
+    ratelimit.check("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, "account", user_id, ip or "-")
+    user = user_service.find_user(user_id)
+    if user is None or user.blocked or (user.session_generation or 0) != generation:
+        raise InvalidGrant(
+            "This sign-in is no longer valid (the account changed). Sign in again.",
+            code="signin_restart",
+        )
+    return user
+
+
+def finish(*, user: User, ip: str | None, method: str, password: str | None = None) -> SignedIn:
+    """Complete a sign-in whose factors were checked: keep the password's hash and tag
+    current (when it was entered in this request), count the login, whose audit event
+    holds `second_factor_failures` when codes failed since the previous sign-in, and
+    start that count afresh."""
+    if password is not None:
+        passwords.keep_current(user, password)
+    failures = mfa_service.clear_failed_codes(user)
+    token_service.record_login(
+        user,
+        actor=f"user:{user.id}",
+        ip=ip,
+        method=method,
+        data={"second_factor_failures": failures} if failures else None,
+    )
+    return SignedIn(user=user, second_factor_failures=failures)
+
+
+def password_grant(
+    *,
+    tenant_id: str,
+    username: str | None,
+    email: str | None,
+    password: str,
+    ip: str | None,
+    otp: str | None = None,
+    client_id: str | None = None,
+    scope: str | None = None,
+    allowed_scopes: Collection[str] = (),
+) -> TokenSet:
+    """Sign in with a password (and `otp` when the user has a second factor): tokens, of
+    the registered application `client_id` names if given, holding the `scope` it asks for
+    that the user holds and `allowed_scopes` (the app's) names; without an application,
+    everything the user holds. Invalid without a login, for an unknown tenant or scope;
+    RateLimited; InvalidGrant (same answer and cost whether or not the user exists);
+    Forbidden `mfa_required` without a needed code."""
+    if not (username or email):
+        raise Invalid("username or email is required", code="invalid_request")
+    if tenant_service.find_tenant(tenant_id) is None:  # kept: issuing tokens reads it again
+        raise Invalid("X-Tenant-ID names no tenant", code="invalid_request")
+    with tenant_scope(tenant_id):
+        user = check_password(
+            tenant_id=tenant_id, ip=ip, username=username, email=email, password=password
+        )
+        if needs_second_factor(user):
+            if not otp:
+                raise Forbidden(
+                    "Multi-factor authentication is required (send otp)", code="mfa_required"
+                )
+            check_second_factor(tenant_id=tenant_id, ip=ip, user=user, code=otp)
+        granted = (
+            token_claims.application_scopes(user, requested=scope, allowed=allowed_scopes)
+            if client_id
+            else None
+        )
+        finish(user=user, ip=ip, method=PASSWORD_METHOD, password=password)
+        tokens = token_service.issue_session(user=user, client_id=client_id, scope=granted)
+        db.session.flush()
+        return tokens
