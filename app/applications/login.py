@@ -18,7 +18,6 @@ from app.applications import authorization
 from app.applications.authorization import AuthorizationRequest
 from app.core.db import db, utcnow
 from app.core.errors import InvalidGrant
-from app.core.tenancy import tenant_scope
 from app.signin import flow
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
@@ -74,17 +73,16 @@ def resume(
     InvalidGrant `signin_restart`."""
     if session_id is None:
         return None
-    with tenant_scope(request.tenant_id):
-        found = _live_session(session_id)
-        if just_signed_in:
-            if found is None:
-                raise InvalidGrant("Sign in again.", code="signin_restart")
-            return _answer(request, *found)
-        if found is None or not authorization.session_satisfies(request, found[1].auth_time):
-            return None
-        if request.login_hint and not _hint_names(request.login_hint, found[0]):
-            return None  # the app asks for another user: the form, prefilled
+    found = _live_session(session_id)
+    if just_signed_in:
+        if found is None:
+            raise InvalidGrant("Sign in again.", code="signin_restart")
         return _answer(request, *found)
+    if found is None or not authorization.session_satisfies(request, found[1].auth_time):
+        return None
+    if request.login_hint and not _hint_names(request.login_hint, found[0]):
+        return None  # the app asks for another user: the form, prefilled
+    return _answer(request, *found)
 
 
 def _hint_names(hint: str, user: User) -> bool:
@@ -128,14 +126,13 @@ def password_step(
     with the same answer and cost whether or not the user exists. Then either the code,
     or the second factor still to come (bound to the user's session generation)."""
     authorization.application_of(request)
-    with tenant_scope(request.tenant_id):
-        user = flow.check_password(
-            tenant_id=request.tenant_id, ip=ip, username=login, email=None, password=password
-        )
-        if flow.needs_second_factor(user):
-            generation = flow.await_second_factor(user=user, password=password)
-            return Outcome(pending_user=user.id, pending_generation=generation)
-        return _complete(request, user, ip, password)
+    user = flow.check_password(
+        tenant_id=request.tenant_id, ip=ip, username=login, email=None, password=password
+    )
+    if flow.needs_second_factor(user):
+        generation = flow.await_second_factor(user=user, password=password)
+        return Outcome(pending_user=user.id, pending_generation=generation)
+    return _complete(request, user, ip, password)
 
 
 def second_factor_step(
@@ -147,24 +144,21 @@ def second_factor_step(
     for a user blocked or deleted meanwhile, or whose sessions were revoked (password
     change or reset); RateLimited while the account's codes are locked."""
     authorization.application_of(request)
-    with tenant_scope(request.tenant_id):
-        user = flow.pending_user(
-            tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
-        )
-        flow.check_second_factor(tenant_id=request.tenant_id, ip=ip, user=user, code=code)
-        return _complete(request, user, ip)
+    user = flow.pending_user(
+        tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
+    )
+    flow.check_second_factor(tenant_id=request.tenant_id, ip=ip, user=user, code=code)
+    return _complete(request, user, ip)
 
 
 def sign_out(*, tenant_id: str, session_id: str) -> str | None:
     """End a browser sign-in session; the id of its user (None when it was not live)."""
-    with tenant_scope(tenant_id):
-        found = _live_session(session_id)
-        token_service.revoke_session(session_id)
-        return found[0].id if found else None
+    found = _live_session(session_id)
+    token_service.revoke_session(session_id)
+    return found[0].id if found else None
 
 
 def signed_in_user(*, tenant_id: str, session_id: str) -> str | None:
     """The user id of a live browser sign-in session, or None."""
-    with tenant_scope(tenant_id):
-        found = _live_session(session_id)
-        return found[0].id if found else None
+    found = _live_session(session_id)
+    return found[0].id if found else None

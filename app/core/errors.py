@@ -25,9 +25,6 @@ class AppError(Exception):
     status: int = 500
     code: str = "internal_error"
     message: str = "Internal server error"
-    # True when the work done so far must be kept although the request fails (the audit of
-    # a failed sign-in, the revocation of a reused refresh token's family).
-    commit: bool = False
 
     def __init__(
         self,
@@ -36,10 +33,8 @@ class AppError(Exception):
         code: str | None = None,
         fields: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        commit: bool = False,
     ) -> None:
         super().__init__(message or self.message)
-        self.commit = commit
         self.message = message or self.message
         if code:
             self.code = code

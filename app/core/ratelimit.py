@@ -31,7 +31,7 @@ from limits import RateLimitItem, WindowStats, parse
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from app.core import kv
+from app.core import redis_client
 from app.core.errors import RateLimited
 
 _EXTENSION = "gatehouse.ratelimits"
@@ -139,14 +139,14 @@ class RateLimits:
             self.storage = storage_from_string(
                 storage_uri,
                 key_prefix=key_prefix,
-                socket_timeout=kv.TIMEOUT_SECONDS,
-                socket_connect_timeout=kv.TIMEOUT_SECONDS,
+                socket_timeout=redis_client.TIMEOUT_SECONDS,
+                socket_connect_timeout=redis_client.TIMEOUT_SECONDS,
             )
             self.fallback = FixedWindowRateLimiter(MemoryStorage())
         else:
             self.storage = storage_from_string(storage_uri)
         self.limiter = FixedWindowRateLimiter(self.storage)
-        self.breaker = kv.Breaker(
+        self.breaker = redis_client.Breaker(
             "rate limits", "rate limits fall back to per-process memory until it returns"
         )
 
@@ -189,7 +189,7 @@ class RateLimits:
 
     def _redis(self) -> redis.Redis | None:
         """The Redis client while Redis is usable, else None (memory it is)."""
-        client = kv.client()
+        client = redis_client.client()
         if client is None or not self.breaker.should_try():
             return None
         return client
@@ -208,7 +208,7 @@ class RateLimits:
                     backoff.memory_seconds,
                 )
                 retry_after = int(client.eval(_ATTEMPT, 1, key, *args))
-            except kv.REDIS_ERRORS as exc:
+            except redis_client.REDIS_ERRORS as exc:
                 self.breaker.failed(exc)
             else:
                 self.breaker.succeeded()
@@ -223,7 +223,7 @@ class RateLimits:
         if client is not None:
             try:
                 client.delete(key)
-            except kv.REDIS_ERRORS as exc:
+            except redis_client.REDIS_ERRORS as exc:
                 self.breaker.failed(exc)
 
     def claim(self, purpose: str, value: str, ttl: int) -> bool:
@@ -233,7 +233,7 @@ class RateLimits:
         if client is not None:
             try:
                 claimed = bool(client.set(key, b"1", nx=True, ex=max(1, ttl)))
-            except kv.REDIS_ERRORS as exc:
+            except redis_client.REDIS_ERRORS as exc:
                 self.breaker.failed(exc)
             else:
                 self.breaker.succeeded()

@@ -14,7 +14,7 @@ from app.audit import service as audit_service
 from app.core import security
 from app.core.errors import Invalid
 from app.core.jobs import enqueue_after_commit
-from app.core.tenancy import tenant_scope
+from app.core.tenancy import current_tenant_id
 from app.mail import service as mail_service
 from app.mail import tasks as mail_tasks
 from app.tokens import service as token_service
@@ -87,10 +87,8 @@ def _invalid_link() -> Invalid:
     return Invalid("The link is invalid, used or expired", code="verification_token_invalid")
 
 
-def confirm(*, token: str, ip: str | None) -> None:
-    """Mark the address a link was sent to verified (audited `user.email_verified`);
-    Invalid `verification_token_invalid` for a forged, expired or used link, or one sent
-    to an address the user no longer has (all alike)."""
+def _claims(token: str) -> dict[str, str]:
+    """The claims of a link's token (signature and age checked); Invalid otherwise."""
     try:
         claims = security.signed_loads(
             current_app.config["SECRET_KEY"],
@@ -98,25 +96,41 @@ def confirm(*, token: str, ip: str | None) -> None:
             token,
             current_app.config["EMAIL_VERIFICATION_TTL"],
         )
-        tenant_id, user_id, fingerprint = claims["tid"], claims["uid"], claims["fp"]
-        jti = claims["jti"]
+        values = {name: claims[name] for name in ("tid", "uid", "fp", "jti")}
     except (security.SignedTokenError, KeyError, TypeError) as exc:
         raise _invalid_link() from exc
-    if not all(isinstance(value, str) for value in (tenant_id, user_id, fingerprint, jti)):
+    if not all(isinstance(value, str) for value in values.values()):
         raise _invalid_link()
-    with tenant_scope(tenant_id):
-        user = user_service.find_user(user_id)
-        if user is None or not user.email:
-            raise _invalid_link()
-        if not security.constant_time_equals(_fingerprint(user), fingerprint):
-            raise _invalid_link()
-        token_service.spend_once(
-            jti=jti,
-            user_id=user.id,
-            ttl=current_app.config["EMAIL_VERIFICATION_TTL"],
-            used=_invalid_link(),
-        )
-        user_service.update_user(user=user, changes={"email_verified": True})
-        audit_service.record(
-            action="user.email_verified", actor=f"user:{user.id}", user_id=user.id, ip=ip
-        )
+    return values
+
+
+def token_tenant(token: str) -> str:
+    """The tenant a link was mailed in (signature and age checked, nothing read), for the
+    edge to enter before `confirm`; Invalid `verification_token_invalid` otherwise."""
+    return _claims(token)["tid"]
+
+
+def confirm(*, token: str, ip: str | None) -> None:
+    """Mark the address a link was sent to verified (audited `user.email_verified`), in
+    the tenant in scope; Invalid `verification_token_invalid` for a forged, expired or
+    used link, one of another tenant, or one sent to an address the user no longer has
+    (all alike)."""
+    claims = _claims(token)
+    user_id, fingerprint, jti = claims["uid"], claims["fp"], claims["jti"]
+    if claims["tid"] != current_tenant_id():
+        raise _invalid_link()
+    user = user_service.find_user(user_id)
+    if user is None or not user.email:
+        raise _invalid_link()
+    if not security.constant_time_equals(_fingerprint(user), fingerprint):
+        raise _invalid_link()
+    token_service.spend_once(
+        jti=jti,
+        user_id=user.id,
+        ttl=current_app.config["EMAIL_VERIFICATION_TTL"],
+        used=_invalid_link(),
+    )
+    user_service.update_user(user=user, changes={"email_verified": True})
+    audit_service.record(
+        action="user.email_verified", actor=f"user:{user.id}", user_id=user.id, ip=ip
+    )

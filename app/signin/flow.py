@@ -26,7 +26,6 @@ from app.audit import service as audit_service
 from app.core import ratelimit, security
 from app.core.db import db, independent_write
 from app.core.errors import Forbidden, Invalid, InvalidGrant, RateLimited
-from app.core.tenancy import tenant_scope
 from app.credentials import mfa as mfa_service
 from app.tenants import service as tenant_service
 from app.tokens import claims as token_claims
@@ -226,22 +225,21 @@ def password_grant(
         raise Invalid("username or email is required", code="invalid_request")
     if tenant_service.find_tenant(tenant_id) is None:  # kept: issuing tokens reads it again
         raise Invalid("X-Tenant-ID names no tenant", code="invalid_request")
-    with tenant_scope(tenant_id):
-        user = check_password(
-            tenant_id=tenant_id, ip=ip, username=username, email=email, password=password
-        )
-        if needs_second_factor(user):
-            if not otp:
-                raise Forbidden(
-                    "Multi-factor authentication is required (send otp)", code="mfa_required"
-                )
-            check_second_factor(tenant_id=tenant_id, ip=ip, user=user, code=otp)
-        granted = (
-            token_claims.application_scopes(user, requested=scope, allowed=allowed_scopes)
-            if client_id
-            else None
-        )
-        finish(user=user, ip=ip, method=PASSWORD_METHOD, password=password)
-        tokens = token_service.issue_session(user=user, client_id=client_id, scope=granted)
-        db.session.flush()
-        return tokens
+    user = check_password(
+        tenant_id=tenant_id, ip=ip, username=username, email=email, password=password
+    )
+    if needs_second_factor(user):
+        if not otp:
+            raise Forbidden(
+                "Multi-factor authentication is required (send otp)", code="mfa_required"
+            )
+        check_second_factor(tenant_id=tenant_id, ip=ip, user=user, code=otp)
+    granted = (
+        token_claims.application_scopes(user, requested=scope, allowed=allowed_scopes)
+        if client_id
+        else None
+    )
+    finish(user=user, ip=ip, method=PASSWORD_METHOD, password=password)
+    tokens = token_service.issue_session(user=user, client_id=client_id, scope=granted)
+    db.session.flush()
+    return tokens

@@ -19,7 +19,7 @@ from app.tenants import service as tenant_service
 from app.tokens import signing
 from app.tokens.models import AuthSession
 from app.tokens.service import SCOPE_VERSION_CLAIM, session_state_is_live
-from app.users import views
+from app.users import read_model
 
 SESSION = AuthSession.__table__
 
@@ -31,17 +31,19 @@ def _caller_select(dialect_name: str) -> Select[Any]:
     The session is joined by its primary key alone and its owner compared in the select:
     with the owner in the join, PostgreSQL's generic plan may walk every session of the
     user by (tenant, user) and filter on the id, which grows with each sign-in."""
-    joined = views.USER.outerjoin(SESSION, SESSION.c.id == bindparam("session_id"))
-    owned = (SESSION.c.tenant_id == views.USER.c.tenant_id) & (SESSION.c.user_id == views.USER.c.id)
+    joined = read_model.USER.outerjoin(SESSION, SESSION.c.id == bindparam("session_id"))
+    owned = (SESSION.c.tenant_id == read_model.USER.c.tenant_id) & (
+        SESSION.c.user_id == read_model.USER.c.id
+    )
     return (
         select(
-            *views.view_columns(dialect_name),
+            *read_model.view_columns(dialect_name),
             owned.label("session_owned"),
             SESSION.c.revoked_at.label("session_revoked_at"),
             SESSION.c.generation.label("session_started_generation"),
         )
         .select_from(joined)
-        .where(views.user_where())
+        .where(read_model.user_where())
     )
 
 
@@ -92,5 +94,5 @@ def authenticate_access_token(raw: str) -> Principal:
         credential_id=sid,
         auth_time=auth_time if isinstance(auth_time, int) else None,
         client_id=client_id if isinstance(client_id, str) else None,
-        user_view=views.complete(caller),
+        user_view=read_model.complete(caller),
     )

@@ -13,9 +13,9 @@ from sqlalchemy import select, update
 
 from app.audit import service as audit_service
 from app.core import security
-from app.core.db import db, utcnow
+from app.core.db import db, independent_write, utcnow
 from app.core.errors import AppError, Invalid, InvalidGrant, Unauthenticated
-from app.core.tenancy import tenant_scope
+from app.core.tenancy import current_tenant_id
 from app.tenants import service as tenant_service
 from app.tokens import signing
 from app.tokens.claims import session_scopes
@@ -61,7 +61,6 @@ def _extend_live_session(session: AuthSession, user: User) -> bool:
 def refresh_grant(
     *,
     refresh_token: str,
-    expected_tenant_id: str | None,
     ip: str | None,
     client_id: str | None = None,
     scope: str | None = None,
@@ -75,44 +74,44 @@ def refresh_grant(
     An application's session keeps what it was granted, narrowed for good to what the
     user holds and `allowed_scopes` (the app's, now) names; a `scope` may narrow the new
     access token further (RFC 6749 §6: not the session), never widen it (Invalid
-    invalid_scope)."""
-    tenant_id = tenant_of_refresh_token(refresh_token)
-    if tenant_id is None or (expected_tenant_id and tenant_id != expected_tenant_id):
+    invalid_scope). Runs in the tenant the token names (refresh_token_tenant)."""
+    if tenant_of_refresh_token(refresh_token) != current_tenant_id():
         raise InvalidGrant("The refresh token is not valid")
-    with tenant_scope(tenant_id):
-        row = _find_refresh_token(refresh_token)
-        now = utcnow()
-        if row is None or row.expires_at <= now:
-            raise InvalidGrant("The refresh token is not valid")
-        session = db.session.get(AuthSession, row.family_id)
-        user = user_service.find_user(row.user_id)
-        if user is None or user.blocked or not session_is_live(user, session):
-            raise InvalidGrant("The refresh token is not valid")
-        assert session is not None  # session_is_live said so
-        if session.client_id is not None and session.client_id != client_id:
-            raise InvalidGrant("The refresh token was issued to another client")
-        grace = timedelta(seconds=current_app.config["REFRESH_REUSE_GRACE_SECONDS"])
-        if row.used_at is not None and now - row.used_at > grace:
-            revoke_session(session.id)
+    row = _find_refresh_token(refresh_token)
+    now = utcnow()
+    if row is None or row.expires_at <= now:
+        raise InvalidGrant("The refresh token is not valid")
+    session = db.session.get(AuthSession, row.family_id)
+    user = user_service.find_user(row.user_id)
+    if user is None or user.blocked or not session_is_live(user, session):
+        raise InvalidGrant("The refresh token is not valid")
+    assert session is not None  # session_is_live said so
+    if session.client_id is not None and session.client_id != client_id:
+        raise InvalidGrant("The refresh token was issued to another client")
+    grace = timedelta(seconds=current_app.config["REFRESH_REUSE_GRACE_SECONDS"])
+    if row.used_at is not None and now - row.used_at > grace:
+        # Kept although the request fails: written in a short transaction of its own.
+        with independent_write() as kept:
+            revoke_session(session.id, into=kept)
             audit_service.record(
                 action="token.refresh_reused",
                 actor="anonymous",
                 user_id=row.user_id,
                 target=session.id,
                 ip=ip,
+                session=kept,
             )
-            db.session.flush()
-            raise InvalidGrant("The refresh token was already used", commit=True)
-        if not _extend_live_session(session, user):
-            raise InvalidGrant("The refresh token is not valid")
-        row.used_at = row.used_at or now
-        current = session_scopes(user, session, allowed=allowed_scopes)
-        if session.scope is not None:
-            # What the user or the app lost is lost to the session for good: never widened.
-            session.scope = " ".join(current)
-        tokens = issue_session(user=user, session=session, scope=_narrowed(current, session, scope))
-        db.session.flush()
-        return tokens
+        raise InvalidGrant("The refresh token was already used")
+    if not _extend_live_session(session, user):
+        raise InvalidGrant("The refresh token is not valid")
+    row.used_at = row.used_at or now
+    current = session_scopes(user, session, allowed=allowed_scopes)
+    if session.scope is not None:
+        # What the user or the app lost is lost to the session for good: never widened.
+        session.scope = " ".join(current)
+    tokens = issue_session(user=user, session=session, scope=_narrowed(current, session, scope))
+    db.session.flush()
+    return tokens
 
 
 def _narrowed(granted: list[str], session: AuthSession, scope: str | None) -> list[str]:
@@ -142,11 +141,7 @@ def client_credentials_grant(
     is invalid_client, challenging with the scheme the client used (RFC 6749 §5.2)."""
 
     def _invalid_client(message: str = "Client authentication failed") -> AppError:
-        return Unauthenticated(
-            message,
-            code="invalid_client",
-            headers={"WWW-Authenticate": f'{challenge} realm="gatehouse"'},
-        )
+        return Unauthenticated(message, code="invalid_client", scheme=challenge, realm="gatehouse")
 
     if not client_secret:
         raise _invalid_client("client_secret (the API key) is required")
@@ -179,12 +174,19 @@ def client_credentials_grant(
     return TokenSet(access_token=access, expires_in=ttl, scope=scope)
 
 
+def refresh_token_tenant(raw: str, *, expected: str | None = None) -> str:
+    """The tenant a refresh token names (its prefix; nothing is read), to enter before
+    refresh_grant; InvalidGrant for a malformed one or one of a tenant other than
+    `expected` (the tenant the request named, if it named one)."""
+    tenant_id = tenant_of_refresh_token(raw)
+    if tenant_id is None or (expected and tenant_id != expected):
+        raise InvalidGrant("The refresh token is not valid")
+    return tenant_id
+
+
 def revoke_token(*, token: str) -> None:
-    """RFC 7009: revoke the family of a refresh token; unknown tokens are ignored."""
-    tenant_id = tenant_of_refresh_token(token)
-    if tenant_id is None:
-        return
-    with tenant_scope(tenant_id):
-        row = _find_refresh_token(token)
-        if row is not None:
-            revoke_session(row.family_id)
+    """RFC 7009: revoke the family of a refresh token of the tenant in scope; unknown
+    tokens are ignored."""
+    row = _find_refresh_token(token)
+    if row is not None:
+        revoke_session(row.family_id)

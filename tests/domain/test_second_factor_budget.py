@@ -38,7 +38,7 @@ from tests.oauth_support import (
     submit_login,
     token_request,
 )
-from tests.test_outages import app_without_redis
+from tests.ops.test_outages import app_without_redis
 
 WRONG = "000000"
 # Generous per-account limits, so what stops the codes is the budget, not the rate limit.

@@ -17,6 +17,7 @@ from app.applications import logout as logout_service
 from app.applications.authorization import AuthorizationRequest, with_query
 from app.core.errors import Invalid
 from app.core.http import accepts_form
+from app.core.tenancy import tenant_scope
 from app.credentials import verification
 
 AUTHORIZE = "authorize-request"
@@ -65,7 +66,8 @@ def _keep_session(response: Response, authz: AuthorizationRequest, session_id: s
     with this tenant ends: its cookie is replaced)."""
     replaced = browser.read_session(authz.tenant_id)
     if replaced is not None and replaced != session_id:
-        login.sign_out(tenant_id=authz.tenant_id, session_id=replaced)
+        with tenant_scope(authz.tenant_id):
+            login.sign_out(tenant_id=authz.tenant_id, session_id=replaced)
     browser.keep_session(response, authz.tenant_id, session_id)
 
 
@@ -109,7 +111,8 @@ def authorize() -> Response:
     authz = authorization.parse_request(args.to_dict(), repeated=repeated)
     g.authz = authz  # from here on, a failure is the client's to learn
     session_id = browser.read_session(authz.tenant_id)
-    outcome = login.resume(request=authz, session_id=session_id)
+    with tenant_scope(authz.tenant_id):
+        outcome = login.resume(request=authz, session_id=session_id)
     if outcome is not None:
         return _to_client(outcome, authz, 302)
     if "none" in authz.prompt:
@@ -133,9 +136,10 @@ def authorize_submit() -> Response:
     if "cancel" in request.form:
         raise authorization.access_denied(authz)
     form = _form(LoginForm(), "Enter your username or email address and your password.")
-    outcome = login.password_step(
-        request=authz, login=form["username"], password=form["password"], ip=client_ip()
-    )
+    with tenant_scope(authz.tenant_id):
+        outcome = login.password_step(
+            request=authz, login=form["username"], password=form["password"], ip=client_ip()
+        )
     if outcome.pending_user is not None:
         pending = _second_factor_form(authz, outcome.pending_user, outcome.pending_generation)
         return page("second_factor.html", app_name=_application_name(authz), pending=pending)
@@ -161,9 +165,10 @@ def second_factor_submit() -> Response:
     )
     browser.check_csrf(request.form.get("csrf_token"))
     form = _form(CodeForm(), "Enter the code your authenticator app shows.")
-    outcome = login.second_factor_step(
-        request=authz, user_id=user_id, generation=generation, code=form["code"], ip=client_ip()
-    )
+    with tenant_scope(authz.tenant_id):
+        outcome = login.second_factor_step(
+            request=authz, user_id=user_id, generation=generation, code=form["code"], ip=client_ip()
+        )
     return _signed_in(outcome, authz)
 
 
@@ -176,7 +181,8 @@ def continue_sign_in() -> Response:
     authz = AuthorizationRequest.from_dict(signed_in["authz"])
     g.authz = authz
     browser.check_csrf(request.form.get("csrf_token"))
-    outcome = login.resume(request=authz, session_id=str(signed_in["sid"]), just_signed_in=True)
+    with tenant_scope(authz.tenant_id):
+        outcome = login.resume(request=authz, session_id=str(signed_in["sid"]), just_signed_in=True)
     assert outcome is not None  # resume raises instead when the session ended
     return _to_client(outcome, authz, 303)
 
@@ -184,7 +190,8 @@ def continue_sign_in() -> Response:
 def _signed_out(target: logout_service.LogoutRequest, sessions: dict[str, str]) -> Response:
     """End the given sign-in sessions and leave for the app's page, or say so."""
     for tenant_id, session_id in sessions.items():
-        login.sign_out(tenant_id=tenant_id, session_id=session_id)
+        with tenant_scope(tenant_id):
+            login.sign_out(tenant_id=tenant_id, session_id=session_id)
     if target.redirect_uri:
         params = {"state": target.state} if target.state is not None else {}
         response: Response = redirect(with_query(target.redirect_uri, params), code=303)  # type: ignore[assignment]
@@ -193,6 +200,11 @@ def _signed_out(target: logout_service.LogoutRequest, sessions: dict[str, str]) 
     for tenant_id in sessions:
         browser.forget_session(response, tenant_id)
     return response
+
+
+def _signed_in_user(tenant_id: str, session_id: str) -> str | None:
+    with tenant_scope(tenant_id):
+        return login.signed_in_user(tenant_id=tenant_id, session_id=session_id)
 
 
 def _sessions_for(target: logout_service.LogoutRequest) -> dict[str, str]:
@@ -209,7 +221,7 @@ def logout() -> Response:
     target = logout_service.parse_logout(request.args.to_dict())
     sessions = _sessions_for(target)
     hinted = target.hinted_user is not None and all(
-        login.signed_in_user(tenant_id=tenant_id, session_id=session_id) == target.hinted_user
+        _signed_in_user(tenant_id, session_id) == target.hinted_user
         for tenant_id, session_id in sessions.items()
     )
     if not sessions or hinted:
@@ -237,5 +249,6 @@ def verify_email() -> Response:
     token = request.args.get("token", "")
     if not token or len(token) > 2048:
         raise Invalid("The link is invalid, used or expired", code="verification_token_invalid")
-    verification.confirm(token=token, ip=client_ip())
+    with tenant_scope(verification.token_tenant(token)):
+        verification.confirm(token=token, ip=client_ip())
     return page("email_verified.html")

@@ -30,6 +30,7 @@ from app.core.errors import Invalid, Unauthenticated
 from app.core.http import accepts_form
 from app.core.inputs import text_problem
 from app.core.scopes import APP_SCOPES
+from app.core.tenancy import tenant_scope
 from app.signin import flow as signin_flow
 from app.tokens import claims as token_claims
 from app.tokens import grants, signing
@@ -111,39 +112,43 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
             raise Unauthenticated("Unknown client_id", code="invalid_client")
         _tenant_of(client)
         ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
-        return application_grants.authorization_code_grant(
-            client=client,
-            code=body["code"],
-            redirect_uri=body.get("redirect_uri"),
-            code_verifier=body.get("code_verifier"),
-            ip=ip,
-        )
+        with tenant_scope(client.tenant_id):
+            return application_grants.authorization_code_grant(
+                client=client,
+                code=body["code"],
+                redirect_uri=body.get("redirect_uri"),
+                code_verifier=body.get("code_verifier"),
+                ip=ip,
+            )
     if grant == "password":
         _require(body, "password")
         client = _registered_client(body)
-        return signin_flow.password_grant(
-            tenant_id=_tenant_of(client),
-            username=body.get("username"),
-            email=body.get("email"),
-            password=body["password"],
-            ip=ip,
-            otp=body.get("otp"),
-            client_id=client.id if client else None,
-            scope=body.get("scope"),
-            allowed_scopes=client.permitted_scopes if client else (),
-        )
+        tenant_id = _tenant_of(client)
+        with tenant_scope(tenant_id):
+            return signin_flow.password_grant(
+                tenant_id=tenant_id,
+                username=body.get("username"),
+                email=body.get("email"),
+                password=body["password"],
+                ip=ip,
+                otp=body.get("otp"),
+                client_id=client.id if client else None,
+                scope=body.get("scope"),
+                allowed_scopes=client.permitted_scopes if client else (),
+            )
     if grant == "refresh_token":
         _require(body, "refresh_token")
         client = _registered_client(body)
         ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
-        return grants.refresh_grant(
-            refresh_token=body["refresh_token"],
-            expected_tenant_id=_tenant_of(client) if client else tenant_header(),
-            ip=ip,
-            client_id=client.id if client else None,
-            scope=body.get("scope"),
-            allowed_scopes=client.permitted_scopes if client else None,
-        )
+        expected = _tenant_of(client) if client else tenant_header()
+        with tenant_scope(grants.refresh_token_tenant(body["refresh_token"], expected=expected)):
+            return grants.refresh_grant(
+                refresh_token=body["refresh_token"],
+                ip=ip,
+                client_id=client.id if client else None,
+                scope=body.get("scope"),
+                allowed_scopes=client.permitted_scopes if client else None,
+            )
     if grant == "client_credentials":
         basic = _basic_credentials()
         client_id, secret = basic or (body.get("client_id"), body.get("client_secret"))
@@ -192,7 +197,10 @@ def token(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
 @blp.response(200, EmptySchema, headers=NO_STORE_DOC)
 def revoke(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Revoke a refresh token and its family (RFC 7009; unknown tokens answer 200 too)"""
-    grants.revoke_token(token=body["token"])
+    tenant_id = token_service.tenant_of_refresh_token(body["token"])
+    if tenant_id is not None:  # a token that names no tenant is no token of ours
+        with tenant_scope(tenant_id):
+            grants.revoke_token(token=body["token"])
     return {}, 200, NO_STORE
 
 
