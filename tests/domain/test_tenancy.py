@@ -177,7 +177,7 @@ def test_user_of_another_tenant_cannot_be_flushed_in_this_scope(app, tenant, oth
         assert user_service.get_user("scoped").display_name == "Original"
 
 
-# Every management route that takes an id (seed 001), with another tenant's key.
+# Every management route that takes an id (the Auth0 Management API v2), with another tenant's key.
 MANAGEMENT_ROUTES = [
     ("get", f"/api/v2/users/{USER_ID}", None),
     ("patch", f"/api/v2/users/{USER_ID}", {"user_metadata": {"x": 1}}),

@@ -1,4 +1,5 @@
-"""The accounts surface (seed 004): `/auth/user`, `/users/{userId}`, auth and error edges."""
+"""The accounts surface (the M2 Accounts API): `/auth/user`, `/users/{userId}`, auth and error
+edges."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Custom tokens (seed 004): `/token/generate`, `/token/signin`, `/token/refresh`, and the
-audit event the real worker writes for every issued token."""
+"""Custom tokens (the M2 Accounts API): `/token/generate`, `/token/signin`, `/token/refresh`,
+and the audit event the real worker writes for every issued token."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The directory surface (seed 002): `/api/v1/users...` as the seed document calls it, with
+"""The directory surface (the directory API): `/api/v1/users...` as the seed document calls it, with
 `Authorization: Bearer <API key>` and with an admin user's access token; bad input, paging
 by `Link` header, and policies that become access-token scopes.
 

@@ -1,4 +1,4 @@
-"""The directory surface (seed 002), who may call what: `/api/v1/users/me` needs a user's
+"""The directory surface (the directory API), who may call what: `/api/v1/users/me` needs a user's
 token; plain users reach only themselves (no probing of other names); admins by group or
 key scope; narrow keys; other sessions revoked on a password change; tenancy as 404."""
 

@@ -1,6 +1,7 @@
-"""The management surface (seed 001) driven by the official Auth0 SDK, unchanged, over real
-HTTP: users with an API key (with and without the tenant header) and with a user's own
-access token, Auth0's list pages, `q`, sorting and field selection, and its errors."""
+"""The management surface (the Auth0 Management API v2) driven by the official Auth0 SDK,
+unchanged, over real HTTP: users with an API key (with and without the tenant header) and
+with a user's own access token, Auth0's list pages, `q`, sorting and field selection, and
+its errors."""
 
 from __future__ import annotations
 

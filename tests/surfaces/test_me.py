@@ -1,5 +1,5 @@
-"""The me surface (seed 003): `GET/PUT/PATCH /users/me`, `PUT /users/me/settings`, with a
-user's bearer token, seed 003's error keys, ETags and the password change."""
+"""The me surface (the RUAL user API): `GET/PUT/PATCH /users/me`, `PUT /users/me/settings`, with a
+user's bearer token, the RUAL user API's error keys, ETags and the password change."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Password reset (seed 003): `POST /auth/password-reset` mails a link through Postmark (the
-local fake) from the real worker; `POST /auth/password-reset/confirm` sets a new password
-once, revokes every session, and refuses used, expired, forged or stale tokens."""
+"""Password reset (the RUAL user API): `POST /auth/password-reset` mails a link through
+Postmark (the local fake) from the real worker; `POST /auth/password-reset/confirm` sets a
+new password once, revokes every session, and refuses used, expired, forged or stale tokens."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Per-user properties (seed 000): `/user/{id}/properties`, named JSON values of any JSON
-type up to 16 KiB, with ETag, keyset paging, scopes, and bad input that changes nothing."""
+"""Per-user properties (the MagicRunez user API): `/user/{id}/properties`, named JSON values of
+any JSON type up to 16 KiB, with ETag, keyset paging, scopes, and bad input that changes
+nothing."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Per-user secrets (seed 000): `/user/{id}/secrets`, its metadata, value, ETag and paging,
-who may call it, what bad input gets, and that values never leak into bodies or logs."""
+"""Per-user secrets (the MagicRunez user API): `/user/{id}/secrets`, its metadata, value, ETag
+and paging, who may call it, what bad input gets, and that values never leak into bodies or
+logs."""
 
 from __future__ import annotations
 

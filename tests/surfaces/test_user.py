@@ -1,4 +1,5 @@
-"""The user surface (seed 000): `/user/{id}`, `/user/{id}/profile`, `/user/profile`."""
+"""The user surface (the MagicRunez user API): `/user/{id}`, `/user/{id}/profile`,
+`/user/profile`."""
 
 from __future__ import annotations
 
