@@ -1,5 +1,6 @@
 """Test session: a PostgreSQL database built by the migrations, Redis db 15 as the Celery
-broker, one app, one real Celery worker thread; every test starts from empty tables.
+broker, one app, one real Celery worker thread; a test that used the database leaves
+empty tables behind.
 
 The servers are the local ones (or TEST_DATABASE_URL / TEST_REDIS_URL), else embedded ones
 started from wheels for this run (tests/services.py); the pytest header names the mode.
@@ -221,20 +222,34 @@ def celery_worker(app: Flask) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
-def clean_tables(app: Flask) -> Iterator[None]:
+def clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used the database (it asked for `app`, directly or through another
+    fixture), delete what it wrote; a test that never asked for it pays nothing."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app: Flask = request.getfixturevalue("app")
     app.extensions["gatehouse.ratelimits"].reset()  # counters live in the shared Redis
     yield
+    _delete_rows(app)
+
+
+def _delete_rows(app: Flask) -> None:
+    # Children before parents, in one round trip. Signing keys stay: processes cache the
+    # current key, as a real deployment does. A DELETE takes row locks only and costs
+    # ~0.4 ms on these near-empty tables, where a TRUNCATE of them all costs ~26 ms.
+    statements = "; ".join(
+        f'DELETE FROM "{table.name}"'
+        for table in reversed(db.metadata.sorted_tables)
+        if table.name != "signing_key"
+    )
     with app.app_context():
-        # Signing keys stay: processes cache the current key, as a real deployment does.
-        tables = ", ".join(
-            f'"{t.name}"' for t in db.metadata.sorted_tables if t.name != "signing_key"
-        )
         # The worker thread may still be writing (an audit event): retry on a deadlock.
         for attempt in range(5):
             try:
-                db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                db.session.execute(text(statements))
                 db.session.commit()
-                break
+                return
             except OperationalError:
                 db.session.rollback()
                 if attempt == 4:
