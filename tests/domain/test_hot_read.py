@@ -155,6 +155,27 @@ def test_an_unknown_or_foreign_user_is_not_found_on_the_view_path(
         assert body["error"] == "user_not_found"
 
 
+def test_the_hot_path_filters_by_tenant_by_hand_and_never_crosses_one(
+    client: FlaskClient, tenant: TenantHandle, other_tenant: TenantHandle, app: Flask
+) -> None:
+    """The bearer select and the read model filter on the tenant themselves (no ORM guard on
+    that path): one user id in two tenants must always read its own tenant's row."""
+    for handle, email in ((tenant, "a@acme.example"), (other_tenant, "a@globex.example")):
+        factories.make_user(
+            app, handle.id, user_id="alice", username="alice", email=email, password=PASSWORD
+        )
+    acme = factories.bearer(factories.sign_in(client, tenant.id, "alice")["access_token"])
+    globex = factories.bearer(factories.sign_in(client, other_tenant.id, "alice")["access_token"])
+    for headers, email in ((acme, "a@acme.example"), (globex, "a@globex.example")):
+        for path in ("/user/profile", "/user/alice/profile", "/user/alice"):
+            answer = client.get(path, headers=headers)
+            assert answer.status_code == 200 and answer.get_json()["email"] == email, path
+    crossed = client.get("/user/profile", headers={**acme, "X-Tenant-ID": other_tenant.id})
+    factories.assert_error(crossed, 403, "tenant_mismatch")
+    by_key = client.get("/user/alice/profile", headers=other_tenant.headers)
+    assert by_key.get_json()["email"] == "a@globex.example"
+
+
 class _Thing:
     def __init__(self, **values: Any) -> None:
         self.__dict__.update(values)
