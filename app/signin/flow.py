@@ -13,8 +13,8 @@ One place holds each rule, so no surface can drift from another:
   previous sign-in;
 - the login is counted, and the password's stored hash and tag kept current.
 
-Functions taking `tenant_id` run in that tenant's scope (the caller's, except for
-`password_grant`, which is a whole sign-in and enters it)."""
+Every function runs in the scope of the tenant it is given, which the caller (the token
+endpoint, the login page) entered."""
 
 from __future__ import annotations
 
