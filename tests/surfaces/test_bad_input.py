@@ -337,7 +337,7 @@ def test_gunicorn_lets_the_app_answer_a_5000_byte_cursor(app, tenant, tmp_path):
     usual (a cursor over its documented 512 characters: 400 naming the field)."""
     import requests
 
-    admin = factories.bearer_headers(tenant.key)
+    admin = factories.bearer(tenant.key)
     with factories.gunicorn(factories.process_env(app), tmp_path / "g.log") as base:
         listed = requests.get(f"{base}/api/v1/users", params={"cursor": LONG}, headers=admin)
         fields = requests.get(f"{base}/api/v2/users/u1", params={"fields": LONG}, headers=admin)
