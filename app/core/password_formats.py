@@ -50,6 +50,9 @@ DIGESTS = ("md4", "md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 WEAK_DIGESTS = frozenset({"md4", "md5", "sha1"})
 PASSWORD_ENCODINGS = ("utf8", "utf16le", "ucs2", "latin1", "binary", "ascii")
 SALT_POSITIONS = ("prefix", "suffix")
+# Auth0's custom_password_hash algorithms whose hash.value is a self-describing string, and
+# how that string starts (kept here so only core names the hashing libraries).
+STRING_FORMATS = {"bcrypt": "$2", "argon2": "$argon2", "pbkdf2": "$pbkdf2", "ldap": "{"}
 
 
 class FormatError(ValueError):

@@ -23,7 +23,7 @@ from app.core.errors import Invalid
 
 # Auth0's custom_password_hash.algorithm values, by how we store them.
 AUTH0_DIGESTS = ("md4", "md5", "sha1", "sha256", "sha512")
-AUTH0_STRING_FORMATS = {"bcrypt": "$2", "argon2": "$argon2", "pbkdf2": "$pbkdf2", "ldap": "{"}
+AUTH0_STRING_FORMATS = formats.STRING_FORMATS
 AUTH0_HMAC_DIGESTS = ("md4", "md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 VALUE_ENCODINGS = ("hex", "base64", "utf8")
 
@@ -46,8 +46,8 @@ def _domain_error(error: formats.FormatError, path: str) -> Invalid:
 
 
 def from_string(value: Any, path: str = "password_hash") -> str:
-    """A self-describing hash as it comes: bcrypt, argon2 and pbkdf2 PHC strings (passlib's
-    and Auth0's), Django `pbkdf2_sha256$…`, LDAP `{SSHA}…`; checked, returned unchanged."""
+    """A self-describing hash as it comes: bcrypt, PHC strings (pbkdf2 as passlib and Auth0
+    write it too), Django `pbkdf2_sha256$…`, LDAP `{SSHA}…`; checked, returned unchanged."""
     if not isinstance(value, str) or not value:
         raise invalid(path, "must be a non-empty string")
     if value.startswith(formats.FOREIGN):
@@ -203,12 +203,12 @@ def from_firebase(password_hash: Any, salt: Any, config: FirebaseHashConfig) -> 
 
 
 def verify(stored: str, password: str) -> bool:
-    """Whether `password` matches a stored hash, native argon2id or foreign."""
+    """Whether `password` matches a stored hash, native or foreign."""
     return security.verify_password(stored, password)
 
 
 def needs_rehash(stored: str) -> bool:
-    """True for every foreign format (and an argon2id of other parameters)."""
+    """True for every foreign format (and a native hash of other parameters)."""
     return security.password_needs_rehash(stored)
 
 

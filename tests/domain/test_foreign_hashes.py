@@ -179,7 +179,7 @@ def test_password_encodings(encoding: str, codec: str) -> None:
     assert_verifies(stored, password)
 
 
-@pytest.mark.parametrize("digest", ["md5", "sha1", "sha256", "sha512"])
+@pytest.mark.parametrize("digest", ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"])
 @pytest.mark.parametrize("key_encoding", ["utf8", "base64", "hex"])
 def test_auth0_hmac(digest: str, key_encoding: str) -> None:
     key = b"server-side pepper"
@@ -198,6 +198,22 @@ def test_auth0_hmac(digest: str, key_encoding: str) -> None:
     assert stored.startswith(f"$gh-foreign$hmac-{digest}$")
     assert_verifies(stored)
     assert foreign_hashes.is_weak(stored) == (digest in ("md5", "sha1"))
+
+
+def test_auth0_hmac_md4() -> None:
+    # No published HMAC-MD4 vector: the RFC 2104 construction written out over the MD4
+    # that test_md4_matches_rfc_1320 proves, so a slip in hmac's use of it shows.
+    key, message = b"k" * 70, b"salt" + PASSWORD.encode()  # a key longer than a block
+    block = password_formats.MD4(key).digest().ljust(64, b"\0")
+    inner = password_formats.MD4(bytes(x ^ 0x36 for x in block) + message).digest()
+    mac = password_formats.MD4(bytes(x ^ 0x5C for x in block) + inner).hexdigest()
+    stored = custom(
+        "hmac",
+        {"value": mac, "encoding": "hex", "digest": "md4", "key": {"value": "k" * 70}},
+        salt={"value": "salt", "position": "prefix"},
+    )
+    assert_verifies(stored)
+    assert foreign_hashes.is_weak(stored)
 
 
 # --- self-describing formats
