@@ -367,6 +367,14 @@ def verify(stored: str, password: str) -> bool:
     return _format(stored)(stored, password)
 
 
+def is_fast(stored: str) -> bool:
+    """True for the plain, keyed and LDAP digests: microseconds to check, no work factor."""
+    _format(stored)(stored, None)
+    return stored.startswith("{") or (
+        stored.startswith(FOREIGN) and not stored.startswith(FOREIGN + "firebase-scrypt$")
+    )
+
+
 def is_weak(stored: str) -> bool:
     """md4, md5 and sha1 (salted or not, plain, keyed or LDAP), and any unsalted digest."""
     _format(stored)(stored, None)

@@ -50,11 +50,21 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     An imported hash (bcrypt, pbkdf2, Django, LDAP, Auth0's digests, Firebase scrypt…) is
     checked with its own algorithm; a malformed one fails like a wrong password."""
     if password_hash is not None and is_foreign_hash(password_hash):
-        try:
-            with _hashing:
-                return password_formats.verify(password_hash, password)
-        except password_formats.FormatError:
-            return False
+        with _hashing:
+            try:
+                verified = password_formats.verify(password_hash, password)
+                fast = password_formats.is_fast(password_hash)
+            except password_formats.FormatError:
+                verified, fast = False, True
+            if fast:
+                # A digest takes microseconds where argon2id takes tens of milliseconds: pad
+                # with the dummy verification, so timing tells nobody which accounts still
+                # hold an imported md5/sha/LDAP hash (or a broken one).
+                try:
+                    _hasher.verify(_DUMMY_HASH, password)
+                except (VerifyMismatchError, VerificationError, InvalidHashError):
+                    pass
+        return verified
     try:
         with _hashing:
             verified = _hasher.verify(password_hash or _DUMMY_HASH, password)

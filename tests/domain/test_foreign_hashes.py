@@ -483,6 +483,26 @@ def test_a_malformed_stored_hash_fails_sign_in_like_a_wrong_password(stored: str
     assert security.password_needs_rehash(stored) is True
 
 
+def test_fast_digests_are_padded_to_an_argon2id_verification() -> None:
+    # security.verify_password adds the dummy argon2id check for these (no timing oracle
+    # on which accounts still hold an imported digest); slow formats cost enough alone.
+    sha = hashlib.sha256(b"salt" + PASSWORD.encode()).hexdigest()
+    salted = {"value": "salt", "position": "prefix"}
+    fast = [
+        custom("sha256", {"value": sha, "encoding": "hex"}, salt=salted),
+        "{SHA}" + b64(hashlib.sha1(PASSWORD.encode()).digest()),
+    ]
+    slow = [
+        bcrypt_hash(),
+        foreign_hashes.from_firebase(
+            FIREBASE_HASH, FIREBASE_SALT, FirebaseHashConfig.from_mapping(FIREBASE)
+        ),
+        "pbkdf2_sha256$1000$salt$" + b64(hashlib.pbkdf2_hmac("sha256", b"x", b"salt", 1000)),
+    ]
+    assert [password_formats.is_fast(stored) for stored in fast + slow] == [True] * 2 + [False] * 3
+    assert all(security.verify_password(stored, PASSWORD) for stored in fast)
+
+
 def test_every_digest_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     compared: list[int] = []
     real = hmac.compare_digest
