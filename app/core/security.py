@@ -1,5 +1,6 @@
 """Every security primitive of the service: password hashing, digests and constant-time
 compares, signed tokens (itsdangerous) and authenticated encryption with a key ring.
+Imported (foreign) password hashes are verified by core/password_formats.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from app.core import password_formats
 
 # OWASP's argon2id floor: m=19 MiB, t=2, p=1.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
@@ -42,7 +45,26 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    """Check `password` against an encoded hash; with no hash, spend the same time and fail."""
+    """Check `password` against an encoded hash; with no hash, spend the same time and fail.
+
+    An imported hash (bcrypt, pbkdf2, Django, LDAP, Auth0's digests, Firebase scrypt…) is
+    checked with its own algorithm; a malformed one fails like a wrong password."""
+    if password_hash is not None and is_foreign_hash(password_hash):
+        with _hashing:
+            try:
+                verified = password_formats.verify(password_hash, password)
+                fast = password_formats.is_fast(password_hash)
+            except password_formats.FormatError:
+                verified, fast = False, True
+            if fast:
+                # A digest takes microseconds where argon2id takes tens of milliseconds: pad
+                # with the dummy verification, so timing tells nobody which accounts still
+                # hold an imported md5/sha/LDAP hash (or a broken one).
+                try:
+                    _hasher.verify(_DUMMY_HASH, password)
+                except (VerifyMismatchError, VerificationError, InvalidHashError):
+                    pass
+        return verified
     try:
         with _hashing:
             verified = _hasher.verify(password_hash or _DUMMY_HASH, password)
@@ -51,9 +73,21 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+def is_foreign_hash(password_hash: str) -> bool:
+    """True for any hash our argon2id hasher did not make in its own format: every imported
+    format, argon2i and argon2d included."""
+    return not password_hash.startswith("$argon2id$")
+
+
 def password_needs_rehash(password_hash: str) -> bool:
-    """True when the hash was made with other parameters than the current ones."""
-    return _hasher.check_needs_rehash(password_hash)
+    """True when the hash was made with other parameters than the current ones, and for
+    every foreign format, so the first successful sign-in rewrites it as argon2id."""
+    if is_foreign_hash(password_hash):
+        return True
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except (InvalidHashError, ValueError):
+        return True
 
 
 def password_tag(secret_key: str, tenant_id: str, user_id: str, password: str) -> int:
