@@ -24,7 +24,8 @@ from app.core.md4 import MD4
 from app.credentials import foreign_hashes
 from app.credentials.foreign_hashes import FirebaseHashConfig
 
-PASSWORD = "correct horse ☃ battery"
+# Not tests.factories.PASSWORD: a non-ASCII password, so the password encodings matter.
+SNOWMAN = "correct horse ☃ battery"
 WRONG = "correct horse ☃ battery!"
 
 
@@ -38,7 +39,7 @@ def custom(algorithm: str, hash_: dict[str, Any], **extra: Any) -> str:
     )
 
 
-def assert_verifies(stored: str, password: str = PASSWORD) -> None:
+def assert_verifies(stored: str, password: str = SNOWMAN) -> None:
     assert len(stored) <= 255  # the password_hash column
     assert foreign_hashes.verify(stored, password)
     assert security.verify_password(stored, password)
@@ -136,7 +137,7 @@ def test_firebase_parameters_out_of_range_are_refused(change: dict[str, Any]) ->
 @pytest.mark.parametrize("position", ["prefix", "suffix", None])
 def test_auth0_digests(algorithm: str, hash_encoding: str, position: str | None) -> None:
     salt = b"NaCl\x00\xff"
-    secret = PASSWORD.encode()
+    secret = SNOWMAN.encode()
     message = (
         secret if position is None else salt + secret if position == "prefix" else secret + salt
     )
@@ -162,7 +163,7 @@ def test_auth0_digests(algorithm: str, hash_encoding: str, position: str | None)
     ],
 )
 def test_salt_encodings(salt: dict[str, str], salt_bytes: bytes) -> None:
-    expected = hashlib.sha256(PASSWORD.encode() + salt_bytes).hexdigest()
+    expected = hashlib.sha256(SNOWMAN.encode() + salt_bytes).hexdigest()
     salt = {**salt, "position": "suffix"}
     assert_verifies(custom("sha256", {"value": expected, "encoding": "hex"}, salt=salt))
 
@@ -185,7 +186,7 @@ def test_password_encodings(encoding: str, codec: str) -> None:
 def test_auth0_hmac(digest: str, key_encoding: str) -> None:
     key = b"server-side pepper"
     encoded_key = {"utf8": key.decode(), "base64": b64(key), "hex": key.hex()}[key_encoding]
-    mac = hmac.new(key, b"salty" + PASSWORD.encode(), digest).digest()
+    mac = hmac.new(key, b"salty" + SNOWMAN.encode(), digest).digest()
     stored = custom(
         "hmac",
         {
@@ -204,7 +205,7 @@ def test_auth0_hmac(digest: str, key_encoding: str) -> None:
 def test_auth0_hmac_md4() -> None:
     # No published HMAC-MD4 vector: the RFC 2104 construction written out over the MD4
     # that test_md4_matches_rfc_1320 proves, so a slip in hmac's use of it shows.
-    key, message = b"k" * 70, b"salt" + PASSWORD.encode()  # a key longer than a block
+    key, message = b"k" * 70, b"salt" + SNOWMAN.encode()  # a key longer than a block
     block = MD4(key).digest().ljust(64, b"\0")
     inner = MD4(bytes(x ^ 0x36 for x in block) + message).digest()
     mac = MD4(bytes(x ^ 0x5C for x in block) + inner).hexdigest()
@@ -222,7 +223,7 @@ def test_auth0_hmac_md4() -> None:
 
 @pytest.mark.parametrize("prefix", [b"2a", b"2b"])
 def test_bcrypt(prefix: bytes) -> None:
-    made = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4, prefix=prefix)).decode()
+    made = bcrypt.hashpw(SNOWMAN.encode(), bcrypt.gensalt(rounds=4, prefix=prefix)).decode()
     assert foreign_hashes.from_auth0_user({"password_hash": made}) == made
     assert_verifies(made)
     assert custom("bcrypt", {"value": made, "encoding": "utf8"}) == made
@@ -240,16 +241,16 @@ def test_bcrypt_2y_and_passwords_past_72_bytes() -> None:
 
 @pytest.mark.parametrize("variant", [Type.I, Type.D, Type.ID])
 def test_argon2_variants(variant: Type) -> None:
-    made = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1, type=variant).hash(PASSWORD)
+    made = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1, type=variant).hash(SNOWMAN)
     assert custom("argon2", {"value": made, "encoding": "utf8"}) == made
     assert_verifies(made)
 
 
 def test_native_argon2id_needs_no_rehash_and_is_not_foreign() -> None:
-    native = security.hash_password(PASSWORD)
+    native = security.hash_password(SNOWMAN)
     assert not foreign_hashes.needs_rehash(native)
     assert not foreign_hashes.is_weak(native)
-    assert foreign_hashes.verify(native, PASSWORD) and not foreign_hashes.verify(native, WRONG)
+    assert foreign_hashes.verify(native, SNOWMAN) and not foreign_hashes.verify(native, WRONG)
 
 
 def ab64(raw: bytes) -> str:  # passlib's alphabet: '.' for '+', no padding
@@ -262,7 +263,7 @@ def ab64(raw: bytes) -> str:  # passlib's alphabet: '.' for '+', no padding
 )
 def test_pbkdf2_passlib_and_phc(name: str, digest: str) -> None:
     salt = b"\xfb\xff salt"  # '+' and '/' in its base64
-    raw = hashlib.pbkdf2_hmac(digest, PASSWORD.encode(), salt, 1000)
+    raw = hashlib.pbkdf2_hmac(digest, SNOWMAN.encode(), salt, 1000)
     passlib = f"${name}$1000${ab64(salt)}${ab64(raw)}"
     assert_verifies(passlib)
     phc = f"$pbkdf2-{digest}$i=1000,l={len(raw)}${b64(salt).rstrip('=')}${b64(raw).rstrip('=')}"
@@ -272,7 +273,7 @@ def test_pbkdf2_passlib_and_phc(name: str, digest: str) -> None:
 
 
 def test_django_pbkdf2_sha256() -> None:
-    raw = hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), b"seasalt2", 1000)
+    raw = hashlib.pbkdf2_hmac("sha256", SNOWMAN.encode(), b"seasalt2", 1000)
     django = f"pbkdf2_sha256$1000$seasalt2${b64(raw)}"
     assert foreign_hashes.from_string(django) == django
     assert_verifies(django)
@@ -290,7 +291,7 @@ def test_django_pbkdf2_sha256() -> None:
     ],
 )
 def test_ldap(scheme: str, digest: str, salt: bytes, weak: bool) -> None:
-    value = f"{{{scheme}}}" + b64(hashlib.new(digest, PASSWORD.encode() + salt).digest() + salt)
+    value = f"{{{scheme}}}" + b64(hashlib.new(digest, SNOWMAN.encode() + salt).digest() + salt)
     assert custom("ldap", {"value": value, "encoding": "utf8"}) == value
     assert_verifies(value)
     assert foreign_hashes.is_weak(value) is weak
@@ -479,18 +480,18 @@ def test_malformed_and_unknown_input_is_refused_without_echoing_it(
     ],
 )
 def test_a_malformed_stored_hash_fails_sign_in_like_a_wrong_password(stored: str) -> None:
-    assert security.verify_password(stored, PASSWORD) is False
+    assert security.verify_password(stored, SNOWMAN) is False
     assert security.password_needs_rehash(stored) is True
 
 
 def test_fast_digests_are_padded_to_an_argon2id_verification() -> None:
     # security.verify_password adds the dummy argon2id check for these (no timing oracle
     # on which accounts still hold an imported digest); slow formats cost enough alone.
-    sha = hashlib.sha256(b"salt" + PASSWORD.encode()).hexdigest()
+    sha = hashlib.sha256(b"salt" + SNOWMAN.encode()).hexdigest()
     salted = {"value": "salt", "position": "prefix"}
     fast = [
         custom("sha256", {"value": sha, "encoding": "hex"}, salt=salted),
-        "{SHA}" + b64(hashlib.sha1(PASSWORD.encode()).digest()),
+        "{SHA}" + b64(hashlib.sha1(SNOWMAN.encode()).digest()),
     ]
     slow = [
         bcrypt_hash(),
@@ -500,7 +501,7 @@ def test_fast_digests_are_padded_to_an_argon2id_verification() -> None:
         "pbkdf2_sha256$1000$salt$" + b64(hashlib.pbkdf2_hmac("sha256", b"x", b"salt", 1000)),
     ]
     assert [password_formats.is_fast(stored) for stored in fast + slow] == [True] * 2 + [False] * 3
-    assert all(security.verify_password(stored, PASSWORD) for stored in fast)
+    assert all(security.verify_password(stored, SNOWMAN) for stored in fast)
 
 
 def test_every_digest_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -513,11 +514,11 @@ def test_every_digest_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatc
 
     samples = [
         custom(
-            "sha256", {"value": hashlib.sha256(PASSWORD.encode()).hexdigest(), "encoding": "hex"}
+            "sha256", {"value": hashlib.sha256(SNOWMAN.encode()).hexdigest(), "encoding": "hex"}
         ),
         "pbkdf2_sha256$1000$salt$"
-        + b64(hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), b"salt", 1000)),
-        "{SSHA}" + b64(hashlib.sha1(PASSWORD.encode() + b"salt").digest() + b"salt"),
+        + b64(hashlib.pbkdf2_hmac("sha256", SNOWMAN.encode(), b"salt", 1000)),
+        "{SSHA}" + b64(hashlib.sha1(SNOWMAN.encode() + b"salt").digest() + b"salt"),
         foreign_hashes.from_firebase(
             FIREBASE_HASH, FIREBASE_SALT, FirebaseHashConfig.from_mapping(FIREBASE)
         ),
