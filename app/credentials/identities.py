@@ -154,6 +154,10 @@ def link(
         secondary = user_service.get_user(user_id)
     if secondary.id == primary.id:
         raise Invalid("A user cannot be linked to itself", code="link_to_self")
+    # The row lock holds off rows being added to the secondary between the count below and
+    # its deletion: their foreign key waits on it, then finds the user gone (that request
+    # fails; nothing is deleted unseen), and rows committed before it are counted.
+    secondary = user_service.lock_user(secondary)
     _refuse_blocked(secondary, "secondary")
     _refuse_data_loss(secondary)
     moved = [_primary_identity_of(secondary, primary)]
