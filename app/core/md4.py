@@ -1,4 +1,4 @@
-"""MD4 (RFC 1320) in pure Python with hashlib's interface (update/copy/digest), so `hmac`
+"""MD4 (RFC 1320) in pure Python with the standard digest interface (update/copy/digest), so `hmac`
 can take it too. OpenSSL 3 dropped MD4 from its default provider and no well-kept package
 offers it alone, yet Auth0 still imports md4 hashes (and NTLM is md4 of UTF-16LE). Used only
 to verify imported password hashes (core/password_formats.py); never for anything new.
@@ -48,7 +48,7 @@ def _md4_block(state: tuple[int, int, int, int], block: bytes) -> tuple[int, int
 
 
 class MD4:
-    """MD4 with hashlib's interface (update/copy/digest), so `hmac` can take it too."""
+    """MD4 with the standard digest interface (update/copy/digest), so `hmac` can take it too."""
 
     name, digest_size, block_size = "md4", 16, 64
 
