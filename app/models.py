@@ -4,6 +4,7 @@ from app.applications.models import Application, ApplicationOrigin, Authorizatio
 from app.audit.models import AuditEvent
 from app.credentials.models import DeviceCredential, MfaEnrolment, PasswordResetRequest
 from app.mail.models import EmailDelivery
+from app.portability.models import TransferChunk, TransferError, TransferJob
 from app.properties.models import Property
 from app.secrets.models import Secret
 from app.tenants.models import ApiKey, Tenant
@@ -29,5 +30,8 @@ __all__ = [
     "Secret",
     "SigningKey",
     "Tenant",
+    "TransferChunk",
+    "TransferError",
+    "TransferJob",
     "User",
 ]

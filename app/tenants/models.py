@@ -21,6 +21,11 @@ class Tenant(TimestampMixin, Base):
     postmark_server_token_encrypted: Mapped[str | None] = mapped_column(String(512))
     password_reset_hosts: Mapped[list[Any]] = mapped_column(JSON, default=list)
     password_min_length: Mapped[int] = mapped_column(default=8)
+    # Imported hashes of a weak algorithm (md4, md5, sha1, unsalted digests): "accept"
+    # them (verified once, then rehashed to argon2id) or "reset" (the user must reset).
+    weak_password_hashes: Mapped[str] = mapped_column(
+        String(8), default="accept", server_default="accept"
+    )
     access_token_ttl: Mapped[int | None]
     refresh_token_ttl: Mapped[int | None]
 

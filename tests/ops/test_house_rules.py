@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "properties": 5,
     "credentials": 6,
     "signin": 7,
+    "portability": 7,
     "applications": 8,
     "api": 9,
 }
