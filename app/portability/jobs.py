@@ -4,6 +4,7 @@ chunks, so neither an upload nor a worker ever holds a whole file."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
@@ -149,3 +150,10 @@ def errors_of(job: TransferJob) -> list[dict[str, Any]]:
         select(table.c.user, table.c.errors).where(table.c.job_id == job.id).order_by(table.c.seq)
     )
     return [{"user": user, "errors": errors} for user, errors in rows]
+
+
+def connection_id(tenant_id: str | None = None) -> str:
+    """The id of the tenant's one database connection (`Username-Password-Authentication`)
+    as Auth0's SDK sees it: `con_` and 16 characters, the same on every call."""
+    digest = hashlib.sha256((tenant_id or current_tenant_id()).encode()).hexdigest()
+    return f"con_{digest[:16]}"
