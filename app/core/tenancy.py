@@ -15,11 +15,13 @@ from typing import Any, Final
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import InstrumentedAttribute, ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.sql.util import find_tables
 
-from app.core.db import TenantScoped, db
+from app.core.db import Base, TenantScoped, db
 
 ALL_TENANTS: Final = object()
 _current: ContextVar[object | str | None] = ContextVar("gatehouse_tenant", default=None)
+_tenant_tables_cache: tuple[int, frozenset[Any]] = (-1, frozenset())
 
 
 class TenancyError(RuntimeError):
@@ -114,7 +116,24 @@ def _touches_tenant_rows(state: ORMExecuteState) -> bool:
     for mapper in state.all_mappers:
         if issubclass(mapper.class_, TenantScoped):
             return True
+    # An entity named only in the FROM clause (`select(func.count()).select_from(User)`)
+    # is not among all_mappers, yet the loader criteria do filter it: look at the tables.
+    if state.is_select:
+        tenant_tables = _tenant_tables()
+        return any(
+            table in tenant_tables for table in find_tables(state.statement, include_joins=True)
+        )
     return False
+
+
+def _tenant_tables() -> frozenset[Any]:
+    """The tables of every TenantScoped model (recomputed when a model is added)."""
+    global _tenant_tables_cache
+    mappers = Base.registry.mappers
+    if _tenant_tables_cache[0] != len(mappers):
+        tables = frozenset(m.local_table for m in mappers if issubclass(m.class_, TenantScoped))
+        _tenant_tables_cache = (len(mappers), tables)
+    return _tenant_tables_cache[1]
 
 
 def _filter_statement(state: ORMExecuteState) -> None:

@@ -145,6 +145,29 @@ def test_query_outside_any_tenant_scope_raises(app, tenant):
             user_service.find_user("scoped")
 
 
+def test_a_count_over_an_entity_named_only_in_from_is_filtered(app, tenant, other_tenant):
+    """`select(func.count()).select_from(Model)` names no ORM column, so SQLAlchemy lists no
+    mapper for it: the filter must still see the table (it once counted every tenant)."""
+    from sqlalchemy import func, select
+
+    from app.core.db import db
+    from app.secrets.models import Secret
+    from app.users.models import User
+
+    factories.make_user(app, tenant.id, user_id="shared-id")
+    factories.make_user(app, tenant.id, user_id="second")
+    factories.make_user(app, other_tenant.id, user_id="shared-id")
+    with app.app_context():
+        with tenant_scope(tenant.id):
+            assert db.session.scalar(select(func.count()).select_from(User)) == 2
+            counted = select(func.count()).select_from(Secret).where(Secret.user_id == "shared-id")
+            assert db.session.scalar(counted) == 0
+        with tenant_scope(other_tenant.id):
+            assert db.session.scalar(select(func.count()).select_from(User)) == 1
+        with pytest.raises(TenancyError):
+            db.session.scalar(select(func.count()).select_from(User))
+
+
 def test_write_outside_any_tenant_scope_raises(app, client, tenant):
     with app.app_context():
         with pytest.raises(TenancyError):
