@@ -106,6 +106,19 @@ def _decode(node: Mapping[str, Any], path: str, default: str | None) -> bytes:
     return value.encode("utf-8")
 
 
+def _digest_encoding(value: Any, scheme: str) -> str:
+    """The encoding of a digest given without one: hex when it is exactly the digest's hex
+    form (a hex digest is twice its size long, its base64 4/3: never both), else base64."""
+    size = formats.digest_size(scheme.removeprefix("hmac-"))
+    if isinstance(value, str) and len(value) == 2 * size:
+        try:
+            bytes.fromhex(value)
+        except ValueError:
+            return "base64"
+        return "hex"
+    return "base64"
+
+
 def from_custom_password_hash(custom: Any) -> str:
     """Auth0's `custom_password_hash` object: `algorithm`; `hash{value, encoding}` (plus
     `digest` and `key{value, encoding}` for hmac); `salt{value, encoding, position}`;
@@ -144,9 +157,10 @@ def from_custom_password_hash(custom: Any) -> str:
     else:
         raise unsupported(f"{path}.algorithm", "unknown algorithm")
 
-    if hash_node.get("encoding") not in ("hex", "base64"):
+    encoding = hash_node.get("encoding") or _digest_encoding(hash_node.get("value"), scheme)
+    if encoding not in ("hex", "base64"):
         raise invalid(f"{path}.hash.encoding", "must be hex or base64")
-    expected = _decode(hash_node, f"{path}.hash", None)
+    expected = _decode({**hash_node, "encoding": encoding}, f"{path}.hash", None)
     params: dict[str, str | int] = {"e": password_encoding}
     salt = b""
     if salt_node:
