@@ -25,11 +25,14 @@ OAUTH_ERRORS = frozenset(
     }
 )
 # Domain codes under their OAuth names: RFC 6750 §3.1's for what the bearer check of
-# /userinfo raises, Auth0's for a locked second factor.
+# /userinfo raises, Auth0's for a locked second factor; a right password on a weak
+# imported hash under the tenant's "reset" policy is `invalid_grant` (403) whose
+# description says a reset is required (the grant itself cannot go through).
 _ALIASES = {
     "missing_credentials": "invalid_token",
     "user_token_required": "insufficient_scope",
     "second_factor_locked": "too_many_attempts",
+    "password_reset_required": "invalid_grant",
 }
 _BY_STATUS = {401: "invalid_client", 403: "unauthorized_client", 429: "temporarily_unavailable"}
 _SERVER_ERRORS = ("server_error", "temporarily_unavailable")
