@@ -58,10 +58,10 @@ _API_KEY = re.compile(r"\bgh_(?:root_)?[A-Za-z0-9]+_[A-Za-z0-9_-]{8,}")
 # Password hashes wherever they appear (issue 24: an imported hash is never logged): ours
 # and every imported format's self-describing string (bcrypt, argon2, PHC pbkdf2, our
 # `$gh-foreign$` records, Django's pbkdf2, LDAP `{SSHA}`…).
-_PASSWORD_HASH = re.compile(
-    r"\$(?:2[abxy]|argon2(?:id|i|d)|pbkdf2[\w-]*|gh-foreign|scrypt)\$[\w$.,=/+-]+"
-    r"|\bpbkdf2_sha(?:1|256)\$[\w$.,=/+-]+"
-    r"|\{S?(?:SHA(?:256|384|512)?|MD5)\}[A-Za-z0-9+/=]+",
+_PASSWORD_HASH = re.compile(  # also URL-encoded ($ as %24, { } as %7B %7D)
+    r"(?:\$|%24)(?:2[abxy]|argon2(?:id|i|d)|pbkdf2[\w-]*|gh-foreign|scrypt)(?:\$|%24)[\w$%.,=/+-]+"
+    r"|\bpbkdf2_sha(?:1|256)(?:\$|%24)[\w$%.,=/+-]+"
+    r"|(?:\{|%7B)S?(?:SHA(?:256|384|512)?|MD5)(?:\}|%7D)[A-Za-z0-9+/=%]+",
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -90,7 +90,7 @@ def redact_text(text: str) -> str:
         text = _API_KEY.sub(REDACTED, text)
     if "@" in text or "%40" in text:
         text = _EMAIL.sub(REDACTED, text)
-    if "$" in text or "}" in text:
+    if "$" in text or "}" in text or "%" in text:
         text = _PASSWORD_HASH.sub(REDACTED, text)
     return text
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from urllib.parse import quote
 
 import bcrypt
 import pytest
@@ -110,6 +111,7 @@ def test_no_log_line_keeps_a_hash(stored: str, scheme: str, weak: bool) -> None:
         f"user row {stored} loaded",
         f'{{"password_hash": "{stored}", "id": "u1"}}',
         f"POST /x?password_hash={stored}&next=1",
+        f"GET /x?seen={quote(stored, safe='')}&next=1",
     ):
         cleaned = redact_text(text)
         assert stored not in cleaned and REDACTED in cleaned, cleaned

@@ -18,6 +18,7 @@ import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import bcrypt
 import pytest
@@ -453,3 +454,45 @@ def test_a_password_change_replaces_an_imported_hash_without_a_rehash_event(
     assert_oauth_error(grant(client, tenant.id, PASSWORD), 401, "invalid_grant")
     assert grant(client, tenant.id, NEW_PASSWORD).status_code == 200
     assert rehashed(client, tenant) == []
+
+
+def test_no_log_record_holds_an_imported_or_upgraded_hash(
+    app: Flask, client: FlaskClient, strict: TenantHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Over the development server (werkzeug logs each request line), with a client that
+    # even puts hashes in the URL: the sign-ins, the refusal, the upgrade and the reads.
+    caplog.set_level("DEBUG")
+    weak, strong = salted_digest("md5"), bcrypt_hash()
+    weak_id = imported_user(app, strict.id, weak)
+    strong_id = factories.make_user(app, strict.id, user_id="bob-1", username="bob")
+    import_hash(app, strict.id, strong_id, strong)
+    admin = bearer(strict.key)
+    with factories.serve(app) as base:
+
+        def sign_in(login: str, password: str) -> int:
+            return requests.post(
+                f"{base}/oauth/token",
+                params={"passwordHash": weak, "custom_password_hash": strong},
+                data={"grant_type": "password", "username": login, "password": password},
+                headers={"X-Tenant-ID": strict.id},
+                timeout=30,
+            ).status_code
+
+        assert sign_in("alice", WRONG) == 401
+        assert sign_in("alice", PASSWORD) == 403  # password_reset_required
+        assert sign_in("bob", PASSWORD) == 200  # upgraded
+        upgraded = stored_hash(app, strict.id, strong_id)
+        assert upgraded is not None and upgraded.startswith("$argon2id$")
+        for name in ("alice", "bob"):
+            shown = requests.get(
+                f"{base}/api/v1/users/{name}", params={"seen": upgraded}, headers=admin, timeout=30
+            )
+            assert shown.status_code == 200
+    assert stored_hash(app, strict.id, weak_id) == weak
+
+    # The service's records (the test's own HTTP client, urllib3, logs its URLs too).
+    ours = [r for r in caplog.records if r.name == "werkzeug" or r.name.split(".")[0] == "app"]
+    assert sum(r.name == "werkzeug" for r in ours) >= 5, "request lines logged: the scan counts"
+    text = "\n".join(r.getMessage() for r in ours) + str([r.args for r in ours])
+    for leak in (weak, strong, upgraded, base64.b64encode(upgraded.encode()).decode(), PASSWORD):
+        assert leak not in text and quote(leak, safe="") not in text, leak
