@@ -496,3 +496,31 @@ def test_no_log_record_holds_an_imported_or_upgraded_hash(
     text = "\n".join(r.getMessage() for r in ours) + str([r.args for r in ours])
     for leak in (weak, strong, upgraded, base64.b64encode(upgraded.encode()).decode(), PASSWORD):
         assert leak not in text and quote(leak, safe="") not in text, leak
+
+
+def test_a_self_service_change_replaces_an_imported_hash_without_a_rehash_event(
+    app: Flask, client: FlaskClient, celery_worker: Any
+) -> None:
+    # A user signed in without a password (a custom token, as a Firebase-style backend
+    # does) still holds the imported hash, and changes the password on the me surface.
+    backend = factories.make_tenant(app, "custom", allow_user_token_management=True)
+    stored = bcrypt_hash()
+    user_id = imported_user(app, backend.id, stored)
+    minted = client.post("/token/generate", json={"userId": user_id}, headers=backend.m2_headers)
+    assert minted.status_code == 200, minted.get_data(as_text=True)
+    session = client.post(
+        "/token/signin", json={"token": minted.get_json()["token"]}, headers=backend.m2_headers
+    )
+    assert session.status_code == 200, session.get_data(as_text=True)
+    assert stored_hash(app, backend.id, user_id) == stored  # no password was verified
+
+    changed = client.patch(
+        "/users/me",
+        json={"password": NEW_PASSWORD},
+        headers=bearer(session.get_json()["accessToken"]),
+    )
+    assert changed.status_code == 200, changed.get_data(as_text=True)
+    assert stored_hash(app, backend.id, user_id).startswith("$argon2id$")  # type: ignore[union-attr]
+    assert factories.password_matches(app, backend.id, user_id, NEW_PASSWORD)
+    assert len(audit_events(client, backend.headers, "user.password_changed")) == 1
+    assert rehashed(client, backend) == []
