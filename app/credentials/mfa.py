@@ -53,6 +53,11 @@ def _secret(enrolment: MfaEnrolment) -> str:
     )
 
 
+def totp_secret(enrolment: MfaEnrolment) -> str:
+    """The enrolment's base32 secret in clear (only an encrypted operator export asks)."""
+    return _secret(enrolment)
+
+
 def find_totp(user: User) -> MfaEnrolment | None:
     """The user's TOTP enrolment (pending or confirmed), or None."""
     return db.session.scalar(
