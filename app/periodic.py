@@ -15,6 +15,7 @@ from flask import Flask, current_app
 from app.applications import tasks as application_tasks
 from app.credentials import tasks as credential_tasks
 from app.mail import tasks as mail_tasks
+from app.portability import tasks as portability_tasks
 from app.tenants import tasks as tenant_tasks
 from app.tokens import tasks as token_tasks
 from app.users import tasks as user_tasks
@@ -38,6 +39,7 @@ JOBS: dict[str, Job] = {
             credential_tasks.cleanup_resets,
             mail_tasks.cleanup_deliveries,
             application_tasks.cleanup_codes,
+            portability_tasks.cleanup_exports,
         ),
         "CLEANUP_INTERVAL_SECONDS",
     ),

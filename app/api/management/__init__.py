@@ -79,6 +79,11 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
     }
 
 
-from app.api.management import device_routes, identity_routes, routes  # noqa: E402,F401
+from app.api.management import (  # noqa: E402,F401
+    device_routes,
+    export_routes,
+    identity_routes,
+    routes,
+)
 
 __all__ = ["ErrorSchema", "blp", "render_error"]
