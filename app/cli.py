@@ -1,5 +1,6 @@
 """Operator commands: `flask bootstrap`, `flask tenants create|list|delete`, `flask keys
-create|revoke|rotate-signing|rotate-encryption`, `flask run-periodic`."""
+create|revoke|rotate-signing|rotate-encryption`, `flask run-periodic`, `flask users
+import|export`."""
 
 from __future__ import annotations
 
@@ -61,6 +62,11 @@ def bootstrap() -> dict[str, str]:
     else:
         db.session.commit()
     return saved
+
+
+# `flask users import|export`: a module-level group so each command can be declared at module
+# level next to its helpers (import below, export by its own section) and registered once.
+users = AppGroup("users", help="Import and export a tenant's users.")
 
 
 _batch_size_option = click.option(
@@ -167,6 +173,8 @@ def register_cli(app: Flask) -> None:
             for task_name, result in run_job(job).items():
                 click.echo(f"{job}: {task_name} -> {result}")
         db.session.commit()
+
+    app.cli.add_command(users)
 
     secrets_group = AppGroup("secrets", help="Manage per-user secrets.")
     app.cli.add_command(secrets_group)
