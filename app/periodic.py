@@ -32,7 +32,10 @@ JOBS: dict[str, Job] = {
         (user_tasks.flush_last_activity, tenant_tasks.flush_key_usage),
         "ACTIVITY_FLUSH_INTERVAL_SECONDS",
     ),
-    "requeue-stuck": Job((mail_tasks.requeue_stuck,), "MAIL_REQUEUE_INTERVAL_SECONDS"),
+    "requeue-stuck": Job(
+        (mail_tasks.requeue_stuck, portability_tasks.requeue_stale_imports),
+        "MAIL_REQUEUE_INTERVAL_SECONDS",
+    ),
     "cleanup": Job(
         (
             token_tasks.cleanup_expired,

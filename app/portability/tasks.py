@@ -1,5 +1,6 @@
-"""Worker side of imports and exports: each task enters its tenant (@tenant_task) and
-calls one service function; the periodic clean-up deletes expired exports."""
+"""Import and export work for the worker: run one import job (resumable), queue again
+the imports whose worker died (the periodic `requeue-stuck` job), write one export job's
+file, and delete expired exports (the periodic clean-up)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,29 @@ from celery import shared_task
 from flask import current_app
 
 from app.core.db import db
-from app.core.jobs import run_in_batches, tenant_task
-from app.portability import exports
+from app.core.jobs import run_in_batches, send_task, tenant_task
+from app.portability import exports, imports
 
 log = logging.getLogger(__name__)
+
+
+@tenant_task(name="portability.run_import", acks_late=True, reject_on_worker_lost=True)
+def run_import_job(tenant_id: str, job_id: str) -> None:
+    """Run (or resume) one import job in its tenant's scope, which @tenant_task enters."""
+    imports.run_import(job_id)
+
+
+@shared_task(name="portability.requeue_stale_imports")
+def requeue_stale_imports() -> int:
+    """Queue again every import job whose worker stopped sending heartbeats."""
+    stale = imports.stale_imports_all_tenants()
+    for tenant_id, job_id in stale:
+        try:
+            send_task(run_import_job, tenant_id, job_id)
+        except Exception:
+            log.warning("broker unavailable; %d import jobs wait for the next run", len(stale))
+            break
+    return len(stale)
 
 
 @tenant_task(name="portability.run_export_job", acks_late=True, reject_on_worker_lost=True)
