@@ -20,6 +20,7 @@ from urllib.parse import quote
 from flask import current_app
 from sqlalchemy import or_
 
+from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Forbidden, Invalid, NotFound
@@ -245,6 +246,12 @@ def run_export(job_id: str) -> None:
     job.total = job.inserted = counter[0]
     job.status = COMPLETED
     job.finished_at = utcnow()
+    audit_service.record(
+        action="users.exported",
+        actor="job",
+        target=job.id,
+        data={"format": job.format, "count": job.total},
+    )
 
 
 def fail_export(job_id: str, reason: str) -> None:

@@ -12,8 +12,6 @@ app/portability/user_lines.py.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import gzip
 import json
 import zlib
@@ -21,31 +19,32 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any, BinaryIO
 
+from app.audit import service as audit_service
 from app.core import password_formats, sealed
 from app.core.errors import Invalid
 from app.core.tenancy import current_tenant_id
 from app.credentials import foreign_hashes
-from app.portability import user_lines
-from app.portability.records import PROFILE_FIELDS, FileError, Rejected, UserRecord, shown
+from app.portability import sources, user_lines
+from app.portability.records import FileError, Rejected, UserRecord, shown
+from app.users import policies as policy_service
 
 FORMAT, END_FORMAT, VERSION = "gatehouse-users", "gatehouse-users-end", 1
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BYTES = 64 * 1024
 
 BOOL_FIELDS = ("email_verified", "blocked", "require_twofactor_auth")
+# Text columns of a user and their lengths (app/users/models.py).
 TEXT_FIELDS = (
-    "display_name",
-    "first_name",
-    "last_name",
-    "nickname",
-    "photo_url",
-    "phone_number",
-    "permissions_group",
-    "device_token",
-    "device_type",
+    ("display_name", 255),
+    ("first_name", 255),
+    ("last_name", 255),
+    ("nickname", 255),
+    ("photo_url", 2048),
+    ("phone_number", 32),
+    ("permissions_group", 128),
+    ("device_token", 255),
+    ("device_type", 32),
 )
-LIST_FIELDS = ("custom_scopes", "settings")
-OBJECT_FIELDS = ("user_metadata", "app_metadata")
 
 
 class ExportRefused(ValueError):
@@ -92,6 +91,19 @@ def write(
         target.write(_line(line))
         count += 1
     target.write(_line({"format": END_FORMAT, "count": count}))
+    # Who took the tenant's users out, and with what, is on record (never the passphrase).
+    audit_service.record(
+        action="users.exported",
+        actor="operator",
+        data={
+            "format": "gatehouse",
+            "count": count,
+            "with_password_hashes": include_password_hashes,
+            "with_mfa_secrets": include_mfa_secrets,
+            "with_user_secrets": include_secrets,
+            "encrypted": bool(passphrase),
+        },
+    )
     if compress:
         target.close()  # writes gzip's trailer; leaves the sink open
     if passphrase:
@@ -219,65 +231,147 @@ def _error(code: str, message: str, path: str) -> dict[str, str]:
     return {"code": code, "message": message, "path": path}
 
 
-def _type_name(value: Any) -> str:
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
-    return "null" if value is None else names.get(type(value), "object")
+def _datetime(errors: Any, value: Any, path: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        errors.add("INVALID_FORMAT", "Expected an ISO 8601 time with its offset", path)
+        return None
+    return parsed
 
 
-def _typed(user: dict[str, Any], key: str, kind: type, expected: str) -> list[dict[str, str]]:
-    value = user.get(key)
-    # bool is an int to Python, never to JSON.
-    if value is None or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
-        return []
-    return [_error("INVALID_TYPE", f"Expected type {expected} but found {_type_name(value)}", key)]
+def _list_of(errors: Any, value: Any, path: str, kind: type, what: str) -> list[Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, kind) for item in value):
+        errors.add("INVALID_TYPE", f"Expected an array of {what}", path)
+        return None
+    return value
+
+
+def _identities(errors: Any, value: Any) -> list[dict[str, Any]]:
+    identities = _list_of(errors, value, "identities", dict, "objects") or []
+    for position, identity in enumerate(identities):
+        path = f"identities.{position}"
+        for key in ("provider", "user_id", "connection"):
+            if not isinstance(identity.get(key), str) or not identity[key]:
+                errors.add("INVALID_TYPE", "Expected a non-empty string", f"{path}.{key}")
+        if not isinstance(identity.get("isSocial", False), bool):
+            errors.add("INVALID_TYPE", "Expected a boolean", f"{path}.isSocial")
+        if not isinstance(identity.get("profileData") or {}, dict):
+            errors.add("INVALID_TYPE", "Expected an object", f"{path}.profileData")
+    return identities
+
+
+def _devices(errors: Any, value: Any) -> list[dict[str, Any]]:
+    devices = _list_of(errors, value, "device_credentials", dict, "objects") or []
+    checked = []
+    for position, device in enumerate(devices):
+        path = f"device_credentials.{position}"
+        row: dict[str, Any] = {}
+        for key, limit in (("device_name", 255), ("device_id", 255), ("value", 16 * 1024)):
+            row[key] = sources._text(errors, device.get(key), f"{path}.{key}", limit)
+            if row[key] is None:
+                errors.add("OBJECT_MISSING_REQUIRED_PROPERTY", "Missing or empty", f"{path}.{key}")
+        row["type"] = device.get("type", "public_key")
+        if row["type"] != "public_key":
+            errors.add("INVALID_FORMAT", "Only public_key credentials", f"{path}.type")
+        row["client_id"] = sources._text(errors, device.get("client_id"), f"{path}.client_id", 128)
+        row["created_at"] = _datetime(errors, device.get("created_at"), f"{path}.created_at")
+        checked.append(row)
+    return checked
 
 
 def _record(index: int, user: Any) -> UserRecord | Rejected:
+    """One user line: checked as strictly as any import (ids, email, username, lengths,
+    metadata size, policies), so a hand-edited file cannot write what the API refuses."""
     if not isinstance(user, dict):
-        return Rejected(index, {}, [_error("INVALID_TYPE", "A user line is a JSON object", "")])
-    errors: list[dict[str, str]] = []
-    if not isinstance(user.get("id"), str) or not user["id"]:
-        errors.append(
-            _error("OBJECT_MISSING_REQUIRED_PROPERTY", "Missing required property: id", "id")
-        )
-    for key in ("email", "username", *TEXT_FIELDS, "created_at"):
-        errors += _typed(user, key, str, "string")
+        return Rejected(index, {}, [_error("OBJECT_REQUIRED", "A user line is an object", "")])
+    errors = sources._Errors()
+    get = user.get
+    user_id = sources._user_id(errors, get("id"), "id")
+    if get("id") is None:
+        errors.add("OBJECT_MISSING_REQUIRED_PROPERTY", "Missing required property: id", "id")
+    email = sources._email(errors, get("email"))
+    username = sources._username(errors, get("username"))
+    profile: dict[str, Any] = {}
+    for key, limit in TEXT_FIELDS:
+        text = sources._text(errors, get(key), key, limit)
+        if text is not None:
+            profile[key] = text
     for key in BOOL_FIELDS:
-        errors += _typed(user, key, bool, "boolean")
-    for key in (*LIST_FIELDS, "policies", "identities", "device_credentials"):
-        errors += _typed(user, key, list, "array")
-    for key in (*OBJECT_FIELDS, "properties", "secrets"):
-        errors += _typed(user, key, dict, "object")
-    password_hash = _password_hash(user.get("password_hash"), errors)
-    totp_secret = _totp_secret(user.get("totp_secret"), errors)
-    secrets = user.get("secrets")
-    if isinstance(secrets, dict) and not all(isinstance(v, str) for v in secrets.values()):
-        errors.append(_error("INVALID_TYPE", "Secret values are strings", "secrets"))
-    if errors:
-        return Rejected(index, shown(user), errors)
-    profile = {key: user[key] for key in PROFILE_FIELDS if key in user}
+        flag = sources._bool(errors, get(key), key)
+        if flag is not None:
+            profile[key] = flag
+    for key in ("user_metadata", "app_metadata"):
+        metadata = sources._metadata(errors, get(key), key)
+        if metadata is not None:
+            profile[key] = metadata
+    scopes = _list_of(errors, get("custom_scopes"), "custom_scopes", str, "strings")
+    if scopes is not None:
+        profile["custom_scopes"] = scopes
+    settings = _list_of(errors, get("settings"), "settings", object, "values")
+    if settings is not None:
+        profile["settings"] = settings
+    last_login = _datetime(errors, get("last_login_at"), "last_login_at")
+    if last_login is not None:
+        profile["last_login_at"] = last_login
+    logins = get("logins_count")
+    if logins is not None:
+        if isinstance(logins, int) and not isinstance(logins, bool) and logins >= 0:
+            profile["logins_count"] = logins
+        else:
+            errors.add("INVALID_TYPE", "Expected a count (an integer from 0)", "logins_count")
+    created_at = get("created_at")
+    _datetime(errors, created_at, "created_at")
+    policies = _list_of(errors, get("policies"), "policies", dict, "objects")
+    if policies:
+        try:
+            policy_service.check_policies(policies)
+        except Invalid as error:
+            errors.add("INVALID_FORMAT", error.message, "policies")
+    identities = _identities(errors, get("identities"))
+    devices = _devices(errors, get("device_credentials"))
+    properties = get("properties")
+    if properties is not None and not isinstance(properties, dict):
+        errors.add("INVALID_TYPE", "Expected an object {name: value}", "properties")
+    secrets = get("secrets")
+    if secrets is not None and not (
+        isinstance(secrets, dict) and all(isinstance(v, str) for v in secrets.values())
+    ):
+        errors.add("INVALID_TYPE", "Expected an object {name: string}", "secrets")
+    password_hash = _password_hash(errors, get("password_hash"))
+    totp_secret = None
+    if get("totp_secret") is not None:
+        totp_secret = sources._totp_secret(errors, get("totp_secret"), "totp_secret")
+    if errors.items:
+        return Rejected(index, shown(user), errors.items)
     return UserRecord(
         index=index,
-        user_id=user["id"],
-        email=user.get("email"),
-        username=user.get("username"),
+        user_id=user_id,
+        email=email,
+        username=username,
         profile=profile,
         password_hash=password_hash,
         totp_secret=totp_secret,
-        identities=list(user.get("identities") or []),
-        policies=user.get("policies"),
-        properties=user.get("properties"),
+        identities=identities,
+        policies=policies,
+        properties=properties,
         secrets=secrets,
-        created_at=user.get("created_at"),
-        extra={key: user[key] for key in user_lines.EXTRA_FIELDS if key in user},
+        created_at=created_at,
+        extra={"device_credentials": devices} if devices else {},
         shown=shown(user),
     )
 
 
-def _password_hash(value: Any, errors: list[dict[str, str]]) -> str | None:
+def _password_hash(errors: Any, value: Any) -> str | None:
     """The stored string as exported: native argon2id, our own record of an imported
-    foreign hash (`$gh-foreign$…`, only ever from a Gatehouse export), or a foreign format
-    as foreign_hashes takes it."""
+    foreign hash (`$gh-foreign$…`, which only a Gatehouse export carries), or any foreign
+    format foreign_hashes takes."""
     if value is None:
         return None
     if isinstance(value, str) and value.startswith(("$argon2id$", password_formats.FOREIGN)):
@@ -286,23 +380,10 @@ def _password_hash(value: Any, errors: list[dict[str, str]]) -> str | None:
             return value
         except password_formats.FormatError as error:
             code = "UNSUPPORTED_HASH" if error.unsupported else "INVALID_HASH"
-            errors.append(_error(code, str(error), "password_hash"))
+            errors.add(code, f"The password hash is malformed: {error}", "password_hash")
             return None
     try:
         return foreign_hashes.from_string(value)
     except Invalid as error:
-        for path, reason in (error.fields or {"password_hash": error.message}).items():
-            errors.append(_error(error.code.upper(), str(reason), path))
+        errors.hash_error(error)
         return None
-
-
-def _totp_secret(value: Any, errors: list[dict[str, str]]) -> str | None:
-    if value is None:
-        return None
-    try:
-        if isinstance(value, str) and value and base64.b32decode(value + "=" * (-len(value) % 8)):
-            return value
-    except (binascii.Error, ValueError):
-        pass
-    errors.append(_error("INVALID_FORMAT", "A TOTP secret is base32", "totp_secret"))
-    return None

@@ -48,9 +48,8 @@ class UserRecord:
     properties: dict[str, Any] | None = None
     secrets: dict[str, str] | None = None
     created_at: str | None = None
-    # Gatehouse format only: what else a user holds, for an importer that keeps it
-    # (device_token, device_type, last_login_at, logins_count, updated_at,
-    # device_credentials [{device_name, device_id, type, value, client_id, created_at}]).
+    # Gatehouse format only: what else a user holds that the importer writes:
+    # device_credentials [{device_name, device_id, type, value, client_id, created_at}].
     extra: dict[str, Any] = field(default_factory=dict)
     # The user as the file gave it, hashes and secrets removed: what an error report shows.
     shown: dict[str, Any] = field(default_factory=dict)

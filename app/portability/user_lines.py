@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from app.core import security
-from app.core.db import db
+from app.core.db import db, utcnow
 from app.credentials import mfa
 from app.credentials.models import DeviceCredential, MfaEnrolment
 from app.portability.records import PROFILE_FIELDS
@@ -23,19 +23,27 @@ from app.secrets.models import Secret
 from app.users.models import User
 
 PAGE_SIZE = 1000
-# Keys of a user line that UserRecord has no field for: UserRecord.extra carries them.
-EXTRA_FIELDS = (
-    "device_token",
-    "device_type",
-    "updated_at",
-    "last_login_at",
-    "logins_count",
-    "device_credentials",
-)
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def new_device_credential(
+    *, tenant_id: str, user_id: str, device: dict[str, Any]
+) -> DeviceCredential:
+    """A device credential of an imported user, from a checked user line's entry."""
+    return DeviceCredential(
+        id=f"dcr_{security.random_hex(12)}",
+        tenant_id=tenant_id,
+        user_id=user_id,
+        device_name=device["device_name"],
+        device_id=device["device_id"],
+        type=device["type"],
+        value=device["value"],
+        client_id=device.get("client_id"),
+        created_at=device.get("created_at") or utcnow(),
+    )
 
 
 def users_page(after: str | None, size: int) -> list[User]:

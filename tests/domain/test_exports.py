@@ -9,112 +9,19 @@ import json
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.core.db import db
-from app.core.tenancy import Principal, tenant_scope
-from app.credentials import devices, foreign_hashes
+from app.core.tenancy import tenant_scope
+from app.credentials import foreign_hashes
 from app.portability import gatehouse_format
 from app.portability.records import FileError, Rejected, UserRecord
-from app.properties import service as property_service
-from app.secrets import service as secret_service
-from app.users import policies as policy_service
-from app.users import service as user_service
 from tests import factories
-from tests.factories import PASSWORD, bearer, sign_in, totp_code
-
-PASSPHRASE = "a long export passphrase"
-FOREIGN_PASSWORD = "imported password 1"
-# An Auth0 custom_password_hash: salted md5 of FOREIGN_PASSWORD (the salt as prefix).
-MD5_HASH = {
-    "algorithm": "md5",
-    "hash": {"value": "", "encoding": "hex"},
-    "salt": {"value": "pepper", "encoding": "utf8", "position": "prefix"},
-}
-
-PROFILE = {
-    "email_verified": True,
-    "display_name": "Rich Person",
-    "first_name": "Rich",
-    "last_name": "Person",
-    "nickname": "richie",
-    "photo_url": "https://example.com/rich.png",
-    "phone_number": "+15550100",
-    "permissions_group": "editors",
-    "custom_scopes": ["read:reports", "write:reports"],
-    "settings": [{"name": "theme", "value": "dark"}],
-    "user_metadata": {"color": "blue", "nested": {"n": 1}},
-    "app_metadata": {"plan": "pro", "roles": ["a", "b"]},
-    "require_twofactor_auth": False,
-    "device_token": "apns-token-1",
-    "device_type": "ios",
-}
-POLICIES = [
-    {"resource": "doc-1", "resource_type": "document", "type": "read"},
-    {"resource": "doc-2", "resource_type": "document", "type": "admin"},
-]
-
-
-def md5_custom_hash(password: str) -> dict[str, Any]:
-    import hashlib
-
-    digest = hashlib.md5(b"pepper" + password.encode()).hexdigest()  # the source's own hash
-    return {**MD5_HASH, "hash": {"value": digest, "encoding": "hex"}}
-
-
-def public_key_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-
-
-def make_rich_users(app, client, tenant) -> dict[str, str]:
-    """Two users holding every field Gatehouse keeps: `rich` (argon2id password, profile,
-    policies, a linked identity, properties, secrets, a device key, a confirmed TOTP) and
-    `old` (an imported salted-md5 hash); a third, `linked`, is linked into `rich`.
-    Returns `{"totp": secret}`."""
-    factories.make_user(
-        app, tenant.id, user_id="rich", username="rich", email="rich@example.com",
-        password=PASSWORD, **PROFILE,
-    )  # fmt: skip
-    factories.make_user(app, tenant.id, user_id="old", username="old", email="old@example.com")
-    factories.make_user(
-        app, tenant.id, user_id="linked", username="linked", email="linked@example.com",
-        password=PASSWORD, display_name="Linked One",
-    )  # fmt: skip
-    actor = Principal(tenant_id=tenant.id, scopes=frozenset({"*"}), kind="system")
-    with app.app_context(), tenant_scope(tenant.id):
-        rich = user_service.get_user("rich")
-        policy_service.replace_policies(user=rich, policies=POLICIES)
-        property_service.create_property(user_id="rich", name="shoe", value={"size": 43})
-        property_service.create_property(user_id="rich", name="count", value=7)
-        secret_service.create_secret(user_id="rich", name="api-token", value="s3cr3t value")
-        devices.create_public_key(
-            actor=actor, user_id="rich", device_name="Phone", device_id="dev-1",
-            value=public_key_pem(), client_id="app-1",
-        )  # fmt: skip
-        old = user_service.get_user("old")
-        old.password_hash = foreign_hashes.from_custom_password_hash(
-            md5_custom_hash(FOREIGN_PASSWORD)
-        )
-        db.session.commit()
-    linked = client.post(
-        "/api/v2/users/rich/identities",
-        json={"provider": "gatehouse", "user_id": "linked"},
-        headers=tenant.headers,
-    )
-    assert linked.status_code == 201, linked.get_data(as_text=True)
-    token = sign_in(client, tenant.id, "rich")["access_token"]
-    started = client.post("/users/me/mfa/totp", headers=bearer(token))
-    assert started.status_code == 201, started.get_data(as_text=True)
-    secret = started.get_json()["secret"]
-    confirmed = client.post(
-        "/users/me/mfa/totp/confirm", json={"code": totp_code(secret)}, headers=bearer(token)
-    )
-    assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
-    return {"totp": secret}
+from tests.export_support import (
+    FOREIGN_PASSWORD,
+    PASSPHRASE,
+    POLICIES,
+    PROFILE,
+    make_rich_users,
+)
 
 
 def export(app, tenant_id: str, **options: Any) -> bytes:
@@ -160,7 +67,8 @@ def test_plain_export_holds_every_field_but_no_hash_or_secret(app, client, tenan
     assert record.email == "rich@example.com" and record.username == "rich"
     assert record.profile["custom_scopes"] == PROFILE["custom_scopes"]
     assert record.password_hash is None and record.totp_secret is None and record.secrets is None
-    assert record.extra["device_type"] == "ios"
+    assert record.profile["device_type"] == "ios" and record.profile["logins_count"] == 1
+    assert record.extra["device_credentials"][0]["device_id"] == "dev-1"
 
 
 def test_hashes_without_mfa_flag_carry_no_totp_secret(app, client, tenant):
