@@ -105,7 +105,7 @@ class CreateExportSchema(StrictSchema):
     format = ma.fields.String(
         load_default="csv", validate=ma.validate.OneOf(EXPORT_FORMATS), allow_none=False
     )
-    limit = ma.fields.Integer(validate=ma.validate.Range(min=1), allow_none=True)
+    limit = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**31 - 1), allow_none=True)
     fields = ma.fields.List(
         ma.fields.Nested(ExportFieldSchema),
         validate=ma.validate.Length(min=1, max=MAX_EXPORT_FIELDS),
