@@ -35,6 +35,7 @@ ACTIONS = frozenset(
         "password_reset.confirmed",
         "user.email_verified",
         "token.code_reused",
+        "users.imported",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})
