@@ -7,6 +7,7 @@ every bad input's own answer."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import socket
@@ -17,8 +18,8 @@ from typing import Any
 import pytest
 from auth0.management.core.api_error import ApiError
 
-from tests import factories
-from tests.factories import auth0_client
+from tests import factories, hashes
+from tests.factories import PASSWORD, auth0_client, bearer, sign_in
 
 CONNECTION = "Username-Password-Authentication"
 IMPORTS = "/api/v2/jobs/users-imports"
@@ -52,6 +53,28 @@ def management_error(response: Any, status: int, code: str) -> dict:
 def connection_id_of(sdk: Any) -> str:
     [connection] = list(sdk.connections.list(strategy="auth0"))
     return connection.id
+
+
+def import_file(sdk: Any, users: Any, **options: Any) -> Any:
+    """Start an import of `users` (a list, dumped as JSON, or bytes as they are)."""
+    content = users if isinstance(users, bytes) else json.dumps(users).encode()
+    return sdk.jobs.users_imports.create(
+        users=("users.json", content, "application/json"),
+        connection_id=options.pop("connection_id", None) or connection_id_of(sdk),
+        **options,
+    )
+
+
+def finished(sdk: Any, job_id: str, timeout: float = 60) -> Any:
+    """The job once the worker has finished it (completed or failed)."""
+
+    def done() -> Any:
+        job = sdk.jobs.get(job_id)
+        return job if job.status in ("completed", "failed") else None
+
+    job = factories.wait_until(done, timeout=timeout)
+    assert job is not None, sdk.jobs.get(job_id)
+    return job
 
 
 def upload(client: Any, headers: dict[str, str], users: bytes, **fields: str) -> Any:
@@ -274,3 +297,132 @@ def test_export_bad_requests(app, base_url, tenant, other_tenant):
     creator = auth0_client(base_url, factories.make_key(app, tenant.id, ["create:users"]))
     error = api_error(creator.jobs.users_exports.create, format="json")
     assert_auth0_error(error, 403, "insufficient_scope")
+
+
+# --- import jobs run by the worker
+
+
+def test_sdk_imports_one_user_per_algorithm_and_each_signs_in_rehashed_to_argon2id(
+    client, base_url, tenant, celery_worker
+):
+    sdk = auth0_client(base_url, tenant.key)
+    users = hashes.auth0_users(PASSWORD)
+    assert len(users) == len(hashes.ALGORITHMS) == 14
+    created = import_file(sdk, users, external_id="migration-1", send_completion_email=False)
+    assert (created.status, created.type) == ("pending", "users_import")
+    assert created.id.startswith("job_") and created.external_id == "migration-1"
+    assert created.connection_id == connection_id_of(sdk) and created.created_at
+
+    job = finished(sdk, created.id)
+    assert job.status == "completed", job
+    summary = (job.summary.inserted, job.summary.updated, job.summary.failed)
+    assert summary == (14, 0, 0), sdk.jobs.errors.get(created.id)
+    assert job.summary.total == 14 and job.percentage_done == 100
+    assert (job.id, job.type, job.connection_id) == (
+        created.id,
+        "users_import",
+        created.connection_id,
+    )
+    assert sdk.jobs.errors.get(created.id) is None  # no errors: an empty answer (204)
+
+    directory = bearer(tenant.key)
+    for user in users:
+        name = user["username"]
+        wrong = client.post(
+            "/oauth/token",
+            headers={"X-Tenant-ID": tenant.id},
+            data={"grant_type": "password", "username": name, "password": PASSWORD + "!"},
+        )
+        assert wrong.status_code in (400, 401, 403), (name, wrong.get_json())
+        assert sign_in(client, tenant.id, name)["access_token"], name
+        stored = client.get(f"/api/v1/users/{name}", headers=directory).get_json()
+        decoded = base64.b64decode(stored["password_hash"], validate=True).decode()
+        assert decoded.startswith("$argon2id$"), (name, decoded[:12])
+        assert sign_in(client, tenant.id, name)["access_token"], name
+        assert sign_in(client, tenant.id, user["email"])["access_token"], name
+
+
+def test_job_errors_are_per_user_and_the_others_are_imported(base_url, tenant, celery_worker):
+    sdk = auth0_client(base_url, tenant.key)
+    good = {"email": "good@example.com", "username": "good", "email_verified": True}
+    users = [
+        good,
+        {"given_name": "nobody", "email_verified": True},  # neither email nor username
+        {
+            "email": "odd@example.com",
+            "custom_password_hash": {"algorithm": "rot13", "hash": {"value": "nope"}},
+        },
+        {"email": "bad@example.com", "password_hash": "$2b$10$not-a-bcrypt-hash"},
+        {"email": "GOOD@example.com", "username": "twin"},  # the first user's email again
+        {"email": "fine@example.com", **hashes.ALGORITHMS["sha512"](PASSWORD)},
+    ]
+    job = finished(sdk, import_file(sdk, users).id)
+    assert job.status == "completed", job
+    assert (job.summary.inserted, job.summary.failed, job.summary.total) == (2, 4, 6)
+    errors = sdk.jobs.errors.get(job.id)
+    assert isinstance(errors, list) and len(errors) == 4, errors
+    by_user = [(e.user, [(x.code, x.path) for x in e.errors]) for e in errors]
+    assert by_user[0][0] == {"given_name": "nobody", "email_verified": True}
+    assert "ANY_OF_MISSING" in [code for code, _ in by_user[0][1]]
+    assert by_user[1][0] == {"email": "odd@example.com"}  # the hash is never shown
+    assert [code for code, _ in by_user[1][1]] == ["UNSUPPORTED_HASH"]
+    assert by_user[2][0] == {"email": "bad@example.com"}
+    assert [code for code, _ in by_user[2][1]] == ["INVALID_HASH"]
+    assert by_user[3][0]["username"] == "twin"
+    assert by_user[3][1] == [("DUPLICATED_USER", "email")]
+    for entry in errors:
+        assert all(x.message for x in entry.errors)
+    assert "not-a-bcrypt" not in json.dumps([e.dict() for e in errors])
+
+
+@pytest.mark.parametrize(
+    ("content", "inserted"),
+    [
+        (b"this is not JSON at all", 0),
+        (b'[{"email": "first@example.com"}, {"email": "second@exa', 1),
+    ],
+    ids=["not-json", "truncated"],
+)
+def test_an_unreadable_file_fails_the_job_with_the_byte_offset(
+    base_url, tenant, celery_worker, content, inserted
+):
+    sdk = auth0_client(base_url, tenant.key)
+    job = finished(sdk, import_file(sdk, content).id)
+    assert job.status == "failed", job
+    assert "byte" in job.status_details and any(ch.isdigit() for ch in job.status_details)
+    assert job.summary.inserted == inserted
+    failure = sdk.jobs.errors.get(job.id)
+    assert failure.status == "failed" and failure.id == job.id
+    assert failure.status_details == job.status_details
+    assert failure.type == "users_import" and failure.connection_id == job.connection_id
+
+
+def test_another_tenants_job_is_404(base_url, tenant, other_tenant, celery_worker):
+    mine = auth0_client(base_url, tenant.key)
+    created = import_file(mine, [{"email": "mine@example.com"}])
+    theirs = auth0_client(base_url, other_tenant.key)
+    assert_auth0_error(api_error(theirs.jobs.get, created.id), 404, "inexistent_job")
+    assert_auth0_error(api_error(theirs.jobs.errors.get, created.id), 404, "inexistent_job")
+    # The root key naming the other tenant does not find it either.
+    from tests.conftest import ROOT_KEY
+
+    root = auth0_client(base_url, ROOT_KEY, other_tenant.id)
+    assert_auth0_error(api_error(root.jobs.get, created.id), 404, "inexistent_job")
+    assert finished(mine, created.id).status == "completed"
+
+
+def test_upsert_through_the_sdk_updates_and_job_reads_need_a_users_scope(
+    app, base_url, tenant, celery_worker
+):
+    sdk = auth0_client(base_url, tenant.key)
+    first = finished(sdk, import_file(sdk, [{"email": "up@example.com", "given_name": "A"}]).id)
+    assert first.summary.inserted == 1
+    again = import_file(sdk, [{"email": "up@example.com", "given_name": "B"}], upsert=True)
+    done = finished(sdk, again.id)
+    assert (done.summary.inserted, done.summary.updated, done.summary.failed) == (0, 1, 0)
+    [user] = sdk.users.list_users_by_email(email="up@example.com")
+    assert user.given_name == "B"
+    outsider = auth0_client(base_url, factories.make_key(app, tenant.id, ["read:connections"]))
+    assert_auth0_error(api_error(outsider.jobs.get, again.id), 403, "insufficient_scope")
+    creator = auth0_client(base_url, factories.make_key(app, tenant.id, ["create:users"]))
+    assert creator.jobs.get(again.id).status == "completed"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
+from flask import Response, current_app
 
 from app.api.auth import current_principal, requires
 from app.api.management import blp
@@ -27,7 +27,7 @@ from app.api.management.query import field_selection
 from app.api.management.routes import answer
 from app.core.errors import Forbidden, Invalid, NotFound
 from app.core.http import upload
-from app.portability import jobs
+from app.portability import imports, jobs
 from app.portability.models import COMPLETED, EXPORT, FAILED, PENDING, TransferJob
 
 CONNECTION_NAME = "Username-Password-Authentication"
@@ -133,7 +133,7 @@ def _check_connection(connection_id: str | None) -> None:
 @blp.arguments(CreateImportSchema, location="multipart")
 @blp.errors(400, 403, 413, 415)
 @blp.response(201, JobSchema)
-def create_import_job(body: dict[str, Any]) -> TransferJob:
+def create_import_job(body: dict[str, Any]) -> dict[str, Any]:
     """Import users from a file in Auth0's bulk-import schema (multipart: `users` file,
     `connection_id`, `upsert`, `external_id`, `send_completion_email`). The file is at most
     IMPORT_MAX_BYTES (413 from Content-Length, before the body is read); the job runs on
@@ -144,11 +144,7 @@ def create_import_job(body: dict[str, Any]) -> TransferJob:
             code="insufficient_scope",
         )
     _check_connection(body["connection_id"])
-    from flask import current_app
-
-    from app.portability import imports
-
-    return imports.start_import(
+    job = imports.start_import(
         body["users"].stream,
         upsert=body["upsert"],
         connection_id=body["connection_id"],
@@ -156,6 +152,14 @@ def create_import_job(body: dict[str, Any]) -> TransferJob:
         send_completion_email=body["send_completion_email"],
         max_bytes=current_app.config["IMPORT_MAX_BYTES"],
     )
+    return {
+        "status": job.status,
+        "type": job.type,
+        "created_at": job.created_at,
+        "id": job.id,
+        "connection_id": job.connection_id,
+        "external_id": job.external_id,
+    }
 
 
 @blp.route("/api/v2/jobs/users-exports", methods=["POST"])
