@@ -399,6 +399,8 @@ class Config:
         self.LOG_FORMAT = _choice(env, "LOG_FORMAT", "text", ("text", "json"))
         # Bodies over 1 MiB are refused with 413 before any view reads them.
         self.MAX_CONTENT_LENGTH = MIB
+        # The one exception: the file of an import job (`POST /api/v2/jobs/users-imports`).
+        self.IMPORT_MAX_BYTES = _int(env, "IMPORT_MAX_BYTES", 100 * MIB, minimum=1)
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
 
         # flask-smorest: the spec at /openapi.json, Swagger UI at /docs from package files.
