@@ -203,3 +203,16 @@ def test_sealed_stream_of_many_chunks_detects_reordering_and_cuts():
     sealed.SealedWriter(other, PASSPHRASE).close()
     foreign_header = other.getvalue()[: sealed.HEADER_BYTES]
     assert "altered" in sealed_error(foreign_header + b"".join(chunks)).message
+
+
+def test_pages_cover_every_user_once_in_id_order(app, tenant, other_tenant):
+    for user_id in ("e", "a", "d", "b", "c"):
+        factories.make_user(app, tenant.id, user_id=user_id, email=f"{user_id}@example.com")
+    factories.make_user(app, other_tenant.id, user_id="z", email="z@example.com")
+    out = io.BytesIO()
+    with app.app_context(), tenant_scope(tenant.id):
+        count = gatehouse_format.write(
+            out, include_password_hashes=False, include_mfa_secrets=False, page_size=2
+        )
+    assert count == 5
+    assert [r.user_id for r in read_all(out.getvalue())] == ["a", "b", "c", "d", "e"]
