@@ -42,6 +42,7 @@ JOBS: dict[str, Job] = {
             credential_tasks.cleanup_resets,
             mail_tasks.cleanup_deliveries,
             application_tasks.cleanup_codes,
+            portability_tasks.cleanup_exports,
         ),
         "CLEANUP_INTERVAL_SECONDS",
     ),

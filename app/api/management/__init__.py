@@ -84,6 +84,7 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
 
 from app.api.management import (  # noqa: E402,F401
     device_routes,
+    export_routes,
     identity_routes,
     job_routes,
     routes,
