@@ -164,7 +164,7 @@ def test_link_is_refused_when_forged_for_another_job_or_tenant(
 
     # Another job's path with my link: not found (the link names one job only).
     response = client.get(f"/api/v2/jobs/{theirs}/download?sig={token}")
-    assert_surface_error(response, 404, "management", "job_not_found")
+    assert_surface_error(response, 404, "management", "inexistent_job")
     # A link signed with another key, or altered: refused.
     forged = security.signed_dumps(
         "not our key", exports.DOWNLOAD_PURPOSE, {"tid": tenant.id, "job": mine}
@@ -179,7 +179,7 @@ def test_link_is_refused_when_forged_for_another_job_or_tenant(
             app.config["SECRET_KEY"], exports.DOWNLOAD_PURPOSE, {"tid": tenant.id, "job": theirs}
         )
     response = client.get(f"/api/v2/jobs/{theirs}/download?sig={crossed}")
-    assert_surface_error(response, 404, "management", "job_not_found")
+    assert_surface_error(response, 404, "management", "inexistent_job")
     # Without a link at all: a 400 naming the parameter.
     assert client.get(f"/api/v2/jobs/{mine}/download").status_code == 400
     assert download(client, other_url).status_code == 200
