@@ -485,3 +485,23 @@ def test_sdk_exports_users_and_the_location_downloads_without_credentials(
     assert_auth0_error(api_error(theirs.jobs.get, created.id), 404, "inexistent_job")
     tampered = httpx.get(f"{base_url}{location.path}?sig=x{location.query[5:]}")
     assert tampered.status_code in (403, 404), tampered.text
+
+
+def test_the_document_describes_the_multipart_import(client):
+    spec = client.get("/openapi.json").get_json()
+    operation = spec["paths"]["/api/v2/jobs/users-imports"]["post"]
+    [(media, body)] = operation["requestBody"]["content"].items()
+    assert media == "multipart/form-data"
+    name = body["schema"]["$ref"].rsplit("/", 1)[1]
+    schema = spec["components"]["schemas"][name]
+    assert schema["properties"]["users"] == {
+        "type": "string",
+        "format": "binary",
+        "description": "A JSON array of users in Auth0's bulk-import schema",
+    }
+    assert set(schema["required"]) == {"users", "connection_id"}
+    assert {"upsert", "external_id", "send_completion_email"} <= set(schema["properties"])
+    assert {201, 400, 401, 403, 413, 415} <= {int(status) for status in operation["responses"]}
+    errors = spec["paths"]["/api/v2/jobs/{job_id}/errors"]["get"]
+    assert {200, 204, 404} <= {int(status) for status in errors["responses"]}
+    assert "read:connections" in json.dumps(spec["paths"]["/api/v2/connections"]["get"])
