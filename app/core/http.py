@@ -83,7 +83,8 @@ def _has_body() -> bool:
 
 
 def install_http_hooks(app: Flask) -> None:
-    """Request id on every request and response; 415 for a non-JSON body."""
+    """Request id on every request and response; the size limit of an upload; 415 for a
+    non-JSON body."""
 
     @app.before_request
     def assign_request_id() -> None:

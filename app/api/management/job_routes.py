@@ -27,7 +27,7 @@ from app.api.management.query import field_selection
 from app.api.management.routes import answer
 from app.core.errors import Forbidden, Invalid, NotFound
 from app.core.http import upload
-from app.portability import imports, jobs
+from app.portability import exports, imports, jobs
 from app.portability.models import COMPLETED, EXPORT, FAILED, PENDING, TransferJob
 
 CONNECTION_NAME = "Username-Password-Authentication"
@@ -172,8 +172,6 @@ def create_export_job(body: dict[str, Any]) -> dict[str, Any]:
     `fields` asked for under Auth0's names; `GET /api/v2/jobs/{id}` then gives its
     `location`"""
     _check_connection(body.get("connection_id"))
-    from app.portability import exports
-
     job = exports.start_export(
         connection_id=body.get("connection_id") or jobs.connection_id(),
         format=body["format"],
@@ -198,8 +196,6 @@ def job_view(job: TransferJob) -> dict[str, Any]:
     if job.type == EXPORT:
         view.update(format=job.format, limit=job.limit, fields=job.fields)
         if job.status == COMPLETED:
-            from app.portability import exports
-
             view["location"] = exports.download_url(job)
     elif job.status != PENDING:
         view["summary"] = {

@@ -12,14 +12,15 @@ from werkzeug.datastructures import FileStorage
 
 from app.api.fields import IsoDateTime, OutputSchema, StrictSchema
 from app.api.management.schemas import PageSchema
+from app.portability import exports
 
 # Auth0's id patterns (its API refuses other shapes with 400 before looking anything up).
 CONNECTION_ID_PATTERN = r"^con_[A-Za-z0-9]{16}\Z"
 _connection_id = ma.validate.Regexp(
     CONNECTION_ID_PATTERN, error="String does not match pattern ^con_[A-Za-z0-9]{{16}}$"
 )
-EXPORT_FORMATS = ("json", "csv")
-MAX_EXPORT_FIELDS = 100
+EXPORT_FORMATS = exports.FORMATS
+MAX_EXPORT_FIELDS = exports.MAX_FIELDS
 
 
 class ConnectionSchema(OutputSchema):
