@@ -33,7 +33,11 @@ JOBS: dict[str, Job] = {
         "ACTIVITY_FLUSH_INTERVAL_SECONDS",
     ),
     "requeue-stuck": Job(
-        (mail_tasks.requeue_stuck, portability_tasks.requeue_stale_imports),
+        (
+            mail_tasks.requeue_stuck,
+            portability_tasks.requeue_stale_imports,
+            portability_tasks.requeue_stale_exports,
+        ),
         "MAIL_REQUEUE_INTERVAL_SECONDS",
     ),
     "cleanup": Job(

@@ -18,13 +18,14 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import current_app
-from sqlalchemy import or_
+from sqlalchemy import or_, select
 
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Forbidden, Invalid, NotFound
 from app.core.jobs import delete_all_tenants, enqueue_after_commit
+from app.core.tenancy import all_tenants
 from app.portability import jobs
 from app.portability.models import (
     COMPLETED,
@@ -43,6 +44,7 @@ FORMATS = ("json", "csv")
 MAX_FIELDS = 30  # Auth0's own cap
 PAGE_SIZE = 1000
 DOWNLOAD_PURPOSE = "gatehouse.export-download"
+STALE_AFTER = timedelta(minutes=5)
 # Auth0's user fields in the order a default export lists them. The JSON default holds
 # them all; CSV cannot hold objects whole, so its default keeps the plain ones.
 DEFAULT_FIELDS = (
@@ -235,7 +237,11 @@ def _gzipped(pieces: Iterator[bytes]) -> Iterator[bytes]:
 def run_export(job_id: str) -> None:
     """Write the export job's file, once: a job already finished (or deleted) is left
     alone; a rerun after a killed worker starts the file again (nothing was committed)."""
-    job = jobs.lock_job(job_id)
+    # SKIP LOCKED: a second message for a job a worker is writing (a re-queue) goes at
+    # once instead of holding a worker until the first commits.
+    job = db.session.scalar(
+        select(TransferJob).where(TransferJob.id == job_id).with_for_update(skip_locked=True)
+    )
     if job is None or job.type != EXPORT or job.status not in (PENDING, PROCESSING):
         return
     job.status = PROCESSING
@@ -252,6 +258,25 @@ def run_export(job_id: str) -> None:
         target=job.id,
         data={"format": job.format, "count": job.total},
     )
+
+
+def stale_exports_all_tenants(*, limit: int = 100) -> list[tuple[str, str]]:
+    """(tenant id, job id) of export jobs still unfinished STALE_AFTER after they were
+    created, whatever tenant: their message was lost or their worker died (one still
+    writing holds its row's lock, and the re-queued message then goes at once)."""
+    cutoff = utcnow() - STALE_AFTER
+    with all_tenants():
+        rows = db.session.execute(
+            select(TransferJob.tenant_id, TransferJob.id)
+            .where(
+                TransferJob.type == EXPORT,
+                TransferJob.status.in_((PENDING, PROCESSING)),
+                TransferJob.created_at < cutoff,
+            )
+            .order_by(TransferJob.created_at)
+            .limit(limit)
+        )
+        return [(tenant_id, job_id) for tenant_id, job_id in rows]
 
 
 def fail_export(job_id: str, reason: str) -> None:

@@ -1,6 +1,6 @@
-"""Import and export work for the worker: run one import job (resumable), queue again
-the imports whose worker died (the periodic `requeue-stuck` job), write one export job's
-file, and delete expired exports (the periodic clean-up)."""
+"""Import and export work for the worker: run one import job (resumable) or write one
+export job's file, queue again the jobs whose worker died or whose message was lost (the
+periodic `requeue-stuck` job), and delete expired exports (the periodic clean-up)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,19 @@ def run_export_job(tenant_id: str, job_id: str) -> None:
         db.session.rollback()
         log.exception("export job %s failed", job_id)
         exports.fail_export(job_id, "The export failed; create a new export job")
+
+
+@shared_task(name="portability.requeue_stale_exports")
+def requeue_stale_exports() -> int:
+    """Queue again every export job left unfinished (its message lost, its worker dead)."""
+    stale = exports.stale_exports_all_tenants()
+    for tenant_id, job_id in stale:
+        try:
+            send_task(run_export_job, tenant_id, job_id)
+        except Exception:
+            log.warning("broker unavailable; %d export jobs wait for the next run", len(stale))
+            break
+    return len(stale)
 
 
 @shared_task(name="portability.cleanup_exports")

@@ -19,6 +19,7 @@ import requests
 from app.core import security
 from app.core.db import db
 from app.core.tenancy import tenant_scope
+from app.periodic import run_job
 from app.portability import exports, jobs
 from app.portability.models import TransferJob
 from app.users import service as user_service
@@ -238,3 +239,23 @@ def test_link_expires_and_old_exports_are_deleted(deployment):
         with tenant_scope(handle.id):
             assert db.session.get(TransferJob, job_id) is None
             assert user_service.get_user("p0").email == "p0@example.com"
+
+
+def test_a_lost_export_is_requeued_by_the_periodic_job(app, celery_worker, tenant):
+    make_people(app, tenant.id, count=1)
+    with app.app_context(), tenant_scope(tenant.id):
+        # As if its message never reached the broker: a job row and nothing queued.
+        job = jobs.new_job(type="users_export", format="json", connection_id=None)
+        job.created_at = job.created_at - exports.STALE_AFTER * 2
+        job_id = job.id
+        db.session.commit()
+    fresh = start(app, tenant.id, format="json")
+    with app.app_context():
+        assert exports.stale_exports_all_tenants() == [(tenant.id, job_id)]
+        results = run_job("requeue-stuck")
+    assert results["portability.requeue_stale_exports"] == 1
+    job, url = finished(app, tenant.id, job_id)
+    assert job.status == "completed" and job.total == 1 and url is not None
+    assert finished(app, tenant.id, fresh)[0].status == "completed"
+    with app.app_context():
+        assert exports.stale_exports_all_tenants() == []
