@@ -11,7 +11,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from app.core.db import db, utcnow
 from app.core.errors import Forbidden, Invalid, NotFound
 from app.core.jobs import delete_all_tenants, enqueue_after_commit
 from app.core.tenancy import all_tenants
-from app.portability import jobs
+from app.portability import jobs, user_lines
 from app.portability.models import (
     COMPLETED,
     EXPORT,
@@ -36,9 +36,7 @@ from app.portability.models import (
     PROCESSING,
     TransferJob,
 )
-from app.portability.user_lines import users_page
 from app.tenants import service as tenant_service
-from app.users.models import User
 
 FORMATS = ("json", "csv")
 MAX_FIELDS = 30  # Auth0's own cap
@@ -76,27 +74,28 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def auth0_user(user: User) -> dict[str, Any]:
-    """A user under Auth0's field names, as the management surface shows it (no hash)."""
+def auth0_user(user: Mapping[str, Any], identities: list[dict[str, Any]]) -> dict[str, Any]:
+    """A user row (user_lines.USER_COLUMNS) under Auth0's field names, as the management
+    surface shows it (never the hash)."""
     return {
-        "user_id": user.id,
-        "email": user.email,
-        "email_verified": user.email_verified,
-        "username": user.username,
-        "name": user.display_name,
-        "given_name": user.first_name,
-        "family_name": user.last_name,
-        "nickname": user.nickname,
-        "picture": user.photo_url,
-        "phone_number": user.phone_number,
-        "blocked": user.blocked,
-        "created_at": _iso(user.created_at),
-        "updated_at": _iso(user.updated_at),
-        "last_login": _iso(user.last_login_at),
-        "logins_count": user.logins_count,
-        "identities": user.identities,
-        "app_metadata": user.app_metadata or {},
-        "user_metadata": user.user_metadata or {},
+        "user_id": user["id"],
+        "email": user["email"],
+        "email_verified": user["email_verified"],
+        "username": user["username"],
+        "name": user["display_name"],
+        "given_name": user["first_name"],
+        "family_name": user["last_name"],
+        "nickname": user["nickname"],
+        "picture": user["photo_url"],
+        "phone_number": user["phone_number"],
+        "blocked": user["blocked"],
+        "created_at": _iso(user["created_at"]),
+        "updated_at": _iso(user["updated_at"]),
+        "last_login": _iso(user["last_login_at"]),
+        "logins_count": user["logins_count"],
+        "identities": identities,
+        "app_metadata": user["app_metadata"] or {},
+        "user_metadata": user["user_metadata"] or {},
     }
 
 
@@ -177,19 +176,19 @@ def _rows(job: TransferJob) -> Iterator[dict[str, Any]]:
     left = job.limit
     after: str | None = None
     while left is None or left > 0:
-        users = users_page(after, PAGE_SIZE if left is None else min(PAGE_SIZE, left))
+        users = user_lines.users_page(after, PAGE_SIZE if left is None else min(PAGE_SIZE, left))
         if not users:
             return
+        identities = user_lines.identities_of(users)
         for user in users:
-            profile = auth0_user(user)
+            profile = auth0_user(user, identities[user["id"]])
             row = {}
             for field in wanted:
                 value = _resolve(profile, field["name"])
                 if value is not _MISSING:
                     row[field.get("export_as", field["name"])] = value
             yield row
-            db.session.expunge(user)
-        after = users[-1].id
+        after = users[-1]["id"]
         if left is not None:
             left -= len(users)
 
