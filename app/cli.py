@@ -1,12 +1,16 @@
 """Operator commands: `flask bootstrap`, `flask tenants create|list|delete`, `flask keys
-create|revoke|rotate-signing|rotate-encryption`, `flask run-periodic`."""
+create|revoke|rotate-signing|rotate-encryption`, `flask run-periodic`, `flask users
+import|export`."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import time
 from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 import click
 from flask import Flask, current_app
@@ -18,7 +22,11 @@ from app.core.db import db
 from app.core.errors import AppError
 from app.core.jobs import in_tenant
 from app.core.security import keyring
+from app.credentials.foreign_hashes import FirebaseHashConfig
 from app.periodic import JOBS, run_job
+from app.portability import gatehouse_format as export_format
+from app.portability import imports as import_service
+from app.portability.records import FileError, Rejected
 from app.tenants import service as tenant_service
 from app.tokens import signing
 
@@ -61,6 +69,249 @@ def bootstrap() -> dict[str, str]:
     else:
         db.session.commit()
     return saved
+
+
+# `flask users import|export`: a module-level group so each command can be declared at module
+# level next to its helpers (import below, export by its own section) and registered once.
+users = AppGroup("users", help="Import and export a tenant's users.")
+
+
+def _read_hash_config(path: Path) -> FirebaseHashConfig:
+    """Firebase's hash parameters: JSON `{base64_signer_key, base64_salt_separator, rounds,
+    mem_cost}` (or that object under `hash_config`), or the block the Firebase console
+    prints (`hash_config { algorithm: SCRYPT, base64_signer_key: …, rounds: 8, … }`)."""
+    raw = path.read_text()
+    try:
+        config: Any = json.loads(raw)
+        if isinstance(config, dict) and isinstance(config.get("hash_config"), dict):
+            config = config["hash_config"]
+    except ValueError:
+        config = {}
+        for key, value in re.findall(r"([A-Za-z_0-9]+)\s*:\s*([^,\s}]+)", raw):
+            config[key] = int(value) if value.isdigit() else value.strip("\"'")
+    if not isinstance(config, dict):
+        raise click.BadParameter("not a hash configuration", param_hint="--hash-config")
+    if str(config.get("algorithm", "SCRYPT")).upper() != "SCRYPT":
+        raise click.BadParameter("only Firebase's SCRYPT is supported", param_hint="--hash-config")
+    try:
+        return FirebaseHashConfig.from_mapping(config)
+    except AppError as exc:
+        reasons = "; ".join(str(reason) for reason in (exc.fields or {}).values())
+        raise click.BadParameter(reasons or exc.message, param_hint="--hash-config") from exc
+
+
+class _ProgressReader:
+    """The import file, moving a progress bar by the bytes read."""
+
+    def __init__(self, file: BinaryIO, bar: Any) -> None:
+        self._file, self._bar = file, bar
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._bar.update(len(data))
+        return data
+
+
+class _ErrorsFile:
+    """Rejected users as an Auth0-shaped JSON array `[{user, errors}]`, written as they
+    come (never held)."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file, self.count = file, 0
+        file.write("[")
+
+    def add(self, rejected: Rejected) -> None:
+        self._file.write(",\n" if self.count else "\n")
+        self._file.write(json.dumps({"user": rejected.shown, "errors": rejected.errors}))
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.write("\n]\n" if self.count else "]\n")
+        self._file.close()
+
+
+@users.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tenant", "tenant_id", required=True, help="The tenant to import into.")
+@click.option(
+    "--format",
+    "file_format",
+    required=True,
+    type=click.Choice(["auth0", "firebase", "gatehouse"]),
+    help="auth0: a bulk-import JSON array; firebase: `firebase auth:export --format=json`; "
+    "gatehouse: a `flask users export` file.",
+)
+@click.option(
+    "--hash-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Firebase's password hash parameters (JSON, or as the console prints them).",
+)
+@click.option("--upsert", is_flag=True, help="Update existing users instead of rejecting them.")
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where rejected users go (default FILE.errors.json).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The passphrase of an encrypted gatehouse file (or GATEHOUSE_PASSPHRASE).",
+)
+@click.option(
+    "--batch-size",
+    default=import_service.BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(1, 50_000),
+)
+def import_users_command(
+    file: Path,
+    tenant_id: str,
+    file_format: str,
+    hash_config: Path | None,
+    upsert: bool,
+    errors_path: Path | None,
+    passphrase_file: Path | None,
+    batch_size: int,
+) -> None:
+    """Import the users of FILE into a tenant, streaming, a batch per transaction. Rejected
+    users go to the errors file and do not change the exit code; a file that cannot be
+    read (not JSON, truncated) exits 1 with the byte offset, keeping the users before it."""
+    if tenant_service.find_tenant(tenant_id) is None:
+        raise click.ClickException(f"no tenant {tenant_id}")
+    config = _read_hash_config(hash_config) if hash_config is not None else None
+    passphrase = (
+        passphrase_file.read_text().strip()
+        if passphrase_file is not None
+        else os.environ.get("GATEHOUSE_PASSPHRASE")
+    )
+    errors_path = errors_path or file.with_name(file.name + ".errors.json")
+    errors = _ErrorsFile(errors_path.open("w", encoding="utf-8"))
+    started = time.monotonic()
+    failure = None
+    bar = click.progressbar(length=file.stat().st_size, label="Importing", file=sys.stderr)
+    try:
+        with file.open("rb") as raw, bar, in_tenant(tenant_id):
+            summary = import_service.import_stream(
+                _ProgressReader(raw, bar),
+                format=file_format,
+                hash_config=config,
+                passphrase=passphrase,
+                upsert=upsert,
+                batch_size=batch_size,
+                on_rejected=errors.add,
+            )
+    except FileError as exc:
+        db.session.rollback()
+        failure = exc
+    except AppError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from exc
+    finally:
+        errors.close()
+    if failure is not None:
+        raise click.ClickException(
+            f"{failure.message} (the users before it were imported; "
+            f"{errors.count} rejected, see {errors_path})"
+        )
+    seconds = max(time.monotonic() - started, 1e-9)
+    click.echo(
+        f"inserted {summary.inserted}, updated {summary.updated}, failed {summary.failed}, "
+        f"total {summary.total}, weak hashes {summary.weak_hashes}; "
+        f"{summary.total / seconds:,.0f} users/s"
+    )
+    if errors.count:
+        click.echo(f"{errors.count} rejected users written to {errors_path}")
+
+
+@users.command("export")
+@click.option("--tenant", "tenant_id", required=True, help="The tenant to export.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=Path("-"),
+    help="Where the file goes (default: standard output). Written as FILE.partial, then "
+    "renamed once complete; owner-only permissions.",
+)
+@click.option(
+    "--format",
+    "file_format",
+    default="gatehouse",
+    show_default=True,
+    type=click.Choice(["gatehouse"]),
+    help="gatehouse: every field, which `flask users import --format gatehouse` reads back.",
+)
+@click.option("--include-password-hashes", is_flag=True, help="Add each stored hash as is.")
+@click.option(
+    "--include-mfa-secrets",
+    is_flag=True,
+    help="Add TOTP secrets (needs a passphrase: the file is then encrypted).",
+)
+@click.option(
+    "--include-secrets",
+    is_flag=True,
+    help="Add the values of user secrets (needs a passphrase: the file is then encrypted).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Encrypt the file with this passphrase (or GATEHOUSE_PASSPHRASE).",
+)
+@click.option("--gzip", "compress", is_flag=True, help="Compress (inside the encryption).")
+def export_users_command(
+    tenant_id: str,
+    output: Path,
+    file_format: str,
+    include_password_hashes: bool,
+    include_mfa_secrets: bool,
+    include_secrets: bool,
+    passphrase_file: Path | None,
+    compress: bool,
+) -> None:
+    """Export every user of a tenant to a Gatehouse file (the operator's command: with
+    --include-password-hashes it holds every hash). With a passphrase the file is
+    encrypted (scrypt + AES-256-GCM); TOTP and user secrets go out only encrypted."""
+    if tenant_service.find_tenant(tenant_id) is None:
+        raise click.ClickException(f"no tenant {tenant_id}")
+    passphrase = (
+        passphrase_file.read_text().strip()
+        if passphrase_file is not None
+        else os.environ.get("GATEHOUSE_PASSPHRASE") or None
+    )
+    if (include_mfa_secrets or include_secrets) and not passphrase:
+        flag = "--include-mfa-secrets" if include_mfa_secrets else "--include-secrets"
+        raise click.ClickException(
+            f"{flag} needs a passphrase (--passphrase-file or GATEHOUSE_PASSPHRASE): "
+            "secrets leave only in an encrypted file"
+        )
+    to_stdout = str(output) == "-"
+    partial = output.with_name(output.name + ".partial")
+    if to_stdout:
+        out: BinaryIO = sys.stdout.buffer
+    else:
+        # It may hold hashes and secrets: owner only, from the first byte.
+        out = os.fdopen(os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "wb")
+    try:
+        with in_tenant(tenant_id):
+            count = export_format.write(
+                out,
+                include_password_hashes=include_password_hashes,
+                include_mfa_secrets=include_mfa_secrets,
+                include_secrets=include_secrets,
+                passphrase=passphrase,
+                compress=compress,
+            )
+            db.session.commit()  # the audit event
+    except BaseException:
+        db.session.rollback()
+        if not to_stdout:
+            out.close()
+            partial.unlink(missing_ok=True)
+        raise
+    if not to_stdout:
+        out.close()
+        partial.replace(output)
+    click.echo(f"exported {count} users" + (" (encrypted)" if passphrase else ""), err=True)
 
 
 _batch_size_option = click.option(
@@ -167,6 +418,8 @@ def register_cli(app: Flask) -> None:
             for task_name, result in run_job(job).items():
                 click.echo(f"{job}: {task_name} -> {result}")
         db.session.commit()
+
+    app.cli.add_command(users)
 
     secrets_group = AppGroup("secrets", help="Manage per-user secrets.")
     app.cli.add_command(secrets_group)

@@ -15,6 +15,7 @@ from flask import Flask, current_app
 from app.applications import tasks as application_tasks
 from app.credentials import tasks as credential_tasks
 from app.mail import tasks as mail_tasks
+from app.portability import tasks as portability_tasks
 from app.tenants import tasks as tenant_tasks
 from app.tokens import tasks as token_tasks
 from app.users import tasks as user_tasks
@@ -31,13 +32,21 @@ JOBS: dict[str, Job] = {
         (user_tasks.flush_last_activity, tenant_tasks.flush_key_usage),
         "ACTIVITY_FLUSH_INTERVAL_SECONDS",
     ),
-    "requeue-stuck": Job((mail_tasks.requeue_stuck,), "MAIL_REQUEUE_INTERVAL_SECONDS"),
+    "requeue-stuck": Job(
+        (
+            mail_tasks.requeue_stuck,
+            portability_tasks.requeue_stale_imports,
+            portability_tasks.requeue_stale_exports,
+        ),
+        "MAIL_REQUEUE_INTERVAL_SECONDS",
+    ),
     "cleanup": Job(
         (
             token_tasks.cleanup_expired,
             credential_tasks.cleanup_resets,
             mail_tasks.cleanup_deliveries,
             application_tasks.cleanup_codes,
+            portability_tasks.cleanup_exports,
         ),
         "CLEANUP_INTERVAL_SECONDS",
     ),

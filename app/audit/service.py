@@ -37,6 +37,8 @@ ACTIONS = frozenset(
         "password_reset.confirmed",
         "user.email_verified",
         "token.code_reused",
+        "users.imported",
+        "users.exported",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

@@ -53,6 +53,34 @@ def _secret(enrolment: MfaEnrolment) -> str:
     )
 
 
+def totp_secret(enrolment: MfaEnrolment) -> str:
+    """The enrolment's base32 secret in clear (only an encrypted operator export asks)."""
+    return _secret(enrolment)
+
+
+def imported_totp_row(*, tenant_id: str, user_id: str, secret: str) -> dict[str, object]:
+    """A confirmed TOTP enrolment of an imported user, as a row for a bulk insert: the
+    secret encrypted and bound to the row exactly as an enrolment made here is."""
+    now = utcnow()
+    enrolment = MfaEnrolment(
+        id=f"dev_{security.random_hex(12)}", tenant_id=tenant_id, user_id=user_id
+    )
+    return {
+        "id": enrolment.id,
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "type": TOTP,
+        "status": CONFIRMED,
+        "secret_encrypted": security.keyring().encrypt(
+            secret.encode(), _associated_data(enrolment)
+        ),
+        "last_used_step": None,
+        "created_at": now,
+        "confirmed_at": now,
+        "last_auth_at": None,
+    }
+
+
 def find_totp(user: User) -> MfaEnrolment | None:
     """The user's TOTP enrolment (pending or confirmed), or None."""
     return db.session.scalar(

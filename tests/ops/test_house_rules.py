@@ -41,6 +41,10 @@ ALLOWED_SCOPE_OPENINGS: dict[str, int] = {
     "app/encryption.py": 1,
     # origin_registered_all_tenants: a CORS preflight and the JWKS name no tenant
     "app/applications/service.py": 1,
+    # stale_imports_all_tenants: re-queue import jobs whose worker died, whatever tenant
+    "app/portability/imports.py": 1,
+    # stale_exports_all_tenants: re-queue export jobs whose message or worker was lost
+    "app/portability/exports.py": 1,
 }
 MAX_SCOPE_OPENINGS = 6
 

@@ -1,0 +1,686 @@
+"""The import engine: write batches of `UserRecord`s (from app.portability.sources) into
+the current tenant, in bulk, with Auth0's rules for users that already exist.
+
+- `apply` writes one batch: one query finds the batch's existing users (by id, email or
+  username), new users go in with one executemany insert, their TOTP enrolments and
+  identities with one more each. It takes a per-tenant advisory lock, so two imports into
+  one tenant never race on the same email.
+- `import_stream` is the CLI's path (in process, a commit per batch: the CLI is an edge).
+- `start_import` / `run_import` are the API's: the upload is stored in the job's chunks,
+  and the Celery task streams it, committing each batch with the job's counters and resume
+  point (`records_done`) in the same transaction, so a killed worker leaves no half-written
+  batch and the rerun skips exactly what was written.
+
+Upsert (Auth0's rules): without it, a user matching an existing one by email, user_id or
+username is rejected (DUPLICATED_USER). With it, the existing user matched by email (else
+by user_id, else by username) is updated with the fields the file gives: profile fields,
+metadata (replaced whole, as Auth0 does), the password hash (a changed hash also ends the
+user's sessions) and the TOTP secret. `email`, `user_id` and `username` are never changed
+by an upsert; a record whose identifiers point at two different users is rejected.
+
+The same user twice in one file is rejected for the later copy (DUPLICATED_USER), upsert
+or not. Inside a batch a dict sees it; across batches, every row an import writes gets the
+import's own `updated_at` (its "marker"), so an existing row carrying the marker was
+written by this very import (earlier in the file). This keeps a million-user import's
+memory flat: no set of every key seen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, BinaryIO
+
+from sqlalchemy import ARRAY, JSON, String, any_, func, literal, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from app.audit import service as audit_service
+from app.core.db import db, utcnow
+from app.core.errors import PayloadTooLarge
+from app.core.tenancy import all_tenants, current_tenant_id
+from app.credentials import foreign_hashes, mfa
+from app.credentials.models import MfaEnrolment
+from app.portability import jobs, sources, user_lines
+from app.portability.models import (
+    COMPLETED,
+    FAILED,
+    IMPORT,
+    INPUT,
+    PENDING,
+    PROCESSING,
+    TransferJob,
+)
+from app.portability.records import FileError, Rejected, UserRecord
+from app.tenants import service as tenant_service
+from app.users.models import Identity, Policy, User
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 2000
+# A job whose worker has not written a batch for this long is taken to be dead (a batch
+# of BATCH_SIZE users takes well under a second) and is queued again.
+STALE_AFTER = timedelta(minutes=5)
+DUPLICATE_IN_FILE = "The user appears more than once in the file"
+EXISTS = "The user already exists and upsert parameter is false"
+AMBIGUOUS = "The user's email, user_id and username match different existing users"
+
+_USERS = User.__table__
+# Columns every new row gets as is (NOT NULL ones without a server default included).
+_NEW_ROW = {
+    "username": None,
+    "username_normalized": None,
+    "email": None,
+    "email_normalized": None,
+    "email_verified": False,
+    "display_name": None,
+    "first_name": None,
+    "last_name": None,
+    "nickname": None,
+    "photo_url": None,
+    "phone_number": None,
+    "blocked": False,
+    "permissions_group": None,
+    "custom_scopes": [],
+    "settings": [],
+    "user_metadata": {},
+    "app_metadata": {},
+    "require_twofactor_auth": False,
+    "device_token": None,
+    "device_type": None,
+    "password_hash": None,
+    "password_tag": None,  # set at the first sign-in (core.security.password_tag)
+    "second_factor_failures": 0,
+    "last_activity_at": None,
+    "last_login_at": None,
+    "logins_count": 0,
+    "tokens_valid_after": None,
+    "session_generation": 0,
+    "scope_version": 0,
+    "version": 1,
+}
+
+
+@dataclass
+class Summary:
+    """What an import did: Auth0's job summary plus how many weak hashes came in."""
+
+    inserted: int = 0
+    updated: int = 0
+    failed: int = 0
+    total: int = 0
+    weak_hashes: int = 0
+
+    def add(self, other: Summary) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.failed += other.failed
+        self.total += other.total
+        self.weak_hashes += other.weak_hashes
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _reject(record: UserRecord, message: str, path: str) -> Rejected:
+    return Rejected(
+        record.index, record.shown, [{"code": "DUPLICATED_USER", "message": message, "path": path}]
+    )
+
+
+def _lock_tenant(tenant_id: str) -> None:
+    """Serialize the batches of every import into this tenant until the transaction ends
+    (PostgreSQL; other databases have a single writer anyway)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"import:{tenant_id}"}
+        )
+        # The look-up of a batch's existing users is the same statement every batch: once
+        # psycopg prepares it, PostgreSQL may settle on a generic plan, where `= ANY($1)`
+        # compares each row with every key of the batch instead of hashing them.
+        db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+def _keys(record: UserRecord) -> tuple[str | None, str | None]:
+    email = record.email.casefold() if record.email is not None else None
+    username = record.username.casefold() if record.username is not None else None
+    return email, username
+
+
+def _created_at(record: UserRecord, default: datetime) -> datetime:
+    if record.created_at:
+        try:
+            value = datetime.fromisoformat(record.created_at)
+            if value.tzinfo is not None:
+                return value
+        except ValueError:
+            pass
+    return default
+
+
+def apply(
+    records: list[UserRecord], *, upsert: bool, marker: datetime | None = None
+) -> tuple[Summary, list[Rejected]]:
+    """Write one batch into the current tenant (flushed, not committed). `marker` is the
+    import's write time (see the module docstring); rows carrying it were written by this
+    import, so a record matching one is a duplicate inside the file."""
+    tenant_id = current_tenant_id()
+    marker = marker or utcnow()
+    summary, rejected = Summary(total=len(records)), []
+    _lock_tenant(tenant_id)
+    weak_reset = tenant_service.get_tenant(tenant_id).weak_password_hashes == "reset"
+
+    # Duplicates inside the batch: the later copy is rejected.
+    seen_ids: set[str] = set()
+    seen_emails: set[str] = set()
+    seen_usernames: set[str] = set()
+    unique: list[tuple[UserRecord, str | None, str | None]] = []
+    for record in records:
+        email, username = _keys(record)
+        clash = (
+            "user_id"
+            if record.user_id is not None and record.user_id in seen_ids
+            else "email"
+            if email is not None and email in seen_emails
+            else "username"
+            if username is not None and username in seen_usernames
+            else None
+        )
+        if clash:
+            rejected.append(_reject(record, DUPLICATE_IN_FILE, clash))
+            continue
+        if record.user_id is not None:
+            seen_ids.add(record.user_id)
+        if email is not None:
+            seen_emails.add(email)
+        if username is not None:
+            seen_usernames.add(username)
+        unique.append((record, email, username))
+
+    by_id, by_email, by_username = _existing(seen_ids, seen_emails, seen_usernames, tenant_id)
+
+    new: list[tuple[UserRecord, dict[str, Any]]] = []
+    updates: list[tuple[UserRecord, str, dict[str, Any]]] = []
+    for record, email, username in unique:
+        password_hash = record.password_hash
+        if password_hash is not None and foreign_hashes.is_weak(password_hash):
+            summary.weak_hashes += 1
+            if weak_reset:
+                password_hash = None  # the tenant wants these users to reset instead
+        matches: dict[str, datetime] = {}
+        if record.user_id is not None and record.user_id in by_id:
+            matches[record.user_id] = by_id[record.user_id]
+        for found in by_email.get(email, ()) if email else ():
+            matches[found[0]] = found[1]
+        if username is not None and username in by_username:
+            found_id, found_at = by_username[username]
+            matches[found_id] = found_at
+        if not matches:
+            row = dict(_NEW_ROW)
+            row.update(record.profile)
+            row.update(
+                tenant_id=tenant_id,
+                id=record.user_id or _new_id(),
+                username=record.username,
+                username_normalized=username,
+                email=record.email,
+                email_normalized=email,
+                password_hash=password_hash,
+                created_at=_created_at(record, marker),
+                updated_at=marker,
+            )
+            new.append((record, row))
+            continue
+        path = "email" if email else "user_id" if record.user_id else "username"
+        if marker in matches.values():
+            rejected.append(_reject(record, DUPLICATE_IN_FILE, path))
+        elif not upsert:
+            rejected.append(_reject(record, EXISTS, path))
+        elif len(matches) > 1 or (record.user_id is not None and record.user_id not in matches):
+            rejected.append(_reject(record, AMBIGUOUS, path))
+        else:
+            fields = dict(record.profile)
+            if password_hash is not None:
+                fields["password_hash"] = password_hash
+            updates.append((record, next(iter(matches)), fields))
+
+    inserted = _insert_users(new, rejected)
+    for _record, user_id, fields in updates:
+        _update_user(user_id, fields, marker, tenant_id)
+        summary.updated += 1
+    written = [(record, row["id"]) for record, row in inserted]
+    written += [(record, user_id) for record, user_id, _ in updates]
+    _write_totp(written, tenant_id, replace={user_id for _, user_id, _ in updates})
+    _write_identities(written, tenant_id)
+    _write_extras([(record, row["id"]) for record, row in inserted])
+    summary.inserted = len(inserted)
+    summary.failed = len(rejected)
+    rejected.sort(key=lambda item: item.index)
+    return summary, rejected
+
+
+def _new_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex  # what users.service.create_user gives a user without an id
+
+
+def _existing(
+    ids: set[str], emails: set[str], usernames: set[str], tenant_id: str
+) -> tuple[
+    dict[str, datetime], dict[str, list[tuple[str, datetime]]], dict[str, tuple[str, datetime]]
+]:
+    """The tenant's users matching any key of the batch, in one query: by id, by
+    normalized email (several users may share one), by normalized username."""
+    by_id: dict[str, datetime] = {}
+    by_email: dict[str, list[tuple[str, datetime]]] = {}
+    by_username: dict[str, tuple[str, datetime]] = {}
+    conditions = []
+    # One array parameter per key on PostgreSQL (`= ANY(...)`): thousands of IN
+    # parameters cost more to render and parse than the look-up itself.
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    for column, values in (
+        (_USERS.c.id, ids),
+        (_USERS.c.email_normalized, emails),
+        (_USERS.c.username_normalized, usernames),
+    ):
+        if values and postgres:
+            conditions.append(column == any_(literal(list(values), ARRAY(String))))
+        elif values:
+            conditions.append(column.in_(values))
+    if not conditions:
+        return by_id, by_email, by_username
+    rows = db.session.execute(
+        select(
+            _USERS.c.id,
+            _USERS.c.email_normalized,
+            _USERS.c.username_normalized,
+            _USERS.c.updated_at,
+        ).where(_USERS.c.tenant_id == tenant_id, or_(*conditions))
+    )
+    for user_id, email, username, updated_at in rows:
+        if user_id in ids:
+            by_id[user_id] = updated_at
+        if email is not None and email in emails:
+            by_email.setdefault(email, []).append((user_id, updated_at))
+        if username is not None and username in usernames:
+            by_username[username] = (user_id, updated_at)
+    return by_id, by_email, by_username
+
+
+def _insert_users(
+    new: list[tuple[UserRecord, dict[str, Any]]], rejected: list[Rejected]
+) -> list[tuple[UserRecord, dict[str, Any]]]:
+    """Insert the batch's new users in one executemany; should a user created meanwhile
+    by another path take an id or username (a unique violation), insert them one by one
+    and reject only those that clash."""
+    if not new:
+        return []
+    try:
+        with db.session.begin_nested():
+            if db.session.get_bind().dialect.name == "postgresql":
+                _copy_rows([row for _, row in new])
+            else:
+                db.session.execute(_USERS.insert(), [row for _, row in new])
+        return new
+    except IntegrityError:
+        pass
+    inserted = []
+    for record, row in new:
+        try:
+            with db.session.begin_nested():
+                db.session.execute(_USERS.insert(), [row])
+            inserted.append((record, row))
+        except IntegrityError:
+            rejected.append(_reject(record, EXISTS, "user_id" if record.user_id else "username"))
+    return inserted
+
+
+_COLUMNS = tuple(column.name for column in _USERS.columns)
+_JSON_POSITIONS = tuple(
+    position for position, column in enumerate(_USERS.columns) if isinstance(column.type, JSON)
+)
+_COPY = "COPY user_account ({}) FROM STDIN".format(", ".join(f'"{name}"' for name in _COLUMNS))
+
+
+def _copy_rows(rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL's COPY for the batch's new users: the same rows an executemany insert
+    would write, at a fraction of the cost (no statement per row). It runs on the
+    session's own connection, inside its transaction (and savepoint)."""
+    dumps = json.dumps
+    values_of = operator.itemgetter(*_COLUMNS)
+    connection = db.session.connection().connection.driver_connection
+    with connection.cursor() as cursor, cursor.copy(_COPY) as copy:
+        for row in rows:
+            values = list(values_of(row))
+            for position in _JSON_POSITIONS:
+                value = values[position]
+                values[position] = dumps(value) if value else ("[]" if value == [] else "{}")
+            copy.write_row(values)
+
+
+def _update_user(user_id: str, fields: dict[str, Any], marker: datetime, tenant_id: str) -> None:
+    values: dict[str, Any] = dict(fields, updated_at=marker, version=_USERS.c.version + 1)
+    if "password_hash" in fields:
+        values["password_tag"] = None
+        # A new password: the sessions made with the old one end, as on a password change.
+        values["session_generation"] = _USERS.c.session_generation + 1
+    db.session.execute(
+        update(_USERS)
+        .where(_USERS.c.tenant_id == tenant_id, _USERS.c.id == user_id)
+        .values(**values)
+    )
+
+
+def _write_totp(written: list[tuple[UserRecord, str]], tenant_id: str, replace: set[str]) -> None:
+    rows = [
+        mfa.imported_totp_row(tenant_id=tenant_id, user_id=user_id, secret=record.totp_secret)
+        for record, user_id in written
+        if record.totp_secret is not None
+    ]
+    if not rows:
+        return
+    table = MfaEnrolment.__table__
+    replaced = [row["user_id"] for row in rows if row["user_id"] in replace]
+    if replaced:
+        db.session.execute(
+            table.delete().where(
+                table.c.tenant_id == tenant_id,
+                table.c.user_id.in_(replaced),
+                table.c.type == mfa.TOTP,
+            )
+        )
+    db.session.execute(table.insert(), rows)
+
+
+def _write_identities(written: list[tuple[UserRecord, str]], tenant_id: str) -> None:
+    """Linked identities; one already linked (to this user or another) is left as it is."""
+    now = utcnow()
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "provider": identity["provider"],
+            "provider_user_id": identity["user_id"],
+            "connection": identity.get("connection") or identity["provider"],
+            "is_social": bool(identity.get("isSocial", True)),
+            "profile_data": identity.get("profileData") or {},
+            "created_at": now,
+        }
+        for record, user_id in written
+        for identity in record.identities
+    ]
+    if not rows:
+        return
+    table = Identity.__table__
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        statement = insert(table).on_conflict_do_nothing(
+            index_elements=["tenant_id", "provider", "provider_user_id"]
+        )
+        db.session.execute(statement, rows)
+    else:
+        for row in rows:
+            exists = db.session.scalar(
+                select(func.count())
+                .select_from(table)
+                .where(
+                    table.c.tenant_id == tenant_id,
+                    table.c.provider == row["provider"],
+                    table.c.provider_user_id == row["provider_user_id"],
+                )
+            )
+            if not exists:
+                db.session.execute(table.insert(), [row])
+
+
+def _write_extras(inserted: Iterable[tuple[UserRecord, str]]) -> None:
+    """A Gatehouse file's policies, properties, secrets and device keys of new users,
+    through their services (secrets are encrypted there); rare enough that per-row writes
+    are fine."""
+    from app.properties import service as property_service
+    from app.secrets import service as secret_service
+
+    for record, user_id in inserted:
+        for policy in record.policies or ():
+            db.session.add(
+                Policy(
+                    tenant_id=current_tenant_id(),
+                    user_id=user_id,
+                    resource=policy["resource"],
+                    resource_type=policy["resource_type"],
+                    type=policy["type"],
+                )
+            )
+        for name, value in (record.properties or {}).items():
+            property_service.create_property(user_id=user_id, name=name, value=value)
+        for name, value in (record.secrets or {}).items():
+            secret_service.create_secret(user_id=user_id, name=name, value=value)
+        for device in record.extra.get("device_credentials", ()):
+            db.session.add(
+                user_lines.new_device_credential(
+                    tenant_id=current_tenant_id(), user_id=user_id, device=device
+                )
+            )
+    db.session.flush()
+
+
+class _Batches:
+    """Group a source's items into batches of records, rejections passed on as they come."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.records: list[UserRecord] = []
+        self.rejected: list[Rejected] = []
+        self.count = 0
+
+    def add(self, item: UserRecord | Rejected) -> bool:
+        """Take one item; True when a batch is full."""
+        self.count += 1
+        if isinstance(item, Rejected):
+            self.rejected.append(item)
+        else:
+            self.records.append(item)
+        return self.count >= self.batch_size
+
+    def take(self) -> tuple[list[UserRecord], list[Rejected], int]:
+        taken = (self.records, self.rejected, self.count)
+        self.records, self.rejected, self.count = [], [], 0
+        return taken
+
+
+def _apply_batch(
+    records: list[UserRecord], source_rejected: list[Rejected], count: int, **options: Any
+) -> tuple[Summary, list[Rejected]]:
+    summary, rejected = apply(records, **options) if records else (Summary(), [])
+    summary.total = count
+    summary.failed += len(source_rejected)
+    rejected = sorted(source_rejected + rejected, key=lambda item: item.index)
+    return summary, rejected
+
+
+def import_stream(
+    stream: BinaryIO,
+    *,
+    format: str,
+    hash_config: foreign_hashes.FirebaseHashConfig | None = None,
+    passphrase: str | None = None,
+    upsert: bool = False,
+    batch_size: int = BATCH_SIZE,
+    on_progress: Callable[[Summary], None] | None = None,
+    on_rejected: Callable[[Rejected], None] | None = None,
+) -> Summary:
+    """Import a whole file into the current tenant, in process: the CLI's path. It commits
+    after every batch (it is called from an edge, `flask users import`, whose job that
+    is), so a stopped import keeps what it wrote and a rerun with upsert finishes it. A
+    FileError is raised after the users before it were written."""
+    marker = utcnow()
+    summary = Summary()
+    batches = _Batches(batch_size)
+
+    def flush() -> None:
+        batch, batch_rejected = _apply_batch(*batches.take(), upsert=upsert, marker=marker)
+        db.session.commit()
+        summary.add(batch)
+        for item in batch_rejected:
+            if on_rejected is not None:
+                on_rejected(item)
+        if on_progress is not None:
+            on_progress(summary)
+
+    items = sources.read(
+        stream, format, hash_config=hash_config, passphrase=passphrase, any_string_hash=True
+    )
+    try:
+        for item in items:
+            if batches.add(item):
+                flush()
+    except FileError:
+        flush()
+        raise
+    if batches.count:
+        flush()
+    return summary
+
+
+def start_import(
+    stream: BinaryIO,
+    *,
+    upsert: bool,
+    connection_id: str,
+    external_id: str | None,
+    send_completion_email: bool,
+    max_bytes: int | None,
+) -> TransferJob:
+    """Store an Auth0 import file as a pending job of the current tenant and queue it
+    (after the commit); PayloadTooLarge `file_too_large` past `max_bytes`."""
+    from app.portability import tasks  # the task module imports this one
+
+    job = jobs.new_job(
+        type=IMPORT,
+        format="auth0",
+        upsert=upsert,
+        connection_id=connection_id,
+        external_id=external_id,
+        send_completion_email=send_completion_email,
+    )
+    try:
+        job.file_bytes = jobs.write_file(job, INPUT, jobs.copy_stream(stream, max_bytes))
+    except ValueError:
+        raise PayloadTooLarge(
+            f"The file is larger than {max_bytes} bytes", code="file_too_large"
+        ) from None
+    jobs.touch(job)
+    db.session.flush()
+    from app.core.jobs import enqueue_after_commit
+
+    enqueue_after_commit(tasks.run_import_job, job.tenant_id, job.id)
+    return job
+
+
+def run_import(job_id: str) -> None:
+    """The worker's body for one import job (in its tenant's scope). Resumable: it skips
+    the `records_done` records already written, and commits each batch together with the
+    job's counters. A second worker on the same job stops at its first batch (the resume
+    point moved under it)."""
+    job = jobs.lock_job(job_id)
+    if job is None or job.type != IMPORT or job.status in (COMPLETED, FAILED):
+        return
+    job.status = PROCESSING
+    jobs.touch(job)
+    marker = job.created_at  # the same marker across resumes (see the module docstring)
+    skip = done = job.records_done
+    upsert, file_format = job.upsert, job.format
+    db.session.commit()
+
+    batches = _Batches(BATCH_SIZE)
+
+    def flush() -> bool:
+        nonlocal done
+        records, source_rejected, count = batches.take()
+        job = jobs.lock_job(job_id)
+        if job is None or job.records_done != done or job.status != PROCESSING:
+            db.session.rollback()
+            return False  # deleted, or another worker took the job over
+        batch, rejected = _apply_batch(
+            records, source_rejected, count, upsert=upsert, marker=marker
+        )
+        for item in rejected:
+            jobs.add_error(job, item.index, item.shown, item.errors)
+        job.inserted += batch.inserted
+        job.updated += batch.updated
+        job.failed += batch.failed
+        job.total += batch.total
+        job.weak_hashes += batch.weak_hashes
+        job.records_done += count
+        done += count
+        jobs.touch(job)
+        db.session.commit()
+        return True
+
+    reader = jobs.ChunkReader(jobs.get_job(job_id), INPUT)
+    index = 0
+    try:
+        for item in sources.read(reader, file_format):
+            index += 1
+            if index <= skip:
+                continue
+            if batches.add(item) and not flush():
+                return
+    except FileError as error:
+        if batches.count and not flush():
+            return
+        _finish(job_id, FAILED, details=error.message)
+        return
+    if batches.count and not flush():
+        return
+    _finish(job_id, COMPLETED)
+
+
+def _finish(job_id: str, status: str, details: str | None = None) -> None:
+    job = jobs.lock_job(job_id)
+    if job is None or job.status != PROCESSING:
+        db.session.rollback()
+        return
+    job.status = status
+    job.status_details = details
+    job.finished_at = utcnow()
+    jobs.touch(job)
+    jobs.drop_file(job, INPUT)
+    audit_service.record(
+        action="users.imported",
+        actor="job",
+        target=job.id,
+        data={
+            "status": status,
+            "inserted": job.inserted,
+            "updated": job.updated,
+            "failed": job.failed,
+            "total": job.total,
+            "weak_hashes": job.weak_hashes,
+        },
+    )
+    db.session.commit()
+
+
+def stale_imports_all_tenants(*, limit: int = 100) -> list[tuple[str, str]]:
+    """(tenant id, job id) of import jobs still pending or processing whose worker has
+    not shown a sign of life for STALE_AFTER (killed, or its message was lost)."""
+    cutoff = utcnow() - STALE_AFTER
+    table = TransferJob.__table__
+    with all_tenants():
+        rows = db.session.execute(
+            select(table.c.tenant_id, table.c.id)
+            .where(
+                table.c.type == IMPORT,
+                table.c.status.in_((PENDING, PROCESSING)),
+                func.coalesce(table.c.heartbeat_at, table.c.created_at) < cutoff,
+            )
+            .order_by(table.c.created_at)
+            .limit(limit)
+        )
+        return [(tenant_id, job_id) for tenant_id, job_id in rows]
