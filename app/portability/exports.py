@@ -243,7 +243,7 @@ def run_export(job_id: str) -> None:
     jobs.drop_file(job, OUTPUT)
     counter = [0]
     job.file_bytes = jobs.write_file(job, OUTPUT, _gzipped(_encoded(job, counter)))
-    job.total = job.inserted = counter[0]
+    job.total = counter[0]
     job.status = COMPLETED
     job.finished_at = utcnow()
     audit_service.record(

@@ -27,13 +27,15 @@ memory flat: no set of every key seen.
 
 from __future__ import annotations
 
+import json
 import logging
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import ARRAY, JSON, String, any_, func, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app.audit import service as audit_service
@@ -136,6 +138,10 @@ def _lock_tenant(tenant_id: str) -> None:
         db.session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"import:{tenant_id}"}
         )
+        # The look-up of a batch's existing users is the same statement every batch: once
+        # psycopg prepares it, PostgreSQL may settle on a generic plan, where `= ANY($1)`
+        # compares each row with every key of the batch instead of hashing them.
+        db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def _keys(record: UserRecord) -> tuple[str | None, str | None]:
@@ -273,12 +279,18 @@ def _existing(
     by_email: dict[str, list[tuple[str, datetime]]] = {}
     by_username: dict[str, tuple[str, datetime]] = {}
     conditions = []
-    if ids:
-        conditions.append(_USERS.c.id.in_(ids))
-    if emails:
-        conditions.append(_USERS.c.email_normalized.in_(emails))
-    if usernames:
-        conditions.append(_USERS.c.username_normalized.in_(usernames))
+    # One array parameter per key on PostgreSQL (`= ANY(...)`): thousands of IN
+    # parameters cost more to render and parse than the look-up itself.
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    for column, values in (
+        (_USERS.c.id, ids),
+        (_USERS.c.email_normalized, emails),
+        (_USERS.c.username_normalized, usernames),
+    ):
+        if values and postgres:
+            conditions.append(column == any_(literal(list(values), ARRAY(String))))
+        elif values:
+            conditions.append(column.in_(values))
     if not conditions:
         return by_id, by_email, by_username
     rows = db.session.execute(
@@ -309,7 +321,10 @@ def _insert_users(
         return []
     try:
         with db.session.begin_nested():
-            db.session.execute(_USERS.insert(), [row for _, row in new])
+            if db.session.get_bind().dialect.name == "postgresql":
+                _copy_rows([row for _, row in new])
+            else:
+                db.session.execute(_USERS.insert(), [row for _, row in new])
         return new
     except IntegrityError:
         pass
@@ -322,6 +337,29 @@ def _insert_users(
         except IntegrityError:
             rejected.append(_reject(record, EXISTS, "user_id" if record.user_id else "username"))
     return inserted
+
+
+_COLUMNS = tuple(column.name for column in _USERS.columns)
+_JSON_POSITIONS = tuple(
+    position for position, column in enumerate(_USERS.columns) if isinstance(column.type, JSON)
+)
+_COPY = "COPY user_account ({}) FROM STDIN".format(", ".join(f'"{name}"' for name in _COLUMNS))
+
+
+def _copy_rows(rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL's COPY for the batch's new users: the same rows an executemany insert
+    would write, at a fraction of the cost (no statement per row). It runs on the
+    session's own connection, inside its transaction (and savepoint)."""
+    dumps = json.dumps
+    values_of = operator.itemgetter(*_COLUMNS)
+    connection = db.session.connection().connection.driver_connection
+    with connection.cursor() as cursor, cursor.copy(_COPY) as copy:
+        for row in rows:
+            values = list(values_of(row))
+            for position in _JSON_POSITIONS:
+                value = values[position]
+                values[position] = dumps(value) if value else ("[]" if value == [] else "{}")
+            copy.write_row(values)
 
 
 def _update_user(user_id: str, fields: dict[str, Any], marker: datetime, tenant_id: str) -> None:

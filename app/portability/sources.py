@@ -136,8 +136,10 @@ def _metadata(errors: _Errors, value: Any, path: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         errors.add("INVALID_TYPE", f"Expected type object but found {_kind(value)}", path)
         return None
-    serialized = json.dumps(value, ensure_ascii=False)
-    if len(serialized) > MAX_METADATA_BYTES or not _clean(serialized.replace("\\u0000", "\x00")):
+    # ASCII-escaped: its length bounds the stored size, and a NUL shows as \u0000 (a lone
+    # surrogate cannot come in: the parser replaces it).
+    serialized = json.dumps(value)
+    if len(serialized) > MAX_METADATA_BYTES or "\\u0000" in serialized:
         errors.add(
             "INVALID_FORMAT",
             f"The object must serialize to at most {MAX_METADATA_BYTES} bytes of valid text",

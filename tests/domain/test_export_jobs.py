@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from app.core import security
 from app.core.db import db
@@ -65,6 +66,36 @@ def download(client, url: str):
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" == "http://gatehouse.test"  # the ISSUER
     return client.get(f"{parts.path}?{parts.query}")
+
+
+@pytest.fixture(scope="module")
+def base_url(app):
+    with factories.serve(app) as url:
+        yield url
+
+
+def test_sdk_creates_an_export_and_its_location_downloads_without_auth(
+    app, base_url, celery_worker, tenant
+):
+    """The issue's contract: `jobs.users_exports.create` through auth0-python, then
+    `jobs.get` gives a `location` that a plain HTTP client downloads."""
+    make_people(app, tenant.id, count=2)
+    sdk = factories.auth0_client(base_url, tenant.key, tenant.id)
+    [connection] = list(sdk.connections.list())  # the tenant's one connection
+    created = sdk.jobs.users_exports.create(
+        connection_id=connection.id,
+        format="json",
+        fields=[{"name": "email"}, {"name": "user_id", "export_as": "id"}],
+    )
+    assert created.status == "pending" and created.type == "users_export"
+    job = wait_until(lambda: (got := sdk.jobs.get(created.id)).status == "completed" and got)
+    assert job.location.startswith("http://gatehouse.test/api/v2/jobs/")
+    parts = urlsplit(job.location)
+    response = requests.get(f"{base_url}{parts.path}?{parts.query}", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/gzip"
+    rows = [json.loads(line) for line in gzip.decompress(response.content).splitlines()]
+    assert rows == [{"email": f"p{n}@example.com", "id": f"p{n}"} for n in range(2)]
 
 
 def test_json_export_has_auth0_fields_and_no_hash(app, client, celery_worker, tenant):

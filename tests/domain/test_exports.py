@@ -6,10 +6,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 from typing import Any
 
 import pytest
 
+from app.core import sealed
 from app.core.tenancy import tenant_scope
 from app.credentials import foreign_hashes
 from app.portability import gatehouse_format
@@ -153,3 +155,64 @@ def test_plain_file_bad_lines_are_rejected_and_a_cut_file_fails(app, tenant):
     assert "Not a Gatehouse" in file_error(b'[{"email": "x@example.com"}]\n', None).message
     assert "gzip" in file_error(gzip.compress(data)[:-12], None).message
     assert [r.user_id for r in read_all(gzip.compress(data))] == ["u1"]
+
+
+def sealed_chunks(data: bytes) -> tuple[bytes, list[bytes]]:
+    """A sealed file cut into its header and its chunks (each with its length prefix)."""
+    header, rest, chunks = data[: sealed.HEADER_BYTES], data[sealed.HEADER_BYTES :], []
+    while rest:
+        length = int.from_bytes(rest[:4], "big")
+        chunks.append(rest[: 4 + length])
+        rest = rest[4 + length :]
+    return header, chunks
+
+
+def unseal(data: bytes, passphrase: str = PASSPHRASE) -> bytes:
+    return sealed.SealedReader(io.BytesIO(data), passphrase).read()
+
+
+def sealed_error(data: bytes) -> sealed.SealedError:
+    with pytest.raises(sealed.SealedError) as caught:
+        unseal(data)
+    return caught.value
+
+
+def test_sealed_stream_of_many_chunks_detects_reordering_and_cuts():
+    plain = os.urandom(3 * sealed.CHUNK_BYTES + 1000)  # four chunks, the last one short
+    out = io.BytesIO()
+    writer = sealed.SealedWriter(out, PASSPHRASE)
+    for start in range(0, len(plain), 10_000):  # written in pieces of any size
+        writer.write(plain[start : start + 10_000])
+    writer.close()
+    data = out.getvalue()
+    assert unseal(data) == plain
+    header, chunks = sealed_chunks(data)
+    assert len(chunks) == 4
+
+    swapped = header + chunks[1] + chunks[0] + b"".join(chunks[2:])
+    assert "altered" in sealed_error(swapped).message
+    dropped_last = header + b"".join(chunks[:3])  # cut exactly at a chunk boundary
+    assert "truncated" in sealed_error(dropped_last).message
+    dropped_middle = header + chunks[0] + b"".join(chunks[2:])
+    assert "altered" in sealed_error(dropped_middle).message
+    assert "follows the end" in sealed_error(data + chunks[3]).message
+    error = sealed_error(header + chunks[0] + chunks[1][:-5])
+    assert "truncated" in error.message and error.offset == len(header) + len(chunks[0])
+    # Another file's header (its salt, so its key) on these chunks: refused.
+    other = io.BytesIO()
+    sealed.SealedWriter(other, PASSPHRASE).close()
+    foreign_header = other.getvalue()[: sealed.HEADER_BYTES]
+    assert "altered" in sealed_error(foreign_header + b"".join(chunks)).message
+
+
+def test_pages_cover_every_user_once_in_id_order(app, tenant, other_tenant):
+    for user_id in ("e", "a", "d", "b", "c"):
+        factories.make_user(app, tenant.id, user_id=user_id, email=f"{user_id}@example.com")
+    factories.make_user(app, other_tenant.id, user_id="z", email="z@example.com")
+    out = io.BytesIO()
+    with app.app_context(), tenant_scope(tenant.id):
+        count = gatehouse_format.write(
+            out, include_password_hashes=False, include_mfa_secrets=False, page_size=2
+        )
+    assert count == 5
+    assert [r.user_id for r in read_all(out.getvalue())] == ["a", "b", "c", "d", "e"]

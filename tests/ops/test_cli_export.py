@@ -114,3 +114,33 @@ def test_secrets_without_a_passphrase_are_refused(app, client, tenant, tmp_path,
     assert result.exit_code == 0, result.output
     assert output.read_bytes().startswith(b"GATEHOUSE-ENC1\n")
     assert os.environ["GATEHOUSE_PASSPHRASE"] == PASSPHRASE
+
+
+def test_import_of_an_encrypted_file_says_what_is_wrong(app, tenant, other_tenant, tmp_path):
+    factories.make_user(app, tenant.id, user_id="solo", email="solo@example.com")
+    exported = tmp_path / "users.gh"
+    secret_file = passphrase_file(tmp_path)
+    result = cli(
+        app, "export", "--tenant", tenant.id, "--output", str(exported),
+        "--passphrase-file", str(secret_file),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("not the passphrase")
+    data = exported.read_bytes()
+    (tmp_path / "cut.gh").write_bytes(data[:-3])
+    flipped = bytearray(data)
+    flipped[-30] ^= 0x40
+    (tmp_path / "flipped.gh").write_bytes(bytes(flipped))
+    for name, passphrase, expected in (
+        ("users.gh", wrong, "wrong passphrase"),
+        ("cut.gh", secret_file, "truncated"),
+        ("flipped.gh", secret_file, "altered"),
+    ):
+        result = cli(
+            app, "import", str(tmp_path / name), "--tenant", other_tenant.id,
+            "--format", "gatehouse", "--passphrase-file", str(passphrase),
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        assert expected in result.output and "Traceback" not in result.output
+    assert snapshot(app, other_tenant.id) == {}
