@@ -42,6 +42,9 @@ PERIODIC_TASKS = {
     "credentials.cleanup_resets": "CLEANUP_INTERVAL_SECONDS",
     "mail.cleanup_deliveries": "CLEANUP_INTERVAL_SECONDS",
     "applications.cleanup_codes": "CLEANUP_INTERVAL_SECONDS",
+    "portability.requeue_stale_imports": "MAIL_REQUEUE_INTERVAL_SECONDS",
+    "portability.requeue_stale_exports": "MAIL_REQUEUE_INTERVAL_SECONDS",
+    "portability.cleanup_exports": "CLEANUP_INTERVAL_SECONDS",
 }
 
 
