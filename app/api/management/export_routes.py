@@ -4,6 +4,7 @@ the tenant and the job, and expires after EXPORT_URL_TTL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import marshmallow as ma
@@ -12,12 +13,20 @@ from flask import Response, request, stream_with_context
 from app.api.auth import public
 from app.api.fields import StrictSchema
 from app.api.management import blp
+from app.core.tenancy import current_tenant_id, tenant_scope
 from app.portability import exports as export_service
 
 
 # Kept here rather than in schemas.py: the one shape of the one route of this module.
 class DownloadQuerySchema(StrictSchema):
     sig = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=2048))
+
+
+def _in_tenant(tenant_id: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    # The body is streamed after the view returned, and so after its tenant scope closed:
+    # the reads of the file's chunks enter it again (the edge's scope, as for a task).
+    with tenant_scope(tenant_id):
+        yield from chunks
 
 
 def _link_tenant() -> str | None:
@@ -37,7 +46,10 @@ def _link_tenant() -> str | None:
 def download_export(query: dict[str, Any], job_id: str) -> Response:
     """Download an export job's file through its signed link (no credentials)"""
     download = export_service.open_download(job_id=job_id, token=query["sig"])
-    response = Response(stream_with_context(download.chunks), mimetype="application/gzip")
+    response = Response(
+        stream_with_context(_in_tenant(current_tenant_id(), download.chunks)),
+        mimetype="application/gzip",
+    )
     response.headers["Content-Length"] = str(download.size)
     response.headers["Content-Disposition"] = f'attachment; filename="{download.filename}"'
     response.headers["Cache-Control"] = "no-store"
