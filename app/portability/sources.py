@@ -78,6 +78,17 @@ AUTH0_TEXT = (
 FIREBASE_OWN_PROVIDERS = frozenset({"password", "phone"})
 
 
+class JsonObject(dict):  # type: ignore[type-arg]
+    """A metadata object together with the JSON text its check already produced: the
+    importer's COPY writes `json` instead of encoding the object a second time."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, value: dict[str, Any], text: str) -> None:
+        super().__init__(value)
+        self.json = text
+
+
 class _Errors:
     """The errors of one user, in Auth0's shape."""
 
@@ -146,7 +157,7 @@ def _metadata(errors: _Errors, value: Any, path: str) -> dict[str, Any] | None:
             path,
         )
         return None
-    return value
+    return JsonObject(value, serialized)
 
 
 def _kind(value: Any) -> str:
