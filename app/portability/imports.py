@@ -265,14 +265,15 @@ def apply(
             summary.weak_hashes += 1
             if weak_reset:
                 password_hash = None  # the tenant wants these users to reset instead
-        matches: dict[str, datetime] = {}
+        # Existing users this record matches: id → (updated_at, the key that matched).
+        matches: dict[str, tuple[datetime, str]] = {}
         if record.user_id is not None and record.user_id in by_id:
-            matches[record.user_id] = by_id[record.user_id]
-        for found in by_email.get(email, ()) if email else ():
-            matches[found[0]] = found[1]
+            matches[record.user_id] = (by_id[record.user_id], "user_id")
+        for found_id, found_at in by_email.get(email, ()) if email else ():
+            matches.setdefault(found_id, (found_at, "email"))
         if username is not None and username in by_username:
             found_id, found_at = by_username[username]
-            matches[found_id] = found_at
+            matches.setdefault(found_id, (found_at, "username"))
         if not matches:
             row = dict(_NEW_ROW)
             row.update(record.profile)
@@ -289,13 +290,14 @@ def apply(
             )
             new.append((record, row))
             continue
-        path = "email" if email else "user_id" if record.user_id else "username"
-        if marker in matches.values():
-            rejected.append(_reject(record, DUPLICATE_IN_FILE, path))
+        ours = [path for found_at, path in matches.values() if found_at == marker]
+        path = next(iter(matches.values()))[1]
+        if ours:
+            rejected.append(_reject(record, DUPLICATE_IN_FILE, ours[0]))
         elif not upsert:
             rejected.append(_reject(record, EXISTS, path))
         elif len(matches) > 1 or (record.user_id is not None and record.user_id not in matches):
-            rejected.append(_reject(record, AMBIGUOUS, path))
+            rejected.append(_reject(record, AMBIGUOUS, "email" if email else path))
         else:
             fields = dict(record.profile)
             if password_hash is not None:
