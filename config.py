@@ -347,6 +347,10 @@ class Config:
             env, "LOGIN_COOKIE_SECURE", urlsplit(self.ISSUER).scheme.lower() == "https"
         )
         self.EMAIL_VERIFICATION_TTL = _int(env, "EMAIL_VERIFICATION_TTL", 24 * 3600, minimum=1)
+        # Exports (issue 24): a job's download link lives EXPORT_URL_TTL; the job and its
+        # file are deleted by the periodic clean-up EXPORT_RETENTION_SECONDS after it began.
+        self.EXPORT_URL_TTL = _int(env, "EXPORT_URL_TTL", 3600, minimum=1)
+        self.EXPORT_RETENTION_SECONDS = _int(env, "EXPORT_RETENTION_SECONDS", 24 * 3600)
 
         for name, default in (
             ("RATELIMIT_SIGNIN_PER_ACCOUNT", "10 per minute"),
@@ -395,6 +399,8 @@ class Config:
         self.LOG_FORMAT = _choice(env, "LOG_FORMAT", "text", ("text", "json"))
         # Bodies over 1 MiB are refused with 413 before any view reads them.
         self.MAX_CONTENT_LENGTH = MIB
+        # The one exception: the file of an import job (`POST /api/v2/jobs/users-imports`).
+        self.IMPORT_MAX_BYTES = _int(env, "IMPORT_MAX_BYTES", 100 * MIB, minimum=1)
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
 
         # flask-smorest: the spec at /openapi.json, Swagger UI at /docs from package files.

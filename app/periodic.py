@@ -33,7 +33,11 @@ JOBS: dict[str, Job] = {
         "ACTIVITY_FLUSH_INTERVAL_SECONDS",
     ),
     "requeue-stuck": Job(
-        (mail_tasks.requeue_stuck, portability_tasks.requeue_stale_imports),
+        (
+            mail_tasks.requeue_stuck,
+            portability_tasks.requeue_stale_imports,
+            portability_tasks.requeue_stale_exports,
+        ),
         "MAIL_REQUEUE_INTERVAL_SECONDS",
     ),
     "cleanup": Job(
@@ -42,6 +46,7 @@ JOBS: dict[str, Job] = {
             credential_tasks.cleanup_resets,
             mail_tasks.cleanup_deliveries,
             application_tasks.cleanup_codes,
+            portability_tasks.cleanup_exports,
         ),
         "CLEANUP_INTERVAL_SECONDS",
     ),

@@ -124,11 +124,12 @@ def _alternatives(scope: str | tuple[str, ...] | None) -> tuple[str, ...]:
 
 def _check_scopes(
     principal: Principal,
-    any_scope: str | None,
+    any_scope: str | tuple[str, ...] | None,
     current_scope: str | tuple[str, ...] | None,
     target: str | None,
 ) -> None:
-    if any_scope is not None and principal.has(any_scope):
+    anyone = _alternatives(any_scope)
+    if any(principal.has(scope) for scope in anyone):
         return
     own = _alternatives(current_scope)
     if principal.is_user and any(principal.has(scope) for scope in own):
@@ -136,7 +137,7 @@ def _check_scopes(
             return
     if any_scope is None and not principal.is_user:
         raise Forbidden("This endpoint needs a user's access token", code="user_token_required")
-    needed = " or ".join(s for s in (any_scope, *own) if s)
+    needed = " or ".join((*anyone, *own))
     raise Forbidden(f"This credential lacks the scope {needed}", code="insufficient_scope")
 
 
@@ -173,13 +174,14 @@ def _run_in_transaction(view: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
 
 def requires(
-    any_scope: str | None,
+    any_scope: str | tuple[str, ...] | None,
     current_scope: str | tuple[str, ...] | None = None,
     *,
     user_arg: str | None = "user_id",
 ) -> Callable[[F], F]:
-    """Allow callers holding `any_scope`, or users holding `current_scope` (or one of
-    several) acting on themselves (the view argument `user_arg` names the target user)."""
+    """Allow callers holding `any_scope` (or one of several), or users holding
+    `current_scope` (or one of several) acting on themselves (the view argument `user_arg`
+    names the target user)."""
 
     def decorate(view: F) -> F:
         @wraps(view)
@@ -193,7 +195,8 @@ def requires(
 
         schemes = API_KEY_SCHEMES if any_scope is not None else ("Bearer",)
         own = " or ".join(_alternatives(current_scope))
-        scopes = tuple(s for s in (any_scope, own and f"{own} (own)") if s)
+        anyone = " or ".join(_alternatives(any_scope))
+        scopes = tuple(s for s in (anyone, own and f"{own} (own)") if s)
         return cast(F, document_auth(wrapper, AuthDoc(schemes, True, _KEY_STATUSES, scopes)))
 
     return decorate

@@ -36,6 +36,7 @@ ACTIONS = frozenset(
         "user.email_verified",
         "token.code_reused",
         "users.imported",
+        "users.exported",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

@@ -1,5 +1,5 @@
 """HTTP plumbing shared by all surfaces: request ids, trailing-slash tolerance, JSON-only
-bodies.
+bodies, and the size limit of the few views that take a file upload.
 """
 
 from __future__ import annotations
@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
 
-from app.core.errors import UnsupportedMediaType
+from app.core.errors import PayloadTooLarge, UnsupportedMediaType
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -38,6 +40,40 @@ def accepts_form(view: Callable[..., Any]) -> Callable[..., Any]:
     return view
 
 
+def upload(limit_setting: str) -> Callable[[F], F]:
+    """Mark a view as taking a multipart/form-data upload of at most
+    `app.config[limit_setting]` bytes, in place of MAX_CONTENT_LENGTH (put it right under
+    the route, as `accepts_form`). A larger Content-Length is refused (413) before any of
+    the body is read; a chunked body is counted as it streams, and is a 413 once past the
+    limit; any other body type is a 415."""
+
+    def decorate(view: F) -> F:
+        view._upload_limit = limit_setting  # type: ignore[attr-defined]
+        view._accepts_form = True  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def _limit_upload(app: Flask) -> None:
+    view = app.view_functions.get(request.endpoint or "")
+    setting = getattr(view, "_upload_limit", None)
+    if setting is None:
+        return
+    limit = int(app.config[setting])
+    # werkzeug enforces it too, on what it reads: a chunked body, and the form parser.
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"Payload content length greater than maximum allowed: {limit}",
+            code="file_too_large",
+        )
+    if _has_body() and request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType(
+            "The body must be multipart/form-data", code="unsupported_media_type"
+        )
+
+
 def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
 
@@ -47,12 +83,20 @@ def _has_body() -> bool:
 
 
 def install_http_hooks(app: Flask) -> None:
-    """Request id on every request and response; 415 for a non-JSON body."""
+    """Request id on every request and response; the size limit of an upload; 415 for a
+    non-JSON body."""
 
     @app.before_request
     def assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+    @app.before_request
+    def limit_uploads() -> None:
+        # Before the JSON-only check, so an oversized upload of any type is a 413, and
+        # before the input guards, which parse a form body.
+        if request.routing_exception is None and request.method in _BODY_METHODS:
+            _limit_upload(app)
 
     @app.before_request
     def refuse_non_json_bodies() -> None:

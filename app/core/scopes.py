@@ -41,6 +41,7 @@ CATALOGUE: tuple[Scope, ...] = (
     Scope("write:properties", ADMIN, "create, change and delete any user's properties"),
     Scope("create:user_tokens", ADMIN, "mint custom sign-in tokens (tenant setting needed)"),
     Scope("read:audit", ADMIN, "read the tenant's audit events"),
+    Scope("read:connections", ADMIN, "list the tenant's database connection"),
     Scope("read:current_user", USER, "read the caller's own user"),
     Scope("update:current_user", USER, "change the caller's own user (name, password, email)"),
     Scope("update:current_user_metadata", USER, "change the caller's own metadata"),

@@ -53,6 +53,11 @@ def _secret(enrolment: MfaEnrolment) -> str:
     )
 
 
+def totp_secret(enrolment: MfaEnrolment) -> str:
+    """The enrolment's base32 secret in clear (only an encrypted operator export asks)."""
+    return _secret(enrolment)
+
+
 def imported_totp_row(*, tenant_id: str, user_id: str, secret: str) -> dict[str, object]:
     """A confirmed TOTP enrolment of an imported user, as a row for a bulk insert: the
     secret encrypted and bound to the row exactly as an enrolment made here is."""

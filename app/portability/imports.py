@@ -48,7 +48,7 @@ from app.core.errors import PayloadTooLarge
 from app.core.tenancy import all_tenants, current_tenant_id
 from app.credentials import foreign_hashes, mfa
 from app.credentials.models import MfaEnrolment
-from app.portability import jobs, sources
+from app.portability import jobs, sources, user_lines
 from app.portability.models import (
     COMPLETED,
     FAILED,
@@ -516,8 +516,9 @@ def _write_identities(written: list[tuple[UserRecord, str]], tenant_id: str) -> 
 
 
 def _write_extras(inserted: Iterable[tuple[UserRecord, str]]) -> None:
-    """A Gatehouse file's policies, properties and secrets of new users, through their
-    services (secrets are encrypted there); rare enough that per-row writes are fine."""
+    """A Gatehouse file's policies, properties, secrets and device keys of new users,
+    through their services (secrets are encrypted there); rare enough that per-row writes
+    are fine."""
     from app.properties import service as property_service
     from app.secrets import service as secret_service
 
@@ -536,6 +537,12 @@ def _write_extras(inserted: Iterable[tuple[UserRecord, str]]) -> None:
             property_service.create_property(user_id=user_id, name=name, value=value)
         for name, value in (record.secrets or {}).items():
             secret_service.create_secret(user_id=user_id, name=name, value=value)
+        for device in record.extra.get("device_credentials", ()):
+            db.session.add(
+                user_lines.new_device_credential(
+                    tenant_id=current_tenant_id(), user_id=user_id, device=device
+                )
+            )
     db.session.flush()
 
 

@@ -48,6 +48,9 @@ class UserRecord:
     properties: dict[str, Any] | None = None
     secrets: dict[str, str] | None = None
     created_at: str | None = None
+    # Gatehouse format only: what else a user holds that the importer writes:
+    # device_credentials [{device_name, device_id, type, value, client_id, created_at}].
+    extra: dict[str, Any] = field(default_factory=dict)
     # The user as the file gave it, hashes and secrets removed: what an error report shows.
     shown: dict[str, Any] = field(default_factory=dict)
 

@@ -43,6 +43,8 @@ ALLOWED_SCOPE_OPENINGS: dict[str, int] = {
     "app/applications/service.py": 1,
     # stale_imports_all_tenants: re-queue import jobs whose worker died, whatever tenant
     "app/portability/imports.py": 1,
+    # stale_exports_all_tenants: re-queue export jobs whose message or worker was lost
+    "app/portability/exports.py": 1,
 }
 MAX_SCOPE_OPENINGS = 6
 

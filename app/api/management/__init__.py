@@ -29,6 +29,9 @@ _ERROR_CODES = {
     "invalid_limit": "invalid_query_string",
     "invalid_page": "invalid_query_string",
     "rate_limited": "too_many_requests",
+    "job_not_found": "inexistent_job",
+    "connection_not_found": "inexistent_connection",
+    "file_too_large": "payload_too_large",
 }
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -79,6 +82,12 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
     }
 
 
-from app.api.management import device_routes, identity_routes, routes  # noqa: E402,F401
+from app.api.management import (  # noqa: E402,F401
+    device_routes,
+    export_routes,
+    identity_routes,
+    job_routes,
+    routes,
+)
 
 __all__ = ["ErrorSchema", "blp", "render_error"]
