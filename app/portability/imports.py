@@ -34,6 +34,7 @@ import logging
 import operator
 import queue
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -45,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from app.audit import service as audit_service
 from app.core.db import db, utcnow
 from app.core.errors import PayloadTooLarge
+from app.core.jobs import enqueue_after_commit
 from app.core.tenancy import all_tenants, current_tenant_id
 from app.credentials import foreign_hashes, mfa
 from app.credentials.models import MfaEnrolment
@@ -147,6 +149,11 @@ def _lock_tenant(tenant_id: str) -> None:
         # psycopg prepares it, PostgreSQL may settle on a generic plan, where `= ANY($1)`
         # compares each row with every key of the batch instead of hashing them.
         db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        # No wait for the WAL flush at each batch's commit: a database crash may lose the
+        # last batches, but never half of one (the resume point moves with its batch, and
+        # the CLI's rerun finds what is missing); durability is not what a bulk load's
+        # commit is for.
+        db.session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def _keys(record: UserRecord) -> tuple[str | None, str | None]:
@@ -201,6 +208,83 @@ def tenant_has_users(tenant_id: str) -> bool:
     return found is not None
 
 
+@dataclass
+class Prepared:
+    """A batch checked without the database: duplicates inside it rejected, weak hashes
+    counted (and dropped for a tenant that wants resets), and each remaining record's row
+    built, ready to insert. `prepare` makes it; `write` puts it in the database."""
+
+    tenant_id: str
+    marker: datetime
+    # (record, normalized email, normalized username, the row as a new user, COPY values)
+    items: list[tuple[UserRecord, str | None, str | None, dict[str, Any], list[Any]]]
+    rejected: list[Rejected]
+    ids: set[str]
+    emails: set[str]
+    usernames: set[str]
+    total: int
+    weak_hashes: int
+
+
+def weak_reset(tenant_id: str) -> bool:
+    """Whether the tenant wants users with a weak imported hash to reset their password."""
+    return tenant_service.get_tenant(tenant_id).weak_password_hashes == "reset"
+
+
+def prepare(
+    records: list[UserRecord], *, tenant_id: str, marker: datetime, reset_weak: bool
+) -> Prepared:
+    """The database-free half of a batch (the CLI runs it in its reading thread, while the
+    previous batch is written)."""
+    seen_ids: set[str] = set()
+    seen_emails: set[str] = set()
+    seen_usernames: set[str] = set()
+    prepared = Prepared(
+        tenant_id, marker, [], [], seen_ids, seen_emails, seen_usernames, len(records), 0
+    )
+    for record in records:
+        email, username = _keys(record)
+        # Duplicates inside the batch: the later copy is rejected.
+        clash = (
+            "user_id"
+            if record.user_id is not None and record.user_id in seen_ids
+            else "email"
+            if email is not None and email in seen_emails
+            else "username"
+            if username is not None and username in seen_usernames
+            else None
+        )
+        if clash:
+            prepared.rejected.append(_reject(record, DUPLICATE_IN_FILE, clash))
+            continue
+        if record.user_id is not None:
+            seen_ids.add(record.user_id)
+        if email is not None:
+            seen_emails.add(email)
+        if username is not None:
+            seen_usernames.add(username)
+        password_hash = record.password_hash
+        if password_hash is not None and _weak(password_hash):
+            prepared.weak_hashes += 1
+            if reset_weak:
+                password_hash = None  # the tenant wants these users to reset instead
+        row = dict(_NEW_ROW)
+        row.update(record.profile)
+        row.update(
+            tenant_id=tenant_id,
+            id=record.user_id or _new_id(),
+            username=record.username,
+            username_normalized=username,
+            email=record.email,
+            email_normalized=email,
+            password_hash=password_hash,
+            created_at=_created_at(record, marker),
+            updated_at=marker,
+        )
+        prepared.items.append((record, email, username, row, _copy_values(row)))
+    return prepared
+
+
 def apply(
     records: list[UserRecord],
     *,
@@ -215,56 +299,33 @@ def apply(
     keys it may have seen are looked up; the unique id and username still guard against a
     user created meanwhile by another path)."""
     tenant_id = current_tenant_id()
-    marker = marker or utcnow()
-    summary, rejected = Summary(total=len(records)), []
+    prepared = prepare(
+        records,
+        tenant_id=tenant_id,
+        marker=marker or utcnow(),
+        reset_weak=weak_reset(tenant_id),
+    )
+    return write(prepared, upsert=upsert, written=written)
+
+
+def write(
+    prepared: Prepared, *, upsert: bool, written: Written | None = None
+) -> tuple[Summary, list[Rejected]]:
+    """The database half of a batch (see `apply`)."""
+    tenant_id, marker = prepared.tenant_id, prepared.marker
+    summary = Summary(total=prepared.total, weak_hashes=prepared.weak_hashes)
+    rejected = list(prepared.rejected)
     _lock_tenant(tenant_id)
-    weak_reset = tenant_service.get_tenant(tenant_id).weak_password_hashes == "reset"
+    ids, emails, usernames = prepared.ids, prepared.emails, prepared.usernames
+    if written is not None:
+        ids = {key for key in ids if written.maybe("id", key)}
+        emails = {key for key in emails if written.maybe("email", key)}
+        usernames = {key for key in usernames if written.maybe("username", key)}
+    by_id, by_email, by_username = _existing(ids, emails, usernames, tenant_id)
 
-    # Duplicates inside the batch: the later copy is rejected.
-    seen_ids: set[str] = set()
-    seen_emails: set[str] = set()
-    seen_usernames: set[str] = set()
-    unique: list[tuple[UserRecord, str | None, str | None]] = []
-    for record in records:
-        email, username = _keys(record)
-        clash = (
-            "user_id"
-            if record.user_id is not None and record.user_id in seen_ids
-            else "email"
-            if email is not None and email in seen_emails
-            else "username"
-            if username is not None and username in seen_usernames
-            else None
-        )
-        if clash:
-            rejected.append(_reject(record, DUPLICATE_IN_FILE, clash))
-            continue
-        if record.user_id is not None:
-            seen_ids.add(record.user_id)
-        if email is not None:
-            seen_emails.add(email)
-        if username is not None:
-            seen_usernames.add(username)
-        unique.append((record, email, username))
-
-    if written is None:
-        by_id, by_email, by_username = _existing(seen_ids, seen_emails, seen_usernames, tenant_id)
-    else:
-        by_id, by_email, by_username = _existing(
-            {key for key in seen_ids if written.maybe("id", key)},
-            {key for key in seen_emails if written.maybe("email", key)},
-            {key for key in seen_usernames if written.maybe("username", key)},
-            tenant_id,
-        )
-
-    new: list[tuple[UserRecord, dict[str, Any]]] = []
+    new: list[tuple[UserRecord, dict[str, Any], list[Any]]] = []
     updates: list[tuple[UserRecord, str, dict[str, Any]]] = []
-    for record, email, username in unique:
-        password_hash = record.password_hash
-        if password_hash is not None and _weak(password_hash):
-            summary.weak_hashes += 1
-            if weak_reset:
-                password_hash = None  # the tenant wants these users to reset instead
+    for record, email, username, row, values in prepared.items:
         # Existing users this record matches: id → (updated_at, the key that matched).
         matches: dict[str, tuple[datetime, str]] = {}
         if record.user_id is not None and record.user_id in by_id:
@@ -275,20 +336,7 @@ def apply(
             found_id, found_at = by_username[username]
             matches.setdefault(found_id, (found_at, "username"))
         if not matches:
-            row = dict(_NEW_ROW)
-            row.update(record.profile)
-            row.update(
-                tenant_id=tenant_id,
-                id=record.user_id or _new_id(),
-                username=record.username,
-                username_normalized=username,
-                email=record.email,
-                email_normalized=email,
-                password_hash=password_hash,
-                created_at=_created_at(record, marker),
-                updated_at=marker,
-            )
-            new.append((record, row))
+            new.append((record, row, values))
             continue
         ours = [path for found_at, path in matches.values() if found_at == marker]
         path = next(iter(matches.values()))[1]
@@ -300,8 +348,8 @@ def apply(
             rejected.append(_reject(record, AMBIGUOUS, "email" if email else path))
         else:
             fields = dict(record.profile)
-            if password_hash is not None:
-                fields["password_hash"] = password_hash
+            if row["password_hash"] is not None:
+                fields["password_hash"] = row["password_hash"]
             updates.append((record, next(iter(matches)), fields))
 
     inserted = _insert_users(new, rejected)
@@ -315,10 +363,10 @@ def apply(
     for _record, user_id, fields in updates:
         _update_user(user_id, fields, marker, tenant_id)
         summary.updated += 1
-    written = [(record, row["id"]) for record, row in inserted]
-    written += [(record, user_id) for record, user_id, _ in updates]
-    _write_totp(written, tenant_id, replace={user_id for _, user_id, _ in updates})
-    _write_identities(written, tenant_id)
+    touched = [(record, row["id"]) for record, row in inserted]
+    touched += [(record, user_id) for record, user_id, _ in updates]
+    _write_totp(touched, tenant_id, replace={user_id for _, user_id, _ in updates})
+    _write_identities(touched, tenant_id)
     _write_extras([(record, row["id"]) for record, row in inserted])
     summary.inserted = len(inserted)
     summary.failed = len(rejected)
@@ -334,8 +382,6 @@ def _weak(password_hash: str) -> bool:
 
 
 def _new_id() -> str:
-    import uuid
-
     return uuid.uuid4().hex  # what users.service.create_user gives a user without an id
 
 
@@ -383,24 +429,24 @@ def _existing(
 
 
 def _insert_users(
-    new: list[tuple[UserRecord, dict[str, Any]]], rejected: list[Rejected]
+    new: list[tuple[UserRecord, dict[str, Any], list[Any]]], rejected: list[Rejected]
 ) -> list[tuple[UserRecord, dict[str, Any]]]:
-    """Insert the batch's new users in one executemany; should a user created meanwhile
-    by another path take an id or username (a unique violation), insert them one by one
-    and reject only those that clash."""
+    """Insert the batch's new users at once (COPY on PostgreSQL); should a user created
+    meanwhile by another path take an id or username (a unique violation), insert them
+    one by one and reject only those that clash."""
     if not new:
         return []
     try:
         with db.session.begin_nested():
             if db.session.get_bind().dialect.name == "postgresql":
-                _copy_rows([row for _, row in new])
+                _copy_rows([values for _, _, values in new])
             else:
-                db.session.execute(_USERS.insert(), [row for _, row in new])
-        return new
+                db.session.execute(_USERS.insert(), [row for _, row, _ in new])
+        return [(record, row) for record, row, _ in new]
     except IntegrityError:
         pass
     inserted = []
-    for record, row in new:
+    for record, row, _ in new:
         try:
             with db.session.begin_nested():
                 db.session.execute(_USERS.insert(), [row])
@@ -414,28 +460,33 @@ _COLUMNS = tuple(column.name for column in _USERS.columns)
 _JSON_POSITIONS = tuple(
     position for position, column in enumerate(_USERS.columns) if isinstance(column.type, JSON)
 )
+_VALUES_OF = operator.itemgetter(*_COLUMNS)
 _COPY = "COPY user_account ({}) FROM STDIN".format(", ".join(f'"{name}"' for name in _COLUMNS))
 
 
-def _copy_rows(rows: list[dict[str, Any]]) -> None:
+def _copy_values(row: dict[str, Any]) -> list[Any]:
+    """A new user's row as COPY takes it: the columns in order, JSON as text (a metadata
+    object checked by the source brings its own)."""
+    values = list(_VALUES_OF(row))
+    for position in _JSON_POSITIONS:
+        value = values[position]
+        values[position] = (
+            value.json
+            if type(value) is JsonObject
+            else json.dumps(value)
+            if value
+            else ("[]" if value == [] else "{}")
+        )
+    return values
+
+
+def _copy_rows(rows: list[list[Any]]) -> None:
     """PostgreSQL's COPY for the batch's new users: the same rows an executemany insert
     would write, at a fraction of the cost (no statement per row). It runs on the
     session's own connection, inside its transaction (and savepoint)."""
-    dumps = json.dumps
-    values_of = operator.itemgetter(*_COLUMNS)
     connection = db.session.connection().connection.driver_connection
     with connection.cursor() as cursor, cursor.copy(_COPY) as copy:
-        for row in rows:
-            values = list(values_of(row))
-            for position in _JSON_POSITIONS:
-                value = values[position]
-                values[position] = (
-                    value.json
-                    if type(value) is JsonObject
-                    else dumps(value)
-                    if value
-                    else ("[]" if value == [] else "{}")
-                )
+        for values in rows:
             copy.write_row(values)
 
 
@@ -570,14 +621,21 @@ class _Batches:
         return taken
 
 
+def _with_source(
+    written: tuple[Summary, list[Rejected]], source_rejected: list[Rejected], count: int
+) -> tuple[Summary, list[Rejected]]:
+    """A batch's outcome counting the records its source already rejected."""
+    summary, rejected = written
+    summary.total = count
+    summary.failed += len(source_rejected)
+    return summary, sorted(source_rejected + rejected, key=lambda item: item.index)
+
+
 def _apply_batch(
     records: list[UserRecord], source_rejected: list[Rejected], count: int, **options: Any
 ) -> tuple[Summary, list[Rejected]]:
-    summary, rejected = apply(records, **options) if records else (Summary(), [])
-    summary.total = count
-    summary.failed += len(source_rejected)
-    rejected = sorted(source_rejected + rejected, key=lambda item: item.index)
-    return summary, rejected
+    outcome = apply(records, **options) if records else (Summary(), [])
+    return _with_source(outcome, source_rejected, count)
 
 
 def import_stream(
@@ -596,34 +654,41 @@ def import_stream(
     is), so a stopped import keeps what it wrote and a rerun with upsert finishes it. A
     FileError is raised after the users before it were written.
 
-    The file is read and checked in this thread while the previous batch is written by a
-    writer thread (in a copy of this context: same tenant scope, same session, which this
-    thread leaves alone meanwhile), so parsing overlaps the database's work."""
+    The file is read and checked, and each batch's rows built (`prepare`), in this thread
+    while the previous batch is written by a writer thread (in a copy of this context:
+    same tenant scope, same session, which this thread leaves alone meanwhile), so the
+    Python work overlaps the database's."""
     marker = utcnow()
+    tenant_id = current_tenant_id()
+    reset_weak = weak_reset(tenant_id)
     summary = Summary()
     statistics = _Statistics()
     batches = _Batches(batch_size)
-    written = None if tenant_has_users(current_tenant_id()) else Written()
-    pending: queue.Queue[tuple[list[UserRecord], list[Rejected], int] | None] = queue.Queue(2)
+    written = None if tenant_has_users(tenant_id) else Written()
+    Batch = tuple[Prepared, list[Rejected], int]
+    pending: queue.Queue[Batch | None] = queue.Queue(2)
     failures: list[BaseException] = []
 
-    def write(taken: tuple[list[UserRecord], list[Rejected], int]) -> None:
-        batch, batch_rejected = _apply_batch(*taken, upsert=upsert, marker=marker, written=written)
-        statistics.refresh(batch.inserted)
+    def write_batch(batch: Batch) -> None:
+        prepared, source_rejected, count = batch
+        outcome, rejected = _with_source(
+            write(prepared, upsert=upsert, written=written), source_rejected, count
+        )
+        statistics.refresh(outcome.inserted)
         db.session.commit()
-        summary.add(batch)
-        for item in batch_rejected:
+        summary.add(outcome)
+        for item in rejected:
             if on_rejected is not None:
                 on_rejected(item)
         if on_progress is not None:
             on_progress(summary)
 
     def writer() -> None:
-        while (taken := pending.get()) is not None:
+        while (batch := pending.get()) is not None:
             if failures:
                 continue  # drain what the reader still sends
             try:
-                write(taken)
+                write_batch(batch)
             except BaseException as error:  # handed to the reader's thread, raised there
                 db.session.rollback()
                 failures.append(error)
@@ -631,7 +696,9 @@ def import_stream(
     def send(taken: tuple[list[UserRecord], list[Rejected], int]) -> None:
         if failures:
             raise failures[0]
-        pending.put(taken)
+        records, source_rejected, count = taken
+        prepared = prepare(records, tenant_id=tenant_id, marker=marker, reset_weak=reset_weak)
+        pending.put((prepared, source_rejected, count))
 
     thread = threading.Thread(
         target=contextvars.copy_context().run, args=(writer,), name="import-writer"
@@ -711,8 +778,6 @@ def start_import(
         ) from None
     jobs.touch(job)
     db.session.flush()
-    from app.core.jobs import enqueue_after_commit
-
     enqueue_after_commit(tasks.run_import_job, job.tenant_id, job.id)
     return job
 
