@@ -33,6 +33,7 @@ import json
 import logging
 import operator
 import queue
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -709,6 +710,11 @@ def import_stream(
     # 700 allocations by default, would walk every live batch again and again for nothing.
     thresholds = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
+    # The writer waits on the database a dozen times a batch, and each time it wakes it
+    # waits for this thread to hand over the GIL: every 5 ms by default, which then adds
+    # up to more than the writes themselves.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
     try:
         items = sources.read(
             stream, format, hash_config=hash_config, passphrase=passphrase, any_string_hash=True
@@ -725,6 +731,7 @@ def import_stream(
         pending.put(None)
         thread.join()
         gc.set_threshold(*thresholds)
+        sys.setswitchinterval(switch_interval)
     if failures:
         raise failures[0]
     if file_error is not None:
