@@ -83,9 +83,9 @@ def _one(count: int) -> None:
     with app.app_context():
         tenant_id = tenant_service.create_tenant(name="import-bench").id
         db.session.commit()
-    batch = os.environ.get("BENCH_IMPORT_BATCH", "2000")
+    batch = os.environ.get("BENCH_IMPORT_BATCH")  # default: the CLI's
     args = ["users", "import", str(path), "--tenant", tenant_id, "--format", "auth0"]
-    args += ["--batch-size", batch]
+    args += ["--batch-size", batch] if batch else []
     profiler = None
     if os.environ.get("BENCH_IMPORT_PROFILE"):  # where the time goes, on stderr
         bench_dir = str(Path(__file__).resolve().parent)

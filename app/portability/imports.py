@@ -68,9 +68,9 @@ from app.users.models import Identity, Policy, User
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000
+BATCH_SIZE = 5000  # measured: 2 000 → 19k users/s, 5 000 → 23k, 10 000 → 24k but 276 MB
 # A job whose worker has not written a batch for this long is taken to be dead (a batch
-# of BATCH_SIZE users takes well under a second) and is queued again.
+# of BATCH_SIZE users takes about a quarter of a second) and is queued again.
 STALE_AFTER = timedelta(minutes=5)
 DUPLICATE_IN_FILE = "The user appears more than once in the file"
 EXISTS = "The user already exists and upsert parameter is false"
@@ -667,7 +667,7 @@ def import_stream(
     batches = _Batches(batch_size)
     written = None if tenant_has_users(tenant_id) else Written()
     Batch = tuple[Prepared, list[Rejected], int]
-    pending: queue.Queue[Batch | None] = queue.Queue(2)
+    pending: queue.Queue[Batch | None] = queue.Queue(1)
     failures: list[BaseException] = []
 
     def write_batch(batch: Batch) -> None:
