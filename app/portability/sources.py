@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -521,17 +522,11 @@ def read(
     if format == "auth0":
         _start(reader, b"[", "a JSON array of users")
         prefix = "item"
-
-        def convert(index: int, user: Any) -> UserRecord | Rejected:
-            return auth0_record(index, user, any_string_hash)
-
+        convert = functools.partial(auth0_record, any_string_hash=any_string_hash)
     elif format == "firebase":
         _start(reader, b"{", 'a JSON object {"users": [...]}')
         prefix = "users.item"
-
-        def convert(index: int, user: Any) -> UserRecord | Rejected:  # noqa: F811
-            return firebase_record(index, user, hash_config)
-
+        convert = functools.partial(firebase_record, hash_config=hash_config)
         has_users_key = b'"users"' in reader.peek()
     else:
         raise ValueError(f"unknown import format {format!r}")
