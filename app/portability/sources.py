@@ -35,6 +35,7 @@ from app.users import service as user_service
 
 FORMATS = ("auth0", "firebase", "gatehouse")
 READ_BYTES = 1 << 16
+BOM = b"\xef\xbb\xbf"
 MAX_METADATA_BYTES = 64 * 1024  # per metadata object, serialized
 MAX_TOTP_SECRET = 128
 
@@ -464,6 +465,11 @@ class CountingReader:
             self._head = self._stream.read(READ_BYTES) or b""
         return self._head
 
+    def skip(self, size: int) -> None:
+        """Drop the first `size` bytes of what `peek` showed (they still count)."""
+        self._head = self._head[size:]
+        self.offset += size
+
     def read(self, size: int = -1) -> bytes:
         if size == 0:
             return b""  # ijson asks for 0 bytes to learn whether the stream is binary
@@ -484,7 +490,10 @@ def _parse_error(error: Exception, offset: int) -> FileError:
 
 def _start(reader: CountingReader, opening: bytes, shape: str) -> None:
     head = reader.peek()
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(BOM):  # some Windows tools write one; the parser would refuse it
+        reader.skip(len(BOM))
+        head = reader.peek()
+    stripped = head.lstrip(b" \t\r\n")
     if not stripped:
         if not head:
             raise FileError("The file is empty", 0)

@@ -244,6 +244,16 @@ def test_a_truncated_file_fails_at_its_offset_and_keeps_the_users_before(
     with pytest.raises(FileError) as raised:
         run(app, tenant.id, b"this is not json")
     assert raised.value.offset == 0 and "JSON array" in raised.value.message
+    with pytest.raises(FileError) as raised:
+        run(app, tenant.id, b"")
+    assert raised.value.offset == 0 and "empty" in raised.value.message
+
+
+def test_a_byte_order_mark_is_skipped(app: Flask, tenant: TenantHandle) -> None:
+    summary, _ = run(
+        app, tenant.id, b"\xef\xbb\xbf" + json.dumps([{"email": "b@example.com"}]).encode()
+    )
+    assert summary.inserted == 1
 
 
 def test_a_totp_secret_is_imported_encrypted_and_asked_for_at_sign_in(
