@@ -52,7 +52,7 @@ def app_env(admin_url: str, redis_url: str, instance: str) -> dict[str, str]:
         "DATABASE_URL": db_url(admin_url, DB_NAME),
         "REDIS_URL": redis_url,
         "CELERY_QUEUE": "gatehouse-bench",  # no worker runs: reset() empties it
-        "SECRET_KEY": "bench-secret-key-0123456789",
+        "SECRET_KEY": "bench-secret-key-0123456789-0123456789",  # production wants >= 32 bytes
         "ENCRYPTION_KEYS": base64.urlsafe_b64encode(b"b" * 32).decode(),
         "ROOT_API_KEY": "gh_root_bench",
         "RATELIMIT_ENABLED": "false",

@@ -130,7 +130,7 @@ def password_step(
         tenant_id=request.tenant_id, ip=ip, username=login, email=None, password=password
     )
     if flow.needs_second_factor(user):
-        generation = flow.await_second_factor(user=user, password=password)
+        generation = flow.await_second_factor(user=user, password=password, ip=ip)
         return Outcome(pending_user=user.id, pending_generation=generation)
     return _complete(request, user, ip, password)
 

@@ -15,7 +15,8 @@ from app.core.pagination import Page, paginate_by_creation
 
 # Fixed names clients filter on (SPEC §8), plus the hosted sign-in's own (issue 19):
 # `user.email_verified` (a verification link was used) and `token.code_reused` (an
-# authorization code presented twice; the session it started is ended).
+# authorization code presented twice; the session it started is ended); issue 24's
+# `user.password_rehashed` (an imported hash replaced by argon2id at a sign-in).
 ACTIONS = frozenset(
     {
         "user.created",
@@ -23,6 +24,7 @@ ACTIONS = frozenset(
         "user.signed_in",
         "user.signin_failed",
         "user.password_changed",
+        "user.password_rehashed",
         "user.blocked",
         "token.custom_issued",
         "token.refresh_reused",
@@ -40,7 +42,9 @@ ACTIONS = frozenset(
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})
-_FORBIDDEN_DATA_KEYS = frozenset({"password", "token", "secret", "value", "refresh_token"})
+_FORBIDDEN_DATA_KEYS = frozenset(
+    {"password", "token", "secret", "value", "refresh_token", "password_hash", "hash"}
+)
 
 
 def record(

@@ -389,6 +389,26 @@ def is_weak(stored: str) -> bool:
     return False
 
 
+def scheme(stored: str) -> str:
+    """The name of a hash's format, for an audit event (`{"from": "bcrypt"}`): fixed words
+    only, never a piece of the hash: `bcrypt`, `argon2i`/`argon2d`/`argon2id`, `pbkdf2-sha256`
+    (passlib/PHC), `django-pbkdf2_sha256`, `ldap-ssha`, `md5`, `hmac-sha256`,
+    `firebase-scrypt`. FormatError when malformed."""
+    _format(stored)(stored, None)
+    if stored.startswith(FOREIGN):
+        return _foreign_parse(stored)[0]
+    if stored.startswith("$argon2"):
+        return next(v for v in ("argon2id", "argon2i", "argon2d") if stored.startswith(f"${v}$"))
+    if stored.startswith("$2"):
+        return "bcrypt"
+    if stored.startswith("$pbkdf2"):
+        return f"pbkdf2-{_PBKDF2[stored.split('$')[1]]}"
+    if stored.startswith("{"):
+        name = stored[1 : stored.index("}")].upper()
+        return f"ldap-{name.lower()}" if name in _LDAP or name in _LDAP_SALTED else "ldap"
+    return "django-" + stored.split("$", 1)[0]
+
+
 def record(scheme: str, params: dict[str, str | int], *fields: bytes) -> str:
     """One `$gh-foreign$` string, checked: `record("md5", {"p": "prefix", "e": "utf8"},
     salt, digest)`, `record("hmac-sha256", …, salt, key, mac)`,

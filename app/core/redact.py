@@ -2,10 +2,10 @@
 code, hint, password or email taken from a URL).
 
 Query parameters are redacted by name (a deny list, plus names ending in `token`,
-`secret`, `password`, `_hint` or `code`), and any value shaped like a JWT, an API key or an
-email address is redacted wherever it appears (a path, a Referer, a message). Used by
-gunicorn's access and error logs (app/core/accesslog.py), the development server's log
-and every handler of ours (app/core/logs.py).
+`secret`, `password`, `_hint` or `code`), and any value shaped like a JWT, an API key, an
+email address or a password hash is redacted wherever it appears (a path, a Referer, a
+message). Used by gunicorn's access and error logs (app/core/accesslog.py), the
+development server's log and every handler of ours (app/core/logs.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ SENSITIVE_PARAMETERS = frozenset(
         "client_secret",
         "code",
         "code_verifier",
+        "custom_password_hash",
         "email",
         "id_token",
         "id_token_hint",
@@ -35,6 +36,8 @@ SENSITIVE_PARAMETERS = frozenset(
         "nonce",
         "otp",
         "password",
+        "password_hash",
+        "passwordhash",
         "refresh_token",
         "secret",
         "session_state",
@@ -52,6 +55,15 @@ _SENSITIVE_SUFFIXES = ("token", "secret", "password", "_hint", "code")
 _PARAMETER = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;#\s\"'?]+)=(?P<value>[^&;#\s\"']*)")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){1,3}")
 _API_KEY = re.compile(r"\bgh_(?:root_)?[A-Za-z0-9]+_[A-Za-z0-9_-]{8,}")
+# Password hashes wherever they appear (issue 24: an imported hash is never logged): ours
+# and every imported format's self-describing string (bcrypt, argon2, PHC pbkdf2, our
+# `$gh-foreign$` records, Django's pbkdf2, LDAP `{SSHA}`…).
+_PASSWORD_HASH = re.compile(  # also URL-encoded ($ as %24, { } as %7B %7D)
+    r"(?:\$|%24)(?:2[abxy]|argon2(?:id|i|d)|pbkdf2[\w-]*|gh-foreign|scrypt)(?:\$|%24)[\w$%.,=/+-]+"
+    r"|\bpbkdf2_sha(?:1|256)(?:\$|%24)[\w$%.,=/+-]+"
+    r"|(?:\{|%7B)S?(?:SHA(?:256|384|512)?|MD5)(?:\}|%7D)[A-Za-z0-9+/=%]+",
+    re.IGNORECASE,
+)
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
 
@@ -78,6 +90,8 @@ def redact_text(text: str) -> str:
         text = _API_KEY.sub(REDACTED, text)
     if "@" in text or "%40" in text:
         text = _EMAIL.sub(REDACTED, text)
+    if "$" in text or "}" in text or "%" in text:
+        text = _PASSWORD_HASH.sub(REDACTED, text)
     return text
 
 

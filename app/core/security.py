@@ -90,6 +90,18 @@ def password_needs_rehash(password_hash: str) -> bool:
         return True
 
 
+def foreign_hash_origin(password_hash: str) -> tuple[str, bool] | None:
+    """For an imported hash: its format's name and whether it is weak (md4, md5, sha1,
+    unsalted digests), what the audit of its upgrade says; None for our own argon2id (and
+    for a malformed string, which verifies nothing and so is never upgraded)."""
+    if not is_foreign_hash(password_hash):
+        return None
+    try:
+        return password_formats.scheme(password_hash), password_formats.is_weak(password_hash)
+    except password_formats.FormatError:
+        return None
+
+
 def password_tag(secret_key: str, tenant_id: str, user_id: str, password: str) -> int:
     """A one-byte keyed tag of a user's password (the first byte of HMAC-SHA256 under a
     key derived from SECRET_KEY), above it 23 bits naming that key (a digest of it).

@@ -24,6 +24,12 @@ from app.core.errors import Invalid
 # Auth0's custom_password_hash.algorithm values, by how we store them.
 AUTH0_DIGESTS = ("md4", "md5", "sha1", "sha256", "sha512")
 AUTH0_STRING_FORMATS = formats.STRING_FORMATS
+# Beyond Auth0: `pbkdf2` also takes Django's `pbkdf2_sha256$…`/`pbkdf2_sha1$…` strings, so a
+# Django database moves in through the same file format.
+STRING_PREFIXES: dict[str, tuple[str, ...]] = {
+    algorithm: (prefix,) for algorithm, prefix in AUTH0_STRING_FORMATS.items()
+}
+STRING_PREFIXES["pbkdf2"] += ("pbkdf2_sha256$", "pbkdf2_sha1$")
 AUTH0_HMAC_DIGESTS = ("md4", "md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 VALUE_ENCODINGS = ("hex", "base64", "utf8")
 
@@ -122,7 +128,7 @@ def from_custom_password_hash(custom: Any) -> str:
         if hash_node.get("encoding", "utf8") != "utf8":
             raise invalid(f"{path}.hash.encoding", "must be utf8")
         value = hash_node.get("value")
-        if not isinstance(value, str) or not value.startswith(AUTH0_STRING_FORMATS[algorithm]):
+        if not isinstance(value, str) or not value.startswith(STRING_PREFIXES[algorithm]):
             raise invalid(f"{path}.hash.value", f"not a {algorithm} hash")
         return from_string(value, f"{path}.hash.value")
 

@@ -11,7 +11,14 @@ One place holds each rule, so no surface can drift from another:
 - audit: every failure is written in a transaction of its own before the error is raised
   (the request's own rolls back), and the success says how many codes failed since the
   previous sign-in;
-- the login is counted, and the password's stored hash and tag kept current.
+- the login is counted, and the password's stored hash and tag kept current: an imported
+  hash (bcrypt, pbkdf2, md5, Firebase scrypt…) is verified with its own algorithm and, on
+  success, replaced by argon2id in the same transaction and audited
+  `user.password_rehashed` (users.passwords.keep_current);
+- the tenant's `weak_password_hashes` policy: with "reset", a right password on a weak
+  imported hash (md4, md5, sha1, unsalted digests) is refused with Forbidden
+  `password_reset_required` (audited), and the weak hash is left as it is: the user comes
+  in through the password reset. With "accept" (the default) it signs in and is upgraded.
 
 Every function runs in the scope of the tenant it is given, which the caller (the token
 endpoint, the login page) entered."""
@@ -26,6 +33,7 @@ from app.audit import service as audit_service
 from app.core import ratelimit, security
 from app.core.db import db, independent_write
 from app.core.errors import Forbidden, Invalid, InvalidGrant, RateLimited
+from app.credentials import foreign_hashes
 from app.credentials import mfa as mfa_service
 from app.tenants import service as tenant_service
 from app.tokens import claims as token_claims
@@ -112,7 +120,8 @@ def check_password(
     address (`email`, or the username tried as one). Writes nothing on success: the caller
     keeps the hash current once the whole sign-in succeeded (`finish`).
     RateLimited; InvalidGrant (audited) with the same answer and cost whether or not the
-    user exists."""
+    user exists; Forbidden `password_reset_required` (audited) for a right password on a
+    weak imported hash when the tenant requires a reset for those."""
     login = username or email or ""
     _limit(tenant_id, ip, (username, email))
     candidates = passwords.login_candidates(username=username, email=email or username)
@@ -126,7 +135,30 @@ def check_password(
     if user.blocked:
         _record_failure(ip=ip, user=user, reason="blocked", login=login)
         raise InvalidGrant("Wrong username, email or password")
+    _check_weak_hash(tenant_id=tenant_id, ip=ip, user=user, login=login)
     return user
+
+
+WEAK_HASHES_RESET = "reset"
+
+
+def _check_weak_hash(*, tenant_id: str, ip: str | None, user: User, login: str) -> None:
+    """Forbidden `password_reset_required` (audited) when the password just verified is
+    held by a weak imported hash and the tenant requires a reset for those: the password
+    was right, so this tells nothing to someone who lacks it. The tenant is read only for
+    such a hash, so a native sign-in costs no extra query."""
+    stored = user.password_hash
+    if not stored or not security.is_foreign_hash(stored) or not foreign_hashes.is_weak(stored):
+        return
+    tenant = tenant_service.find_tenant(tenant_id)
+    if tenant is None or tenant.weak_password_hashes != WEAK_HASHES_RESET:
+        return
+    _record_failure(ip=ip, user=user, reason="password_reset_required", login=login)
+    raise Forbidden(
+        "This account's password must be reset before it can sign in: use the "
+        "password-reset flow to choose a new one",
+        code="password_reset_required",
+    )
 
 
 def needs_second_factor(user: User) -> bool:
@@ -161,11 +193,11 @@ def check_second_factor(*, tenant_id: str, ip: str | None, user: User, code: str
     ratelimit.forget(SECOND_FACTOR_BUDGET, tenant_id, user.id)
 
 
-def await_second_factor(*, user: User, password: str) -> int:
+def await_second_factor(*, user: User, password: str, ip: str | None = None) -> int:
     """The password was right and the code comes in a later request: keep the password's
     hash current now (it is not entered again), and return the session generation the
     pending step is bound to (`pending_user` refuses it once the sessions are revoked)."""
-    passwords.keep_current(user, password)
+    passwords.keep_current(user, password, ip=ip)
     return user.session_generation or 0
 
 
@@ -191,7 +223,7 @@ def finish(*, user: User, ip: str | None, method: str, password: str | None = No
     holds `second_factor_failures` when codes failed since the previous sign-in, and
     start that count afresh."""
     if password is not None:
-        passwords.keep_current(user, password)
+        passwords.keep_current(user, password, ip=ip)
     failures = mfa_service.clear_failed_codes(user)
     token_service.record_login(
         user,
@@ -220,7 +252,8 @@ def password_grant(
     that the user holds and `allowed_scopes` (the app's) names; without an application,
     everything the user holds. Invalid without a login, for an unknown tenant or scope;
     RateLimited; InvalidGrant (same answer and cost whether or not the user exists);
-    Forbidden `mfa_required` without a needed code."""
+    Forbidden `mfa_required` without a needed code, `password_reset_required` for a weak
+    imported hash under the tenant's "reset" policy."""
     if not (username or email):
         raise Invalid("username or email is required", code="invalid_request")
     if tenant_service.find_tenant(tenant_id) is None:  # kept: issuing tokens reads it again

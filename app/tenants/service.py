@@ -30,6 +30,7 @@ SETTINGS_FIELDS = (
     "email_from",
     "password_reset_hosts",
     "password_min_length",
+    "weak_password_hashes",
     "access_token_ttl",
     "refresh_token_ttl",
 )
@@ -43,6 +44,7 @@ def create_tenant(*, name: str, settings: dict[str, Any] | None = None) -> Tenan
         allow_user_token_management=False,
         password_reset_hosts=[],
         password_min_length=8,
+        weak_password_hashes="accept",
     )
     _apply_settings(tenant, settings or {})
     db.session.add(tenant)

@@ -1,5 +1,7 @@
 """Users' passwords: set one (its argon2id hash and its keyed tag), find the users a login
-may name, and keep a stored hash and tag current after a sign-in.
+may name, and keep a stored hash and tag current after a sign-in: an imported hash
+(issue 24) becomes argon2id at its first successful verification, audited
+`user.password_rehashed` here, in the sign-in's transaction, whatever the surface.
 
 The tag (core.security.password_tag: one byte, and which key made it) lets a sign-in by an
 address that several password users hold verify argon2 only for the holders whose tag
@@ -14,8 +16,9 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.audit import service as audit_service
 from app.core import security
-from app.core.db import db
+from app.core.db import db, utcnow
 from app.core.tenancy import current_tenant_id
 from app.users.models import User
 
@@ -79,12 +82,20 @@ def worth_verifying(candidates: list[User], password: str) -> list[User]:
     return worth
 
 
-def keep_current(user: User, password: str) -> None:
-    """After `password` was verified for `user`: rehash it if the parameters changed (an
-    edit of the password), and store a missing or stale tag (no edit: the row's version,
-    updated_at and ETag stay, as for the rest of a sign-in)."""
-    if user.password_hash and security.password_needs_rehash(user.password_hash):
-        set_password(user, password)
+def keep_current(user: User, password: str, *, ip: str | None = None) -> None:
+    """After `password` was verified for `user`: rehash it when it is not our current
+    argon2id (an imported hash, or other parameters), and store a missing or stale tag.
+
+    The rehash is an edit of the row (version, updated_at and so the ETag move: the
+    directory shows the hash), written only if the row still holds the hash that was
+    verified: of two first sign-ins at once, one rewrites it and the other finds it
+    rewritten and leaves it (both succeed, one argon2id hash stays, no lost update). An
+    imported hash upgraded here is audited as `user.password_rehashed` with its format
+    and whether it was weak, in this transaction (never the hash). Storing a tag alone is
+    no edit (the rest of a sign-in is none either)."""
+    stored = user.password_hash
+    if stored and security.password_needs_rehash(stored):
+        _rehash(user, password, stored, ip)
         return
     tag = tag_of(user, password)
     if user.password_tag == tag:
@@ -96,3 +107,47 @@ def keep_current(user: User, password: str) -> None:
         .values(password_tag=tag, updated_at=table.c.updated_at)
     )
     set_committed_value(user, "password_tag", tag)
+
+
+def _rehash(user: User, password: str, stored: str, ip: str | None) -> None:
+    origin = security.foreign_hash_origin(stored)
+    new_hash, tag, now = security.hash_password(password), tag_of(user, password), utcnow()
+    table = User.__table__
+    # Core, conditional on the verified hash: under READ COMMITTED a concurrent upgrade
+    # holds the row until it commits, then this matches nothing (a versioned ORM flush
+    # would raise StaleDataError there instead).
+    version = db.session.connection().scalar(
+        update(table)
+        .where(
+            table.c.tenant_id == user.tenant_id,
+            table.c.id == user.id,
+            table.c.password_hash == stored,
+        )
+        .values(
+            password_hash=new_hash,
+            password_tag=tag,
+            version=table.c.version + 1,
+            updated_at=now,
+        )
+        .returning(table.c.version)
+    )
+    if version is None:
+        # Someone else's sign-in (or a password change) got there first: read it afresh.
+        db.session.expire(user, ["password_hash", "password_tag", "version", "updated_at"])
+        return
+    for name, value in (
+        ("password_hash", new_hash),
+        ("password_tag", tag),
+        ("version", version),
+        ("updated_at", now),
+    ):
+        set_committed_value(user, name, value)
+    if origin is not None:
+        scheme, weak = origin
+        audit_service.record(
+            action="user.password_rehashed",
+            actor=f"user:{user.id}",
+            user_id=user.id,
+            ip=ip,
+            data={"from": scheme, "weak": weak},
+        )

@@ -276,6 +276,7 @@ def test_django_pbkdf2_sha256() -> None:
     raw = hashlib.pbkdf2_hmac("sha256", SNOWMAN.encode(), b"seasalt2", 1000)
     django = f"pbkdf2_sha256$1000$seasalt2${b64(raw)}"
     assert foreign_hashes.from_string(django) == django
+    assert custom("pbkdf2", {"value": django, "encoding": "utf8"}) == django
     assert_verifies(django)
 
 

@@ -17,6 +17,7 @@ def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str
         "postmark_server_token": "pm-secret-token",
         "password_reset_hosts": ["app.example.com", "localhost:3000"],
         "password_min_length": 12,
+        "weak_password_hashes": "reset",
         "access_token_ttl": 600,
         "refresh_token_ttl": 86400,
     }
@@ -31,6 +32,7 @@ def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str
         "postmark_server_token_set": True,
         "password_reset_hosts": ["app.example.com", "localhost:3000"],
         "password_min_length": 12,
+        "weak_password_hashes": "reset",
         "access_token_ttl": 600,
         "refresh_token_ttl": 86400,
     }
@@ -48,6 +50,7 @@ def test_tenant_defaults(client: FlaskClient, root_headers: dict[str, str]) -> N
         "postmark_server_token_set": False,
         "password_reset_hosts": [],
         "password_min_length": 8,
+        "weak_password_hashes": "accept",
         "access_token_ttl": None,
         "refresh_token_ttl": None,
     }
@@ -113,6 +116,8 @@ def test_tenant_input_errors(client: FlaskClient, root_headers: dict[str, str]) 
         {"name": "ok", "settings": {"email_from": "not-an-address"}},
         {"name": "ok", "settings": {"password_reset_hosts": ["https://evil/"]}},
         {"name": "ok", "settings": {"access_token_ttl": 10**9}},
+        {"name": "ok", "settings": {"weak_password_hashes": "ignore"}},
+        {"name": "ok", "settings": {"weak_password_hashes": None}},
     ]
     for payload in cases:
         r = client.post("/tenants", json=payload, headers=root_headers)

@@ -7,6 +7,7 @@ import base64
 import marshmallow as ma
 
 from app.api.fields import OutputSchema, StrictSchema
+from app.core import security
 from app.users.models import User
 
 NO_SPACES = r"^\S+\Z"
@@ -43,14 +44,24 @@ class NewPasswordSchema(StrictSchema):
 
 
 def _encoded_hash(user: User) -> str | None:
-    if user.password_hash is None:
+    # An imported hash (bcrypt, md5, Firebase scrypt…) is never shown (issue 24: only an
+    # export that asks for hashes gives one out): null until the user's first sign-in
+    # replaces it with argon2id, which is then shown as always.
+    if user.password_hash is None or security.is_foreign_hash(user.password_hash):
         return None
     return base64.b64encode(user.password_hash.encode()).decode()
 
 
 class UserSchema(OutputSchema):
     username = ma.fields.String(allow_none=True)
-    password_hash = ma.fields.Function(_encoded_hash)
+    password_hash = ma.fields.Function(
+        _encoded_hash,
+        allow_none=True,
+        metadata={
+            "description": "base64 of the stored argon2id hash; null for a user without a "
+            "password, or whose imported hash was not yet replaced at a sign-in"
+        },
+    )
 
 
 class UsernameSchema(OutputSchema):

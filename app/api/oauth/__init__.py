@@ -25,12 +25,17 @@ OAUTH_ERRORS = frozenset(
     }
 )
 # Domain codes under their OAuth names: RFC 6750 §3.1's for what the bearer check of
-# /userinfo raises, Auth0's for a locked second factor.
+# /userinfo raises, Auth0's for a locked second factor; a right password on a weak
+# imported hash under the tenant's "reset" policy is `invalid_grant` (403) whose
+# description says a reset is required (the grant itself cannot go through).
 _ALIASES = {
     "missing_credentials": "invalid_token",
     "user_token_required": "insufficient_scope",
     "second_factor_locked": "too_many_attempts",
+    "password_reset_required": "invalid_grant",
 }
+# Aliased codes a client must still tell apart: their description starts with the code.
+_NAMED_IN_DESCRIPTION = frozenset({"password_reset_required"})
 _BY_STATUS = {401: "invalid_client", 403: "unauthorized_client", 429: "temporarily_unavailable"}
 _SERVER_ERRORS = ("server_error", "temporarily_unavailable")
 
@@ -62,7 +67,10 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
         code = "server_error" if err.status == 500 else "temporarily_unavailable"
     else:
         code = _BY_STATUS.get(err.status, "invalid_request")
-    body: dict[str, Any] = {"error": code, "error_description": err.message}
+    description = err.message
+    if err.code in _NAMED_IN_DESCRIPTION:
+        description = f"{err.code}: {description}"
+    body: dict[str, Any] = {"error": code, "error_description": description}
     if err.fields:
         body["fields"] = err.fields
     return body

@@ -9,6 +9,7 @@ from app.core.scopes import KEY_SCOPES
 
 HOST_REGEX = r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?\Z"
 DAY = 24 * 3600
+WEAK_PASSWORD_HASHES = ("accept", "reset")
 
 
 class TenantSettingsInSchema(StrictSchema):
@@ -22,6 +23,13 @@ class TenantSettingsInSchema(StrictSchema):
         validate=ma.validate.Length(max=100),
     )
     password_min_length = ma.fields.Integer(validate=ma.validate.Range(min=1, max=1024))
+    weak_password_hashes = ma.fields.String(
+        validate=ma.validate.OneOf(WEAK_PASSWORD_HASHES),
+        metadata={
+            "description": "imported md4/md5/sha1/unsalted hashes: `accept` (verified once, "
+            "then rehashed to argon2id) or `reset` (the user must reset the password)"
+        },
+    )
     access_token_ttl = ma.fields.Integer(
         allow_none=True, validate=ma.validate.Range(min=60, max=DAY)
     )
@@ -36,6 +44,7 @@ class TenantSettingsOutSchema(OutputSchema):
     postmark_server_token_set = ma.fields.Boolean()
     password_reset_hosts = ma.fields.List(ma.fields.String())
     password_min_length = ma.fields.Integer()
+    weak_password_hashes = ma.fields.String()
     access_token_ttl = ma.fields.Integer(allow_none=True)
     refresh_token_ttl = ma.fields.Integer(allow_none=True)
 
