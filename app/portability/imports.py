@@ -175,16 +175,21 @@ def _created_at(record: UserRecord, default: datetime) -> datetime:
 
 
 class Written:
-    """The keys (ids, emails, usernames) an import has written, as a Bloom filter (8 MB,
+    """The keys (ids, emails, usernames) a CLI import has written, as a Bloom filter (8 MB,
     about 0.2 % false positives at a million users): for an import into a tenant that had
     no users when it started, a key the filter has never seen cannot match a user, so
-    only the others are looked up. Most batches of a migration then need no look-up."""
+    only the others are looked up. Most batches of a migration then need no look-up.
+    Should an API import job of the tenant be pending or running at a batch, the filter
+    stops being trusted. Two CLI imports into one empty tenant at the same time do not see
+    each other's emails (ids and usernames are unique in the database and still refused):
+    run one at a time."""
 
     BITS = 1 << 26
     _SALTS = {"id": 0x5BD1E995, "email": 0x27D4EB2F, "username": 0x165667B1}
 
     def __init__(self) -> None:
         self._bits = bytearray(self.BITS >> 3)
+        self.trusted = True  # False once another import may write into the tenant too
 
     def _positions(self, kind: str, key: str) -> tuple[int, int, int]:
         first = hash(key) ^ self._SALTS[kind]
@@ -197,8 +202,24 @@ class Written:
             self._bits[position >> 3] |= 1 << (position & 7)
 
     def maybe(self, kind: str, key: str) -> bool:
+        if not self.trusted:
+            return True
         bits = self._bits
         return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(kind, key))
+
+
+def _import_jobs_active(tenant_id: str) -> bool:
+    table = TransferJob.__table__
+    found = db.session.execute(
+        select(table.c.id)
+        .where(
+            table.c.tenant_id == tenant_id,
+            table.c.type == IMPORT,
+            table.c.status.in_((PENDING, PROCESSING)),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 def tenant_has_users(tenant_id: str) -> bool:
@@ -317,6 +338,10 @@ def write(
     summary = Summary(total=prepared.total, weak_hashes=prepared.weak_hashes)
     rejected = list(prepared.rejected)
     _lock_tenant(tenant_id)
+    if written is not None and written.trusted and _import_jobs_active(tenant_id):
+        # An API job writes into this tenant too (checked under the lock, before any of
+        # its batches can land unseen): from now on every key is looked up.
+        written.trusted = False
     ids, emails, usernames = prepared.ids, prepared.emails, prepared.usernames
     if written is not None:
         ids = {key for key in ids if written.maybe("id", key)}
@@ -802,8 +827,9 @@ def run_import(job_id: str) -> None:
     marker = job.created_at  # the same marker across resumes (see the module docstring)
     skip = done = job.records_done
     upsert, file_format = job.upsert, job.format
-    # A resumed job's tenant holds its earlier batches: only a fresh start may skip look-ups.
-    written = None if skip or tenant_has_users(job.tenant_id) else Written()
+    # No Bloom filter here: jobs of one tenant may run side by side (an SDK uploading a
+    # file in parts), and each must see the others' users; look every key up.
+    written = None
     db.session.commit()
 
     batches = _Batches(BATCH_SIZE)

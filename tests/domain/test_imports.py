@@ -431,3 +431,24 @@ def test_the_periodic_requeue_runs_a_stale_job_on_the_worker(
     assert results["portability.requeue_stale_imports"] >= 1
     wait_until(lambda: _job(app, tenant.id, stale).status == "completed")
     assert count_users(app, tenant.id) == 3
+
+
+def test_an_api_job_writing_meanwhile_is_seen_by_the_cli_import(
+    app: Flask, tenant: TenantHandle
+) -> None:
+    """The CLI skips look-ups in a tenant that started empty, unless an API import job of
+    the tenant is pending or running: then the users that job writes are found."""
+    from app.users import service as user_service
+
+    _job_with_file(app, tenant.id, b"[]")  # pending, as an uploaded job waits its turn
+    users = [{"email": f"{name}@example.com"} for name in ("a", "b", "c")]
+
+    def job_writes(summary: imports.Summary) -> None:
+        if summary.total == 1:  # between the CLI's first and second batches
+            user_service.create_user(user_id="by-the-job", email="c@example.com")
+            db.session.commit()
+
+    summary, rejected = run(app, tenant.id, users, batch_size=1, on_progress=job_writes)
+    assert codes(rejected) == {2: [("DUPLICATED_USER", "email")]}
+    assert (summary.inserted, summary.failed) == (2, 1)
+    assert count_users(app, tenant.id) == 3
