@@ -1,11 +1,16 @@
 """The import engine: write batches of `UserRecord`s (from app.portability.sources) into
 the current tenant, in bulk, with Auth0's rules for users that already exist.
 
-- `apply` writes one batch: one query finds the batch's existing users (by id, email or
-  username), new users go in with one executemany insert, their TOTP enrolments and
-  identities with one more each. It takes a per-tenant advisory lock, so two imports into
-  one tenant never race on the same email.
+- `apply` writes one batch: `prepare` (no database: duplicates inside the batch, weak
+  hashes, each new user's row) then `write`: one query finds the batch's existing users
+  (by id, email or username), new users go in with one COPY on PostgreSQL (one
+  executemany elsewhere), their TOTP enrolments and identities with one statement each.
+  It takes a per-tenant advisory lock, so batches of imports into one tenant never race
+  on the same email.
 - `import_stream` is the CLI's path (in process, a commit per batch: the CLI is an edge).
+  It prepares a batch in the reading thread while a writer thread writes the previous
+  one, and in a tenant that started empty it skips the look-up of keys it never wrote
+  (`Written`).
 - `start_import` / `run_import` are the API's: the upload is stored in the job's chunks,
   and the Celery task streams it, committing each batch with the job's counters and resume
   point (`records_done`) in the same transaction, so a killed worker leaves no half-written
