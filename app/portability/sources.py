@@ -36,6 +36,9 @@ from app.users import service as user_service
 FORMATS = ("auth0", "firebase", "gatehouse")
 READ_BYTES = 1 << 16
 BOM = b"\xef\xbb\xbf"
+MAX_DEPTH = 64  # nesting levels of the whole file (the array and the user are two)
+_STRINGS = re.compile(rb'"[^"]*"')
+_OPENERS = frozenset(b"[{")
 MAX_METADATA_BYTES = 64 * 1024  # per metadata object, serialized
 MAX_TOTP_SECRET = 128
 
@@ -459,6 +462,7 @@ class CountingReader:
         self._stream = stream
         self._head = b""
         self.offset = 0
+        self.depth = DepthGuard()
 
     def peek(self) -> bytes:
         if not self._head:
@@ -477,8 +481,52 @@ class CountingReader:
             out, self._head = self._head, b""
         else:
             out = self._stream.read(size if size and size > 0 else READ_BYTES) or b""
+        self.depth.check(out, self.offset)
         self.offset += len(out)
         return out
+
+
+class DepthGuard:
+    """Refuse JSON nested deeper than MAX_DEPTH before the parser sees it: ijson's object
+    builder spends memory growing with the square of the depth (a 2 MB file of nested
+    arrays takes gigabytes), and json.dumps would recurse past Python's limit.
+
+    Each chunk is reduced with C-speed byte operations (escaped backslashes and quotes
+    dropped, then every byte but quotes and brackets), the strings' remains cut out, and
+    only the brackets left are walked in Python: a few hundred per 64 KiB of users."""
+
+    _DELETE = bytes(range(256)).translate(None, b'"[]{}')  # every byte to delete
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.carry = b""  # trailing backslashes: their escape goes on in the next chunk
+
+    def check(self, chunk: bytes, offset: int) -> None:
+        data = self.carry + chunk
+        stripped = data.rstrip(b"\\")
+        self.carry = data[len(stripped) :] if len(data) - len(stripped) else b""
+        data = stripped.replace(b"\\\\", b"").replace(b'\\"', b"")
+        data = data.translate(None, self._DELETE)
+        if self.in_string:
+            end = data.find(b'"')
+            if end < 0:
+                return
+            data, self.in_string = data[end + 1 :], False
+        if data.count(b'"') % 2:  # a string runs on into the next chunk
+            data, self.in_string = data[: data.rfind(b'"')], True
+        depth = self.depth
+        for byte in _STRINGS.sub(b"", data):
+            if byte in _OPENERS:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise FileError(
+                        f"The file nests deeper than {MAX_DEPTH} levels (near byte {offset})",
+                        offset,
+                    )
+            else:
+                depth -= 1
+        self.depth = depth
 
 
 def _parse_error(error: Exception, offset: int) -> FileError:

@@ -452,3 +452,29 @@ def test_an_api_job_writing_meanwhile_is_seen_by_the_cli_import(
     assert codes(rejected) == {2: [("DUPLICATED_USER", "email")]}
     assert (summary.inserted, summary.failed) == (2, 1)
     assert count_users(app, tenant.id) == 3
+
+
+class Trickle(io.BytesIO):
+    """A stream handing out a few bytes a read, so strings and escapes straddle chunks."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(3)
+
+
+def test_nesting_deeper_than_the_limit_stops_the_file_before_the_parser_sees_it() -> None:
+    tricky = '[{"a": "]]]}}} [[[{{{ \\" \\\\", "b": "\\\\\\"[[["}, {"c": "\\\\"}]'
+    nested = "[" * 60 + "]" * 60
+    users = [
+        {"email": "a@example.com", "name": tricky, "user_metadata": {"deep": json.loads(nested)}}
+    ]
+    body = json.dumps(users).encode()
+    for stream in (io.BytesIO(body), Trickle(body)):
+        items = list(sources.read(stream, "auth0"))
+        assert [type(item) for item in items] == [UserRecord]
+        assert items[0].profile["display_name"] == tricky
+    # 100 000 levels in 200 kB: ijson would need gigabytes to build it.
+    deep = b'[{"email": "d@example.com", "user_metadata": {"k": ' + b"[" * 100_000
+    for stream in (io.BytesIO(deep + b"]" * 100_000 + b"}}]"), Trickle(deep)):
+        with pytest.raises(FileError) as raised:
+            list(sources.read(stream, "auth0"))
+        assert "nests deeper than 64 levels" in raised.value.message
