@@ -212,7 +212,8 @@ def test_a_chunked_upload_over_the_limit_is_413_as_it_streams(deployment):
             },
         )
     assert response.status_code == 413, response.text
-    assert response.json()["statusCode"] == 413
+    body = response.json()
+    assert (body["statusCode"], body["errorCode"]) == (413, "payload_too_large"), body
 
 
 def test_import_bad_requests_each_get_their_answer(app, client, tenant, other_tenant):
