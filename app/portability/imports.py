@@ -36,7 +36,6 @@ import contextvars
 import gc
 import json
 import logging
-import operator
 import queue
 import sys
 import threading
@@ -46,6 +45,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
+import psycopg
 from sqlalchemy import ARRAY, JSON, String, any_, func, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -243,8 +243,9 @@ class Prepared:
 
     tenant_id: str
     marker: datetime
-    # (record, normalized email, normalized username, the row as a new user, COPY values)
-    items: list[tuple[UserRecord, str | None, str | None, dict[str, Any], list[Any]]]
+    # (record, normalized email, normalized username, user id, password hash as stored,
+    # the new user's row as COPY takes it)
+    items: list[tuple[UserRecord, str | None, str | None, str, str | None, list[Any]]]
     rejected: list[Rejected]
     ids: set[str]
     emails: set[str]
@@ -269,6 +270,12 @@ def prepare(
     prepared = Prepared(
         tenant_id, marker, [], [], seen_ids, seen_emails, seen_usernames, len(records), 0
     )
+    template, positions, json_positions = _TEMPLATE, _POSITIONS, _JSON_POSITION_SET
+    at_tenant, at_id = positions["tenant_id"], positions["id"]
+    at_username, at_username_normalized = positions["username"], positions["username_normalized"]
+    at_email, at_email_normalized = positions["email"], positions["email_normalized"]
+    at_password_hash = positions["password_hash"]
+    at_created, at_updated = positions["created_at"], positions["updated_at"]
     for record in records:
         email, username = _keys(record)
         # Duplicates inside the batch: the later copy is rejected.
@@ -295,20 +302,22 @@ def prepare(
             prepared.weak_hashes += 1
             if reset_weak:
                 password_hash = None  # the tenant wants these users to reset instead
-        row = dict(_NEW_ROW)
-        row.update(record.profile)
-        row.update(
-            tenant_id=tenant_id,
-            id=record.user_id or _new_id(),
-            username=record.username,
-            username_normalized=username,
-            email=record.email,
-            email_normalized=email,
-            password_hash=password_hash,
-            created_at=_created_at(record, marker),
-            updated_at=marker,
-        )
-        prepared.items.append((record, email, username, row, _copy_values(row)))
+        # The row goes straight into COPY's column order (no dict per user: this runs a
+        # million times on the reading thread).
+        values = template.copy()
+        for key, value in record.profile.items():
+            position = positions[key]
+            if position in json_positions:
+                value = value.json if type(value) is JsonObject else json.dumps(value)
+            values[position] = value
+        user_id = record.user_id or _new_id()
+        values[at_tenant], values[at_id] = tenant_id, user_id
+        values[at_username], values[at_username_normalized] = record.username, username
+        values[at_email], values[at_email_normalized] = record.email, email
+        values[at_password_hash] = password_hash
+        values[at_created] = _created_at(record, marker)
+        values[at_updated] = marker
+        prepared.items.append((record, email, username, user_id, password_hash, values))
     return prepared
 
 
@@ -354,9 +363,9 @@ def write(
         usernames = {key for key in usernames if written.maybe("username", key)}
     by_id, by_email, by_username = _existing(ids, emails, usernames, tenant_id)
 
-    new: list[tuple[UserRecord, dict[str, Any], list[Any]]] = []
+    new: list[tuple[UserRecord, str, list[Any]]] = []
     updates: list[tuple[UserRecord, str, dict[str, Any]]] = []
-    for record, email, username, row, values in prepared.items:
+    for record, email, username, user_id, password_hash, values in prepared.items:
         # Existing users this record matches: id → (updated_at, the key that matched).
         matches: dict[str, tuple[datetime, str]] = {}
         if record.user_id is not None and record.user_id in by_id:
@@ -367,7 +376,7 @@ def write(
             found_id, found_at = by_username[username]
             matches.setdefault(found_id, (found_at, "username"))
         if not matches:
-            new.append((record, row, values))
+            new.append((record, user_id, values))
             continue
         ours = [path for found_at, path in matches.values() if found_at == marker]
         path = next(iter(matches.values()))[1]
@@ -379,26 +388,26 @@ def write(
             rejected.append(_reject(record, AMBIGUOUS, "email" if email else path))
         else:
             fields = dict(record.profile)
-            if row["password_hash"] is not None:
-                fields["password_hash"] = row["password_hash"]
+            if password_hash is not None:
+                fields["password_hash"] = password_hash
             updates.append((record, next(iter(matches)), fields))
 
     inserted = _insert_users(new, rejected)
     if written is not None:
-        for _record, row in inserted:
-            written.add("id", row["id"])
-            if row["email_normalized"] is not None:
-                written.add("email", row["email_normalized"])
-            if row["username_normalized"] is not None:
-                written.add("username", row["username_normalized"])
+        for record, user_id in inserted:
+            written.add("id", user_id)
+            email, username = _keys(record)
+            if email is not None:
+                written.add("email", email)
+            if username is not None:
+                written.add("username", username)
     for _record, user_id, fields in updates:
         _update_user(user_id, fields, marker, tenant_id)
         summary.updated += 1
-    touched = [(record, row["id"]) for record, row in inserted]
-    touched += [(record, user_id) for record, user_id, _ in updates]
+    touched = inserted + [(record, user_id) for record, user_id, _ in updates]
     _write_totp(touched, tenant_id, replace={user_id for _, user_id, _ in updates})
     _write_identities(touched, tenant_id)
-    _write_extras([(record, row["id"]) for record, row in inserted])
+    _write_extras(inserted)
     summary.inserted = len(inserted)
     summary.failed = len(rejected)
     rejected.sort(key=lambda item: item.index)
@@ -460,11 +469,11 @@ def _existing(
 
 
 def _insert_users(
-    new: list[tuple[UserRecord, dict[str, Any], list[Any]]], rejected: list[Rejected]
-) -> list[tuple[UserRecord, dict[str, Any]]]:
+    new: list[tuple[UserRecord, str, list[Any]]], rejected: list[Rejected]
+) -> list[tuple[UserRecord, str]]:
     """Insert the batch's new users at once (COPY on PostgreSQL); should a user created
     meanwhile by another path take an id or username (a unique violation), insert them
-    one by one and reject only those that clash."""
+    one by one and reject only those that clash. (record, user id) of those inserted."""
     if not new:
         return []
     try:
@@ -472,16 +481,16 @@ def _insert_users(
             if db.session.get_bind().dialect.name == "postgresql":
                 _copy_rows([values for _, _, values in new])
             else:
-                db.session.execute(_USERS.insert(), [row for _, row, _ in new])
-        return [(record, row) for record, row, _ in new]
-    except IntegrityError:
+                db.session.execute(_USERS.insert(), [_row_of(values) for _, _, values in new])
+        return [(record, user_id) for record, user_id, _ in new]
+    except (IntegrityError, psycopg.IntegrityError):  # COPY runs on the driver's connection
         pass
     inserted = []
-    for record, row, _ in new:
+    for record, user_id, values in new:
         try:
             with db.session.begin_nested():
-                db.session.execute(_USERS.insert(), [row])
-            inserted.append((record, row))
+                db.session.execute(_USERS.insert(), [_row_of(values)])
+            inserted.append((record, user_id))
         except IntegrityError:
             rejected.append(_reject(record, EXISTS, "user_id" if record.user_id else "username"))
     return inserted
@@ -491,24 +500,22 @@ _COLUMNS = tuple(column.name for column in _USERS.columns)
 _JSON_POSITIONS = tuple(
     position for position, column in enumerate(_USERS.columns) if isinstance(column.type, JSON)
 )
-_VALUES_OF = operator.itemgetter(*_COLUMNS)
+_POSITIONS = {name: position for position, name in enumerate(_COLUMNS)}
+_JSON_POSITION_SET = frozenset(_JSON_POSITIONS)
+# A new user's row in COPY's column order, before its own values go in.
+_TEMPLATE = [
+    json.dumps(_NEW_ROW[name]) if position in _JSON_POSITION_SET else _NEW_ROW.get(name)
+    for position, name in enumerate(_COLUMNS)
+]
 _COPY = "COPY user_account ({}) FROM STDIN".format(", ".join(f'"{name}"' for name in _COLUMNS))
 
 
-def _copy_values(row: dict[str, Any]) -> list[Any]:
-    """A new user's row as COPY takes it: the columns in order, JSON as text (a metadata
-    object checked by the source brings its own)."""
-    values = list(_VALUES_OF(row))
+def _row_of(values: list[Any]) -> dict[str, Any]:
+    """COPY's values as an insert statement takes them (JSON back to objects)."""
+    row = dict(zip(_COLUMNS, values, strict=True))
     for position in _JSON_POSITIONS:
-        value = values[position]
-        values[position] = (
-            value.json
-            if type(value) is JsonObject
-            else json.dumps(value)
-            if value
-            else ("[]" if value == [] else "{}")
-        )
-    return values
+        row[_COLUMNS[position]] = json.loads(values[position])
+    return row
 
 
 def _copy_rows(rows: list[list[Any]]) -> None:

@@ -478,3 +478,74 @@ def test_nesting_deeper_than_the_limit_stops_the_file_before_the_parser_sees_it(
         with pytest.raises(FileError) as raised:
             list(sources.read(stream, "auth0"))
         assert "nests deeper than 64 levels" in raised.value.message
+
+
+def test_a_user_created_meanwhile_with_the_same_id_is_refused_not_the_batch(
+    app: Flask, tenant: TenantHandle
+) -> None:
+    """The CLI in a tenant that started empty does not look up keys it never wrote; the
+    unique id still refuses a clash with a user created meanwhile by another path, and
+    only that user is rejected (the batch is inserted row by row)."""
+    from app.users import service as user_service
+
+    users = [{"email": "x1@example.com", "user_id": "x1"}] + [
+        {"email": f"y{n}@example.com", "user_id": f"y{n}", "user_metadata": {"n": n}}
+        for n in range(3)
+    ]
+
+    def someone_else_writes(summary: imports.Summary) -> None:
+        if summary.total == 1:
+            user_service.create_user(user_id="y1", email="elsewhere@example.com")
+            db.session.commit()
+
+    summary, rejected = run(app, tenant.id, users, batch_size=1, on_progress=someone_else_writes)
+    assert codes(rejected) == {2: [("DUPLICATED_USER", "user_id")]}
+    assert (summary.inserted, summary.failed) == (3, 1)
+    stored = users_of(app, tenant.id)
+    assert stored["y1"].email == "elsewhere@example.com"
+    assert stored["y2"].user_metadata == {"n": 2}
+
+
+def test_the_fallback_insert_writes_the_same_rows_as_copy(app: Flask, tenant: TenantHandle) -> None:
+    """A batch with a clash goes in row by row: every column as COPY would write it."""
+    from app.users import service as user_service
+
+    user_service_user = {"user_id": "taken", "email": "taken@example.com"}
+    with app.app_context(), tenant_scope(tenant.id):
+        user_service.create_user(**user_service_user)
+        db.session.commit()
+    users = [
+        {"email": "t@example.com", "user_id": "taken"},
+        {
+            "email": "full@example.com",
+            "user_id": "full",
+            "username": "Full",
+            "name": "Full Name",
+            "email_verified": True,
+            "blocked": True,
+            "app_metadata": {"plan": "pro"},
+            "user_metadata": {"lang": "fr"},
+            "password_hash": BCRYPT,
+        },
+    ]
+    records = [r for r in sources.read(as_file(users), "auth0") if isinstance(r, UserRecord)]
+    with app.app_context(), tenant_scope(tenant.id):
+        # Look-ups skipped as in an import that started empty: the COPY meets the clash.
+        written = imports.Written()
+        prepared = imports.prepare(records, tenant_id=tenant.id, marker=utcnow(), reset_weak=False)
+        summary, rejected = imports.write(prepared, upsert=False, written=written)
+        db.session.commit()
+    assert codes(rejected) == {0: [("DUPLICATED_USER", "user_id")]}
+    full = users_of(app, tenant.id)["full"]
+    assert (full.username, full.username_normalized, full.display_name) == (
+        "Full",
+        "full",
+        "Full Name",
+    )
+    assert (full.email_verified, full.blocked, full.password_hash) == (True, True, BCRYPT)
+    assert (full.app_metadata, full.user_metadata, full.custom_scopes) == (
+        {"plan": "pro"},
+        {"lang": "fr"},
+        [],
+    )
+    assert full.version == 1 and full.logins_count == 0
