@@ -783,7 +783,7 @@ class _Statistics:
 
     def __init__(self) -> None:
         self.inserted = 0
-        self.next = 20_000
+        self.next = 50_000
 
     def refresh(self, inserted: int) -> None:
         self.inserted += inserted
