@@ -130,6 +130,14 @@ class _ErrorsFile:
         self._file.close()
 
 
+def _summary_line(summary: import_service.Summary, seconds: float) -> str:
+    return (
+        f"inserted {summary.inserted}, updated {summary.updated}, failed {summary.failed}, "
+        f"total {summary.total}, weak hashes {summary.weak_hashes}; "
+        f"{summary.total / seconds:,.0f} users/s"
+    )
+
+
 @users.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tenant", "tenant_id", required=True, help="The tenant to import into.")
@@ -189,6 +197,8 @@ def import_users_command(
     errors = _ErrorsFile(errors_path.open("w", encoding="utf-8"))
     started = time.monotonic()
     failure = None
+    # The import's running summary (one object, updated after each committed batch).
+    progress: dict[str, import_service.Summary] = {}
     bar = click.progressbar(length=file.stat().st_size, label="Importing", file=sys.stderr)
     try:
         with file.open("rb") as raw, bar, in_tenant(tenant_id):
@@ -200,6 +210,7 @@ def import_users_command(
                 upsert=upsert,
                 batch_size=batch_size,
                 on_rejected=errors.add,
+                on_progress=lambda summary: progress.setdefault("summary", summary),
             )
     except FileError as exc:
         db.session.rollback()
@@ -209,17 +220,14 @@ def import_users_command(
         raise click.ClickException(exc.message) from exc
     finally:
         errors.close()
+    seconds = max(time.monotonic() - started, 1e-9)
     if failure is not None:
+        click.echo(_summary_line(progress.get("summary", import_service.Summary()), seconds))
         raise click.ClickException(
             f"{failure.message} (the users before it were imported; "
             f"{errors.count} rejected, see {errors_path})"
         )
-    seconds = max(time.monotonic() - started, 1e-9)
-    click.echo(
-        f"inserted {summary.inserted}, updated {summary.updated}, failed {summary.failed}, "
-        f"total {summary.total}, weak hashes {summary.weak_hashes}; "
-        f"{summary.total / seconds:,.0f} users/s"
-    )
+    click.echo(_summary_line(summary, seconds))
     if errors.count:
         click.echo(f"{errors.count} rejected users written to {errors_path}")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -34,6 +35,10 @@ from app.users import service as user_service
 
 FORMATS = ("auth0", "firebase", "gatehouse")
 READ_BYTES = 1 << 16
+BOM = b"\xef\xbb\xbf"
+MAX_DEPTH = 64  # nesting levels of the whole file (the array and the user are two)
+_STRINGS = re.compile(rb'"[^"]*"')
+_OPENERS = frozenset(b"[{")
 MAX_METADATA_BYTES = 64 * 1024  # per metadata object, serialized
 MAX_TOTP_SECRET = 128
 
@@ -76,6 +81,17 @@ AUTH0_TEXT = (
 )
 # Firebase providerUserInfo entries that are the account itself, not a linked identity.
 FIREBASE_OWN_PROVIDERS = frozenset({"password", "phone"})
+
+
+class JsonObject(dict):  # type: ignore[type-arg]
+    """A metadata object together with the JSON text its check already produced: the
+    importer's COPY writes `json` instead of encoding the object a second time."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, value: dict[str, Any], text: str) -> None:
+        super().__init__(value)
+        self.json = text
 
 
 class _Errors:
@@ -146,7 +162,7 @@ def _metadata(errors: _Errors, value: Any, path: str) -> dict[str, Any] | None:
             path,
         )
         return None
-    return value
+    return JsonObject(value, serialized)
 
 
 def _kind(value: Any) -> str:
@@ -446,11 +462,17 @@ class CountingReader:
         self._stream = stream
         self._head = b""
         self.offset = 0
+        self.depth = DepthGuard()
 
     def peek(self) -> bytes:
         if not self._head:
             self._head = self._stream.read(READ_BYTES) or b""
         return self._head
+
+    def skip(self, size: int) -> None:
+        """Drop the first `size` bytes of what `peek` showed (they still count)."""
+        self._head = self._head[size:]
+        self.offset += size
 
     def read(self, size: int = -1) -> bytes:
         if size == 0:
@@ -459,8 +481,52 @@ class CountingReader:
             out, self._head = self._head, b""
         else:
             out = self._stream.read(size if size and size > 0 else READ_BYTES) or b""
+        self.depth.check(out, self.offset)
         self.offset += len(out)
         return out
+
+
+class DepthGuard:
+    """Refuse JSON nested deeper than MAX_DEPTH before the parser sees it: ijson's object
+    builder spends memory growing with the square of the depth (a 2 MB file of nested
+    arrays takes gigabytes), and json.dumps would recurse past Python's limit.
+
+    Each chunk is reduced with C-speed byte operations (escaped backslashes and quotes
+    dropped, then every byte but quotes and brackets), the strings' remains cut out, and
+    only the brackets left are walked in Python: a few hundred per 64 KiB of users."""
+
+    _DELETE = bytes(range(256)).translate(None, b'"[]{}')  # every byte to delete
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.carry = b""  # trailing backslashes: their escape goes on in the next chunk
+
+    def check(self, chunk: bytes, offset: int) -> None:
+        data = self.carry + chunk
+        stripped = data.rstrip(b"\\")
+        self.carry = data[len(stripped) :] if len(data) - len(stripped) else b""
+        data = stripped.replace(b"\\\\", b"").replace(b'\\"', b"")
+        data = data.translate(None, self._DELETE)
+        if self.in_string:
+            end = data.find(b'"')
+            if end < 0:
+                return
+            data, self.in_string = data[end + 1 :], False
+        if data.count(b'"') % 2:  # a string runs on into the next chunk
+            data, self.in_string = data[: data.rfind(b'"')], True
+        depth = self.depth
+        for byte in _STRINGS.sub(b"", data):
+            if byte in _OPENERS:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise FileError(
+                        f"The file nests deeper than {MAX_DEPTH} levels (near byte {offset})",
+                        offset,
+                    )
+            else:
+                depth -= 1
+        self.depth = depth
 
 
 def _parse_error(error: Exception, offset: int) -> FileError:
@@ -472,7 +538,10 @@ def _parse_error(error: Exception, offset: int) -> FileError:
 
 def _start(reader: CountingReader, opening: bytes, shape: str) -> None:
     head = reader.peek()
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(BOM):  # some Windows tools write one; the parser would refuse it
+        reader.skip(len(BOM))
+        head = reader.peek()
+    stripped = head.lstrip(b" \t\r\n")
     if not stripped:
         if not head:
             raise FileError("The file is empty", 0)
@@ -510,17 +579,11 @@ def read(
     if format == "auth0":
         _start(reader, b"[", "a JSON array of users")
         prefix = "item"
-
-        def convert(index: int, user: Any) -> UserRecord | Rejected:
-            return auth0_record(index, user, any_string_hash)
-
+        convert = functools.partial(auth0_record, any_string_hash=any_string_hash)
     elif format == "firebase":
         _start(reader, b"{", 'a JSON object {"users": [...]}')
         prefix = "users.item"
-
-        def convert(index: int, user: Any) -> UserRecord | Rejected:  # noqa: F811
-            return firebase_record(index, user, hash_config)
-
+        convert = functools.partial(firebase_record, hash_config=hash_config)
         has_users_key = b'"users"' in reader.peek()
     else:
         raise ValueError(f"unknown import format {format!r}")

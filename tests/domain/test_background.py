@@ -38,12 +38,12 @@ PERIODIC_TASKS = {
     "users.flush_last_activity": "ACTIVITY_FLUSH_INTERVAL_SECONDS",
     "tenants.flush_key_usage": "ACTIVITY_FLUSH_INTERVAL_SECONDS",
     "mail.requeue_stuck": "MAIL_REQUEUE_INTERVAL_SECONDS",
+    "portability.requeue_stale_imports": "MAIL_REQUEUE_INTERVAL_SECONDS",
+    "portability.requeue_stale_exports": "MAIL_REQUEUE_INTERVAL_SECONDS",
     "tokens.cleanup_expired": "CLEANUP_INTERVAL_SECONDS",
     "credentials.cleanup_resets": "CLEANUP_INTERVAL_SECONDS",
     "mail.cleanup_deliveries": "CLEANUP_INTERVAL_SECONDS",
     "applications.cleanup_codes": "CLEANUP_INTERVAL_SECONDS",
-    "portability.requeue_stale_imports": "MAIL_REQUEUE_INTERVAL_SECONDS",
-    "portability.requeue_stale_exports": "MAIL_REQUEUE_INTERVAL_SECONDS",
     "portability.cleanup_exports": "CLEANUP_INTERVAL_SECONDS",
 }
 

@@ -267,3 +267,35 @@ def test_an_unknown_tenant_is_refused(app: Flask, tmp_path: Path) -> None:
     path = write(tmp_path / "users.json", [])
     result = run_import(app, path, "no-such-tenant", "--format", "auth0")
     assert result.exit_code == 1 and "no tenant" in result.output
+
+
+def test_a_truncated_file_exits_non_zero_at_the_cut(
+    app: Flask, tenant: TenantHandle, tmp_path: Path
+) -> None:
+    whole = json.dumps([{"email": f"t{n}@example.com"} for n in range(50)]).encode()
+    cut = len(whole) * 2 // 3
+    path = tmp_path / "users.json"
+    path.write_bytes(whole[:cut])
+    result = run_import(app, path, tenant.id, "--format", "auth0", "--batch-size", "10")
+    assert result.exit_code == 1, result.output
+    assert f"not valid JSON at byte {cut}: parse error: premature EOF" in result.output
+    imported = count_users(app, tenant.id)
+    assert 30 <= imported < 50
+    assert f"inserted {imported}, updated 0, failed 0, total {imported}," in result.output
+
+
+def test_a_bad_hash_config_is_refused_before_anything_is_read(
+    app: Flask, tenant: TenantHandle, tmp_path: Path
+) -> None:
+    export = write(tmp_path / "firebase.json", firebase_export())
+    for config in (
+        {"rounds": 8},
+        {**HASH_CONFIG, "algorithm": "BCRYPT"},
+        {**HASH_CONFIG, "mem_cost": 99},
+    ):
+        path = write(tmp_path / "hash.json", config)
+        result = run_import(
+            app, export, tenant.id, "--format", "firebase", "--hash-config", str(path)
+        )
+        assert result.exit_code == 2 and "--hash-config" in result.output, result.output
+    assert count_users(app, tenant.id) == 0
