@@ -194,7 +194,7 @@ def read(stream: BinaryIO, *, passphrase: str | None = None) -> Iterator[UserRec
             continue
         try:
             value = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             if not newline:
                 raise FileError("The file is truncated (its last line is cut)", offset) from None
             yield Rejected(index, {}, [_error("INVALID_FORMAT", "The line is not JSON", "")])
@@ -217,7 +217,7 @@ def _header(lines: Iterator[tuple[int, bytes, bool]]) -> dict[str, Any]:
     for _offset, raw, _newline in lines:
         try:
             header = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             header = None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise FileError("Not a Gatehouse users file (its first line is no header)", 0)
@@ -257,9 +257,12 @@ def _identities(errors: Any, value: Any) -> list[dict[str, Any]]:
     identities = _list_of(errors, value, "identities", dict, "objects") or []
     for position, identity in enumerate(identities):
         path = f"identities.{position}"
-        for key in ("provider", "user_id", "connection"):
+        # The Identity columns' lengths: a longer value would fail its whole batch.
+        for key, limit in (("provider", 128), ("user_id", 255), ("connection", 128)):
             if not isinstance(identity.get(key), str) or not identity[key]:
                 errors.add("INVALID_TYPE", "Expected a non-empty string", f"{path}.{key}")
+            else:
+                sources._text(errors, identity[key], f"{path}.{key}", limit)
         if not isinstance(identity.get("isSocial", False), bool):
             errors.add("INVALID_TYPE", "Expected a boolean", f"{path}.isSocial")
         if not isinstance(identity.get("profileData") or {}, dict):

@@ -40,7 +40,8 @@ import queue
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
@@ -51,7 +52,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.audit import service as audit_service
 from app.core.db import db, utcnow
-from app.core.errors import PayloadTooLarge
+from app.core.errors import Conflict, PayloadTooLarge
 from app.core.jobs import enqueue_after_commit
 from app.core.tenancy import all_tenants, current_tenant_id
 from app.credentials import foreign_hashes, mfa
@@ -185,9 +186,8 @@ class Written:
     no users when it started, a key the filter has never seen cannot match a user, so
     only the others are looked up. Most batches of a migration then need no look-up.
     Should an API import job of the tenant be pending or running at a batch, the filter
-    stops being trusted. Two CLI imports into one empty tenant at the same time do not see
-    each other's emails (ids and usernames are unique in the database and still refused):
-    run one at a time."""
+    stops being trusted; a second CLI import of the tenant is refused while one runs
+    (`_cli_import_running`)."""
 
     BITS = 1 << 26
     _SALTS = {"id": 0x5BD1E995, "email": 0x27D4EB2F, "username": 0x165667B1}
@@ -225,6 +225,37 @@ def _import_jobs_active(tenant_id: str) -> bool:
         .limit(1)
     ).first()
     return found is not None
+
+
+# The advisory lock namespace of running CLI imports (pg_try_advisory_lock(ns, key)).
+_CLI_IMPORT_LOCKS = 240001
+
+
+@contextmanager
+def _cli_import_running(tenant_id: str) -> Iterator[None]:
+    """Hold, for the whole CLI import, an advisory lock naming the tenant, on a connection
+    of its own (a session-level lock outlives the batches' transactions): a second CLI
+    import of the tenant is refused while this one runs, so no two of them trust their
+    `Written` filters side by side."""
+    if db.engine.dialect.name != "postgresql":
+        yield
+        return
+    key = {"ns": _CLI_IMPORT_LOCKS, "tenant": tenant_id}
+    with db.engine.connect() as marker:
+        taken = marker.execute(
+            text("SELECT pg_try_advisory_lock(:ns, hashtext(:tenant))"), key
+        ).scalar_one()
+        marker.commit()
+        if not taken:
+            raise Conflict(
+                "Another import into this tenant is running: wait for it to end",
+                code="import_running",
+            )
+        try:
+            yield
+        finally:
+            marker.execute(text("SELECT pg_advisory_unlock(:ns, hashtext(:tenant))"), key)
+            marker.commit()
 
 
 def tenant_has_users(tenant_id: str) -> bool:
@@ -353,8 +384,8 @@ def write(
     rejected = list(prepared.rejected)
     _lock_tenant(tenant_id)
     if written is not None and written.trusted and _import_jobs_active(tenant_id):
-        # An API job writes into this tenant too (checked under the lock, before any of
-        # its batches can land unseen): from now on every key is looked up.
+        # Another import writes into this tenant too (checked under the lock, before any
+        # of its batches can land unseen): from now on every key is looked up.
         written.trusted = False
     ids, emails, usernames = prepared.ids, prepared.emails, prepared.usernames
     if written is not None:
@@ -696,6 +727,30 @@ def import_stream(
     while the previous batch is written by a writer thread (in a copy of this context:
     same tenant scope, same session, which this thread leaves alone meanwhile), so the
     Python work overlaps the database's."""
+    with _cli_import_running(current_tenant_id()):
+        return _import_stream(
+            stream,
+            format=format,
+            hash_config=hash_config,
+            passphrase=passphrase,
+            upsert=upsert,
+            batch_size=batch_size,
+            on_progress=on_progress,
+            on_rejected=on_rejected,
+        )
+
+
+def _import_stream(
+    stream: BinaryIO,
+    *,
+    format: str,
+    hash_config: foreign_hashes.FirebaseHashConfig | None = None,
+    passphrase: str | None = None,
+    upsert: bool = False,
+    batch_size: int = BATCH_SIZE,
+    on_progress: Callable[[Summary], None] | None = None,
+    on_rejected: Callable[[Rejected], None] | None = None,
+) -> Summary:
     marker = utcnow()
     tenant_id = current_tenant_id()
     reset_weak = weak_reset(tenant_id)

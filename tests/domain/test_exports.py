@@ -157,6 +157,28 @@ def test_plain_file_bad_lines_are_rejected_and_a_cut_file_fails(app, tenant):
     assert [r.user_id for r in read_all(gzip.compress(data))] == ["u1"]
 
 
+def test_a_deeply_nested_line_and_an_overlong_identity_are_per_user_errors(app, tenant):
+    """A line nested past the JSON parser's recursion limit, and an identity field longer
+    than its column, are rejected on their own: neither stops the file nor fails a batch."""
+    factories.make_user(app, tenant.id, user_id="u1", email="u1@example.com")
+    header, user, _end = export(app, tenant.id).splitlines(keepends=True)
+    deep = b'{"id": "deep", "app_metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    long_identity = {
+        "id": "u3",
+        "email": "u3@example.com",
+        "identities": [{"provider": "p" * 129, "user_id": "x", "connection": "c"}],
+    }
+    crafted = header + user + deep + json.dumps(long_identity).encode() + b"\n"
+    crafted += b'{"format": "gatehouse-users-end", "count": 3}\n'
+    first, nested, identity = read_all(crafted)
+    assert isinstance(first, UserRecord)
+    assert isinstance(nested, Rejected) and nested.errors[0]["code"] == "INVALID_FORMAT"
+    assert isinstance(identity, Rejected)
+    assert [(e["code"], e["path"]) for e in identity.errors] == [
+        ("MAX_LENGTH", "identities.0.provider")
+    ]
+
+
 def sealed_chunks(data: bytes) -> tuple[bytes, list[bytes]]:
     """A sealed file cut into its header and its chunks (each with its length prefix)."""
     header, rest, chunks = data[: sealed.HEADER_BYTES], data[sealed.HEADER_BYTES :], []

@@ -549,3 +549,32 @@ def test_the_fallback_insert_writes_the_same_rows_as_copy(app: Flask, tenant: Te
         [],
     )
     assert full.version == 1 and full.logins_count == 0
+
+
+def test_a_second_cli_import_of_the_tenant_is_refused_while_one_runs(
+    app: Flask, tenant: TenantHandle, other_tenant: TenantHandle
+) -> None:
+    """Two CLI imports side by side would each trust their own filter of written keys and
+    miss the other's users: the second is refused until the first ends. Another tenant's
+    import is not held up."""
+    from app.core.errors import Conflict
+
+    seen: list[str] = []
+
+    def second_import(summary: imports.Summary) -> None:
+        if seen:
+            return
+        seen.append("first batch written")
+        with pytest.raises(Conflict) as refused:
+            run(app, tenant.id, [{"email": "b@example.com"}])  # a real second connection
+        assert refused.value.code == "import_running"
+        other, _ = run(app, other_tenant.id, [{"email": "b@example.com"}])
+        assert other.inserted == 1
+
+    users = [{"email": "a@example.com"}, {"email": "b@example.com"}]
+    summary, rejected = run(app, tenant.id, users, batch_size=1, on_progress=second_import)
+    assert seen and (summary.inserted, rejected) == (2, [])
+    # Once it has ended, the next import runs (and finds the users the first one wrote).
+    again, rejected = run(app, tenant.id, users)
+    assert (again.inserted, again.failed) == (0, 2)
+    assert count_users(app, tenant.id) == 2
