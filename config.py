@@ -401,6 +401,11 @@ class Config:
         self.MAX_CONTENT_LENGTH = MIB
         # The one exception: the file of an import job (`POST /api/v2/jobs/users-imports`).
         self.IMPORT_MAX_BYTES = _int(env, "IMPORT_MAX_BYTES", 100 * MIB, minimum=1)
+        # An import job whose worker has not committed a batch (its heartbeat) for this long
+        # is taken to be dead and queued again by `requeue-stuck`; a live worker commits a
+        # batch about every quarter second, and a second worker on the same job stops at
+        # its first batch, so a short value costs no duplicate, only wasted work.
+        self.IMPORT_STALE_SECONDS = _int(env, "IMPORT_STALE_SECONDS", 300, minimum=1)
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
 
         # flask-smorest: the spec at /openapi.json, Swagger UI at /docs from package files.
