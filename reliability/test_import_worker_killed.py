@@ -1,16 +1,18 @@
-"""Worker killed mid-import (issue 24, bad input): an Auth0 import job of many users is
-uploaded over HTTP, the worker running it is SIGKILLed between two batches' commits, and
-the job resumes from its committed resume point (`records_done`) with no duplicate and no
-half-written batch. The whole worker is killed first (a new worker and beat's
-`requeue-stuck`, after IMPORT_STALE_SECONDS, take the job over), then in a second tenant
-only its pool processes (the main process sees the task's process lost and, since the task
-is `reject_on_worker_lost`, queues it again)."""
+"""Worker killed mid-import (issue 24, bad input): an Auth0 import job of 150,000 users is
+uploaded over plain HTTP, and the worker running it is SIGKILLed while a batch's users are
+written (COPYed) but not committed. The database then holds exactly the committed batches
+(users == records_done), and the job resumes from that point with no duplicate and no
+half-written user. The whole worker is killed first (a new worker takes the job once
+beat's `requeue-stuck` finds it silent for IMPORT_STALE_SECONDS), then, in a second tenant,
+only its pool processes (the main process lives and, the task being
+`reject_on_worker_lost`, queues it again at once)."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import re
 import signal
 import time
 import urllib.parse
@@ -18,11 +20,12 @@ import uuid
 from typing import Any
 
 import bcrypt
+import psycopg
 
 from reliability import stack
 from reliability.deployment import Deployment
 
-USERS = 150_000  # measured: the worker needs several seconds for them on this machine
+USERS = 150_000  # measured: about 10 s of the worker's time on the 2-core machine
 PASSWORD = "imported-password-1"
 SETTINGS = {
     "IMPORT_STALE_SECONDS": "5",
@@ -87,6 +90,15 @@ def upload(deploy: Deployment, key: str, content: bytes) -> dict[str, Any]:
     return dict(json.loads(answer))
 
 
+def runs(worker: Any, since: int) -> tuple[int, int]:
+    """(import task messages the worker received, `requeue-stuck` runs that queued an
+    import job again), from its log past the first `since` characters."""
+    log = worker.output()[since:]
+    received = len(re.findall(r"portability\.run_import\[[^\]]+\] received", log))
+    requeued = len(re.findall(r"requeue_stale_imports\[[^\]]+\] succeeded in \S+: [1-9]", log))
+    return received, requeued
+
+
 def state(deploy: Deployment, tenant_id: str, job_id: str) -> tuple[str, int, int, int]:
     """(status, records_done, failed, users in the tenant), read in one snapshot so a
     commit landing between two reads cannot make them disagree."""
@@ -100,18 +112,29 @@ def state(deploy: Deployment, tenant_id: str, job_id: str) -> tuple[str, int, in
     return row  # type: ignore[return-value]
 
 
-def mid_job(deploy: Deployment, tenant_id: str, job_id: str) -> tuple[str, int, int, int]:
-    """Wait until the worker has committed some batches of the job, not all of them."""
+def mid_batch(deploy: Deployment, tenant_id: str, job_id: str) -> tuple[int, int]:
+    """Wait until the worker has committed some batches of the job (not all) and is
+    caught with the next batch's users written but not committed: its database session
+    in a transaction whose last statement is the COPY of the new users. The backend's
+    pid and records_done then."""
+    with psycopg.connect(deploy.database_url, autocommit=True) as conn:
 
-    def check() -> tuple[str, int, int, int] | None:
-        now = state(deploy, tenant_id, job_id)
-        status, done = now[0], now[1]
-        assert status in ("pending", "processing"), f"the job ended before the kill: {now}"
-        return now if status == "processing" and done >= USERS // 10 else None
+        def check() -> tuple[int, int] | None:
+            status, done, _, _ = state(deploy, tenant_id, job_id)
+            assert status in ("pending", "processing"), f"the job ended before the kill: {status}"
+            if status != "processing" or done < USERS // 10:
+                return None
+            writing = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND xact_start IS NOT NULL AND query LIKE 'COPY user_account%%'"
+            ).fetchall()
+            return (writing[0][0], done) if writing else None
 
-    found = stack.wait_until(check, 60, "the import to be part-way", interval=0.02)
+        found: tuple[int, int] = stack.wait_until(
+            check, 60, "the worker to be caught mid-batch", interval=0.005
+        )
     assert found[1] < USERS, found
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def check_finished(
@@ -141,7 +164,12 @@ def check_finished(
     job = answer.json()
     assert job["status"] == "completed", job
     assert job["summary"] == {"inserted": USERS, "updated": 0, "failed": 0, "total": USERS}, job
-    assert (users, duplicates, unexpected) == (USERS, [], 0)
+    [(incomplete,)] = deploy.query(
+        "SELECT count(*) FROM user_account WHERE tenant_id = %s AND (password_hash IS NULL"
+        " OR first_name IS NULL OR NOT email_verified)",
+        tenant_id,
+    )
+    assert (users, duplicates, unexpected, incomplete) == (USERS, [], 0, 0)
     assert (done, errors) == (USERS, 0)
     # The first and last users of the file (either side of the kill) sign in.
     for n in (0, USERS - 1):
@@ -167,29 +195,41 @@ def run_killed(
     key: str,
     prefix: str,
     kill: Any,
-    after: Any = None,
+    worker: Any,
 ) -> None:
-    """Upload a job, run `kill()` part-way, check the database at that instant, run
-    `after()` (start a new worker) and wait for the job to complete; report the figures."""
+    """Upload a job, run `kill()` part-way, check the database at that instant, then take
+    `worker` (a Service, or a function starting a new one) to resume it; wait for the job
+    to complete, and report the figures and what that worker logged."""
     content = users_file(prefix, USERS)
+    since = 0 if callable(worker) else len(worker.output())
     started = time.monotonic()
     job = upload(deploy, key, content)
     uploaded = time.monotonic() - started
-    status, done, failed, users = mid_job(deploy, tenant_id, job["id"])
+    backend, seen_done = mid_batch(deploy, tenant_id, job["id"])
     before_kill = time.monotonic() - started
     kill()
     killed_at = time.monotonic()
-    # At the instant of the kill: exactly the committed batches are there, none half.
+    # The killed worker's database session ends with it (PostgreSQL reads EOF and rolls
+    # its transaction back); then exactly the committed batches are there, none half.
+    stack.wait_until(
+        lambda: not deploy.query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", backend),
+        10,
+        "the killed worker's database session to end",
+    )
     status, done, failed, users = state(deploy, tenant_id, job["id"])
+    # The batch caught written is rolled back, unless its commit slipped in between the
+    # look and the signal (a few milliseconds); either way no half of it is left.
+    caught = "rolled back" if done == seen_done else "committed just before the kill"
     report(
         f"{USERS} users ({len(content) / 1e6:.1f} MB) uploaded in {uploaded:.1f} s; killed "
-        f"{before_kill:.1f} s after the upload began, at records_done {done} "
-        f"({users} users, {failed} rejected)"
+        f"{before_kill:.1f} s after the upload began with the next batch's users COPYed, "
+        f"not committed ({caught}); records_done then {done}, {users} users, "
+        f"{failed} rejected"
     )
     assert status == "processing" and 0 < done < USERS, (status, done)
     assert users == done - failed, (users, done, failed)
-    if after is not None:
-        after()
+    if callable(worker):
+        worker = worker()
 
     def resumed() -> bool:
         return state(deploy, tenant_id, job["id"])[1] > done
@@ -209,6 +249,11 @@ def run_killed(
         f"resumed (records_done past {done}) {resumed_after:.1f} s after the kill, "
         f"completed {finished_after:.1f} s after it; {USERS} users, 0 duplicates, "
         f"summary inserted {USERS}, failed 0"
+    )
+    received, requeued = runs(worker, since)
+    report(
+        f"the resuming worker's log for this job: import task messages received: "
+        f"{received}; `requeue-stuck` runs that queued it again: {requeued}"
     )
 
 
@@ -232,14 +277,14 @@ def test_import_worker_killed(deployment: Deployment, report) -> None:  # noqa: 
         key=deploy.key,
         prefix="whole",
         kill=kill_worker,
-        after=lambda: deploy.start_worker("worker2"),
+        worker=lambda: deploy.start_worker("worker2"),
     )
 
     # 2. In a second tenant, only the pool processes die; the main process lives on.
     second = stack.flask(deploy.env, "tenants", "create", "reliability-pool").strip()
     created = stack.flask(deploy.env, "keys", "create", second)
     second_key = created.split("key: ", 1)[1].split()[0]
-    new_worker = deploy.services[-1]
+    new_worker = next(s for s in deploy.services if s.name == "worker2")
 
     def kill_pool() -> None:
         children = new_worker.children()
@@ -248,4 +293,12 @@ def test_import_worker_killed(deployment: Deployment, report) -> None:  # noqa: 
         stack.wait_exited(children)
         report(f"injected: SIGKILL to the worker's {len(children)} pool processes")
 
-    run_killed(deploy, report, tenant_id=second, key=second_key, prefix="pool", kill=kill_pool)
+    run_killed(
+        deploy,
+        report,
+        tenant_id=second,
+        key=second_key,
+        prefix="pool",
+        kill=kill_pool,
+        worker=new_worker,
+    )

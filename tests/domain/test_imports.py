@@ -433,6 +433,23 @@ def test_the_periodic_requeue_runs_a_stale_job_on_the_worker(
     assert count_users(app, tenant.id) == 3
 
 
+def test_import_stale_seconds_sets_when_a_silent_job_is_queued_again(
+    app: Flask, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    silent = _job_with_file(app, tenant.id, b"[]")
+    with app.app_context(), tenant_scope(tenant.id):
+        job = jobs.lock_job(silent)
+        job.status, job.heartbeat_at = "processing", utcnow() - timedelta(seconds=20)
+        db.session.commit()
+    with app.app_context():
+        assert app.config["IMPORT_STALE_SECONDS"] == 300  # the default: 20 s is not stale
+        assert (tenant.id, silent) not in imports.stale_imports_all_tenants()
+        monkeypatch.setitem(app.config, "IMPORT_STALE_SECONDS", 10)
+        assert (tenant.id, silent) in imports.stale_imports_all_tenants()
+        monkeypatch.setitem(app.config, "IMPORT_STALE_SECONDS", 30)
+        assert (tenant.id, silent) not in imports.stale_imports_all_tenants()
+
+
 def test_an_api_job_writing_meanwhile_is_seen_by_the_cli_import(
     app: Flask, tenant: TenantHandle
 ) -> None:

@@ -128,6 +128,7 @@ def test_a_malformed_encryption_key_stops_start_up(tmp_path: Path) -> None:
         ("DATABASE_URL", "::nonsense::", "is not a database URL"),
         ("REFRESH_TOKEN_TTL", "0", "must be at least 1"),
         ("MAIL_MAX_ATTEMPTS", "-3", "must be at least 1"),
+        ("IMPORT_STALE_SECONDS", "0", "must be at least 1"),
         ("PROXY_FIX_X_FOR", "one", "must be an integer"),
         ("REDIS_URL", "localhost:6379", "must be a URL starting with redis://"),
         ("REDIS_URL", "redis://:hunter2@", "must be a URL starting with redis://"),
