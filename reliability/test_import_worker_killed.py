@@ -257,7 +257,7 @@ def run_killed(
     )
 
 
-def test_import_worker_killed(deployment: Deployment, report) -> None:  # noqa: ANN001
+def test_worker_killed_mid_import(deployment: Deployment, report) -> None:  # noqa: ANN001
     deploy = deployment
     deploy.configure(**SETTINGS)
     deploy.start_api()
