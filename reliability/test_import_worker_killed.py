@@ -218,8 +218,9 @@ def run_killed(
     )
     status, done, failed, users = state(deploy, tenant_id, job["id"])
     # The batch caught written is rolled back, unless its commit slipped in between the
-    # look and the signal (a few milliseconds); either way no half of it is left.
-    caught = "rolled back" if done == seen_done else "committed just before the kill"
+    # look and the signal (a few milliseconds), or a respawned pool process already
+    # resumed; either way no half of a batch is left.
+    caught = "rolled back" if done == seen_done else f"records_done {seen_done} seen before"
     report(
         f"{USERS} users ({len(content) / 1e6:.1f} MB) uploaded in {uploaded:.1f} s; killed "
         f"{before_kill:.1f} s after the upload began with the next batch's users COPYed, "
