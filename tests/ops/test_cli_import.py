@@ -205,11 +205,21 @@ def test_django_and_phc_strings_import_and_sign_in(
                 "hash": {"value": phc, "encoding": "utf8"},
             },
         },
+        # docs/migrating.md's Django recipe: the string as a custom_password_hash.
+        {
+            "email": "recipe@example.com",
+            "user_id": "42",
+            "username": "ada",
+            "custom_password_hash": {
+                "algorithm": "pbkdf2",
+                "hash": {"value": django, "encoding": "utf8"},
+            },
+        },
     ]
     path = write(tmp_path / "users.json", users)
     result = run_import(app, path, tenant.id, "--format", "auth0")
     assert result.exit_code == 0, result.output
-    assert "inserted 4, updated 0, failed 0" in result.output
+    assert "inserted 5, updated 0, failed 0" in result.output
     for user in users:
         for _ in range(2):
             sign_in(client, tenant.id, user["email"], PASSWORD)
