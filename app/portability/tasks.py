@@ -5,6 +5,7 @@ periodic `requeue-stuck` job), and delete expired exports (the periodic clean-up
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 from flask import current_app
@@ -22,17 +23,22 @@ def run_import_job(tenant_id: str, job_id: str) -> None:
     imports.run_import(job_id)
 
 
+def _requeue(task: Any, stale: list[tuple[str, str]], kind: str) -> int:
+    """Send `task` again for each (tenant, job); a broker outage leaves the rest to the
+    next periodic run (the rows stay as they are)."""
+    for tenant_id, job_id in stale:
+        try:
+            send_task(task, tenant_id, job_id)
+        except Exception:
+            log.warning("broker unavailable; %d %s jobs wait for the next run", len(stale), kind)
+            break
+    return len(stale)
+
+
 @shared_task(name="portability.requeue_stale_imports")
 def requeue_stale_imports() -> int:
     """Queue again every import job whose worker stopped sending heartbeats."""
-    stale = imports.stale_imports_all_tenants()
-    for tenant_id, job_id in stale:
-        try:
-            send_task(run_import_job, tenant_id, job_id)
-        except Exception:
-            log.warning("broker unavailable; %d import jobs wait for the next run", len(stale))
-            break
-    return len(stale)
+    return _requeue(run_import_job, imports.stale_imports_all_tenants(), "import")
 
 
 @tenant_task(name="portability.run_export_job", acks_late=True, reject_on_worker_lost=True)
@@ -50,14 +56,7 @@ def run_export_job(tenant_id: str, job_id: str) -> None:
 @shared_task(name="portability.requeue_stale_exports")
 def requeue_stale_exports() -> int:
     """Queue again every export job left unfinished (its message lost, its worker dead)."""
-    stale = exports.stale_exports_all_tenants()
-    for tenant_id, job_id in stale:
-        try:
-            send_task(run_export_job, tenant_id, job_id)
-        except Exception:
-            log.warning("broker unavailable; %d export jobs wait for the next run", len(stale))
-            break
-    return len(stale)
+    return _requeue(run_export_job, exports.stale_exports_all_tenants(), "export")
 
 
 @shared_task(name="portability.cleanup_exports")
