@@ -101,7 +101,7 @@ class StrictJSONProvider(DefaultJSONProvider):
 def refuse_unstorable_text() -> None:
     """Invalid (400) when the path, a query argument, a form field or a header holds text
     PostgreSQL cannot store; JSON bodies are checked as they are parsed."""
-    candidates: list[str] = [request.path]
+    candidates: list[str | None] = [request.path]
     for key, value in request.args.items(multi=True):
         candidates += (key, value)
     for value in request.headers.values():
@@ -110,6 +110,8 @@ def refuse_unstorable_text() -> None:
         for key, value in request.form.items(multi=True):
             candidates += (key, value)
     for value in candidates:
+        if value is None:  # a multipart part whose name werkzeug could not parse
+            continue
         problem = text_problem(value)
         if problem:
             raise Invalid(problem, code=INVALID_TEXT)
