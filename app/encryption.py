@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, Result, func, select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.audit import service as audit_service
 from app.core.db import db
+from app.core.jobs import execute_all_tenants
 from app.core.security import KeyRing, KeyRingError, keyring
-from app.core.tenancy import all_tenants
 from app.credentials import mfa
 from app.credentials.models import MfaEnrolment
 from app.mail import service as mail_service
@@ -75,18 +75,11 @@ def _not_current(entry: EncryptedColumn, ring: KeyRing) -> Any:
     return entry.column.is_not(None) & entry.column.not_like(f"v1.{ring.current_key_id}.%")
 
 
-def _execute_all_tenants(statement: Executable) -> Result[Any]:
-    # Key rotation works on the whole instance: every statement here reads or rewrites
-    # the values of every tenant (the one place this module lifts the tenant filter).
-    with all_tenants():
-        return db.session.execute(statement)
-
-
 def key_counts(entry: EncryptedColumn) -> dict[str, int]:
     """How many values of the column each key id made (`v1.<8-char key id>.…`), in every
     tenant."""
     key_id = func.substr(entry.column, 4, 8)
-    rows = _execute_all_tenants(
+    rows = execute_all_tenants(
         select(key_id, func.count()).where(entry.column.is_not(None)).group_by(key_id)
     )
     return {kid: count for kid, count in rows}
@@ -95,7 +88,7 @@ def key_counts(entry: EncryptedColumn) -> dict[str, int]:
 def pending_count(entry: EncryptedColumn) -> int:
     """How many values of the column are not under the current key, in every tenant."""
     query = select(func.count()).select_from(entry.model).where(_not_current(entry, keyring()))
-    return _execute_all_tenants(query).scalar() or 0
+    return execute_all_tenants(query).scalar() or 0
 
 
 def rotate_batch(
@@ -115,7 +108,7 @@ def rotate_batch(
     # client can see (versions, timestamps and ETags stay).
     unchanged = {c.name: c for c in table.c if c.onupdate is not None and c.name != name}
     last = None
-    rows = list(_execute_all_tenants(query).scalars())
+    rows = list(execute_all_tenants(query).scalars())
     for row in rows:
         old = getattr(row, name)
         ad = entry.associated_data(row)
@@ -128,7 +121,7 @@ def rotate_batch(
             ) from exc
         # Compare-and-set: a value rewritten meanwhile (already under the current key)
         # is left as it is.
-        _execute_all_tenants(
+        execute_all_tenants(
             table.update()
             .where(*(table.c[col.name] == value for col, value in zip(pk, last, strict=True)))
             .where(table.c[name] == old)

@@ -14,8 +14,9 @@ from app.applications.models import CONFIDENTIAL, PUBLIC, Application, Applicati
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid, NotFound, Unauthenticated
+from app.core.jobs import execute_all_tenants
 from app.core.scopes import APP_SCOPES, unknown_scope_message
-from app.core.tenancy import all_tenants, find_by_global_id
+from app.core.tenancy import find_by_global_id
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
 
@@ -284,8 +285,7 @@ def origin_registered_all_tenants(origin: str) -> bool:
     if normalized is None:
         return False
     query = select(ApplicationOrigin.application_id).where(ApplicationOrigin.origin == normalized)
-    with all_tenants():
-        return db.session.scalar(query.limit(1)) is not None
+    return execute_all_tenants(query.limit(1)).scalar() is not None
 
 
 def _normalized_or_none(origin: str) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery, Task, shared_task
 from celery.exceptions import Retry
 from flask import Flask, current_app
-from sqlalchemy import delete, event, select
+from sqlalchemy import Executable, Result, delete, event, select
 from sqlalchemy.orm import Session
 
 from app.core import metrics
@@ -116,6 +116,15 @@ def in_tenant(tenant_id: str) -> Iterator[None]:
     the non-HTTP edges' counterpart of the request decorators' scope."""
     with tenant_scope(tenant_id):
         yield
+
+
+def execute_all_tenants(statement: Executable) -> Result[Any]:
+    """Run `statement` over every tenant's rows: the one way a domain module reads across
+    tenants (the periodic jobs' look-ups, a preflight that names no tenant, key rotation),
+    in a function whose name ends `_all_tenants`. The filter applies when the statement
+    runs, so the result may be read after this returns."""
+    with all_tenants():
+        return db.session.execute(statement)
 
 
 def delete_all_tenants(model: type[Any], *where: Any, batch_size: int) -> int:

@@ -25,8 +25,7 @@ from sqlalchemy import func, or_, select, update
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid
-from app.core.jobs import delete_all_tenants
-from app.core.tenancy import all_tenants
+from app.core.jobs import delete_all_tenants, execute_all_tenants
 from app.mail.models import FAILED, QUEUED, SENDING, SENT, EmailDelivery
 from app.tenants import service as tenant_service
 
@@ -220,19 +219,18 @@ def stuck_deliveries_all_tenants(*, limit: int = 500) -> list[tuple[str, str]]:
     now = utcnow()
     cutoff = now - timedelta(seconds=current_app.config["MAIL_REQUEUE_AFTER_SECONDS"])
     lease_expired = now - timedelta(seconds=_sending_lease())
-    with all_tenants():
-        rows = db.session.execute(
-            select(EmailDelivery.tenant_id, EmailDelivery.id)
-            .where(
-                or_(
-                    (EmailDelivery.status == QUEUED) & (EmailDelivery.next_attempt_at <= cutoff),
-                    (EmailDelivery.status == SENDING) & (EmailDelivery.updated_at < lease_expired),
-                )
+    rows = execute_all_tenants(
+        select(EmailDelivery.tenant_id, EmailDelivery.id)
+        .where(
+            or_(
+                (EmailDelivery.status == QUEUED) & (EmailDelivery.next_attempt_at <= cutoff),
+                (EmailDelivery.status == SENDING) & (EmailDelivery.updated_at < lease_expired),
             )
-            .order_by(EmailDelivery.next_attempt_at)
-            .limit(limit)
         )
-        return [(tenant_id, delivery_id) for tenant_id, delivery_id in rows]
+        .order_by(EmailDelivery.next_attempt_at)
+        .limit(limit)
+    )
+    return [(tenant_id, delivery_id) for tenant_id, delivery_id in rows]
 
 
 def get_delivery(*, tenant_id: str, delivery_id: str) -> EmailDelivery:
@@ -261,10 +259,9 @@ def purge_old_all_tenants(*, batch_size: int) -> int:
 
 def count_by_status_all_tenants() -> dict[str, int]:
     """How many delivery rows are in each state, across tenants (the metrics gauge)."""
-    with all_tenants():
-        rows = db.session.execute(
-            select(EmailDelivery.status, func.count()).group_by(EmailDelivery.status)
-        )
-        counts = {QUEUED: 0, SENDING: 0, SENT: 0, FAILED: 0}
-        counts.update({status: count for status, count in rows})
+    rows = execute_all_tenants(
+        select(EmailDelivery.status, func.count()).group_by(EmailDelivery.status)
+    )
+    counts = {QUEUED: 0, SENDING: 0, SENT: 0, FAILED: 0}
+    counts.update({status: count for status, count in rows})
     return counts

@@ -24,8 +24,7 @@ from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Forbidden, Invalid, NotFound
-from app.core.jobs import delete_all_tenants, enqueue_after_commit
-from app.core.tenancy import all_tenants
+from app.core.jobs import delete_all_tenants, enqueue_after_commit, execute_all_tenants
 from app.portability import jobs, user_lines
 from app.portability.models import (
     COMPLETED,
@@ -264,18 +263,17 @@ def stale_exports_all_tenants(*, limit: int = 100) -> list[tuple[str, str]]:
     created, whatever tenant: their message was lost or their worker died (one still
     writing holds its row's lock, and the re-queued message then goes at once)."""
     cutoff = utcnow() - STALE_AFTER
-    with all_tenants():
-        rows = db.session.execute(
-            select(TransferJob.tenant_id, TransferJob.id)
-            .where(
-                TransferJob.type == EXPORT,
-                TransferJob.status.in_((PENDING, PROCESSING)),
-                TransferJob.created_at < cutoff,
-            )
-            .order_by(TransferJob.created_at)
-            .limit(limit)
+    rows = execute_all_tenants(
+        select(TransferJob.tenant_id, TransferJob.id)
+        .where(
+            TransferJob.type == EXPORT,
+            TransferJob.status.in_((PENDING, PROCESSING)),
+            TransferJob.created_at < cutoff,
         )
-        return [(tenant_id, job_id) for tenant_id, job_id in rows]
+        .order_by(TransferJob.created_at)
+        .limit(limit)
+    )
+    return [(tenant_id, job_id) for tenant_id, job_id in rows]
 
 
 def fail_export(job_id: str, reason: str) -> None:

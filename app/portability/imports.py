@@ -33,6 +33,7 @@ memory flat: no set of every key seen.
 from __future__ import annotations
 
 import contextvars
+import functools
 import gc
 import json
 import logging
@@ -54,8 +55,8 @@ from sqlalchemy.exc import IntegrityError
 from app.audit import service as audit_service
 from app.core.db import db, utcnow
 from app.core.errors import Conflict, PayloadTooLarge
-from app.core.jobs import enqueue_after_commit
-from app.core.tenancy import all_tenants, current_tenant_id
+from app.core.jobs import enqueue_after_commit, execute_all_tenants
+from app.core.tenancy import current_tenant_id
 from app.credentials import foreign_hashes, mfa
 from app.credentials.models import MfaEnrolment
 from app.portability import jobs, sources, user_lines
@@ -254,6 +255,17 @@ def _cli_import_running(tenant_id: str) -> Iterator[None]:
         finally:
             marker.execute(text("SELECT pg_advisory_unlock(:ns, hashtext(:tenant))"), key)
             marker.commit()
+
+
+def _one_cli_import_at_a_time(function: Callable[..., Summary]) -> Callable[..., Summary]:
+    """Run the import holding `_cli_import_running` for the tenant in scope."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Summary:
+        with _cli_import_running(current_tenant_id()):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def tenant_has_users(tenant_id: str) -> bool:
@@ -705,6 +717,7 @@ def _apply_batch(
     return _with_source(outcome, source_rejected, count)
 
 
+@_one_cli_import_at_a_time
 def import_stream(
     stream: BinaryIO,
     *,
@@ -725,30 +738,6 @@ def import_stream(
     while the previous batch is written by a writer thread (in a copy of this context:
     same tenant scope, same session, which this thread leaves alone meanwhile), so the
     Python work overlaps the database's."""
-    with _cli_import_running(current_tenant_id()):
-        return _import_stream(
-            stream,
-            format=format,
-            hash_config=hash_config,
-            passphrase=passphrase,
-            upsert=upsert,
-            batch_size=batch_size,
-            on_progress=on_progress,
-            on_rejected=on_rejected,
-        )
-
-
-def _import_stream(
-    stream: BinaryIO,
-    *,
-    format: str,
-    hash_config: foreign_hashes.FirebaseHashConfig | None = None,
-    passphrase: str | None = None,
-    upsert: bool = False,
-    batch_size: int = BATCH_SIZE,
-    on_progress: Callable[[Summary], None] | None = None,
-    on_rejected: Callable[[Rejected], None] | None = None,
-) -> Summary:
     marker = utcnow()
     tenant_id = current_tenant_id()
     reset_weak = weak_reset(tenant_id)
@@ -976,15 +965,14 @@ def stale_imports_all_tenants(*, limit: int = 100) -> list[tuple[str, str]]:
     # touches its job far more often than this (300 s by default).
     cutoff = utcnow() - timedelta(seconds=current_app.config["IMPORT_STALE_SECONDS"])
     table = TransferJob.__table__
-    with all_tenants():
-        rows = db.session.execute(
-            select(table.c.tenant_id, table.c.id)
-            .where(
-                table.c.type == IMPORT,
-                table.c.status.in_((PENDING, PROCESSING)),
-                func.coalesce(table.c.heartbeat_at, table.c.created_at) < cutoff,
-            )
-            .order_by(table.c.created_at)
-            .limit(limit)
+    rows = execute_all_tenants(
+        select(table.c.tenant_id, table.c.id)
+        .where(
+            table.c.type == IMPORT,
+            table.c.status.in_((PENDING, PROCESSING)),
+            func.coalesce(table.c.heartbeat_at, table.c.created_at) < cutoff,
         )
-        return [(tenant_id, job_id) for tenant_id, job_id in rows]
+        .order_by(table.c.created_at)
+        .limit(limit)
+    )
+    return [(tenant_id, job_id) for tenant_id, job_id in rows]
