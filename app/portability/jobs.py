@@ -4,13 +4,12 @@ chunks, so neither an upload nor a worker ever holds a whole file."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from sqlalchemy import delete, select
 
+from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import NotFound
 from app.core.tenancy import current_tenant_id
@@ -22,7 +21,7 @@ CHUNK_BYTES = 1 << 20
 def new_job(*, type: str, format: str, **fields: Any) -> TransferJob:
     """A pending job of the current tenant, flushed (its id is Auth0-like: `job_…`)."""
     job = TransferJob(
-        id=f"job_{secrets.token_hex(8)}",
+        id=f"job_{security.random_hex(8)}",
         tenant_id=current_tenant_id(),
         type=type,
         format=format,
@@ -155,5 +154,4 @@ def errors_of(job: TransferJob) -> list[dict[str, Any]]:
 def connection_id(tenant_id: str | None = None) -> str:
     """The id of the tenant's one database connection (`Username-Password-Authentication`)
     as Auth0's SDK sees it: `con_` and 16 characters, the same on every call."""
-    digest = hashlib.sha256((tenant_id or current_tenant_id()).encode()).hexdigest()
-    return f"con_{digest[:16]}"
+    return f"con_{security.sha256_hex(tenant_id or current_tenant_id())[:16]}"
