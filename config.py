@@ -351,6 +351,18 @@ class Config:
         # file are deleted by the periodic clean-up EXPORT_RETENTION_SECONDS after it began.
         self.EXPORT_URL_TTL = _int(env, "EXPORT_URL_TTL", 3600, minimum=1)
         self.EXPORT_RETENTION_SECONDS = _int(env, "EXPORT_RETENTION_SECONDS", 24 * 3600)
+        # Passkeys (issue 25): the WebAuthn relying party is the issuer's host and its
+        # origin unless told otherwise (WebAuthn refuses an IP-literal host: a deployment
+        # served at an IP address names a host here).
+        issuer_parts = urlsplit(self.ISSUER)
+        self.WEBAUTHN_RP_ID = env.get("WEBAUTHN_RP_ID") or (issuer_parts.hostname or "localhost")
+        self.WEBAUTHN_ORIGINS = [
+            origin.strip().rstrip("/")
+            for origin in env.get(
+                "WEBAUTHN_ORIGINS", f"{issuer_parts.scheme}://{issuer_parts.netloc}"
+            ).split(",")
+            if origin.strip()
+        ]
 
         for name, default in (
             ("RATELIMIT_SIGNIN_PER_ACCOUNT", "10 per minute"),
@@ -359,6 +371,8 @@ class Config:
             ("RATELIMIT_RESET_PER_ADDRESS", "5 per hour"),
             ("RATELIMIT_RESET_PER_IP", "60 per hour"),
             ("RATELIMIT_VERIFY_PER_USER", "5 per hour"),
+            ("RATELIMIT_SIGNUP_PER_IP", "20 per hour"),
+            ("RATELIMIT_SIGNUP_PER_ADDRESS", "5 per hour"),
         ):
             setattr(self, name, _rate_limit(env, name, default))
         self.RATELIMIT_ENABLED = _bool(env, "RATELIMIT_ENABLED", True)

@@ -2,7 +2,13 @@
 
 from app.applications.models import Application, ApplicationOrigin, AuthorizationCode
 from app.audit.models import AuditEvent
-from app.credentials.models import DeviceCredential, MfaEnrolment, PasswordResetRequest
+from app.credentials.models import (
+    DeviceCredential,
+    MfaEnrolment,
+    Passkey,
+    PasswordResetRequest,
+    RecoveryCode,
+)
 from app.mail.models import EmailDelivery
 from app.portability.models import TransferChunk, TransferError, TransferJob
 from app.properties.models import Property
@@ -23,9 +29,11 @@ __all__ = [
     "EmailDelivery",
     "Identity",
     "MfaEnrolment",
+    "Passkey",
     "PasswordResetRequest",
     "Policy",
     "Property",
+    "RecoveryCode",
     "RefreshToken",
     "Secret",
     "SigningKey",

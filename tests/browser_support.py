@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +35,8 @@ CHROMIUM_ARGS = [
 ]
 OUTPUT_DIR = Path(os.environ.get("TEST_OUTPUT_DIR") or Path(__file__).parent.parent / "test-output")
 _LEFT_OUT: list[str] = []
+# A name for the loopback address that is not a loopback name (the browser maps it).
+OTHER_HOST = "gatehouse.example"
 
 
 def chromium_path() -> str | None:
@@ -71,3 +77,41 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             "`make browser` installs it (apt, as root), or set CHROMIUM to a Chrome binary. "
             "CI (`.ci/run`) always runs them."
         )
+
+
+@pytest.fixture(scope="session")
+def callback_server() -> Iterator[str]:
+    """The app's own redirect URI: a local page that says the sign-in came back."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            body = b"<!doctype html><title>Back in the app</title><h1>Back in the app</h1>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/callback"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # A name for the loopback address that is not a loopback name: a site served
+        # over plain http on a real host, as browsers treat one.
+        mapped = f"--host-resolver-rules=MAP {OTHER_HOST} 127.0.0.1"
+        chromium = playwright.chromium.launch(
+            executable_path=chromium_path(), args=[*CHROMIUM_ARGS, mapped], headless=True
+        )
+        yield chromium
+        chromium.close()

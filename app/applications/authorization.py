@@ -226,10 +226,18 @@ def session_satisfies(request: AuthorizationRequest, auth_time: datetime) -> boo
 
 
 def issue_code(
-    *, request: AuthorizationRequest, user: User, auth_time: datetime, ttl: int | None = None
+    *,
+    request: AuthorizationRequest,
+    user: User,
+    auth_time: datetime,
+    ttl: int | None = None,
+    amr: list[str] | None = None,
+    login_session_id: str | None = None,
 ) -> str:
     """A new authorization code for `user` (in the request's tenant scope), valid `ttl`
-    seconds (AUTHORIZATION_CODE_TTL by default); only its hash is stored."""
+    seconds (AUTHORIZATION_CODE_TTL by default); only its hash is stored. `amr` (how the
+    user authenticated) goes into the ID token; `login_session_id` is the browser sign-in
+    session the code was issued through (ending it ends the app's session)."""
     raw = security.random_token(32)
     now = utcnow()
     ttl = current_app.config["AUTHORIZATION_CODE_TTL"] if ttl is None else ttl
@@ -246,6 +254,8 @@ def issue_code(
             auth_time=auth_time,
             created_at=now,
             expires_at=now + timedelta(seconds=ttl),
+            amr=list(amr) if amr else None,
+            login_session_id=login_session_id,
         )
     )
     db.session.flush()

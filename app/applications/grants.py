@@ -103,6 +103,9 @@ def _claim(
         auth_time=row.auth_time,
         scope=granted,
         into=spend,
+        amr=row.amr,
+        parent_id=row.login_session_id,
+        ip=ip,
     )
     row.session_id = session.id
     return _Claim(session=session, user=user, nonce=row.nonce, granted=granted)

@@ -26,6 +26,9 @@ from app.users import service as user_service
 from app.users.models import User
 
 LOGIN_METHOD = "login_page"
+# OIDC `amr` values (RFC 8176) of the sign-ins the page completes.
+AMR_PASSWORD = ["pwd"]
+AMR_PASSWORD_OTP = ["pwd", "otp", "mfa"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,13 @@ def _live_session(session_id: str) -> tuple[User, AuthSession] | None:
 
 
 def _answer(request: AuthorizationRequest, user: User, session: AuthSession) -> Outcome:
-    code = authorization.issue_code(request=request, user=user, auth_time=session.auth_time)
+    code = authorization.issue_code(
+        request=request,
+        user=user,
+        auth_time=session.auth_time,
+        amr=session.amr,
+        login_session_id=session.id,
+    )
     return Outcome(
         location=authorization.success_location(request, code),
         session_id=session.id,
@@ -96,7 +105,13 @@ def _hint_names(hint: str, user: User) -> bool:
 
 
 def _complete(
-    request: AuthorizationRequest, user: User, ip: str | None, password: str | None = None
+    request: AuthorizationRequest,
+    user: User,
+    ip: str | None,
+    password: str | None = None,
+    *,
+    amr: list[str],
+    user_agent: str | None = None,
 ) -> Outcome:
     signed_in = flow.finish(user=user, ip=ip, method=LOGIN_METHOD, password=password)
     now = utcnow()
@@ -105,6 +120,9 @@ def _complete(
         tenant=tenant_service.get_tenant(user.tenant_id),
         now=now,
         expires_at=now + timedelta(seconds=current_app.config["LOGIN_SESSION_TTL"]),
+        amr=amr,
+        ip=ip,
+        user_agent=user_agent,
     )
     db.session.flush()
     if signed_in.second_factor_failures:
@@ -132,7 +150,7 @@ def password_step(
     if flow.needs_second_factor(user):
         generation = flow.await_second_factor(user=user, password=password, ip=ip)
         return Outcome(pending_user=user.id, pending_generation=generation)
-    return _complete(request, user, ip, password)
+    return _complete(request, user, ip, password, amr=AMR_PASSWORD)
 
 
 def second_factor_step(
@@ -148,7 +166,7 @@ def second_factor_step(
         tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
     )
     flow.check_second_factor(tenant_id=request.tenant_id, ip=ip, user=user, code=code)
-    return _complete(request, user, ip)
+    return _complete(request, user, ip, amr=AMR_PASSWORD_OTP)
 
 
 def sign_out(*, tenant_id: str, session_id: str) -> str | None:
@@ -156,6 +174,11 @@ def sign_out(*, tenant_id: str, session_id: str) -> str | None:
     found = _live_session(session_id)
     token_service.revoke_session(session_id)
     return found[0].id if found else None
+
+
+def live_session(*, tenant_id: str, session_id: str) -> tuple[User, AuthSession] | None:
+    """The user and row of a live browser sign-in session (the account page's), or None."""
+    return _live_session(session_id)
 
 
 def signed_in_user(*, tenant_id: str, session_id: str) -> str | None:

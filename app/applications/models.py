@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import (
@@ -38,6 +38,8 @@ class Application(TenantScoped, TimestampMixin, Base):
     # The scopes the app may obtain for a user (what it asks for, the user holds and this
     # lists); NULL until set: the default, which follows the catalogue (permitted_scopes).
     allowed_scopes: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Users signing in to this app need a second factor (as the tenant's mfa_required).
+    mfa_required: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     origins: Mapped[list[ApplicationOrigin]] = relationship(
         cascade="all, delete-orphan",
@@ -99,3 +101,7 @@ class AuthorizationCode(TenantScoped, Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     session_id: Mapped[str32 | None]
+    # How the user authenticated (OIDC `amr`: pwd, otp, hwk, swk, mfa), for the ID token.
+    amr: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The browser sign-in session that issued the code: ending it ends the app's session.
+    login_session_id: Mapped[str32 | None]

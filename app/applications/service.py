@@ -146,6 +146,8 @@ def _apply(application: Application, fields: dict[str, Any]) -> None:
         _set_origins(application, fields["allowed_origins"])
     if "allowed_scopes" in fields:
         application.allowed_scopes = _checked_scopes(fields["allowed_scopes"])
+    if "mfa_required" in fields:
+        application.mfa_required = bool(fields["mfa_required"])
 
 
 def _checked_scopes(scopes: list[str]) -> list[str]:
@@ -166,6 +168,7 @@ def create_application(
     allowed_origins: list[str] | None = None,
     post_logout_redirect_uris: list[str] | None = None,
     allowed_scopes: list[str] | None = None,
+    mfa_required: bool = False,
 ) -> IssuedApplication:
     """Register an app in a tenant; a confidential one gets a secret, returned once and
     stored as a hash. Without `allowed_scopes` it may obtain the OIDC and current-user
@@ -181,6 +184,7 @@ def create_application(
         secret_hash=security.sha256_hex(secret) if secret else None,
         redirect_uris=[],
         post_logout_redirect_uris=[],
+        mfa_required=mfa_required,
     )
     _apply(
         application,

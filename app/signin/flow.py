@@ -261,18 +261,20 @@ def password_grant(
     user = check_password(
         tenant_id=tenant_id, ip=ip, username=username, email=email, password=password
     )
+    amr = ["pwd"]
     if needs_second_factor(user):
         if not otp:
             raise Forbidden(
                 "Multi-factor authentication is required (send otp)", code="mfa_required"
             )
         check_second_factor(tenant_id=tenant_id, ip=ip, user=user, code=otp)
+        amr = ["pwd", "otp", "mfa"]
     granted = (
         token_claims.application_scopes(user, requested=scope, allowed=allowed_scopes)
         if client_id
         else None
     )
     finish(user=user, ip=ip, method=PASSWORD_METHOD, password=password)
-    tokens = token_service.issue_session(user=user, client_id=client_id, scope=granted)
+    tokens = token_service.issue_session(user=user, client_id=client_id, scope=granted, amr=amr)
     db.session.flush()
     return tokens

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String
+from sqlalchemy import JSON, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128, str255
@@ -28,6 +28,17 @@ class Tenant(TimestampMixin, Base):
     )
     access_token_ttl: Mapped[int | None]
     refresh_token_ttl: Mapped[int | None]
+    # Hosted self-service (issue 25). `password_policy` in the settings is
+    # {min_length: password_min_length, block_common: password_block_common}: a password a
+    # user chooses on the hosted pages must not be on the shipped list of common ones.
+    password_block_common: Mapped[bool] = mapped_column(default=True, server_default=true())
+    signup_enabled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The profile fields the sign-up page asks for (besides email and password).
+    signup_fields: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
+    # Every user must sign in with a second factor (enrolled in place when missing).
+    mfa_required: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # {display_name, logo_url, primary_color (#rrggbb), support_url}: the hosted pages' look.
+    branding: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class ApiKey(TenantScoped, Base):

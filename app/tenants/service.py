@@ -33,7 +33,18 @@ SETTINGS_FIELDS = (
     "weak_password_hashes",
     "access_token_ttl",
     "refresh_token_ttl",
+    "signup_enabled",
+    "signup_fields",
+    "mfa_required",
+    "branding",
 )
+# password_policy's keys and the columns that hold them (password_min_length is also a
+# setting of its own, from before the policy).
+PASSWORD_POLICY_FIELDS = {
+    "min_length": "password_min_length",
+    "block_common": "password_block_common",
+}
+BRANDING_FIELDS = ("display_name", "logo_url", "primary_color", "support_url")
 
 
 def create_tenant(*, name: str, settings: dict[str, Any] | None = None) -> Tenant:
@@ -45,6 +56,11 @@ def create_tenant(*, name: str, settings: dict[str, Any] | None = None) -> Tenan
         password_reset_hosts=[],
         password_min_length=8,
         weak_password_hashes="accept",
+        password_block_common=True,
+        signup_enabled=False,
+        signup_fields=[],
+        mfa_required=False,
+        branding={},
     )
     _apply_settings(tenant, settings or {})
     db.session.add(tenant)
@@ -133,8 +149,15 @@ def update_tenant(
 
 def _apply_settings(tenant: Tenant, settings: dict[str, Any]) -> None:
     for key in SETTINGS_FIELDS:
-        if key in settings:
+        if key in settings and key != "branding":
             setattr(tenant, key, settings[key])
+    for key, column in PASSWORD_POLICY_FIELDS.items():
+        if key in (settings.get("password_policy") or {}):
+            setattr(tenant, column, settings["password_policy"][key])
+    if settings.get("branding") is not None:
+        # Merged: a PATCH of one key keeps the others; a key set to null is removed.
+        merged = {**(tenant.branding or {}), **settings["branding"]}
+        tenant.branding = {k: v for k, v in merged.items() if k in BRANDING_FIELDS and v}
     if "postmark_server_token" in settings:
         token = settings["postmark_server_token"]
         tenant.postmark_server_token_encrypted = (
@@ -152,6 +175,10 @@ def postmark_token_associated_data(tenant: Tenant) -> bytes:
 def tenant_settings(tenant: Tenant) -> dict[str, Any]:
     """The readable settings; the Postmark token is write-only, shown only as set or not."""
     settings = {key: getattr(tenant, key) for key in SETTINGS_FIELDS}
+    settings["password_policy"] = {
+        key: getattr(tenant, column) for key, column in PASSWORD_POLICY_FIELDS.items()
+    }
+    settings["branding"] = {key: (tenant.branding or {}).get(key) for key in BRANDING_FIELDS}
     settings["postmark_server_token_set"] = tenant.postmark_server_token_encrypted is not None
     return settings
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Index, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, TenantScoped, str32, str64, str128, user_foreign_key
+from app.core.db import Base, TenantScoped, str32, str64, str128, str255, user_foreign_key
 
 
 class SigningKey(Base):
@@ -37,6 +37,7 @@ class AuthSession(TenantScoped, Base):
         user_foreign_key(),
         Index("ix_auth_session_tenant_user", "tenant_id", "user_id"),
         Index("ix_auth_session_expires", "expires_at"),
+        Index("ix_auth_session_tenant_parent", "tenant_id", "parent_id"),
     )
 
     id: Mapped[str32] = mapped_column(primary_key=True)
@@ -53,6 +54,15 @@ class AuthSession(TenantScoped, Base):
     # What the application was granted (space separated): a refresh never widens it. NULL
     # for a session without an application, whose tokens hold whatever the user holds.
     scope: Mapped[str | None] = mapped_column(Text)
+    # How the user authenticated (OIDC `amr`), carried into the ID tokens of the session.
+    amr: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The browser sign-in session an application's session was issued through (by an
+    # authorization code): signing that one out on the account page ends this one too.
+    parent_id: Mapped[str32 | None]
+    # Where the session was started from and when it was last used (the account page).
+    ip: Mapped[str64 | None]
+    user_agent: Mapped[str255 | None]
+    last_seen_at: Mapped[datetime | None]
 
 
 class RefreshToken(TenantScoped, Base):

@@ -94,6 +94,8 @@ def _id_token(
         "auth_time": timestamp(session.auth_time),
         **{key: value for key, value in about.items() if key not in USERINFO_ONLY},
     }
+    if session.amr:
+        claims["amr"] = list(session.amr)
     # The session, so that a later use of the token (link_with) can tell it was revoked.
     claims["sid"] = session.id
     if session.client_id:
@@ -134,12 +136,19 @@ def start_session(
     expires_at: datetime | None = None,
     scope: list[str] | None = None,
     into: Session | None = None,
+    amr: list[str] | None = None,
+    parent_id: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> AuthSession:
     """A new sign-in session (refresh family) of `user`, under its current generation;
     `auth_time` is when the user entered a password (now unless a browser sign-in session
     carried it over), `client_id` the registered application it is for and `scope` what
     that application was granted (application_scopes); refreshes never widen it. `into`
-    is the unit of work to add it to (the request's unless given)."""
+    is the unit of work to add it to (the request's unless given). `amr` says how the
+    user authenticated (OIDC amr: pwd, otp, hwk, swk, mfa), `parent_id` names the browser
+    sign-in session an application's session was issued through (ending that one ends
+    this one), `ip` and `user_agent` where it began (the account page lists them)."""
     if client_id is not None and scope is None:
         raise ValueError("an application's session needs the scopes it was granted")
     session = AuthSession(
@@ -152,6 +161,11 @@ def start_session(
         expires_at=expires_at or session_expiry(tenant, now),
         client_id=client_id,
         scope=" ".join(scope) if client_id is not None and scope is not None else None,
+        amr=list(amr) if amr else None,
+        parent_id=parent_id,
+        ip=ip[:64] if ip else None,
+        user_agent=user_agent[:255] if user_agent else None,
+        last_seen_at=now,
     )
     (into or db.session).add(session)
     return session
@@ -165,6 +179,7 @@ def issue_session(
     auth_time: datetime | None = None,
     nonce: str | None = None,
     scope: list[str] | None = None,
+    amr: list[str] | None = None,
 ) -> TokenSet:
     """Access, ID and refresh tokens for `user` in `session` (a new one unless given; a
     given one has already been extended by the refresh that continues it). A new session
@@ -178,7 +193,13 @@ def issue_session(
     tenant = tenant_service.get_tenant(user.tenant_id)
     now = utcnow()
     session = session or start_session(
-        user=user, tenant=tenant, now=now, client_id=client_id, auth_time=auth_time, scope=scope
+        user=user,
+        tenant=tenant,
+        now=now,
+        client_id=client_id,
+        auth_time=auth_time,
+        scope=scope,
+        amr=amr,
     )
     granted = scope if scope is not None else session_scopes(user, session)
     ttl = access_ttl(tenant)

@@ -6,10 +6,8 @@ test-output/."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import factories
-from tests.browser_support import CHROMIUM_ARGS, OUTPUT_DIR, chromium_path
+from tests.browser_support import OTHER_HOST, OUTPUT_DIR
 from tests.factories import TenantHandle
 from tests.oauth_support import (
     PASSWORD,
@@ -36,45 +34,6 @@ from tests.oauth_support import (
 )
 
 pytestmark = pytest.mark.browser
-OTHER_HOST = "gatehouse.example"
-
-
-@pytest.fixture(scope="module")
-def callback_server() -> Iterator[str]:
-    """The app's own redirect URI: a local page that says the sign-in came back."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            body = b"<!doctype html><title>Back in the app</title><h1>Back in the app</h1>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/callback"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        # A name for the loopback address that is not a loopback name: a site served
-        # over plain http on a real host, as browsers treat one.
-        mapped = f"--host-resolver-rules=MAP {OTHER_HOST} 127.0.0.1"
-        chromium = playwright.chromium.launch(
-            executable_path=chromium_path(), args=[*CHROMIUM_ARGS, mapped], headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 def test_a_person_signs_in_with_a_real_browser(

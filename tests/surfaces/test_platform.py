@@ -20,6 +20,11 @@ def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str
         "weak_password_hashes": "reset",
         "access_token_ttl": 600,
         "refresh_token_ttl": 86400,
+        "signup_enabled": True,
+        "password_policy": {"block_common": False},
+        "signup_fields": ["name"],
+        "mfa_required": True,
+        "branding": {"display_name": "Acme", "primary_color": "#0a5f3c"},
     }
     r = client.post("/tenants", json={"name": "Acme", "settings": settings}, headers=root_headers)
     assert r.status_code == 201
@@ -35,6 +40,16 @@ def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str
         "weak_password_hashes": "reset",
         "access_token_ttl": 600,
         "refresh_token_ttl": 86400,
+        "signup_enabled": True,
+        "password_policy": {"min_length": 12, "block_common": False},
+        "signup_fields": ["name"],
+        "mfa_required": True,
+        "branding": {
+            "display_name": "Acme",
+            "logo_url": None,
+            "primary_color": "#0a5f3c",
+            "support_url": None,
+        },
     }
     assert "pm-secret-token" not in r.get_data(as_text=True)
     again = client.get(f"/tenants/{body['id']}", headers=root_headers)
@@ -53,6 +68,16 @@ def test_tenant_defaults(client: FlaskClient, root_headers: dict[str, str]) -> N
         "weak_password_hashes": "accept",
         "access_token_ttl": None,
         "refresh_token_ttl": None,
+        "signup_enabled": False,
+        "password_policy": {"min_length": 8, "block_common": True},
+        "signup_fields": [],
+        "mfa_required": False,
+        "branding": {
+            "display_name": None,
+            "logo_url": None,
+            "primary_color": None,
+            "support_url": None,
+        },
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.api.fields import IsoDateTime, OutputSchema, ScopeName, StrictSchema
+from app.api.fields import IsoDateTime, OutputSchema, ScopeName, StrictBoolean, StrictSchema
 from app.applications.service import TYPES
 from app.core.scopes import APP_SCOPES
 
@@ -22,6 +22,15 @@ def _scopes() -> ma.fields.List:
     )
 
 
+def _mfa_required() -> StrictBoolean:
+    return StrictBoolean(
+        metadata={
+            "description": "Users signing in to this app need a second factor (one is "
+            "enrolled on the hosted login page when they have none)"
+        }
+    )
+
+
 def _uris(max_length: int) -> ma.fields.List:
     return ma.fields.List(
         ma.fields.String(validate=ma.validate.Length(min=1, max=max_length)),
@@ -36,6 +45,7 @@ class CreateApplicationSchema(StrictSchema):
     allowed_origins = _uris(255)
     post_logout_redirect_uris = _uris(2048)
     allowed_scopes = _scopes()
+    mfa_required = _mfa_required()
 
 
 class PatchApplicationSchema(StrictSchema):
@@ -46,6 +56,7 @@ class PatchApplicationSchema(StrictSchema):
     allowed_origins = _uris(255)
     post_logout_redirect_uris = _uris(2048)
     allowed_scopes = _scopes()
+    mfa_required = _mfa_required()
 
 
 class ApplicationSchema(OutputSchema):
@@ -56,6 +67,7 @@ class ApplicationSchema(OutputSchema):
     allowed_origins = ma.fields.List(ma.fields.String())
     post_logout_redirect_uris = ma.fields.List(ma.fields.String())
     allowed_scopes = ma.fields.List(ma.fields.String(), attribute="permitted_scopes")
+    mfa_required = ma.fields.Boolean()
     created_at = IsoDateTime()
     updated_at = IsoDateTime()
 
@@ -73,5 +85,6 @@ class IssuedApplicationSchema(OutputSchema):
         ma.fields.String(), attribute="application.post_logout_redirect_uris"
     )
     allowed_scopes = ma.fields.List(ma.fields.String(), attribute="application.permitted_scopes")
+    mfa_required = ma.fields.Boolean(attribute="application.mfa_required")
     created_at = IsoDateTime(attribute="application.created_at")
     updated_at = IsoDateTime(attribute="application.updated_at")

@@ -10,6 +10,45 @@ from app.core.scopes import KEY_SCOPES
 HOST_REGEX = r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?\Z"
 DAY = 24 * 3600
 WEAK_PASSWORD_HASHES = ("accept", "reset")
+# What the hosted sign-up page may ask for besides the email address and the password.
+SIGNUP_FIELDS = ("name", "given_name", "family_name", "nickname", "username")
+
+
+class PasswordPolicyInSchema(StrictSchema):
+    min_length = ma.fields.Integer(validate=ma.validate.Range(min=1, max=1024))
+    block_common = StrictBoolean(
+        metadata={
+            "description": "refuse, on the hosted pages, a password on the shipped list "
+            "of the most common breached passwords (default true)"
+        }
+    )
+
+
+class BrandingInSchema(StrictSchema):
+    """The hosted pages' look; null removes a key."""
+
+    display_name = ma.fields.String(allow_none=True, validate=ma.validate.Length(min=1, max=100))
+    logo_url = ma.fields.Url(
+        allow_none=True, schemes={"https"}, validate=ma.validate.Length(max=2048)
+    )
+    primary_color = ma.fields.String(
+        allow_none=True, validate=ma.validate.Regexp(r"^#[0-9a-fA-F]{6}\Z")
+    )
+    support_url = ma.fields.Url(
+        allow_none=True, schemes={"https", "mailto"}, validate=ma.validate.Length(max=2048)
+    )
+
+
+class PasswordPolicyOutSchema(OutputSchema):
+    min_length = ma.fields.Integer()
+    block_common = ma.fields.Boolean()
+
+
+class BrandingOutSchema(OutputSchema):
+    display_name = ma.fields.String(allow_none=True)
+    logo_url = ma.fields.String(allow_none=True)
+    primary_color = ma.fields.String(allow_none=True)
+    support_url = ma.fields.String(allow_none=True)
 
 
 class TenantSettingsInSchema(StrictSchema):
@@ -36,6 +75,19 @@ class TenantSettingsInSchema(StrictSchema):
     refresh_token_ttl = ma.fields.Integer(
         allow_none=True, validate=ma.validate.Range(min=60, max=365 * DAY)
     )
+    signup_enabled = StrictBoolean(
+        metadata={"description": "the hosted login page offers sign-up (default false)"}
+    )
+    password_policy = ma.fields.Nested(PasswordPolicyInSchema)
+    signup_fields = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf(SIGNUP_FIELDS)),
+        validate=ma.validate.Length(max=len(SIGNUP_FIELDS)),
+        metadata={"description": "profile fields the sign-up page asks for"},
+    )
+    mfa_required = StrictBoolean(
+        metadata={"description": "every sign-in needs a second factor (enrolled in place)"}
+    )
+    branding = ma.fields.Nested(BrandingInSchema)
 
 
 class TenantSettingsOutSchema(OutputSchema):
@@ -47,6 +99,11 @@ class TenantSettingsOutSchema(OutputSchema):
     weak_password_hashes = ma.fields.String()
     access_token_ttl = ma.fields.Integer(allow_none=True)
     refresh_token_ttl = ma.fields.Integer(allow_none=True)
+    signup_enabled = ma.fields.Boolean()
+    password_policy = ma.fields.Nested(PasswordPolicyOutSchema)
+    signup_fields = ma.fields.List(ma.fields.String())
+    mfa_required = ma.fields.Boolean()
+    branding = ma.fields.Nested(BrandingOutSchema)
 
 
 class CreateTenantSchema(StrictSchema):
