@@ -26,7 +26,7 @@ from app.core.redis_client import init_redis_client
 from app.core.security import KeyRing, limit_hashing
 from app.core.smorest import Api
 from app.core.tenancy import install_tenancy_guards
-from app.extensions import migrate
+from app.extensions import babel, migrate
 from config import Config, ConfigError
 
 
@@ -57,6 +57,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
         compare_type=True,
     )
     install_tenancy_guards()
+    babel.init_app(app, default_locale="en", default_domain="messages")
     celery_init_app(app)
     init_rate_limits(app)
     init_redis_client(app)

@@ -8,9 +8,14 @@ address that several password users hold verify argon2 only for the holders whos
 matches: a wrong password then usually matches none and costs the one dummy verification
 an unknown login costs, however many accounts hold the address. Nobody is left out of the
 candidates, so no number of other holders can lock anyone out.
+
+It also holds the shipped list of common passwords the hosted pages refuse.
 """
 
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import or_, select, update
@@ -151,3 +156,18 @@ def _rehash(user: User, password: str, stored: str, ip: str | None) -> None:
             ip=ip,
             data={"from": scheme, "weak": weak},
         )
+
+
+COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    """The shipped list of the most common breached passwords, folded to lower case."""
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().casefold() for line in lines if line.strip())
+
+
+def is_common(password: str) -> bool:
+    """Whether the password (ignoring case) is on the shipped list of common ones."""
+    return password.casefold() in _common_passwords()

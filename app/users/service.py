@@ -94,8 +94,11 @@ def normalize_email(email: str) -> str:
     return email
 
 
-def check_password(password: str) -> None:
-    """Apply the current tenant's password policy; Invalid when it fails."""
+def check_password(password: str, *, chosen_on_page: bool = False) -> None:
+    """Apply the current tenant's password policy; Invalid when it fails. A password a
+    user chooses on the hosted pages (`chosen_on_page`: sign-up, reset, account page)
+    must also be off the shipped list of common passwords when the policy says so
+    (`password_too_common`); passwords set through the APIs keep the length rule only."""
     tenant = tenant_service.get_tenant(current_tenant_id())
     if len(password) < tenant.password_min_length:
         raise Invalid(
@@ -108,6 +111,12 @@ def check_password(password: str) -> None:
             f"The password must be at most {MAX_PASSWORD_LENGTH} characters",
             code="password_too_long",
             fields={"password": ["Too long."]},
+        )
+    if chosen_on_page and tenant.password_block_common and passwords.is_common(password):
+        raise Invalid(
+            "This password is one of the most common ones and easy to guess: choose another",
+            code="password_too_common",
+            fields={"password": ["Too common."]},
         )
 
 
