@@ -66,6 +66,9 @@ class AuthorizationRequest:
     prompt: frozenset[str] = field(default_factory=frozenset)
     max_age: int | None = None
     login_hint: str | None = None
+    # The end-user's preferred languages (OIDC Core §3.1.2.1), space separated: the
+    # hosted pages and the mails they send speak the first one they know.
+    ui_locales: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -172,6 +175,7 @@ def parse_request(
         prompt=prompt,
         max_age=int(max_age) if max_age is not None else None,
         login_hint=_bounded(params, "login_hint", MAX_HINT, fail),
+        ui_locales=_bounded(params, "ui_locales", MAX_HINT, fail),
     )
 
 
