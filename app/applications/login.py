@@ -18,6 +18,7 @@ from app.applications import authorization
 from app.applications.authorization import AuthorizationRequest
 from app.core.db import db, utcnow
 from app.core.errors import InvalidGrant
+from app.credentials import mfa as mfa_service
 from app.signin import flow
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
@@ -29,6 +30,12 @@ LOGIN_METHOD = "login_page"
 # OIDC `amr` values (RFC 8176) of the sign-ins the page completes.
 AMR_PASSWORD = ["pwd"]
 AMR_PASSWORD_OTP = ["pwd", "otp", "mfa"]
+# A recovery code has no RFC 8176 value: two factors were shown (the password, and a code
+# the user kept), none of them an OTP device.
+AMR_PASSWORD_RECOVERY = ["pwd", "mfa"]
+# A sign-in session with one of these satisfies an app or tenant that requires MFA (a
+# passkey with user verification is itself multi-factor).
+AMR_MULTI_FACTOR = frozenset({"mfa", "hwk", "swk"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,12 @@ class Outcome:
     pending_user: str | None = None
     pending_generation: int = 0
     second_factor_failures: int = 0
+    # The second factors the user may give at the pending step ("totp", "passkey").
+    pending_kinds: tuple[str, ...] = ()
+    # MFA is required and the user has none: a TOTP enrolment begun for the pending user.
+    enrolment: mfa_service.TotpStart | None = None
+    # Shown once before going on (`resume(just_signed_in=True)` gives the location).
+    recovery_codes: tuple[str, ...] = ()
 
 
 def _live_session(session_id: str) -> tuple[User, AuthSession] | None:
@@ -89,9 +102,20 @@ def resume(
         return _answer(request, *found)
     if found is None or not authorization.session_satisfies(request, found[1].auth_time):
         return None
+    if mfa_required(request) and not AMR_MULTI_FACTOR.intersection(found[1].amr or ()):
+        return None  # signed in with the password alone: this app needs a second factor
     if request.login_hint and not _hint_names(request.login_hint, found[0]):
         return None  # the app asks for another user: the form, prefilled
     return _answer(request, *found)
+
+
+def mfa_required(request: AuthorizationRequest) -> bool:
+    """Whether a sign-in for this request needs a second factor: the tenant's or the
+    application's `mfa_required`."""
+    application = authorization.application_of(request)
+    return bool(
+        application.mfa_required or tenant_service.get_tenant(request.tenant_id).mfa_required
+    )
 
 
 def _hint_names(hint: str, user: User) -> bool:
@@ -112,6 +136,7 @@ def _complete(
     *,
     amr: list[str],
     user_agent: str | None = None,
+    recovery_codes: list[str] | None = None,
 ) -> Outcome:
     signed_in = flow.finish(user=user, ip=ip, method=LOGIN_METHOD, password=password)
     now = utcnow()
@@ -125,13 +150,14 @@ def _complete(
         user_agent=user_agent,
     )
     db.session.flush()
-    if signed_in.second_factor_failures:
+    if signed_in.second_factor_failures or recovery_codes:
         # The user is told first; the code is issued when the user goes on (it lives
         # a minute, reading the page may take longer).
         return Outcome(
             session_id=session.id,
             auth_time=session.auth_time,
             second_factor_failures=signed_in.second_factor_failures,
+            recovery_codes=tuple(recovery_codes or ()),
         )
     return _answer(request, user, session)
 
@@ -142,14 +168,30 @@ def password_step(
     """Check the password of the user a login names (a username, or an email when no user
     has that username) through the sign-in flow: its limits, and InvalidGrant, audited,
     with the same answer and cost whether or not the user exists. Then either the code,
-    or the second factor still to come (bound to the user's session generation)."""
-    authorization.application_of(request)
+    or the second factor still to come (bound to the user's session generation).
+
+    When the tenant or the application requires MFA: a user with a second factor (TOTP
+    or passkey) gives it; a user with none enrols TOTP in place (`enrolment`)."""
+    required = mfa_required(request)
     user = flow.check_password(
         tenant_id=request.tenant_id, ip=ip, username=login, email=None, password=password
     )
-    if flow.needs_second_factor(user):
+    kinds = mfa_service.second_factor_kinds(user)
+    needs_otp = flow.needs_second_factor(user)
+    if needs_otp and mfa_service.TOTP not in kinds:
+        kinds.insert(0, mfa_service.TOTP)  # a started TOTP the user must use (SPEC §8)
+    if needs_otp or (required and kinds):
         generation = flow.await_second_factor(user=user, password=password, ip=ip)
-        return Outcome(pending_user=user.id, pending_generation=generation)
+        return Outcome(
+            pending_user=user.id, pending_generation=generation, pending_kinds=tuple(kinds)
+        )
+    if required:
+        generation = flow.await_second_factor(user=user, password=password, ip=ip)
+        return Outcome(
+            pending_user=user.id,
+            pending_generation=generation,
+            enrolment=mfa_service.begin_sign_in_enrolment(user),
+        )
     return _complete(request, user, ip, password, amr=AMR_PASSWORD)
 
 
@@ -165,8 +207,31 @@ def second_factor_step(
     user = flow.pending_user(
         tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
     )
-    flow.check_second_factor(tenant_id=request.tenant_id, ip=ip, user=user, code=code)
-    return _complete(request, user, ip, amr=AMR_PASSWORD_OTP)
+    kind = flow.check_second_factor(tenant_id=request.tenant_id, ip=ip, user=user, code=code)
+    amr = AMR_PASSWORD_OTP if kind == flow.OTP else AMR_PASSWORD_RECOVERY
+    return _complete(request, user, ip, amr=amr)
+
+
+def enrolment_in_progress(*, user_id: str) -> mfa_service.TotpStart | None:
+    """The pending TOTP enrolment of a sign-in's user (to show its QR code again)."""
+    user = user_service.find_user(user_id)
+    return mfa_service.pending_totp(user) if user is not None else None
+
+
+def enrolment_step(
+    *, request: AuthorizationRequest, user_id: str, generation: int, code: str, ip: str | None
+) -> Outcome:
+    """Confirm the TOTP enrolment begun at this sign-in (MFA required, the user had no
+    second factor) with a code of the new authenticator (audited `mfa.enrolled`), then
+    sign in with amr pwd+otp; the new recovery codes come back to be shown once before
+    the browser goes on. Invalid `mfa_code_invalid` for a wrong code (the same limits
+    per IP and account as the sign-in), `signin_restart` as for the second factor."""
+    authorization.application_of(request)
+    user = flow.pending_user(
+        tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
+    )
+    codes = mfa_service.confirm_sign_in_enrolment(user=user, code=code, ip=ip)
+    return _complete(request, user, ip, amr=AMR_PASSWORD_OTP, recovery_codes=codes)
 
 
 def sign_out(*, tenant_id: str, session_id: str) -> str | None:

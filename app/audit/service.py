@@ -33,6 +33,8 @@ ACTIONS = frozenset(
         "identity.unlinked",
         "mfa.enrolled",
         "mfa.removed",
+        "mfa.recovery_code_used",
+        "mfa.recovery_codes_regenerated",
         "password_reset.requested",
         "password_reset.confirmed",
         "user.email_verified",

@@ -20,7 +20,8 @@ from app.core import security
 from app.core.db import add_unique, db, utcnow
 from app.core.errors import Conflict, Invalid, NotFound
 from app.core.tenancy import Principal
-from app.credentials.models import MfaEnrolment
+from app.credentials import recovery
+from app.credentials.models import MfaEnrolment, Passkey
 from app.tenants import service as tenant_service
 from app.users import service as user_service
 from app.users.models import User
@@ -104,6 +105,31 @@ def start_totp(*, actor: Principal, user: User) -> TotpStart:
     already confirmed (remove it first), Unauthenticated `reauthentication_required` for
     a user whose sign-in is not recent."""
     user_service.check_recent_sign_in(actor=actor, user=user)
+    return _begin_totp(user)
+
+
+def begin_sign_in_enrolment(user: User) -> TotpStart:
+    """At a sign-in that requires a second factor the user lacks (its password was just
+    checked): a new pending TOTP enrolment, replacing one left pending."""
+    return _begin_totp(user)
+
+
+def pending_totp(user: User) -> TotpStart | None:
+    """The user's pending TOTP enrolment with its secret (to show it again), or None."""
+    enrolment = find_totp(user)
+    if enrolment is None or enrolment.status != PENDING:
+        return None
+    return _started(user, enrolment, _secret(enrolment))
+
+
+def _started(user: User, enrolment: MfaEnrolment, secret: str) -> TotpStart:
+    tenant = tenant_service.get_tenant(user.tenant_id)
+    label = user.email or user.username or user.id
+    uri = pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=tenant.name)
+    return TotpStart(enrolment=enrolment, secret=secret, uri=uri)
+
+
+def _begin_totp(user: User) -> TotpStart:
     current = find_totp(user)
     if current is not None and current.status == CONFIRMED:
         raise Conflict("A TOTP authenticator is already enrolled", code="mfa_already_enrolled")
@@ -123,10 +149,7 @@ def start_totp(*, actor: Principal, user: User) -> TotpStart:
         secret.encode(), _associated_data(enrolment)
     )
     add_unique(enrolment, Conflict("An enrolment was started concurrently", code="mfa_conflict"))
-    tenant = tenant_service.get_tenant(user.tenant_id)
-    label = user.email or user.username or user.id
-    uri = pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=tenant.name)
-    return TotpStart(enrolment=enrolment, secret=secret, uri=uri)
+    return _started(user, enrolment, secret)
 
 
 def _accept_code(enrolment: MfaEnrolment, code: str, now: datetime) -> bool:
@@ -182,6 +205,33 @@ def confirm_totp(*, actor: Principal, user: User, code: str) -> MfaEnrolment:
     return enrolment
 
 
+def confirm_totp_enrolment(*, actor: Principal, user: User, code: str) -> list[str]:
+    """confirm_totp, and when the TOTP is the user's first second factor, the ten new
+    recovery codes to show once (else [])."""
+    first = not second_factor_kinds(user)
+    confirm_totp(actor=actor, user=user, code=code)
+    return recovery.issue_first(user) if first else []
+
+
+def confirm_sign_in_enrolment(*, user: User, code: str, ip: str | None) -> list[str]:
+    """At a sign-in that enrols TOTP in place: confirm the pending enrolment with a
+    current code (audited `mfa.enrolled`) and return the ten new recovery codes to show
+    once. Invalid `mfa_code_invalid` for a wrong code, NotFound when none is pending."""
+    enrolment = find_totp(user)
+    if enrolment is None or enrolment.status != PENDING:
+        raise NotFound("No TOTP enrolment was started", code="mfa_enrolment_not_found")
+    first = not second_factor_kinds(user)
+    now = utcnow()
+    if not _accept_code(enrolment, code, now):
+        raise Invalid(
+            "The code is not valid. Enter the 6-digit code your authenticator app shows now.",
+            code="mfa_code_invalid",
+            fields={"code": ["Invalid code."]},
+        )
+    _mark_confirmed(enrolment, actor_label=f"user:{user.id}", ip=ip, now=now)
+    return recovery.issue_first(user) if first else []
+
+
 def _mark_confirmed(
     enrolment: MfaEnrolment, *, actor_label: str, ip: str | None, now: datetime
 ) -> None:
@@ -202,6 +252,37 @@ def second_factors(user: User) -> list[str]:
     """The user's confirmed second factors as a mail to the user names them."""
     enrolment = find_totp(user)
     return ["an authenticator app"] if enrolment and enrolment.status == CONFIRMED else []
+
+
+def second_factor_kinds(user: User) -> list[str]:
+    """The user's second factors: "totp" (a confirmed TOTP enrolment) and "passkey" (any
+    passkey), in that order."""
+    kinds = []
+    enrolment = find_totp(user)
+    if enrolment is not None and enrolment.status == CONFIRMED:
+        kinds.append(TOTP)
+    if db.session.scalar(select(Passkey.id).where(Passkey.user_id == user.id).limit(1)):
+        kinds.append("passkey")
+    return kinds
+
+
+def forget_recovery_codes_if_no_factor(user: User) -> None:
+    """After a second factor was removed: the recovery codes go with the last one."""
+    if not second_factor_kinds(user):
+        recovery.forget(user)
+
+
+def regenerate_recovery_codes(*, actor: Principal, user: User) -> list[str]:
+    """Ten new recovery codes instead of all the user's current ones (audited
+    `mfa.recovery_codes_regenerated`). Invalid `mfa_not_enrolled` for a user without a
+    second factor; Unauthenticated `reauthentication_required` (see start_totp)."""
+    user_service.check_recent_sign_in(actor=actor, user=user)
+    if not second_factor_kinds(user):
+        raise Invalid(
+            "Turn on two-step verification first: recovery codes go with it.",
+            code="mfa_not_enrolled",
+        )
+    return recovery.regenerate(user=user, actor_label=actor.label, ip=actor.ip)
 
 
 def sign_in_needs_otp(user: User) -> bool:
@@ -287,4 +368,5 @@ def remove(*, actor: Principal, user: User, provider: str) -> bool:
         data={"provider": provider},
     )
     db.session.flush()
+    forget_recovery_codes_if_no_factor(user)
     return True

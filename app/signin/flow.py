@@ -33,7 +33,7 @@ from app.audit import service as audit_service
 from app.core import ratelimit, security
 from app.core.db import db, independent_write
 from app.core.errors import Forbidden, Invalid, InvalidGrant, RateLimited
-from app.credentials import foreign_hashes
+from app.credentials import foreign_hashes, recovery
 from app.credentials import mfa as mfa_service
 from app.tenants import service as tenant_service
 from app.tokens import claims as token_claims
@@ -54,6 +54,8 @@ SECOND_FACTOR_BUDGET = ratelimit.Backoff(
     memory_seconds=24 * 3600,
 )
 PASSWORD_METHOD = "password"
+# Failed sign-ins that count as a wrong second-factor code (shown at the next sign-in).
+CODE_FAILURES = frozenset({"wrong_otp", "wrong_recovery_code", "second_factor_locked"})
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def _record_failure(
             data={"reason": reason},
             session=session,
         )
-        if user is not None and reason in ("wrong_otp", "second_factor_locked"):
+        if user is not None and reason in CODE_FAILURES:
             mfa_service.count_failed_code(session, user)
 
 
@@ -176,10 +178,15 @@ def _locked(retry_after: int) -> RateLimited:
     )
 
 
-def check_second_factor(*, tenant_id: str, ip: str | None, user: User, code: str) -> None:
+OTP, RECOVERY_CODE = "otp", "recovery_code"
+
+
+def check_second_factor(*, tenant_id: str, ip: str | None, user: User, code: str) -> str:
     """Check the one-time code of a user whose password was verified, against the
     account's budget (shared by every path that takes a code): the attempt is counted
-    before the code is looked at, so concurrent ones cannot overrun it.
+    before the code is looked at, so concurrent ones cannot overrun it. The code is a
+    TOTP code (6 digits) or one of the user's recovery codes (`xxxxx-xxxxx`, spent):
+    which one it was, OTP or RECOVERY_CODE.
     RateLimited `second_factor_locked` (Retry-After) while the budget is locked, even for
     a right code; InvalidGrant for a wrong or reused code. Both are audited and counted
     for the next sign-in to show."""
@@ -187,10 +194,18 @@ def check_second_factor(*, tenant_id: str, ip: str | None, user: User, code: str
     if retry_after:
         _record_failure(ip=ip, user=user, reason="second_factor_locked")
         raise _locked(retry_after)
-    if not mfa_service.accept_sign_in_code(user=user, code=code, ip=ip):
+    if recovery.looks_like_code(code):
+        kind, accepted = RECOVERY_CODE, recovery.use(user=user, code=code, ip=ip) is not None
+    else:
+        kind, accepted = OTP, mfa_service.accept_sign_in_code(user=user, code=code, ip=ip)
+    if not accepted:
+        if kind == RECOVERY_CODE:
+            _record_failure(ip=ip, user=user, reason="wrong_recovery_code")
+            raise InvalidGrant("The recovery code is not valid or was already used")
         _record_failure(ip=ip, user=user, reason="wrong_otp")
         raise InvalidGrant("The one-time code is not valid")
     ratelimit.forget(SECOND_FACTOR_BUDGET, tenant_id, user.id)
+    return kind
 
 
 def await_second_factor(*, user: User, password: str, ip: str | None = None) -> int:
@@ -267,8 +282,8 @@ def password_grant(
             raise Forbidden(
                 "Multi-factor authentication is required (send otp)", code="mfa_required"
             )
-        check_second_factor(tenant_id=tenant_id, ip=ip, user=user, code=otp)
-        amr = ["pwd", "otp", "mfa"]
+        kind = check_second_factor(tenant_id=tenant_id, ip=ip, user=user, code=otp)
+        amr = ["pwd", "otp", "mfa"] if kind == OTP else ["pwd", "mfa"]
     granted = (
         token_claims.application_scopes(user, requested=scope, allowed=allowed_scopes)
         if client_id

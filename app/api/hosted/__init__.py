@@ -90,6 +90,7 @@ def page_headers(response: Response) -> Response:
     return response
 
 
-from app.api.hosted import routes  # noqa: E402,F401  (registers the routes on blp)
+# Registers the routes on blp (mfa_routes: two-step verification and /account/mfa).
+from app.api.hosted import mfa_routes, routes  # noqa: E402,F401
 
 __all__ = ["blp"]

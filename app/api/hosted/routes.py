@@ -11,7 +11,7 @@ import marshmallow as ma
 from flask import Response, g, redirect, request
 
 from app.api.auth import client_ip, public
-from app.api.hosted import blp, browser, page, show_form_on_error
+from app.api.hosted import blp, browser, mfa_pages, page, show_form_on_error
 from app.applications import authorization, login
 from app.applications import logout as logout_service
 from app.applications.authorization import AuthorizationRequest, with_query
@@ -21,7 +21,7 @@ from app.core.tenancy import tenant_scope
 from app.credentials import verification
 
 AUTHORIZE = "authorize-request"
-SECOND_FACTOR = "second-factor"
+SECOND_FACTOR = mfa_pages.SECOND_FACTOR
 SIGNED_IN = "signed-in"
 LOGOUT = "logout-request"
 
@@ -38,7 +38,8 @@ class CodeForm(ma.Schema):
     class Meta:
         unknown = ma.EXCLUDE
 
-    code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=16))
+    # A TOTP code (6 digits) or a recovery code (`xxxxx-xxxxx`, spaces allowed).
+    code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=32))
 
 
 def _form(schema: ma.Schema, message: str) -> dict[str, Any]:
@@ -81,7 +82,8 @@ def _to_client(outcome: login.Outcome, authz: AuthorizationRequest, status: int)
 
 def _signed_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
     """A sign-in completed: a new CSRF secret for this browser, then on to the client, or
-    first to the page that says how many codes failed since the previous sign-in."""
+    first to the page that shows the new recovery codes (MFA enrolled in place), or that
+    says how many codes failed since the previous sign-in."""
     browser.rotate_csrf()
     if outcome.location is not None:
         return _to_client(outcome, authz, 303)
@@ -91,15 +93,29 @@ def _signed_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
         "failures": outcome.second_factor_failures,
         "signed_in": browser.seal(SIGNED_IN, {"authz": authz.as_dict(), "sid": outcome.session_id}),
     }
-    response = page("second_factor_notice.html", **context)
+    if outcome.recovery_codes:
+        context["recovery_codes"] = outcome.recovery_codes
+        response = page("recovery_codes.html", **context)
+    else:
+        response = page("second_factor_notice.html", **context)
     _keep_session(response, authz, outcome.session_id)
     return response
 
 
-def _second_factor_form(authz: AuthorizationRequest, user_id: str, generation: int) -> str:
-    """A single-use sealed second-factor step, bound to the user's session generation."""
-    pending = {"authz": authz.as_dict(), "uid": user_id, "gen": generation}
-    return browser.seal(SECOND_FACTOR, pending, once=True)
+def second_factor_page(
+    authz: AuthorizationRequest,
+    user_id: str,
+    generation: int,
+    kinds: list[str] | tuple[str, ...],
+    method: str = mfa_pages.CODE,
+    pending: str | None = None,
+) -> dict[str, Any]:
+    """The second-factor page's context (a fresh single-use sealed step unless given)."""
+    if pending is None:
+        pending = mfa_pages.seal_second_factor(authz, user_id, generation, kinds)
+    return mfa_pages.second_factor_context(
+        app_name=_application_name(authz), pending=pending, kinds=kinds, method=method
+    )
 
 
 @blp.route("/authorize", methods=["GET"])
@@ -140,9 +156,21 @@ def authorize_submit() -> Response:
         outcome = login.password_step(
             request=authz, login=form["username"], password=form["password"], ip=client_ip()
         )
+    if outcome.enrolment is not None:
+        assert outcome.pending_user is not None
+        pending = mfa_pages.seal_enrolment(authz, outcome.pending_user, outcome.pending_generation)
+        context = mfa_pages.enrolment_context(
+            app_name=_application_name(authz),
+            pending=pending,
+            secret=outcome.enrolment.secret,
+            uri=outcome.enrolment.uri,
+        )
+        return page("mfa_enrol.html", **context)
     if outcome.pending_user is not None:
-        pending = _second_factor_form(authz, outcome.pending_user, outcome.pending_generation)
-        return page("second_factor.html", app_name=_application_name(authz), pending=pending)
+        context = second_factor_page(
+            authz, outcome.pending_user, outcome.pending_generation, outcome.pending_kinds
+        )
+        return page("second_factor.html", **context)
     return _signed_in(outcome, authz)
 
 
@@ -157,11 +185,11 @@ def second_factor_submit() -> Response:
     authz = AuthorizationRequest.from_dict(pending["authz"])
     g.authz = authz
     user_id, generation = str(pending["uid"]), int(pending.get("gen", -1))
+    kinds = [str(kind) for kind in pending.get("kinds") or ["totp"]]
+    method = mfa_pages.RECOVERY if request.form.get("method") == "recovery" else mfa_pages.CODE
     # The submitted form is used up: an error shows a fresh one.
     show_form_on_error(
-        "second_factor.html",
-        app_name=_application_name(authz),
-        pending=_second_factor_form(authz, user_id, generation),
+        "second_factor.html", **second_factor_page(authz, user_id, generation, kinds, method)
     )
     browser.check_csrf(request.form.get("csrf_token"))
     form = _form(CodeForm(), "Enter the code your authenticator app shows.")
