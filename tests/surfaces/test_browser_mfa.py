@@ -24,6 +24,15 @@ from tests.factories import AppHandle, TenantHandle
 from tests.oauth_support import PASSWORD, authorize_query, claims, pkce_pair, query_of
 
 pytestmark = pytest.mark.browser
+WCAG_21_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+def assert_accessible(page: Any) -> None:
+    """axe-core's WCAG 2.1 AA rules find nothing on the page."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options=WCAG_21_AA)
+    assert results.violations_count == 0, results.generate_report()
 
 
 def _sign_in(page: Any, live_server: str, handle: AppHandle) -> tuple[str, dict[str, str]]:
@@ -80,11 +89,13 @@ def test_required_mfa_enrols_in_place_and_a_recovery_code_works_once(
     qr = page.locator("svg.qr")
     assert qr.is_visible() and qr.bounding_box()["width"] >= 100
     page.screenshot(path=str(OUTPUT_DIR / "mfa-enrolment.png"))
+    assert_accessible(page)
     secret = page.locator("#totp-secret").inner_text().replace(" ", "")
     code = page.get_by_label("Code from the app")
     code.fill("000000")
     page.get_by_role("button", name="Verify and turn on").click()
     assert "not valid" in page.get_by_role("alert").inner_text()
+    assert_accessible(page)
     assert page.locator("#totp-secret").inner_text().replace(" ", "") == secret
     page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
     page.get_by_role("button", name="Verify and turn on").click()
@@ -95,6 +106,7 @@ def test_required_mfa_enrols_in_place_and_a_recovery_code_works_once(
     codes = [item.inner_text() for item in page.locator(".recovery-codes li").all()]
     assert len(codes) == 10
     page.screenshot(path=str(OUTPUT_DIR / "mfa-recovery-codes.png"))
+    assert_accessible(page)
     page.get_by_role("button", name="Continue").click()
     page.wait_for_url(f"{callback_server}?*")
     assert query_of(page.url)["state"] == query["state"]
@@ -108,11 +120,13 @@ def test_required_mfa_enrols_in_place_and_a_recovery_code_works_once(
         verifier, _ = _sign_in(page, live_server, handle)
         page.get_by_label("Authentication code").wait_for()
         assert page.get_by_role("button", name="Cancel").is_visible()
+        assert_accessible(page)
         page.get_by_role("link", name="Use a recovery code").click()
         recovery = page.get_by_label("Recovery code")
         recovery.wait_for()
         if attempt == "first":
             page.screenshot(path=str(OUTPUT_DIR / "mfa-recovery-code-step.png"))
+            assert_accessible(page)
         recovery.fill(codes[0].upper())
         recovery.press("Enter")
         if attempt == "first":
@@ -122,4 +136,5 @@ def test_required_mfa_enrols_in_place_and_a_recovery_code_works_once(
             alert = page.get_by_role("alert")
             assert "recovery code is not valid" in alert.inner_text()
             assert page.get_by_label("Recovery code").get_attribute("aria-invalid") == "true"
+            assert_accessible(page)
         context.close()
