@@ -138,3 +138,32 @@ def test_required_mfa_enrols_in_place_and_a_recovery_code_works_once(
             assert page.get_by_label("Recovery code").get_attribute("aria-invalid") == "true"
             assert_accessible(page)
         context.close()
+
+
+def test_the_account_page_turns_totp_on_and_shows_the_codes_once(
+    app: Flask, live_server: str, callback_server: str, browser: Any, tenant: TenantHandle
+) -> None:
+    factories.make_user(app, tenant.id, user_id="alice-1", username="alice", password=PASSWORD)
+    handle = factories.make_application(app, tenant.id, redirect_uris=[callback_server])
+    context = browser.new_context(viewport={"width": 720, "height": 1000})
+    page = context.new_page()
+    _sign_in(page, live_server, handle)
+    page.wait_for_url(f"{callback_server}?*")  # no MFA required: straight to the app
+
+    page.goto(f"{live_server}/account/mfa?tenant={tenant.id}")
+    assert page.locator("#totp-status").inner_text() == "Off."
+    assert_accessible(page)
+    page.get_by_role("button", name="Set up an authenticator app").click()
+    page.get_by_role("heading", name="Set up an authenticator app").wait_for()
+    assert_accessible(page)
+    secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+    page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Verify and turn on").click()
+    page.get_by_role("heading", name="Your recovery codes").wait_for()
+    assert len(page.locator(".recovery-codes li").all()) == 10
+    page.get_by_role("link", name="Continue").click()
+    page.get_by_role("heading", name="Two-step verification").wait_for()
+    assert page.locator("#totp-status").inner_text().startswith("On")
+    assert page.locator("#codes-left").inner_text() == "10 recovery codes left."
+    assert_accessible(page)
+    context.close()
