@@ -176,8 +176,8 @@ def password_step(
     user = flow.check_password(
         tenant_id=request.tenant_id, ip=ip, username=login, email=None, password=password
     )
-    kinds = mfa_service.second_factor_kinds(user)
     needs_otp = flow.needs_second_factor(user)
+    kinds = mfa_service.second_factor_kinds(user) if needs_otp or required else []
     if needs_otp and mfa_service.TOTP not in kinds:
         kinds.insert(0, mfa_service.TOTP)  # a started TOTP the user must use (SPEC §8)
     if needs_otp or (required and kinds):
