@@ -57,7 +57,9 @@ def _live_session(session_id: str) -> tuple[User, AuthSession] | None:
     return user, session
 
 
-def _answer(request: AuthorizationRequest, user: User, session: AuthSession) -> Outcome:
+def _answer(request: AuthorizationRequest | None, user: User, session: AuthSession) -> Outcome:
+    if request is None:  # a sign-in for the account page: no app to answer
+        return Outcome(session_id=session.id, auth_time=session.auth_time)
     code = authorization.issue_code(
         request=request,
         user=user,
@@ -91,6 +93,7 @@ def resume(
         return None
     if request.login_hint and not _hint_names(request.login_hint, found[0]):
         return None  # the app asks for another user: the form, prefilled
+    found[1].last_seen_at = utcnow()  # the account page's "last seen"
     return _answer(request, *found)
 
 
@@ -105,7 +108,7 @@ def _hint_names(hint: str, user: User) -> bool:
 
 
 def _complete(
-    request: AuthorizationRequest,
+    request: AuthorizationRequest | None,
     user: User,
     ip: str | None,
     password: str | None = None,
@@ -136,37 +139,62 @@ def _complete(
     return _answer(request, user, session)
 
 
+def _tenant_of(request: AuthorizationRequest | None, tenant_id: str | None) -> str:
+    """The tenant of a step: the request's (its application must still exist), else the
+    one given (a sign-in for the account page, which answers no app)."""
+    if request is not None:
+        authorization.application_of(request)
+        return request.tenant_id
+    if tenant_id is None:
+        raise ValueError("a sign-in without an authorization request needs its tenant")
+    return tenant_id
+
+
 def password_step(
-    *, request: AuthorizationRequest, login: str, password: str, ip: str | None
+    *,
+    request: AuthorizationRequest | None,
+    login: str,
+    password: str,
+    ip: str | None,
+    tenant_id: str | None = None,
+    user_agent: str | None = None,
 ) -> Outcome:
     """Check the password of the user a login names (a username, or an email when no user
     has that username) through the sign-in flow: its limits, and InvalidGrant, audited,
     with the same answer and cost whether or not the user exists. Then either the code,
-    or the second factor still to come (bound to the user's session generation)."""
-    authorization.application_of(request)
+    or the second factor still to come (bound to the user's session generation).
+    Without a `request` (the account page's own sign-in, in `tenant_id`) a completed
+    sign-in only starts the browser sign-in session: no code."""
+    tenant_id = _tenant_of(request, tenant_id)
     user = flow.check_password(
-        tenant_id=request.tenant_id, ip=ip, username=login, email=None, password=password
+        tenant_id=tenant_id, ip=ip, username=login, email=None, password=password
     )
     if flow.needs_second_factor(user):
         generation = flow.await_second_factor(user=user, password=password, ip=ip)
         return Outcome(pending_user=user.id, pending_generation=generation)
-    return _complete(request, user, ip, password, amr=AMR_PASSWORD)
+    return _complete(request, user, ip, password, amr=AMR_PASSWORD, user_agent=user_agent)
 
 
 def second_factor_step(
-    *, request: AuthorizationRequest, user_id: str, generation: int, code: str, ip: str | None
+    *,
+    request: AuthorizationRequest | None,
+    user_id: str,
+    generation: int,
+    code: str,
+    ip: str | None,
+    tenant_id: str | None = None,
+    user_agent: str | None = None,
 ) -> Outcome:
     """Check the one-time code of a user whose password was just checked, through the
     sign-in flow (the account's budget shared with the password grant's `otp`, each code
     once, failures audited). InvalidGrant for a wrong or reused code; `signin_restart`
     for a user blocked or deleted meanwhile, or whose sessions were revoked (password
-    change or reset); RateLimited while the account's codes are locked."""
-    authorization.application_of(request)
-    user = flow.pending_user(
-        tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
-    )
-    flow.check_second_factor(tenant_id=request.tenant_id, ip=ip, user=user, code=code)
-    return _complete(request, user, ip, amr=AMR_PASSWORD_OTP)
+    change or reset); RateLimited while the account's codes are locked. Without a
+    `request`, as password_step."""
+    tenant_id = _tenant_of(request, tenant_id)
+    user = flow.pending_user(tenant_id=tenant_id, ip=ip, user_id=user_id, generation=generation)
+    flow.check_second_factor(tenant_id=tenant_id, ip=ip, user=user, code=code)
+    return _complete(request, user, ip, amr=AMR_PASSWORD_OTP, user_agent=user_agent)
 
 
 def sign_out(*, tenant_id: str, session_id: str) -> str | None:

@@ -90,6 +90,10 @@ def page_headers(response: Response) -> Response:
     return response
 
 
-from app.api.hosted import routes  # noqa: E402,F401  (registers the routes on blp)
+# Importing the route modules registers their routes on blp (after blp exists).
+from app.api.hosted import (  # noqa: E402
+    account_routes,  # noqa: F401  (/account and its pages)
+    routes,  # noqa: F401  (login, second factor, logout, verify-email)
+)
 
 __all__ = ["blp"]
