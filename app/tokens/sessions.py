@@ -71,8 +71,9 @@ def _with_refresh_tokens(ids: list[str]) -> set[str]:
 
 
 def live_sessions(*, user: User, current_session_id: str | None) -> list[SessionView]:
-    """The user's live sessions, most recent first; a session issued through a live
-    browser sign-in session is listed under it (`children`), not on its own."""
+    """The user's live sessions, `current_session_id` first, then the most recently used;
+    a session issued through a live browser sign-in session is listed under it
+    (`children`, and its use counts as the parent's), not on its own."""
     rows = _live_rows(user)
     api = _with_refresh_tokens([row.id for row in rows if row.client_id is None])
     views = {
@@ -96,6 +97,8 @@ def live_sessions(*, user: User, current_session_id: str | None) -> list[Session
             parent.last_seen_at = max(parent.last_seen_at, views[row.id].last_seen_at)
         else:
             listed.append(views[row.id])
+    # This browser's first, then the most recently used.
+    listed.sort(key=lambda view: (not view.current, -view.last_seen_at.timestamp()))
     return listed
 
 

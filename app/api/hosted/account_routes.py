@@ -319,7 +319,7 @@ def _session_rows(sessions: list[SessionView], app_names: dict[str, str]) -> lis
             "device": devices.describe(view.user_agent),
             "app_name": app_name,
             "ip": view.ip or _("unknown"),
-            "last_seen": format_datetime(view.last_seen_at, "medium"),
+            "last_seen": format_datetime(view.last_seen_at, "long"),
             "last_seen_iso": view.last_seen_at.isoformat(),
             "current": view.current,
             "apps": sorted({app_names.get(c.client_id or "", "") for c in view.children} - {""}),
