@@ -93,6 +93,7 @@ def page_headers(response: Response) -> Response:
 # Importing the route modules registers their routes on blp (after blp exists).
 from app.api.hosted import (  # noqa: E402
     account_routes,  # noqa: F401  (/account and its pages)
+    account_signin,  # noqa: F401  (the account pages' sign-in and "confirm it's you")
     routes,  # noqa: F401  (login, second factor, logout, verify-email)
 )
 
