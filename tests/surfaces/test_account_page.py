@@ -445,7 +445,10 @@ def test_sign_out_all_others_keeps_this_browser_and_its_apps(
     their_tokens = _app_tokens(theirs, web)
     api = sign_in(client, tenant.id, "alice")  # a password grant: an API sign-in
     page = _account(mine, tenant.id)
-    assert len(_session_ids(_html(page))) == 2
+    html = _html(page)
+    assert len(_session_ids(html)) == 2
+    # The password grant's session, with the device its request came from.
+    assert html.count("Signed in directly with your password") == 1 and "Werkzeug" in html
 
     ended = _post(mine, page, "/account/sessions/sign-out-others")
 
