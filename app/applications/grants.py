@@ -54,6 +54,7 @@ def _claim(
     redirect_uri: str | None,
     code_verifier: str | None,
     ip: str | None,
+    user_agent: str | None,
 ) -> _Claim:
     # The row lock makes a concurrent second exchange wait until this short transaction
     # has committed the code as used and the session it started, so it sees both and ends
@@ -92,6 +93,12 @@ def _claim(
     user = user_service.find_user(row.user_id)
     if user is None or user.blocked:
         return _Claim(refusal=_refused("The authorization code is not valid"))
+    if row.login_session_id is not None:
+        # Signed out (account page, logout) since the code was issued: nothing more may
+        # be issued through that sign-in.
+        parent = spend.get(AuthSession, row.login_session_id)
+        if not token_service.session_is_live(user, parent):
+            return _Claim(refusal=_refused("The sign-in this code came from has ended"))
     granted = token_claims.application_scopes(
         user, requested=row.scope, allowed=client.permitted_scopes
     )
@@ -106,6 +113,7 @@ def _claim(
         amr=row.amr,
         parent_id=row.login_session_id,
         ip=ip,
+        user_agent=user_agent,
     )
     row.session_id = session.id
     return _Claim(session=session, user=user, nonce=row.nonce, granted=granted)
@@ -118,6 +126,7 @@ def authorization_code_grant(
     redirect_uri: str | None,
     code_verifier: str | None,
     ip: str | None,
+    user_agent: str | None = None,
 ) -> token_service.TokenSet:
     """Exchange a code for tokens whose ID token names `client` (aud, azp) and carries the
     request's nonce, holding the scopes the request asked for that the user holds and the
@@ -127,7 +136,7 @@ def authorization_code_grant(
     first started: both are written in the code's own short transaction, before raising.
     Runs in the client's tenant."""
     with independent_write() as spend:
-        claim = _claim(spend, client, code, redirect_uri, code_verifier, ip)
+        claim = _claim(spend, client, code, redirect_uri, code_verifier, ip, user_agent)
     if claim.refusal is not None:
         raise claim.refusal
     assert claim.session is not None and claim.user is not None

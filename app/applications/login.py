@@ -70,7 +70,9 @@ def _live_session(session_id: str) -> tuple[User, AuthSession] | None:
     return user, session
 
 
-def _answer(request: AuthorizationRequest, user: User, session: AuthSession) -> Outcome:
+def _answer(request: AuthorizationRequest | None, user: User, session: AuthSession) -> Outcome:
+    if request is None:  # a sign-in for the account page: no app to answer
+        return Outcome(session_id=session.id, auth_time=session.auth_time)
     code = authorization.issue_code(
         request=request,
         user=user,
@@ -106,6 +108,7 @@ def resume(
         return None  # signed in with the password alone: this app needs a second factor
     if request.login_hint and not _hint_names(request.login_hint, found[0]):
         return None  # the app asks for another user: the form, prefilled
+    found[1].last_seen_at = utcnow()  # the account page's "last seen"
     return _answer(request, *found)
 
 
@@ -129,7 +132,7 @@ def _hint_names(hint: str, user: User) -> bool:
 
 
 def _complete(
-    request: AuthorizationRequest,
+    request: AuthorizationRequest | None,
     user: User,
     ip: str | None,
     password: str | None = None,
@@ -162,8 +165,25 @@ def _complete(
     return _answer(request, user, session)
 
 
+def _tenant_of(request: AuthorizationRequest | None, tenant_id: str | None) -> str:
+    """The tenant of a step: the request's (its application must still exist), else the
+    one given (a sign-in for the account page, which answers no app)."""
+    if request is not None:
+        authorization.application_of(request)
+        return request.tenant_id
+    if tenant_id is None:
+        raise ValueError("a sign-in without an authorization request needs its tenant")
+    return tenant_id
+
+
 def password_step(
-    *, request: AuthorizationRequest, login: str, password: str, ip: str | None
+    *,
+    request: AuthorizationRequest | None,
+    login: str,
+    password: str,
+    ip: str | None,
+    tenant_id: str | None = None,
+    user_agent: str | None = None,
 ) -> Outcome:
     """Check the password of the user a login names (a username, or an email when no user
     has that username) through the sign-in flow: its limits, and InvalidGrant, audited,
@@ -171,10 +191,15 @@ def password_step(
     or the second factor still to come (bound to the user's session generation).
 
     When the tenant or the application requires MFA: a user with a second factor (TOTP
-    or passkey) gives it; a user with none enrols TOTP in place (`enrolment`)."""
-    required = mfa_required(request)
+    or passkey) gives it; a user with none enrols TOTP in place (`enrolment`).
+    Without a `request` (the account page's own sign-in, in `tenant_id`) a completed
+    sign-in only starts the browser sign-in session: no code; the user's own second
+    factors are asked for, but none is enrolled in place (the account page enrols one),
+    and such a session does not satisfy an app that requires MFA (`resume`)."""
+    tenant_id = _tenant_of(request, tenant_id)
+    required = request is not None and mfa_required(request)
     user = flow.check_password(
-        tenant_id=request.tenant_id, ip=ip, username=login, email=None, password=password
+        tenant_id=tenant_id, ip=ip, username=login, email=None, password=password
     )
     needs_otp = flow.needs_second_factor(user)
     kinds = mfa_service.second_factor_kinds(user) if needs_otp or required else []
@@ -192,24 +217,30 @@ def password_step(
             pending_generation=generation,
             enrolment=mfa_service.begin_sign_in_enrolment(user),
         )
-    return _complete(request, user, ip, password, amr=AMR_PASSWORD)
+    return _complete(request, user, ip, password, amr=AMR_PASSWORD, user_agent=user_agent)
 
 
 def second_factor_step(
-    *, request: AuthorizationRequest, user_id: str, generation: int, code: str, ip: str | None
+    *,
+    request: AuthorizationRequest | None,
+    user_id: str,
+    generation: int,
+    code: str,
+    ip: str | None,
+    tenant_id: str | None = None,
+    user_agent: str | None = None,
 ) -> Outcome:
     """Check the one-time code of a user whose password was just checked, through the
     sign-in flow (the account's budget shared with the password grant's `otp`, each code
     once, failures audited). InvalidGrant for a wrong or reused code; `signin_restart`
     for a user blocked or deleted meanwhile, or whose sessions were revoked (password
-    change or reset); RateLimited while the account's codes are locked."""
-    authorization.application_of(request)
-    user = flow.pending_user(
-        tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
-    )
-    kind = flow.check_second_factor(tenant_id=request.tenant_id, ip=ip, user=user, code=code)
+    change or reset); RateLimited while the account's codes are locked. Without a
+    `request`, as password_step."""
+    tenant_id = _tenant_of(request, tenant_id)
+    user = flow.pending_user(tenant_id=tenant_id, ip=ip, user_id=user_id, generation=generation)
+    kind = flow.check_second_factor(tenant_id=tenant_id, ip=ip, user=user, code=code)
     amr = AMR_PASSWORD_OTP if kind == flow.OTP else AMR_PASSWORD_RECOVERY
-    return _complete(request, user, ip, amr=amr)
+    return _complete(request, user, ip, amr=amr, user_agent=user_agent)
 
 
 def enrolment_in_progress(*, user_id: str) -> mfa_service.TotpStart | None:

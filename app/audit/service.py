@@ -16,7 +16,9 @@ from app.core.pagination import Page, paginate_by_creation
 # Fixed names clients filter on (SPEC §8), plus the hosted sign-in's own (issue 19):
 # `user.email_verified` (a verification link was used) and `token.code_reused` (an
 # authorization code presented twice; the session it started is ended); issue 24's
-# `user.password_rehashed` (an imported hash replaced by argon2id at a sign-in).
+# `user.password_rehashed` (an imported hash replaced by argon2id at a sign-in); issue 25's
+# account page: `session.revoked` (sessions signed out there) and `user.reauthenticated`
+# (the password entered again before a credential change).
 ACTIONS = frozenset(
     {
         "user.created",
@@ -41,6 +43,8 @@ ACTIONS = frozenset(
         "token.code_reused",
         "users.imported",
         "users.exported",
+        "session.revoked",
+        "user.reauthenticated",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

@@ -15,12 +15,15 @@ from app.users import service as user_service
 from app.users.models import User
 
 
-def change_password(*, actor: Principal, user: User, new_password: str) -> None:
-    """Set a new password (Invalid when the tenant's policy refuses it) and revoke every
-    session of the user except the one making the change. A user changing its own
-    password must have signed in recently (Unauthenticated reauthentication_required)."""
+def change_password(
+    *, actor: Principal, user: User, new_password: str, chosen_on_page: bool = False
+) -> None:
+    """Set a new password (Invalid when the tenant's policy refuses it; `chosen_on_page`:
+    a hosted page's, which must also be off the common list) and revoke every session of
+    the user except the one making the change. A user changing its own password must have
+    signed in recently (Unauthenticated reauthentication_required)."""
     user_service.check_recent_sign_in(actor=actor, user=user)
-    user_service.check_password(new_password)
+    user_service.check_password(new_password, chosen_on_page=chosen_on_page)
     passwords.set_password(user, new_password)
     keep = actor.credential_id if actor.is_user and actor.user_id == user.id else None
     token_service.revoke_user_sessions(user=user, keep_session=keep)

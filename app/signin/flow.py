@@ -261,6 +261,7 @@ def password_grant(
     client_id: str | None = None,
     scope: str | None = None,
     allowed_scopes: Collection[str] = (),
+    user_agent: str | None = None,
 ) -> TokenSet:
     """Sign in with a password (and `otp` when the user has a second factor): tokens, of
     the registered application `client_id` names if given, holding the `scope` it asks for
@@ -268,7 +269,8 @@ def password_grant(
     everything the user holds. Invalid without a login, for an unknown tenant or scope;
     RateLimited; InvalidGrant (same answer and cost whether or not the user exists);
     Forbidden `mfa_required` without a needed code, `password_reset_required` for a weak
-    imported hash under the tenant's "reset" policy."""
+    imported hash under the tenant's "reset" policy. `user_agent` is kept with the session
+    (the account page lists it)."""
     if not (username or email):
         raise Invalid("username or email is required", code="invalid_request")
     if tenant_service.find_tenant(tenant_id) is None:  # kept: issuing tokens reads it again
@@ -290,6 +292,8 @@ def password_grant(
         else None
     )
     finish(user=user, ip=ip, method=PASSWORD_METHOD, password=password)
-    tokens = token_service.issue_session(user=user, client_id=client_id, scope=granted, amr=amr)
+    tokens = token_service.issue_session(
+        user=user, client_id=client_id, scope=granted, amr=amr, ip=ip, user_agent=user_agent
+    )
     db.session.flush()
     return tokens

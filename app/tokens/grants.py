@@ -52,7 +52,7 @@ def _extend_live_session(session: AuthSession, user: User) -> bool:
             AuthSession.revoked_at.is_(None),
             AuthSession.generation == (user.session_generation or 0),
         )
-        .values(expires_at=session_expiry(tenant, utcnow()))
+        .values(expires_at=session_expiry(tenant, utcnow()), last_seen_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1

@@ -180,11 +180,13 @@ def issue_session(
     nonce: str | None = None,
     scope: list[str] | None = None,
     amr: list[str] | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> TokenSet:
     """Access, ID and refresh tokens for `user` in `session` (a new one unless given; a
     given one has already been extended by the refresh that continues it). A new session
-    is for the registered application `client_id` if given, begun at `auth_time`; `nonce`
-    goes into the ID token (OIDC Core §3.1.2.1).
+    is for the registered application `client_id` if given, begun at `auth_time` from `ip`
+    and `user_agent`; `nonce` goes into the ID token (OIDC Core §3.1.2.1).
 
     The access token carries `scope` (an application's grant, or a narrowing of the
     session's asked for by a refresh), else the session's scopes (session_scopes). An
@@ -200,6 +202,8 @@ def issue_session(
         auth_time=auth_time,
         scope=scope,
         amr=amr,
+        ip=ip,
+        user_agent=user_agent,
     )
     granted = scope if scope is not None else session_scopes(user, session)
     ttl = access_ttl(tenant)

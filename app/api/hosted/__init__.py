@@ -90,7 +90,12 @@ def page_headers(response: Response) -> Response:
     return response
 
 
-# Registers the routes on blp (mfa_routes: two-step verification and /account/mfa).
-from app.api.hosted import mfa_routes, routes  # noqa: E402,F401
+# Importing the route modules registers their routes on blp (after blp exists).
+from app.api.hosted import (  # noqa: E402
+    account_routes,  # noqa: F401  (/account and its pages)
+    account_signin,  # noqa: F401  (the account pages' sign-in and "confirm it's you")
+    mfa_routes,  # noqa: F401  (two-step verification, recovery codes, /account/mfa)
+    routes,  # noqa: F401  (login, second factor, logout, verify-email)
+)
 
 __all__ = ["blp"]

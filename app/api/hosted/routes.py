@@ -154,7 +154,11 @@ def authorize_submit() -> Response:
     form = _form(LoginForm(), "Enter your username or email address and your password.")
     with tenant_scope(authz.tenant_id):
         outcome = login.password_step(
-            request=authz, login=form["username"], password=form["password"], ip=client_ip()
+            request=authz,
+            login=form["username"],
+            password=form["password"],
+            ip=client_ip(),
+            user_agent=request.user_agent.string,
         )
     if outcome.enrolment is not None:
         assert outcome.pending_user is not None
@@ -195,7 +199,12 @@ def second_factor_submit() -> Response:
     form = _form(CodeForm(), "Enter the code your authenticator app shows.")
     with tenant_scope(authz.tenant_id):
         outcome = login.second_factor_step(
-            request=authz, user_id=user_id, generation=generation, code=form["code"], ip=client_ip()
+            request=authz,
+            user_id=user_id,
+            generation=generation,
+            code=form["code"],
+            ip=client_ip(),
+            user_agent=request.user_agent.string,
         )
     return _signed_in(outcome, authz)
 

@@ -119,6 +119,7 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
                 redirect_uri=body.get("redirect_uri"),
                 code_verifier=body.get("code_verifier"),
                 ip=ip,
+                user_agent=request.user_agent.string,
             )
     if grant == "password":
         _require(body, "password")
@@ -135,6 +136,7 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
                 client_id=client.id if client else None,
                 scope=body.get("scope"),
                 allowed_scopes=client.permitted_scopes if client else (),
+                user_agent=request.user_agent.string,
             )
     if grant == "refresh_token":
         _require(body, "refresh_token")

@@ -1,0 +1,268 @@
+"""Who the account pages serve, when it is not settled yet: without a live sign-in
+session with the page's tenant, a sign-in for it (the login page's steps, ending on the
+account page), or which tenant to pick; before a credential change with a sign-in older
+than REAUTH_MAX_AGE_SECONDS, "confirm it's you" (the password again)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import marshmallow as ma
+from flask import Response, current_app, redirect, request, url_for
+from flask_babel import gettext as _
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from app.api.auth import client_ip, public
+from app.api.hosted import blp, browser, page, show_form_on_error
+from app.api.hosted.account_session import (
+    Account,
+    AccountSignInRequired,
+    ReauthenticationRequired,
+    require_account,
+)
+from app.applications import account as account_service
+from app.applications import login
+from app.core.errors import Invalid
+from app.core.http import accepts_form
+from app.core.tenancy import tenant_scope
+from app.tenants import service as tenant_service
+
+ACCOUNT_LOGIN = "account-login"
+ACCOUNT_SECOND_FACTOR = "account-second-factor"
+REAUTHENTICATE = "account-reauth"
+
+
+class LoginForm(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    username = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
+    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1024))
+
+
+class CodeForm(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=16))
+
+
+class PasswordForm(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1024))
+
+
+def form_data(schema: ma.Schema, message: str) -> dict[str, Any]:
+    try:
+        return schema.load(request.form.to_dict())
+    except ma.ValidationError as exc:
+        raise Invalid(message, code="invalid_form", fields=exc.normalized_messages()) from exc
+
+
+def account_url(tenant_id: str, endpoint: str = "hosted.account", **params: str) -> str:
+    return url_for(endpoint, tenant=tenant_id, **params)
+
+
+def safe_next(target: Any, tenant_id: str) -> str:
+    """Where to go after a sign-in or a reauthentication: a path of the account pages,
+    else the account page."""
+    if isinstance(target, str) and target.startswith("/account") and "//" not in target:
+        return target
+    return account_url(tenant_id)
+
+
+def tenant_name(tenant_id: str) -> str:
+    tenant = tenant_service.get_tenant(tenant_id)
+    return str((tenant.branding or {}).get("display_name") or tenant.name)
+
+
+# ---- signing in for the account page ----------------------------------------------
+
+
+def _login_page(tenant_id: str, target: str, *, username: str = "", status: int = 200) -> Response:
+    sealed = browser.seal(ACCOUNT_LOGIN, {"tid": tenant_id, "next": target})
+    return page(
+        "account_login.html",
+        status,
+        tenant_name=tenant_name(tenant_id),
+        request_seal=sealed,
+        username=username,
+    )
+
+
+@blp.errorhandler(AccountSignInRequired)
+def sign_in_required(exc: AccountSignInRequired) -> Response:
+    """Without a live sign-in session: the sign-in for the page's tenant, or which
+    tenant to pick, or where to sign in."""
+    if exc.tenant_id is not None:
+        if tenant_service.find_tenant(exc.tenant_id) is None:
+            return page(
+                "error.html",
+                404,
+                message=_("This account page does not exist."),
+                code="tenant_not_found",
+            )
+        target = request.full_path.rstrip("?") if request.method == "GET" else ""
+        return _login_page(exc.tenant_id, safe_next(target, exc.tenant_id))
+    choices = [
+        (tenant_id, tenant_name(tenant_id))
+        for tenant_id in browser.all_sessions()
+        if tenant_service.find_tenant(tenant_id) is not None
+    ]
+    return page("account_choose.html", choices=choices)
+
+
+def _keep_session(response: Response, tenant_id: str, session_id: str) -> None:
+    """Keep the new sign-in session in the browser (one the browser had before with this
+    tenant ends, as on the login page)."""
+    replaced = browser.read_session(tenant_id)
+    if replaced is not None and replaced != session_id:
+        with tenant_scope(tenant_id):
+            login.sign_out(tenant_id=tenant_id, session_id=replaced)
+    browser.keep_session(response, tenant_id, session_id)
+
+
+def _signed_in(outcome: login.Outcome, tenant_id: str, target: str) -> Response:
+    browser.rotate_csrf()
+    assert outcome.session_id is not None
+    if outcome.second_factor_failures:
+        response = page(
+            "account_notice.html", failures=outcome.second_factor_failures, next_url=target
+        )
+    else:
+        response = redirect(target, code=303)  # type: ignore[assignment]
+    _keep_session(response, tenant_id, outcome.session_id)
+    return response
+
+
+def _second_factor_seal(pending: dict[str, Any]) -> str:
+    return browser.seal(ACCOUNT_SECOND_FACTOR, pending, once=True)
+
+
+@blp.route("/account/login", methods=["POST"])
+@accepts_form
+@public
+def account_login() -> Response:
+    """Check the username (or email) and password of a sign-in for the account page"""
+    sealed = request.form.get("request")
+    pending = browser.unseal(ACCOUNT_LOGIN, sealed)
+    tenant_id, target = str(pending["tid"]), safe_next(pending.get("next"), str(pending["tid"]))
+    username = request.form.get("username", "")[:255]
+    show_form_on_error(
+        "account_login.html",
+        tenant_name=tenant_name(tenant_id),
+        request_seal=sealed,
+        username=username,
+    )
+    browser.check_csrf(request.form.get("csrf_token"))
+    form = form_data(LoginForm(), _("Enter your username or email address and your password."))
+    with tenant_scope(tenant_id):
+        outcome = login.password_step(
+            request=None,
+            tenant_id=tenant_id,
+            login=form["username"],
+            password=form["password"],
+            ip=client_ip(),
+            user_agent=request.user_agent.string,
+        )
+    if outcome.pending_user is not None:
+        step = {
+            "tid": tenant_id,
+            "next": target,
+            "uid": outcome.pending_user,
+            "gen": outcome.pending_generation,
+        }
+        return page("account_second_factor.html", pending=_second_factor_seal(step))
+    return _signed_in(outcome, tenant_id, target)
+
+
+@blp.route("/account/login/second-factor", methods=["POST"])
+@accepts_form
+@public
+def account_second_factor() -> Response:
+    """Check the one-time code of a sign-in for the account page"""
+    step = browser.unseal(
+        ACCOUNT_SECOND_FACTOR, request.form.get("pending"), browser.SECOND_FACTOR_TTL, once=True
+    )
+    tenant_id, target = str(step["tid"]), safe_next(step.get("next"), str(step["tid"]))
+    # The submitted form is used up: an error shows a fresh one.
+    show_form_on_error("account_second_factor.html", pending=_second_factor_seal(step))
+    browser.check_csrf(request.form.get("csrf_token"))
+    form = form_data(CodeForm(), _("Enter the code your authenticator app shows."))
+    with tenant_scope(tenant_id):
+        outcome = login.second_factor_step(
+            request=None,
+            tenant_id=tenant_id,
+            user_id=str(step["uid"]),
+            generation=int(step.get("gen", -1)),
+            code=form["code"],
+            ip=client_ip(),
+            user_agent=request.user_agent.string,
+        )
+    return _signed_in(outcome, tenant_id, target)
+
+
+# ---- confirming it is the user, before a credential change ----------------------------
+
+
+def _return_path(tenant_id: str) -> str:
+    """Where the user was going: this page for a GET; for a form post, the page of the
+    same path if there is one (the form is filled in again), else the account page."""
+    if request.method == "GET":
+        return safe_next(request.full_path.rstrip("?"), tenant_id)
+    adapter = current_app.url_map.bind("localhost")
+    try:
+        adapter.match(request.path, method="GET")
+    except (NotFound, MethodNotAllowed):
+        return account_url(tenant_id)
+    return safe_next(f"{request.path}?{urlencode({'tenant': tenant_id})}", tenant_id)
+
+
+def _reauth_context(account: Account, target: str) -> dict[str, Any]:
+    with tenant_scope(account.tenant_id):
+        user = account_service.signed_in_user(
+            tenant_id=account.tenant_id, session_id=account.session_id
+        )
+        who = user.username or user.email or user.id
+    sealed = browser.seal(
+        REAUTHENTICATE, {"tid": account.tenant_id, "sid": account.session_id, "next": target}
+    )
+    return {
+        "who": who,
+        "request_seal": sealed,
+        "tenant_id": account.tenant_id,
+        "cancel_url": account_url(account.tenant_id),
+    }
+
+
+@blp.errorhandler(ReauthenticationRequired)
+def reauthentication_required(exc: ReauthenticationRequired) -> Response:
+    """A credential change with an old sign-in: ask for the password first."""
+    account = exc.account
+    return page("account_reauth.html", **_reauth_context(account, _return_path(account.tenant_id)))
+
+
+@blp.route("/account/reauthenticate", methods=["POST"])
+@accepts_form
+@public
+def reauthenticate() -> Response:
+    """Check the signed-in user's password again, then go where the user was going"""
+    sealed = browser.unseal(REAUTHENTICATE, request.form.get("request"))
+    account = require_account()
+    target = safe_next(sealed.get("next"), account.tenant_id)
+    show_form_on_error("account_reauth.html", **_reauth_context(account, target))
+    browser.check_csrf(request.form.get("csrf_token"))
+    if sealed.get("tid") != account.tenant_id or sealed.get("sid") != account.session_id:
+        raise Invalid(_("You signed in again meanwhile. Try once more."), code="form_expired")
+    form = form_data(PasswordForm(), _("Enter your password."))
+    with tenant_scope(account.tenant_id):
+        user = account_service.signed_in_user(
+            tenant_id=account.tenant_id, session_id=account.session_id
+        )
+        account_service.reauthenticate(
+            user=user, session_id=account.session_id, password=form["password"], ip=client_ip()
+        )
+    return redirect(target, code=303)  # type: ignore[return-value]
