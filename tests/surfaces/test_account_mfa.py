@@ -127,7 +127,7 @@ def test_another_tenant_s_page_does_not_serve_this_session(
     app: Flask, signed_in: FlaskClient, tenant: TenantHandle, other_tenant: TenantHandle
 ) -> None:
     page = signed_in.get("/account/mfa", query_string={"tenant": other_tenant.id})
-    # AccountSignInRequired: the account pages' handler (the /account work) answers it
-    # with the sign-in; whatever the answer, this session's user is not served.
-    assert page.status_code != 200, page.status_code
-    assert "alice" not in page.get_data(as_text=True)
+    # AccountSignInRequired: the other tenant's sign-in form, not this session's user.
+    body = page.get_data(as_text=True)
+    assert 'action="/account/login"' in body
+    assert "alice" not in body and "Two-step verification" not in body
