@@ -78,9 +78,10 @@ def _mail_bodies(link: str, factors: list[str]) -> tuple[str, str]:
         + f"{ignore}\n"
     )
     safe = html.escape(link, quote=True)
+    button = _("Choose a new password")
     markup = (
         f"<p>{html.escape(asked)}</p>"
-        + f'<p><a href="{safe}">{html.escape(_("Choose a new password"))}</a> '
+        + f'<p><a href="{safe}">{html.escape(button)}</a> '
         + html.escape(_("(the link works for an hour)."))
         + "</p>"
         + (f"<p>{html.escape(note)}</p>" if note else "")

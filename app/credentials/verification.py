@@ -49,9 +49,10 @@ def _mail_bodies(link: str, hours: int) -> tuple[str, str]:
     works = ngettext(
         "(the link works for %(num)d hour).", "(the link works for %(num)d hours).", hours
     )
+    button = _("Confirm my email address")
     markup = (
         f"<p>{html.escape(confirm)}</p>"
-        f'<p><a href="{safe}">{html.escape(_("Confirm my email address"))}</a> '
+        f'<p><a href="{safe}">{html.escape(button)}</a> '
         f"{html.escape(works)}</p>"
         f"<p>{html.escape(ignore)}</p>"
     )
