@@ -80,7 +80,7 @@ translations: install
 # Screenshots of the hosted pages (docs/screenshots/*.png) from the page table of
 # tests/surfaces/hosted_pages.py, in headless Chromium (`make browser`).
 screenshots: install
-	SCREENSHOTS=1 REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -p no:randomly tests/surfaces/test_hosted_a11y.py -k screenshot
+	SCREENSHOTS=1 REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -p no:randomly tests/surfaces/test_hosted_a11y.py
 
 lint: install
 	$(BIN)/ruff check .
