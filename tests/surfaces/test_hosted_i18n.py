@@ -234,3 +234,18 @@ def test_ui_locales_beats_the_browser_language(live_server: str, browser: Any, h
         assert page.locator("html").get_attribute("lang") == "fr"
     finally:
         context.close()
+
+
+def test_the_lock_message_counts_minutes_in_the_page_language(app: Flask) -> None:
+    from app.api.hosted import page_message
+    from app.core.errors import RateLimited
+
+    locked = RateLimited("English", code="second_factor_locked", headers={"Retry-After": "61"})
+    with app.test_request_context("/authorize", headers={"Accept-Language": "de"}):
+        assert "noch 2 Minuten lang abgelehnt" in page_message(locked)
+    with app.test_request_context("/authorize", headers={"Accept-Language": "fr"}):
+        assert "pendant encore 1 minute ;" in page_message(
+            RateLimited("English", code="second_factor_locked", headers={"Retry-After": "60"})
+        )
+    with app.test_request_context("/authorize"):
+        assert page_message(locked).endswith("for 2 more minutes; then try again.")
