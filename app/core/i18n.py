@@ -9,6 +9,7 @@ it from one step of a flow to the next), a `ui_locales` query parameter, the bro
 from __future__ import annotations
 
 from flask import g, has_request_context, request
+from flask_babel import refresh
 
 SUPPORTED = ("en", "de", "fr")
 DEFAULT = "en"
@@ -36,3 +37,11 @@ def select_locale() -> str:
     if chosen is None:
         chosen = request.accept_languages.best_match(SUPPORTED)
     return chosen or DEFAULT
+
+
+def reselect() -> None:
+    """Choose the language again before writing a text that must follow the request (a
+    mail): Flask-Babel keeps the first choice of a request, which may predate the route
+    learning the authorization request's ui_locales."""
+    if has_request_context():
+        refresh()

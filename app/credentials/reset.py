@@ -17,7 +17,7 @@ from flask_babel import lazy_gettext
 from sqlalchemy import select
 
 from app.audit import service as audit_service
-from app.core import security
+from app.core import i18n, security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid
 from app.core.jobs import delete_all_tenants, enqueue_after_commit
@@ -67,6 +67,7 @@ def _factors_note(factors: list[str]) -> str:
 
 def _mail_bodies(link: str, factors: list[str]) -> tuple[str, str]:
     """The mail's text and HTML, in the request's language (app.core.i18n)."""
+    i18n.reselect()
     note = _factors_note(factors)
     asked = _("Someone asked to reset the password of your account.")
     ignore = _("If it was not you, ignore this mail; your password stays as it is.")

@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from app.audit import service as audit_service
-from app.core import security
+from app.core import i18n, security
 from app.core.errors import Invalid
 from app.core.jobs import enqueue_after_commit
 from app.core.tenancy import current_tenant_id
@@ -37,6 +37,7 @@ def _fingerprint(user: User) -> str:
 
 def _mail_bodies(link: str, hours: int) -> tuple[str, str]:
     """The mail's text and HTML, in the request's language (app.core.i18n)."""
+    i18n.reselect()
     confirm = _("Please confirm that this is your email address.")
     ignore = _("If you did not sign up, ignore this mail.")
     within = ngettext(

@@ -123,26 +123,31 @@ def seal(purpose: str, payload: dict[str, Any], *, once: bool = False) -> str:
     return security.signed_dumps(_secret(), purpose, sealed)
 
 
+def _expired() -> Invalid:
+    # Built only when raised: a text translated early would fix the page's language before
+    # the route learns the request's ui_locales.
+    return Invalid(
+        _("This sign-in took too long or was started elsewhere. Go back to the app and try again."),
+        code="form_expired",
+    )
+
+
 def unseal(
     purpose: str, value: str | None, max_age: int = FORM_TTL, *, once: bool = False
 ) -> dict[str, Any]:
     """The payload of a sealed field from this browser; Invalid `form_expired` otherwise
     (also for a single-use one already submitted), Forbidden `cookies_missing` when the
     browser sent no cookie."""
-    expired = Invalid(
-        _("This sign-in took too long or was started elsewhere. Go back to the app and try again."),
-        code="form_expired",
-    )
     cookie = _posted_cookie()
     try:
         sealed = security.signed_loads(_secret(), purpose, value or "", max_age)
     except security.SignedTokenError as exc:
-        raise expired from exc
+        raise _expired() from exc
     if not isinstance(sealed, dict) or not isinstance(sealed.get("p"), dict):
-        raise expired
+        raise _expired()
     bound = str(sealed.get("b", ""))
     if not security.constant_time_equals(bound, security.sha256_hex(cookie)[:16]):
-        raise expired
+        raise _expired()
     if once:
         nonce = sealed.get("n")
         if not (isinstance(nonce, str) and ratelimit.claim_once(purpose, nonce, max_age)):
