@@ -1,10 +1,11 @@
 """Every hosted page in the states a person meets it, as a table the accessibility check
 (test_hosted_a11y.py) and the screenshots (`make screenshots`) both walk.
 
-A row is (name, how to reach the page, the browser's language). `reach(scene)` drives
-`scene.page` (a fresh Playwright page, 720 px wide) until the page to check is on screen;
-the Scene makes the tenant's users and applications on demand. To add a page, add a
-row: its name is also the screenshot's file name (docs/screenshots/<name>.png).
+A row is (name, how to reach the page, the browser's language and colour scheme).
+`reach(scene)` drives `scene.page` (a fresh Playwright page, 720 px wide) until the page
+to check is on screen; the Scene makes the tenant's users and applications on demand.
+To add a page, add a row: its name is also the screenshot's file name
+(docs/screenshots/<name>.png).
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ class HostedPage:
     name: str
     reach: Callable[[Scene], None]
     locale: str = "en-US"
+    color_scheme: str = "light"
 
 
 PAGES: list[HostedPage] = [
@@ -216,4 +218,6 @@ PAGES: list[HostedPage] = [
     HostedPage("login-de", _login, locale="de-DE"),
     HostedPage("login-error-de", _login_error, locale="de-DE"),
     HostedPage("second-factor-fr", _second_factor, locale="fr-FR"),
+    HostedPage("login-error-dark", _login_error, color_scheme="dark"),
+    HostedPage("branded-login-dark", _branded_login, color_scheme="dark"),
 ]

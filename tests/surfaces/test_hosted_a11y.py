@@ -45,7 +45,9 @@ def test_every_hosted_page_passes_axe(
 ) -> None:
     from axe_playwright_python.sync_playwright import Axe
 
-    context = browser.new_context(viewport=VIEWPORT, locale=hosted.locale)
+    context = browser.new_context(
+        viewport=VIEWPORT, locale=hosted.locale, color_scheme=hosted.color_scheme
+    )
     page = context.new_page()
     csp_errors: list[str] = []
     page.on(
