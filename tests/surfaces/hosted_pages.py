@@ -96,10 +96,12 @@ class Scene:
             "https://cdn.example.com/**",
             lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=LOGO_SVG),
         )
+        self.configure(branding=branding or BRANDING)
+
+    def configure(self, **settings: Any) -> None:
+        """Merge tenant settings (as PATCH /tenants/{id} does): signup_enabled=True, ..."""
         with self.app.app_context():
-            tenant_service.update_tenant(
-                tenant_id=self.tenant.id, settings={"branding": branding or BRANDING}
-            )
+            tenant_service.update_tenant(tenant_id=self.tenant.id, settings=settings)
             db.session.commit()
 
     def open_login(self, **extra: str) -> None:
