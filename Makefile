@@ -12,7 +12,7 @@ PORT ?= 5000
 PEER_VENV ?= .venv-bench-peer
 PEER_STAMP := $(PEER_VENV)/.installed-$(shell cat bench/peers/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install install-runtime run test test-reliability lint format bench bench-import bench-profile bench-rehash bench-reset fuzz clean browser
+.PHONY: translations screenshots install install-runtime run test test-reliability lint format bench bench-import bench-profile bench-rehash bench-reset fuzz clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,20 @@ browser:
 	else \
 		echo "browser: no chromium and no apt-get as root; install Chromium or set CHROMIUM"; \
 	fi
+
+# The hosted pages' and mails' catalogues (app/translations): extract the messages of the
+# code and templates (babel.cfg), merge them into each language's .po, compile the .mo
+# files (committed; tests/ops/test_translations.py fails on a missing or stale one).
+TRANSLATIONS := app/translations
+translations: install
+	$(BIN)/pybabel extract --no-location --sort-output -F babel.cfg -k lazy_gettext -k N_ -o $(TRANSLATIONS)/messages.pot .
+	$(BIN)/pybabel update --no-fuzzy-matching -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS)
+	$(BIN)/pybabel compile -d $(TRANSLATIONS)
+
+# Screenshots of the hosted pages (docs/screenshots/*.png) from the page table of
+# tests/surfaces/hosted_pages.py, in headless Chromium (`make browser`).
+screenshots: install
+	SCREENSHOTS=1 REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -p no:randomly tests/surfaces/test_hosted_a11y.py
 
 lint: install
 	$(BIN)/ruff check .

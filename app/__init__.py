@@ -16,6 +16,7 @@ from app import models  # noqa: F401  (every model registered on the metadata)
 from app.core.db import db, install_pool_checks
 from app.core.errors import register_error_handlers
 from app.core.http import StripTrailingSlash, install_http_hooks
+from app.core.i18n import select_locale
 from app.core.inputs import install_input_guards
 from app.core.jobs import celery_init_app
 from app.core.lazy_begin import install as begin_lazily
@@ -57,7 +58,9 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
         compare_type=True,
     )
     install_tenancy_guards()
-    babel.init_app(app, default_locale="en", default_domain="messages")
+    babel.init_app(
+        app, default_locale="en", default_domain="messages", locale_selector=select_locale
+    )
     celery_init_app(app)
     init_rate_limits(app)
     init_redis_client(app)

@@ -12,10 +12,12 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from sqlalchemy import select
 
 from app.audit import service as audit_service
-from app.core import security
+from app.core import i18n, security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid
 from app.core.jobs import delete_all_tenants, enqueue_after_commit
@@ -48,30 +50,43 @@ def _matching_users(username: str | None, email: str | None) -> list[User]:
     return []
 
 
+# The names mfa.second_factors gives, in the mail's language (add new factors here).
+FACTOR_NAMES = {"an authenticator app": lazy_gettext("an authenticator app")}
+
+
 def _factors_note(factors: list[str]) -> str:
     """What a reset leaves in place: the second factors still needed to sign in."""
     if not factors:
         return ""
-    return (
+    return _(
         "A new password does not remove your second factor: you will still sign in with "
-        f"{' and '.join(factors)}."
+        "%(factors)s.",
+        factors=_(" and ").join(str(FACTOR_NAMES.get(f, f)) for f in factors),
     )
 
 
 def _mail_bodies(link: str, factors: list[str]) -> tuple[str, str]:
+    """The mail's text and HTML, in the request's language (app.core.i18n)."""
+    i18n.reselect()
     note = _factors_note(factors)
+    asked = _("Someone asked to reset the password of your account.")
+    ignore = _("If it was not you, ignore this mail; your password stays as it is.")
     text = (
-        "Someone asked to reset the password of your account.\n\n"
-        f"Open this link within an hour to choose a new one:\n{link}\n\n"
+        f"{asked}\n\n"
+        + _("Open this link within an hour to choose a new one:")
+        + f"\n{link}\n\n"
         + (f"{note}\n\n" if note else "")
-        + "If it was not you, ignore this mail; your password stays as it is.\n"
+        + f"{ignore}\n"
     )
     safe = html.escape(link, quote=True)
+    button = _("Choose a new password")
     markup = (
-        "<p>Someone asked to reset the password of your account.</p>"
-        f'<p><a href="{safe}">Choose a new password</a> (the link works for an hour).</p>'
+        f"<p>{html.escape(asked)}</p>"
+        + f'<p><a href="{safe}">{html.escape(button)}</a> '
+        + html.escape(_("(the link works for an hour)."))
+        + "</p>"
         + (f"<p>{html.escape(note)}</p>" if note else "")
-        + "<p>If it was not you, ignore this mail; your password stays as it is.</p>"
+        + f"<p>{html.escape(ignore)}</p>"
     )
     return text, markup
 
@@ -126,7 +141,7 @@ def request_reset(
             kind="password_reset",
             to=user.email or "",
             sender=settings.sender,
-            subject="Reset your password",
+            subject=_("Reset your password"),
             text=text,
             html=markup,
         )

@@ -9,9 +9,11 @@ import html
 from urllib.parse import quote
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from app.audit import service as audit_service
-from app.core import security
+from app.core import i18n, security
 from app.core.errors import Invalid
 from app.core.jobs import enqueue_after_commit
 from app.core.tenancy import current_tenant_id
@@ -34,17 +36,26 @@ def _fingerprint(user: User) -> str:
 
 
 def _mail_bodies(link: str, hours: int) -> tuple[str, str]:
-    text = (
-        "Please confirm that this is your email address.\n\n"
-        f"Open this link within {hours} hours to confirm it:\n{link}\n\n"
-        "If you did not sign up, ignore this mail.\n"
+    """The mail's text and HTML, in the request's language (app.core.i18n)."""
+    i18n.reselect()
+    confirm = _("Please confirm that this is your email address.")
+    ignore = _("If you did not sign up, ignore this mail.")
+    within = ngettext(
+        "Open this link within %(num)d hour to confirm it:",
+        "Open this link within %(num)d hours to confirm it:",
+        hours,
     )
+    text = f"{confirm}\n\n{within}\n{link}\n\n{ignore}\n"
     safe = html.escape(link, quote=True)
+    works = ngettext(
+        "(the link works for %(num)d hour).", "(the link works for %(num)d hours).", hours
+    )
+    button = _("Confirm my email address")
     markup = (
-        "<p>Please confirm that this is your email address.</p>"
-        f'<p><a href="{safe}">Confirm my email address</a> '
-        f"(the link works for {hours} hours).</p>"
-        "<p>If you did not sign up, ignore this mail.</p>"
+        f"<p>{html.escape(confirm)}</p>"
+        f'<p><a href="{safe}">{html.escape(button)}</a> '
+        f"{html.escape(works)}</p>"
+        f"<p>{html.escape(ignore)}</p>"
     )
     return text, markup
 
@@ -76,7 +87,7 @@ def send_verification(*, user: User) -> None:
         kind=KIND,
         to=user.email,
         sender=settings.sender,
-        subject="Confirm your email address",
+        subject=_("Confirm your email address"),
         text=text,
         html=markup,
     )

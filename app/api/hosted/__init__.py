@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Response, g, redirect, render_template
+from flask_babel import get_locale, gettext
+from flask_babel import refresh as refresh_locale
 from werkzeug.exceptions import HTTPException
 
 from app.api.hosted import browser
@@ -31,8 +33,10 @@ blp = Blueprint(
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
+        # No form-action: a form's POST may redirect to the app's redirect URI. Logos
+        # come from the tenant's https host; page scripts post JSON to this origin only.
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -50,9 +54,31 @@ class FormOnScreen:
 
 
 def page(template: str, status: int = 200, **context: Any) -> Response:
-    """Render a page of this surface (with the CSRF token its forms need)."""
-    html = render_template(f"hosted/{template}", csrf_token=browser.csrf_token(), **context)
+    """Render a page of this surface (with the CSRF token its forms need), in the
+    request's language (app.core.i18n) and with the look of its tenant: the one of
+    `g.authz`, or `g.page_tenant` when a route sets it (hosted.branding)."""
+    refresh_locale()  # chosen again now that the route may have set g.authz
+    brand = branding.current()
+    html = render_template(
+        f"hosted/{template}",
+        csrf_token=browser.csrf_token(),
+        page_lang=str(get_locale() or "en"),
+        brand=brand,
+        brand_name=(brand.display_name if brand else None) or "Gatehouse",
+        **context,
+    )
     return Response(html, status=status, mimetype="text/html")
+
+
+def page_message(err: AppError) -> str:
+    """An error's message in the page's language: the catalogue's translation of its
+    English text (hosted.messages lists the domain's ones; others stay English)."""
+    refresh_locale()
+    if err.code == "second_factor_locked":
+        minutes = messages.retry_minutes(err.headers.get("Retry-After"))
+        if minutes is not None:
+            return messages.second_factor_locked(minutes)
+    return gettext(err.message) if err.message else err.message
 
 
 def show_form_on_error(template: str, **context: Any) -> None:
@@ -72,10 +98,10 @@ def render_error_page(exc: Exception) -> Response:
     form: FormOnScreen | None = g.get("form_on_screen")
     if form is not None and err.status < 500:
         response = page(
-            form.template, err.status, error=err.message, error_code=err.code, **form.context
+            form.template, err.status, error=page_message(err), error_code=err.code, **form.context
         )
     else:
-        response = page("error.html", err.status, message=err.message, code=err.code)
+        response = page("error.html", err.status, message=page_message(err), code=err.code)
     for name, value in err.headers.items():
         if name != "WWW-Authenticate":  # a page is no API challenge
             response.headers[name] = value
@@ -94,6 +120,8 @@ def page_headers(response: Response) -> Response:
 from app.api.hosted import (  # noqa: E402
     account_routes,  # noqa: F401  (/account and its pages)
     account_signin,  # noqa: F401  (the account pages' sign-in and "confirm it's you")
+    branding,  # noqa: F401  (the tenant's style sheet)
+    messages,  # noqa: F401  (the service messages pages translate)
     mfa_routes,  # noqa: F401  (two-step verification, recovery codes, /account/mfa)
     routes,  # noqa: F401  (login, second factor, logout, verify-email)
 )

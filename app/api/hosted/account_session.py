@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from app.api.hosted import browser
 from app.applications import login
@@ -52,9 +52,12 @@ def page_tenant() -> str | None:
     only tenant this browser has a sign-in session with."""
     named = request.args.get("tenant") or request.form.get("tenant")
     if named:
-        return named[:32]
-    sessions = browser.all_sessions()
-    return next(iter(sessions)) if len(sessions) == 1 else None
+        tenant_id: str | None = named[:32]
+    else:
+        sessions = browser.all_sessions()
+        tenant_id = next(iter(sessions)) if len(sessions) == 1 else None
+    g.page_tenant = tenant_id  # the page takes this tenant's look (hosted.branding)
+    return tenant_id
 
 
 def current_account() -> Account | None:

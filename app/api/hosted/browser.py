@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from flask import Response, current_app, g, request
+from flask_babel import gettext as _
 
 from app.core import ratelimit, security
 from app.core.errors import Forbidden, Invalid
@@ -76,10 +77,12 @@ def _posted_cookie() -> str:
     cookie = request.cookies.get(csrf_cookie(), "")
     if not cookie:
         raise Forbidden(
-            "Your browser did not send this site's cookies. Sign-in needs cookies: allow "
-            "them for this site and try again. If the site is served over http, its "
-            "cookies must not be Secure (the operator serves it over https, or sets "
-            "LOGIN_COOKIE_SECURE=false).",
+            _(
+                "Your browser did not send this site's cookies. Sign-in needs cookies: allow "
+                "them for this site and try again. If the site is served over http, its "
+                "cookies must not be Secure (the operator serves it over https, or sets "
+                "LOGIN_COOKIE_SECURE=false)."
+            ),
             code="cookies_missing",
         )
     return cookie
@@ -100,7 +103,7 @@ def check_csrf(token: str | None) -> None:
         signed = None
     if not (isinstance(signed, str) and cookie and security.constant_time_equals(signed, cookie)):
         raise Forbidden(
-            "This form has expired or did not come from this page. Please try again.",
+            _("This form has expired or did not come from this page. Please try again."),
             code="csrf_failed",
         )
 
@@ -120,31 +123,36 @@ def seal(purpose: str, payload: dict[str, Any], *, once: bool = False) -> str:
     return security.signed_dumps(_secret(), purpose, sealed)
 
 
+def _expired() -> Invalid:
+    # Built only when raised: a text translated early would fix the page's language before
+    # the route learns the request's ui_locales.
+    return Invalid(
+        _("This sign-in took too long or was started elsewhere. Go back to the app and try again."),
+        code="form_expired",
+    )
+
+
 def unseal(
     purpose: str, value: str | None, max_age: int = FORM_TTL, *, once: bool = False
 ) -> dict[str, Any]:
     """The payload of a sealed field from this browser; Invalid `form_expired` otherwise
     (also for a single-use one already submitted), Forbidden `cookies_missing` when the
     browser sent no cookie."""
-    expired = Invalid(
-        "This sign-in took too long or was started elsewhere. Go back to the app and try again.",
-        code="form_expired",
-    )
     cookie = _posted_cookie()
     try:
         sealed = security.signed_loads(_secret(), purpose, value or "", max_age)
     except security.SignedTokenError as exc:
-        raise expired from exc
+        raise _expired() from exc
     if not isinstance(sealed, dict) or not isinstance(sealed.get("p"), dict):
-        raise expired
+        raise _expired()
     bound = str(sealed.get("b", ""))
     if not security.constant_time_equals(bound, security.sha256_hex(cookie)[:16]):
-        raise expired
+        raise _expired()
     if once:
         nonce = sealed.get("n")
         if not (isinstance(nonce, str) and ratelimit.claim_once(purpose, nonce, max_age)):
             raise Invalid(
-                "This form was already submitted. Go back to the app and sign in again.",
+                _("This form was already submitted. Go back to the app and sign in again."),
                 code="form_used",
             )
     return sealed["p"]

@@ -1,0 +1,225 @@
+"""Every hosted page in the states a person meets it, as a table the accessibility check
+(test_hosted_a11y.py) and the screenshots (`make screenshots`) both walk.
+
+A row is (name, how to reach the page, the browser's language and colour scheme).
+`reach(scene)` drives `scene.page` (a fresh Playwright page, 720 px wide) until the page
+to check is on screen; the Scene makes the tenant's users and applications on demand.
+To add a page, add a row: its name is also the screenshot's file name
+(docs/screenshots/<name>.png).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.core.db import db
+from app.tenants import service as tenant_service
+from tests import factories
+from tests.factories import AppHandle, TenantHandle
+from tests.oauth_support import (
+    PASSWORD,
+    authorize_query,
+    bearer,
+    confirmed_totp,
+    next_totp,
+    pkce_pair,
+    sign_in,
+)
+from tests.postmark_fake import FakePostmark
+
+VIEWPORT = {"width": 720, "height": 700}
+BRANDING = {
+    "display_name": "Acme Corporation",
+    "logo_url": "https://cdn.example.com/acme-logo.svg",
+    "primary_color": "#7b1fa2",
+    "support_url": "https://help.example.com/",
+}
+# What the logo's https host answers (the browser's requests to it are served by the test).
+LOGO_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 48 48">'
+    '<rect width="48" height="48" rx="10" fill="#7b1fa2"/>'
+    '<path d="M14 36 24 12l10 24h-5l-2-5h-6l-2 5zm8.5-9h3L24 22z" fill="#fff"/></svg>'
+)
+VERIFY_LINK = re.compile(r"/verify-email\?token=([^\s\"'<>&]+)")
+
+
+@dataclass
+class Scene:
+    """What a row may use: the app, its test client, the server the browser talks to,
+    the local redirect URI, a tenant with mail set up, and the browser page."""
+
+    app: Flask
+    client: FlaskClient
+    live_server: str
+    callback_server: str
+    tenant: TenantHandle
+    page: Any
+    postmark: FakePostmark
+    made: dict[str, Any] = field(default_factory=dict)
+
+    def application(self) -> AppHandle:
+        if "application" not in self.made:
+            self.made["application"] = factories.make_application(
+                self.app, self.tenant.id, name="Acme Notes", redirect_uris=[self.callback_server]
+            )
+        return self.made["application"]
+
+    def user(self, *, totp: bool = False) -> str:
+        """The user alice (with a confirmed TOTP when `totp`); the TOTP secret, or ''."""
+        if "user" not in self.made:
+            factories.make_user(
+                self.app,
+                self.tenant.id,
+                user_id="u-alice",
+                username="alice",
+                email="alice@example.com",
+                display_name="Alice Liddell",
+                password=PASSWORD,
+            )
+            self.made["user"] = ""
+        if totp and not self.made["user"]:
+            token = sign_in(self.client, self.tenant.id, "alice")["access_token"]
+            self.made["user"] = confirmed_totp(self.client, token)
+        return self.made["user"]
+
+    def brand(self, **branding: str) -> None:
+        """Give the tenant a look (BRANDING unless told), its logo served to the browser."""
+        self.page.context.route(
+            "https://cdn.example.com/**",
+            lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=LOGO_SVG),
+        )
+        self.configure(branding=branding or BRANDING)
+
+    def configure(self, **settings: Any) -> None:
+        """Merge tenant settings (as PATCH /tenants/{id} does): signup_enabled=True, ..."""
+        with self.app.app_context():
+            tenant_service.update_tenant(tenant_id=self.tenant.id, settings=settings)
+            db.session.commit()
+
+    def open_login(self, **extra: str) -> None:
+        _, challenge = pkce_pair()
+        query = authorize_query(self.application(), challenge, **extra)
+        self.page.goto(f"{self.live_server}/authorize?{urlencode(query)}")
+
+    def submit_password(self, password: str = PASSWORD) -> None:
+        self.page.get_by_label(re.compile("Username|Benutzername|Nom d")).fill("alice")
+        self.page.locator("#password").fill(password)
+        self.page.locator("#password").press("Enter")
+        self.page.wait_for_load_state()
+
+    def sign_in(self) -> None:
+        self.user()
+        self.open_login()
+        self.submit_password()
+        self.page.wait_for_url(f"{self.callback_server}?*")
+
+    def verification_link(self) -> str:
+        """A verification link mailed to alice (through the worker and Postmark's fake)."""
+        self.user()
+        token = sign_in(self.client, self.tenant.id, "alice")["access_token"]
+        asked = self.client.post("/users/me/verify-email", headers=bearer(token))
+        assert asked.status_code == 200, asked.get_data(as_text=True)
+        mails = factories.wait_until(lambda: self.postmark.mails())
+        found = VERIFY_LINK.search(html.unescape(mails[-1].body["TextBody"]))
+        assert found, mails[-1].body
+        return f"{self.live_server}/verify-email?token={found.group(1)}"
+
+
+def _login(scene: Scene) -> None:
+    scene.user()
+    scene.open_login()
+
+
+def _login_error(scene: Scene) -> None:
+    _login(scene)
+    scene.submit_password("not the password")
+    scene.page.get_by_role("alert").wait_for()
+
+
+def _second_factor(scene: Scene) -> None:
+    scene.user(totp=True)
+    scene.open_login()
+    scene.submit_password()
+    scene.page.locator("#code").wait_for()
+
+
+def _second_factor_error(scene: Scene) -> None:
+    _second_factor(scene)
+    scene.page.locator("#code").fill("000000")
+    scene.page.locator("#code").press("Enter")
+    scene.page.get_by_role("alert").wait_for()
+
+
+def _second_factor_notice(scene: Scene) -> None:
+    secret = scene.user(totp=True)
+    _second_factor_error(scene)
+    scene.page.locator("#code").fill(next_totp(secret))
+    scene.page.locator("#code").press("Enter")
+    scene.page.locator("#failures").wait_for()
+
+
+def _logout_confirm(scene: Scene) -> None:
+    scene.sign_in()
+    scene.page.goto(f"{scene.live_server}/logout")
+    scene.page.locator("h1").wait_for()
+
+
+def _signed_out(scene: Scene) -> None:
+    _logout_confirm(scene)
+    scene.page.get_by_role("button").click()
+    scene.page.wait_for_url(f"{scene.live_server}/logout")
+    scene.page.locator("h1").wait_for()
+
+
+def _email_verified(scene: Scene) -> None:
+    scene.page.goto(scene.verification_link())
+
+
+def _error(scene: Scene) -> None:
+    scene.page.goto(f"{scene.live_server}/verify-email?token=not-a-token")
+
+
+def _branded_login(scene: Scene) -> None:
+    scene.brand()
+    _login(scene)
+
+
+def _branded_error(scene: Scene) -> None:
+    scene.brand()
+    _login_error(scene)
+
+
+@dataclass(frozen=True)
+class HostedPage:
+    name: str
+    reach: Callable[[Scene], None]
+    locale: str = "en-US"
+    color_scheme: str = "light"
+
+
+PAGES: list[HostedPage] = [
+    HostedPage("login", _login),
+    HostedPage("login-error", _login_error),
+    HostedPage("second-factor", _second_factor),
+    HostedPage("second-factor-error", _second_factor_error),
+    HostedPage("second-factor-notice", _second_factor_notice),
+    HostedPage("logout-confirm", _logout_confirm),
+    HostedPage("signed-out", _signed_out),
+    HostedPage("email-verified", _email_verified),
+    HostedPage("error", _error),
+    HostedPage("branded-login", _branded_login),
+    HostedPage("branded-login-error", _branded_error),
+    HostedPage("login-de", _login, locale="de-DE"),
+    HostedPage("login-error-de", _login_error, locale="de-DE"),
+    HostedPage("second-factor-fr", _second_factor, locale="fr-FR"),
+    HostedPage("login-error-dark", _login_error, color_scheme="dark"),
+    HostedPage("branded-login-dark", _branded_login, color_scheme="dark"),
+]
