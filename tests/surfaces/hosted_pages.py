@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -197,6 +198,51 @@ def _branded_error(scene: Scene) -> None:
     _login_error(scene)
 
 
+def _second_factor_recovery(scene: Scene) -> None:
+    _second_factor(scene)
+    scene.page.get_by_role("link", name="Use a recovery code").click()
+    scene.page.get_by_label("Recovery code").wait_for()
+
+
+def _mfa_enrol(scene: Scene) -> None:
+    scene.configure(mfa_required=True)
+    _login(scene)
+    scene.submit_password()
+    scene.page.locator("#totp-secret").wait_for()
+
+
+def _recovery_codes(scene: Scene) -> None:
+    _mfa_enrol(scene)
+    secret = scene.page.locator("#totp-secret").inner_text().replace(" ", "")
+    scene.page.locator("#code").fill(pyotp.TOTP(secret).now())
+    scene.page.locator("#code").press("Enter")
+    scene.page.get_by_role("button", name="Continue").wait_for()
+
+
+def _account(scene: Scene) -> None:
+    scene.sign_in()
+    scene.page.goto(f"{scene.live_server}/account")
+    scene.page.locator("#sessions-title").wait_for()
+
+
+def _account_sign_in(scene: Scene) -> None:
+    scene.user()
+    scene.page.goto(f"{scene.live_server}/account?tenant={scene.tenant.id}")
+    scene.page.locator("#password").wait_for()
+
+
+def _account_mfa(scene: Scene) -> None:
+    _account(scene)
+    scene.page.goto(f"{scene.live_server}/account/mfa")
+    scene.page.locator("h1").wait_for()
+
+
+def _account_password(scene: Scene) -> None:
+    _account(scene)
+    scene.page.goto(f"{scene.live_server}/account/password")
+    scene.page.locator("h1").wait_for()
+
+
 @dataclass(frozen=True)
 class HostedPage:
     name: str
@@ -222,4 +268,12 @@ PAGES: list[HostedPage] = [
     HostedPage("second-factor-fr", _second_factor, locale="fr-FR"),
     HostedPage("login-error-dark", _login_error, color_scheme="dark"),
     HostedPage("branded-login-dark", _branded_login, color_scheme="dark"),
+    HostedPage("second-factor-recovery", _second_factor_recovery),
+    HostedPage("mfa-enrol", _mfa_enrol),
+    HostedPage("recovery-codes", _recovery_codes),
+    HostedPage("account", _account),
+    HostedPage("account-de", _account, locale="de-DE"),
+    HostedPage("account-sign-in", _account_sign_in),
+    HostedPage("account-mfa", _account_mfa),
+    HostedPage("account-password", _account_password),
 ]
