@@ -18,6 +18,7 @@ from app.applications import authorization
 from app.applications.authorization import AuthorizationRequest
 from app.core.db import db, utcnow
 from app.core.errors import InvalidGrant
+from app.credentials import passkeys as passkey_service
 from app.signin import flow
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
@@ -112,8 +113,9 @@ def _complete(
     *,
     amr: list[str],
     user_agent: str | None = None,
+    method: str = LOGIN_METHOD,
 ) -> Outcome:
-    signed_in = flow.finish(user=user, ip=ip, method=LOGIN_METHOD, password=password)
+    signed_in = flow.finish(user=user, ip=ip, method=method, password=password)
     now = utcnow()
     session = token_service.start_session(
         user=user,
@@ -167,6 +169,52 @@ def second_factor_step(
     )
     flow.check_second_factor(tenant_id=request.tenant_id, ip=ip, user=user, code=code)
     return _complete(request, user, ip, amr=AMR_PASSWORD_OTP)
+
+
+def passkey_step(
+    *, request: AuthorizationRequest, credential: str, challenge: str, ip: str | None
+) -> Outcome:
+    """Sign in with a passkey (no password) through the sign-in flow: its limits, audit
+    and PasskeyRefused (InvalidGrant); then the code, with amr hwk/swk + mfa."""
+    authorization.application_of(request)
+    assertion = flow.check_passkey(
+        tenant_id=request.tenant_id, ip=ip, credential=credential, challenge=challenge
+    )
+    return _complete(request, assertion.user, ip, amr=assertion.amr, method=flow.PASSKEY_METHOD)
+
+
+def second_factor_passkey_options(
+    *, request: AuthorizationRequest, user_id: str, generation: int, ip: str | None
+) -> passkey_service.Ceremony | None:
+    """Options for a passkey as the second factor of a pending sign-in (the user's own
+    passkeys only), or None when the user has none."""
+    user = flow.pending_user(
+        tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
+    )
+    if not passkey_service.has_passkeys(user):
+        return None
+    return passkey_service.authentication_options(user=user)
+
+
+def second_factor_passkey_step(
+    *,
+    request: AuthorizationRequest,
+    user_id: str,
+    generation: int,
+    credential: str,
+    challenge: str,
+    ip: str | None,
+) -> Outcome:
+    """A passkey as the second factor of a user whose password was just checked (same
+    budget as the codes); then the code, with amr pwd + hwk/swk + mfa."""
+    authorization.application_of(request)
+    user = flow.pending_user(
+        tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
+    )
+    assertion = flow.check_second_factor_passkey(
+        tenant_id=request.tenant_id, ip=ip, user=user, credential=credential, challenge=challenge
+    )
+    return _complete(request, user, ip, amr=["pwd", *assertion.amr])
 
 
 def sign_out(*, tenant_id: str, session_id: str) -> str | None:

@@ -39,6 +39,9 @@ ACTIONS = frozenset(
         "token.code_reused",
         "users.imported",
         "users.exported",
+        "passkey.registered",
+        "passkey.removed",
+        "passkey.clone_detected",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

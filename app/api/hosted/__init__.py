@@ -31,7 +31,8 @@ blp = Blueprint(
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+        "img-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -90,6 +91,9 @@ def page_headers(response: Response) -> Response:
     return response
 
 
-from app.api.hosted import routes  # noqa: E402,F401  (registers the routes on blp)
+from app.api.hosted import (
+    passkey_routes,  # noqa: E402,F401
+    routes,  # noqa: E402,F401  (registers the routes on blp)
+)
 
 __all__ = ["blp"]

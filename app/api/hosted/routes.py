@@ -143,7 +143,10 @@ def authorize_submit() -> Response:
     if outcome.pending_user is not None:
         pending = _second_factor_form(authz, outcome.pending_user, outcome.pending_generation)
         return page("second_factor.html", app_name=_application_name(authz), pending=pending)
-    return _signed_in(outcome, authz)
+    from app.api.hosted import passkey_routes  # imports this module
+
+    offer = passkey_routes.offer_after_sign_in(outcome, authz)
+    return offer if offer is not None else _signed_in(outcome, authz)
 
 
 @blp.route("/authorize/second-factor", methods=["POST"])
