@@ -91,9 +91,7 @@ def page_headers(response: Response) -> Response:
     return response
 
 
-from app.api.hosted import (
-    passkey_routes,  # noqa: E402,F401
-    routes,  # noqa: E402,F401  (registers the routes on blp)
-)
+# These register the routes on blp.
+from app.api.hosted import passkey_routes, routes  # noqa: E402,F401
 
 __all__ = ["blp"]
