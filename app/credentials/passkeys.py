@@ -152,7 +152,7 @@ def registration_options(*, user: User) -> Ceremony:
         rp_name=relying_party_name(user.tenant_id),
         user_id=user_handle(user),
         user_name=label,
-        user_display_name=user.name or label,
+        user_display_name=user.display_name or label,
         timeout=TIMEOUT_MS,
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.REQUIRED,
