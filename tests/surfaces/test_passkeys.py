@@ -501,3 +501,37 @@ def test_management_lists_and_deletes_authentication_methods(
     gone = client.delete(f"{path}/{passkey['id']}", headers=tenant.headers)
     assert gone.status_code == 404
     assert gone.get_json()["errorCode"] == "authentication_method_not_found"
+
+
+@pytest.mark.parametrize(
+    ("credential", "ceremony", "status", "code"),
+    [
+        ("not json", None, 401, "passkey_invalid"),
+        ('{"id": 5}', None, 401, "passkey_invalid"),
+        ("", None, 400, "passkey_invalid"),
+        ("x" * 40000, None, 400, "passkey_invalid"),
+        ("{}", "forged", 400, "form_expired"),
+        ("{}", "", 400, "form_expired"),
+    ],
+)
+def test_bad_passkey_input_shows_the_login_page_with_an_error(
+    client: FlaskClient,
+    web: AppHandle,
+    credential: str,
+    ceremony: str | None,
+    status: int,
+    code: str,
+) -> None:
+    fields, _ = _login_page(client, web)
+    options = passkey_options(client, fields)
+    answer = passkey_post(
+        client, fields, options["ceremony"] if ceremony is None else ceremony, credential
+    )
+    assert answer.status_code == status
+    assert f'data-code="{code}"' in answer.get_data(as_text=True)
+
+
+def test_options_need_the_pages_csrf_token(client: FlaskClient, web: AppHandle) -> None:
+    fields, _ = _login_page(client, web)
+    answer = client.post("/authorize/passkey/options", data={"authz": fields["authz"]})
+    assert answer.status_code == 403 and "csrf_failed" in answer.get_data(as_text=True)

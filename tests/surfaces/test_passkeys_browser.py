@@ -47,6 +47,17 @@ def localhost(app: Flask, live_server: str, monkeypatch: pytest.MonkeyPatch) -> 
     return base
 
 
+AXE_RULES = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+def assert_accessible(page: Any) -> None:
+    """No WCAG 2.1 AA violation that axe-core finds on the page as shown."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options=AXE_RULES)
+    assert results.violations_count == 0, results.generate_report()
+
+
 def _virtual_authenticator(context: Any, page: Any) -> tuple[Any, str]:
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
@@ -117,6 +128,7 @@ def test_register_after_sign_in_then_sign_in_with_the_passkey_and_as_second_fact
     _password(page)
     page.get_by_role("heading", name="Add a passkey").wait_for()
     page.screenshot(path=str(OUTPUT_DIR / "passkey-offer.png"))
+    assert_accessible(page)
     page.get_by_role("button", name="Add a passkey").click()
     page.wait_for_url(f"{callback_server}?*")
     assert _exchange(localhost, handle, page.url, verifier)["amr"] == ["pwd"]
@@ -129,6 +141,7 @@ def test_register_after_sign_in_then_sign_in_with_the_passkey_and_as_second_fact
     assert page.get_by_role("heading", level=1).inner_text() == "Passkeys"
     assert page.get_by_role("heading", name="Passkey 1").is_visible()
     page.screenshot(path=str(OUTPUT_DIR / "account-passkeys.png"))
+    assert_accessible(page)
 
     # Signed out, the browser's autofill (conditional UI) offers the passkey on the login
     # page; the virtual authenticator picks it at once: signed in, no username, no password.
@@ -149,6 +162,7 @@ def test_register_after_sign_in_then_sign_in_with_the_passkey_and_as_second_fact
     use_passkey = page.get_by_role("button", name="Use a passkey")
     use_passkey.wait_for()
     page.screenshot(path=str(OUTPUT_DIR / "passkey-second-factor.png"))
+    assert_accessible(page)
     use_passkey.click()
     page.wait_for_url(f"{callback_server}?*")
     assert _exchange(localhost, handle, page.url, verifier)["amr"] == ["pwd", "hwk", "mfa"]
@@ -157,6 +171,7 @@ def test_register_after_sign_in_then_sign_in_with_the_passkey_and_as_second_fact
     context.clear_cookies()
     verifier = _open_login(page, localhost, handle)
     page.screenshot(path=str(OUTPUT_DIR / "login-page-passkey.png"))
+    assert_accessible(page)
     page.get_by_role("button", name="Sign in with a passkey").click()
     page.wait_for_url(f"{callback_server}?*")
     id_token = _exchange(localhost, handle, page.url, verifier)

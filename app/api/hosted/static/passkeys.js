@@ -125,7 +125,7 @@
       })
       .catch(function () {
         button.disabled = false;
-        showError(form, form.dataset.failed || "The passkey did not work. Try again, or use another way.");
+        showError(form, form.dataset.failed);
       });
   }
 
