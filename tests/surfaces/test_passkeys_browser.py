@@ -201,3 +201,28 @@ def test_continue_skips_the_offer(
     _password(page)
     page.wait_for_url(f"{callback_server}?*")
     context.close()
+
+
+def test_a_failed_ceremony_is_announced_on_the_page(
+    app: Flask, localhost: str, callback_server: str, browser: Any, tenant: TenantHandle
+) -> None:
+    make_alice(app, tenant.id)
+    handle = factories.make_application(app, tenant.id, redirect_uris=[callback_server])
+    context = browser.new_context()
+    page = context.new_page()
+    cdp, authenticator_id = _virtual_authenticator(context, page)
+    _open_login(page, localhost, handle)
+    _password(page)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(f"{callback_server}?*")
+    # The authenticator cannot verify the user: the browser refuses, the page says so.
+    cdp.send(
+        "WebAuthn.setUserVerified", {"authenticatorId": authenticator_id, "isUserVerified": False}
+    )
+    page.goto(f"{localhost}/account/passkeys?tenant={tenant.id}")
+    page.get_by_role("button", name="Add a passkey").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "The passkey did not work" in alert.inner_text()
+    assert page.get_by_role("button", name="Add a passkey").is_enabled()
+    context.close()

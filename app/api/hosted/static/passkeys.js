@@ -97,6 +97,8 @@
   }
 
   var conditional = null;
+  // Settles once the autofill request ended (a new request must wait for it).
+  var conditionalDone = Promise.resolve();
 
   function run(form, answer, mediation) {
     var kind = form.dataset.passkey;
@@ -108,17 +110,32 @@
       conditional = new AbortController();
       request.mediation = mediation;
       request.signal = conditional.signal;
+      var pending = navigator.credentials.get(request);
+      conditionalDone = pending.then(function () {}, function () {});
+      return pending;
     }
     return navigator.credentials.get(request);
+  }
+
+  // Options fetched when the page loaded serve the first click (their ceremony is still
+  // unused), so a click costs no extra request; later clicks ask afresh.
+  var cached = null;
+
+  function options(form) {
+    var answer = cached;
+    cached = null;
+    return answer ? Promise.resolve(answer) : fetchOptions(form);
   }
 
   function start(form, button) {
     if (conditional) conditional.abort();
     conditional = null;
     button.disabled = true;
-    fetchOptions(form)
+    conditionalDone
+      .then(function () { return options(form); })
       .then(function (answer) {
         if (!answer.available) throw new Error("unavailable");
+        cached = null;
         return run(form, answer).then(function (credential) {
           if (credential) submit(form, answer, credential);
         });
@@ -135,6 +152,7 @@
       if (!available) return;
       fetchOptions(form).then(function (answer) {
         if (!answer.available) return;
+        cached = answer;
         run(form, answer, "conditional")
           .then(function (credential) {
             if (credential) submit(form, answer, credential);
@@ -148,7 +166,9 @@
     if (form.dataset.passkey === "get" && form.querySelector("[name=pending]")) {
       // The second factor: offered only when the user has a passkey.
       fetchOptions(form).then(function (answer) {
-        if (answer.available) form.hidden = false;
+        if (!answer.available) return;
+        cached = answer;
+        form.hidden = false;
       }).catch(function () {});
       return;
     }
