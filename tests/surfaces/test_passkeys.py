@@ -30,8 +30,15 @@ from tests.oauth_support import (
 )
 from tests.passkey_support import SoftAuthenticator, b64url
 
-RP_ID = "gatehouse.test"
-ORIGIN = "http://gatehouse.test"
+# The test client's requests come from http://localhost: the relying party for this module.
+RP_ID = "localhost"
+ORIGIN = "http://localhost"
+
+
+@pytest.fixture(autouse=True)
+def _relying_party(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(app.config, "WEBAUTHN_RP_ID", RP_ID)
+    monkeypatch.setitem(app.config, "WEBAUTHN_ORIGINS", [ORIGIN])
 
 
 @pytest.fixture()
@@ -535,3 +542,35 @@ def test_options_need_the_pages_csrf_token(client: FlaskClient, web: AppHandle) 
     fields, _ = _login_page(client, web)
     answer = client.post("/authorize/passkey/options", data={"authz": fields["authz"]})
     assert answer.status_code == 403 and "csrf_failed" in answer.get_data(as_text=True)
+
+
+def test_no_passkey_is_offered_where_the_origin_is_not_the_relying_partys(
+    app: Flask,
+    client: FlaskClient,
+    tenant: TenantHandle,
+    web: AppHandle,
+    alice: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(app.config, "WEBAUTHN_ORIGINS", ["https://login.example.com"])
+    verifier, challenge = pkce_pair()
+    page = client.get("/authorize", query_string=authorize_query(web, challenge))
+    html = page.get_data(as_text=True)
+    assert "passkey" not in html.lower() and 'autocomplete="username"' in html
+    fields = form_fields(html)
+    signed_in = client.post(
+        "/authorize",
+        data={**fields, "username": "alice", "password": factories.PASSWORD, "webauthn": "1"},
+    )
+    assert signed_in.status_code == 303  # no offer: straight to the app
+
+
+def test_no_passkey_is_offered_on_an_ip_address(
+    app: Flask, client: FlaskClient, web: AppHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "WEBAUTHN_ORIGINS", ["http://127.0.0.1"])
+    _, challenge = pkce_pair()
+    page = client.get(
+        "/authorize", query_string=authorize_query(web, challenge), base_url="http://127.0.0.1"
+    )
+    assert page.status_code == 200 and "passkey" not in page.get_data(as_text=True).lower()

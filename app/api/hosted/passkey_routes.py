@@ -10,8 +10,10 @@ the form again with the error)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Response, current_app, g, redirect, request, url_for
 from flask_babel import gettext as _
@@ -48,6 +50,25 @@ CEREMONY_TTL = 5 * 60
 SKIP_COOKIE = "gh_passkey_skip"
 SKIP_SECONDS = 90 * 24 * 3600
 MAX_CREDENTIAL = 32 * 1024
+
+
+def passkeys_here() -> bool:
+    """Whether this page's origin is one of WEBAUTHN_ORIGINS, on a host name: elsewhere (an
+    IP address, which browsers refuse for WebAuthn, or a host the relying party does not
+    cover) no ceremony could succeed, so none is offered."""
+    origin = f"{request.scheme}://{request.host}".lower()
+    if origin not in {o.lower() for o in current_app.config["WEBAUTHN_ORIGINS"]}:
+        return False
+    try:
+        ipaddress.ip_address(urlsplit(origin).hostname or "")
+    except ValueError:
+        return True
+    return False
+
+
+@blp.context_processor
+def _passkey_context() -> dict[str, Any]:
+    return {"passkeys_here": passkeys_here()}
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
@@ -180,7 +201,8 @@ def offer_after_sign_in(outcome: login.Outcome, authz: AuthorizationRequest) -> 
     one (the script's `webauthn` field), this browser did not skip the offer, and the user
     has none; None to go on as usual."""
     if (
-        request.form.get("webauthn") != "1"
+        not passkeys_here()
+        or request.form.get("webauthn") != "1"
         or request.cookies.get(SKIP_COOKIE)
         or outcome.location is None
         or outcome.session_id is None
