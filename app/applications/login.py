@@ -46,6 +46,9 @@ class Outcome:
     pending_user: str | None = None
     pending_generation: int = 0
     second_factor_failures: int = 0
+    # Signed in (`session_id`), but first offered to add a passkey: the code is issued
+    # when the user goes on (resume(just_signed_in=True)).
+    offer_passkey: bool = False
 
 
 def _live_session(session_id: str) -> tuple[User, AuthSession] | None:
@@ -114,6 +117,7 @@ def _complete(
     amr: list[str],
     user_agent: str | None = None,
     method: str = LOGIN_METHOD,
+    offer_passkey: bool = False,
 ) -> Outcome:
     signed_in = flow.finish(user=user, ip=ip, method=method, password=password)
     now = utcnow()
@@ -135,16 +139,25 @@ def _complete(
             auth_time=session.auth_time,
             second_factor_failures=signed_in.second_factor_failures,
         )
+    if offer_passkey:
+        return Outcome(session_id=session.id, auth_time=session.auth_time, offer_passkey=True)
     return _answer(request, user, session)
 
 
 def password_step(
-    *, request: AuthorizationRequest, login: str, password: str, ip: str | None
+    *,
+    request: AuthorizationRequest,
+    login: str,
+    password: str,
+    ip: str | None,
+    offer_passkey: bool = False,
 ) -> Outcome:
     """Check the password of the user a login names (a username, or an email when no user
     has that username) through the sign-in flow: its limits, and InvalidGrant, audited,
     with the same answer and cost whether or not the user exists. Then either the code,
-    or the second factor still to come (bound to the user's session generation)."""
+    or the second factor still to come (bound to the user's session generation).
+    `offer_passkey` (the browser can make one here): a user without a passkey is signed
+    in but offered one first (`Outcome.offer_passkey`, no code yet)."""
     authorization.application_of(request)
     user = flow.check_password(
         tenant_id=request.tenant_id, ip=ip, username=login, email=None, password=password
@@ -152,7 +165,8 @@ def password_step(
     if flow.needs_second_factor(user):
         generation = flow.await_second_factor(user=user, password=password, ip=ip)
         return Outcome(pending_user=user.id, pending_generation=generation)
-    return _complete(request, user, ip, password, amr=AMR_PASSWORD)
+    offer = offer_passkey and not passkey_service.has_passkeys(user)
+    return _complete(request, user, ip, password, amr=AMR_PASSWORD, offer_passkey=offer)
 
 
 def second_factor_step(

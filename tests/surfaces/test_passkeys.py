@@ -388,6 +388,7 @@ def test_the_offer_after_a_password_sign_in(
     assert offer.status_code == 200, offer.get_data(as_text=True)
     html = offer.get_data(as_text=True)
     assert "Add a passkey" in html and ">Continue</button>" in html
+    assert factories.table_counts(app)["authorization_code"] == 0  # issued when going on
     fields = form_fields(html)
     options = client.post(
         "/authorize/passkey/offer/options",

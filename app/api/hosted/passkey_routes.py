@@ -32,6 +32,7 @@ from app.api.hosted.routes import (
     SECOND_FACTOR,
     SIGNED_IN,
     _application_name,
+    _keep_session,
     _second_factor_form,
     _signed_in,
     _to_client,
@@ -196,26 +197,25 @@ def passkey_second_factor() -> Response:
 # The offer to add a passkey right after a password sign-in ----------------------------
 
 
-def offer_after_sign_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response | None:
-    """The page offering to add a passkey, when the login form said the browser can make
-    one (the script's `webauthn` field), this browser did not skip the offer, and the user
-    has none; None to go on as usual."""
-    if (
-        not passkeys_here()
-        or request.form.get("webauthn") != "1"
-        or request.cookies.get(SKIP_COOKIE)
-        or outcome.location is None
-        or outcome.session_id is None
-    ):
-        return None
-    with tenant_scope(authz.tenant_id):
-        found = login.live_session(tenant_id=authz.tenant_id, session_id=outcome.session_id)
-        if found is None or passkey_service.has_passkeys(found[0]):
-            return None
+def may_offer() -> bool:
+    """Whether a password sign-in may be followed by the offer to add a passkey: the login
+    form says the browser can make one (the script's `webauthn` field), passkeys work at
+    this origin, and this browser did not skip the offer before."""
+    return (
+        request.form.get("webauthn") == "1"
+        and passkeys_here()
+        and not request.cookies.get(SKIP_COOKIE)
+    )
+
+
+def offer_page(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
+    """The page offering to add a passkey to the user just signed in (no code issued yet:
+    the offer's forms go on to the app)."""
+    assert outcome.session_id is not None
     browser.rotate_csrf()
     signed_in = browser.seal(SIGNED_IN, {"authz": authz.as_dict(), "sid": outcome.session_id})
     response = page("passkey_offer.html", app_name=_application_name(authz), signed_in=signed_in)
-    browser.keep_session(response, authz.tenant_id, outcome.session_id)
+    _keep_session(response, authz, outcome.session_id)
     return response
 
 

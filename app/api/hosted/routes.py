@@ -136,17 +136,22 @@ def authorize_submit() -> Response:
     if "cancel" in request.form:
         raise authorization.access_denied(authz)
     form = _form(LoginForm(), "Enter your username or email address and your password.")
+    from app.api.hosted import passkey_routes  # imports this module
+
     with tenant_scope(authz.tenant_id):
         outcome = login.password_step(
-            request=authz, login=form["username"], password=form["password"], ip=client_ip()
+            request=authz,
+            login=form["username"],
+            password=form["password"],
+            ip=client_ip(),
+            offer_passkey=passkey_routes.may_offer(),
         )
     if outcome.pending_user is not None:
         pending = _second_factor_form(authz, outcome.pending_user, outcome.pending_generation)
         return page("second_factor.html", app_name=_application_name(authz), pending=pending)
-    from app.api.hosted import passkey_routes  # imports this module
-
-    offer = passkey_routes.offer_after_sign_in(outcome, authz)
-    return offer if offer is not None else _signed_in(outcome, authz)
+    if outcome.offer_passkey:
+        return passkey_routes.offer_page(outcome, authz)
+    return _signed_in(outcome, authz)
 
 
 @blp.route("/authorize/second-factor", methods=["POST"])
