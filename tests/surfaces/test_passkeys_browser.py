@@ -226,3 +226,21 @@ def test_a_failed_ceremony_is_announced_on_the_page(
     assert "The passkey did not work" in alert.inner_text()
     assert page.get_by_role("button", name="Add a passkey").is_enabled()
     context.close()
+
+
+def test_no_passkey_where_the_origin_is_not_the_relying_partys(
+    app: Flask, live_server: str, callback_server: str, browser: Any, tenant: TenantHandle
+) -> None:
+    # The session app's relying party is gatehouse.test; the page is at 127.0.0.1.
+    make_alice(app, tenant.id)
+    handle = factories.make_application(app, tenant.id, redirect_uris=[callback_server])
+    context = browser.new_context()
+    page = context.new_page()
+    _virtual_authenticator(context, page)
+
+    _open_login(page, live_server, handle)
+    page.wait_for_load_state()
+    assert page.get_by_role("button", name="Sign in with a passkey").count() == 0
+    _password(page)
+    page.wait_for_url(f"{callback_server}?*")  # no offer
+    context.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Response, current_app, g, redirect, request, url_for
 from flask_babel import gettext as _
@@ -53,15 +52,10 @@ SKIP_SECONDS = 90 * 24 * 3600
 MAX_CREDENTIAL = 32 * 1024
 
 
-def passkeys_here() -> bool:
-    """Whether this page's origin is one of WEBAUTHN_ORIGINS, on a host name: elsewhere (an
-    IP address, which browsers refuse for WebAuthn, or a host the relying party does not
-    cover) no ceremony could succeed, so none is offered."""
-    origin = f"{request.scheme}://{request.host}".lower()
-    if origin not in {o.lower() for o in current_app.config["WEBAUTHN_ORIGINS"]}:
-        return False
+def passkeys_enabled() -> bool:
+    """Whether passkeys can work at all: browsers refuse an IP address as relying party."""
     try:
-        ipaddress.ip_address(urlsplit(origin).hostname or "")
+        ipaddress.ip_address(str(current_app.config["WEBAUTHN_RP_ID"]))
     except ValueError:
         return True
     return False
@@ -69,7 +63,12 @@ def passkeys_here() -> bool:
 
 @blp.context_processor
 def _passkey_context() -> dict[str, Any]:
-    return {"passkeys_here": passkeys_here()}
+    # The page script offers passkeys only at these origins: the browser knows its own
+    # origin, which a proxy may hide from the app.
+    return {
+        "passkeys_enabled": passkeys_enabled(),
+        "passkey_origins": " ".join(current_app.config["WEBAUTHN_ORIGINS"]),
+    }
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
@@ -199,11 +198,12 @@ def passkey_second_factor() -> Response:
 
 def may_offer() -> bool:
     """Whether a password sign-in may be followed by the offer to add a passkey: the login
-    form says the browser can make one (the script's `webauthn` field), passkeys work at
-    this origin, and this browser did not skip the offer before."""
+    form says the browser can make one here (the script sets the `webauthn` field when the
+    browser has WebAuthn and the page is at one of WEBAUTHN_ORIGINS), and this browser did
+    not skip the offer before."""
     return (
         request.form.get("webauthn") == "1"
-        and passkeys_here()
+        and passkeys_enabled()
         and not request.cookies.get(SKIP_COOKIE)
     )
 

@@ -176,10 +176,22 @@
     if (form.dataset.conditional) startConditional(form);
   }
 
+  // Passkeys work only at the relying party's origins (WEBAUTHN_ORIGINS), which the page
+  // lists: the browser knows its own origin, which a proxy may hide from the server.
+  function usableHere() {
+    if (!window.PublicKeyCredential || !navigator.credentials) return false;
+    var listed = document.querySelector("form[data-origins]");
+    var origins = listed ? listed.dataset.origins.split(" ") : [];
+    return origins.indexOf(window.location.origin) >= 0;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    if (!window.PublicKeyCredential || !navigator.credentials) return;
+    if (!usableHere()) return;
     document.querySelectorAll("[data-passkey-capable]").forEach(function (field) {
       field.value = "1";
+    });
+    document.querySelectorAll("[data-passkey-unavailable]").forEach(function (note) {
+      note.hidden = true;
     });
     document.querySelectorAll("form[data-passkey]").forEach(function (form) {
       var button = form.querySelector("[data-passkey-start]");
