@@ -92,6 +92,6 @@ def page_headers(response: Response) -> Response:
 
 
 # These register the routes on blp.
-from app.api.hosted import passkey_routes, routes  # noqa: E402,F401
+from app.api.hosted import account_passkey_routes, passkey_routes, routes  # noqa: E402,F401
 
 __all__ = ["blp"]

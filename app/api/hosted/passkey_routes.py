@@ -1,6 +1,6 @@
 """Routes of the hosted pages for passkeys: sign in with one (button or the browser's
-autofill), one as the second factor, the offer to add one right after a password sign-in,
-and the account page's list (`/account/passkeys`).
+autofill), one as the second factor, and the offer to add one right after a password
+sign-in (the account page's list is account_passkey_routes).
 
 Each ceremony has two requests: `…/options` answers JSON for the page script
 (static/passkeys.js) with the WebAuthn options and a sealed ceremony (the challenge, single
@@ -14,18 +14,11 @@ import ipaddress
 import json
 from typing import Any
 
-from flask import Response, current_app, g, redirect, request, url_for
+from flask import Response, current_app, g, request
 from flask_babel import gettext as _
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, page, show_form_on_error
-from app.api.hosted.account_session import (
-    Account,
-    AccountSignInRequired,
-    ReauthenticationRequired,
-    require_account,
-    require_recent,
-)
 from app.api.hosted.routes import (
     AUTHORIZE,
     SECOND_FACTOR,
@@ -42,7 +35,6 @@ from app.core.errors import Invalid
 from app.core.http import accepts_form
 from app.core.tenancy import tenant_scope
 from app.credentials import passkeys as passkey_service
-from app.users import service as user_service
 
 CEREMONY = "passkey-ceremony"
 CEREMONY_TTL = 5 * 60
@@ -75,9 +67,7 @@ def _json(payload: dict[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(payload), status=status, mimetype="application/json")
 
 
-def _ceremony_answer(
-    ceremony: passkey_service.Ceremony | None, kind: str, **bound: Any
-) -> Response:
+def ceremony_answer(ceremony: passkey_service.Ceremony | None, kind: str, **bound: Any) -> Response:
     """The options and the sealed challenge for the page script ({"available": false}
     when there is nothing to offer)."""
     if ceremony is None:
@@ -90,7 +80,7 @@ def _ceremony_answer(
     )
 
 
-def _ceremony(kind: str, **bound: Any) -> str:
+def ceremony_challenge(kind: str, **bound: Any) -> str:
     """The challenge of the ceremony the form posts back (once; of this kind and bound
     to the same request or user); Invalid otherwise."""
     sealed = browser.unseal(CEREMONY, request.form.get("ceremony"), CEREMONY_TTL, once=True)
@@ -101,7 +91,7 @@ def _ceremony(kind: str, **bound: Any) -> str:
     return str(sealed["challenge"])
 
 
-def _credential() -> str:
+def posted_credential() -> str:
     credential = request.form.get("credential", "")
     if not credential or len(credential) > MAX_CREDENTIAL:
         raise Invalid(_("The browser sent no passkey. Try again."), code="passkey_invalid")
@@ -120,7 +110,7 @@ def passkey_signin_options() -> Response:
     browser.check_csrf(request.form.get("csrf_token"))
     with tenant_scope(authz.tenant_id):
         ceremony = passkey_service.authentication_options()
-    return _ceremony_answer(ceremony, "signin", tid=authz.tenant_id)
+    return ceremony_answer(ceremony, "signin", tid=authz.tenant_id)
 
 
 @blp.route("/authorize/passkey", methods=["POST"])
@@ -133,10 +123,10 @@ def passkey_signin() -> Response:
     g.authz = authz
     show_form_on_error("login.html", app_name=_application_name(authz), authz=sealed, username="")
     browser.check_csrf(request.form.get("csrf_token"))
-    challenge = _ceremony("signin", tid=authz.tenant_id)
+    challenge = ceremony_challenge("signin", tid=authz.tenant_id)
     with tenant_scope(authz.tenant_id):
         outcome = login.passkey_step(
-            request=authz, credential=_credential(), challenge=challenge, ip=client_ip()
+            request=authz, credential=posted_credential(), challenge=challenge, ip=client_ip()
         )
     return _signed_in(outcome, authz)
 
@@ -163,7 +153,7 @@ def passkey_second_factor_options() -> Response:
         ceremony = login.second_factor_passkey_options(
             request=authz, user_id=user_id, generation=generation, ip=client_ip()
         )
-    return _ceremony_answer(ceremony, "second-factor", uid=user_id)
+    return ceremony_answer(ceremony, "second-factor", uid=user_id)
 
 
 @blp.route("/authorize/second-factor/passkey", methods=["POST"])
@@ -180,13 +170,13 @@ def passkey_second_factor() -> Response:
         pending=_second_factor_form(authz, user_id, generation),
     )
     browser.check_csrf(request.form.get("csrf_token"))
-    challenge = _ceremony("second-factor", uid=user_id)
+    challenge = ceremony_challenge("second-factor", uid=user_id)
     with tenant_scope(authz.tenant_id):
         outcome = login.second_factor_passkey_step(
             request=authz,
             user_id=user_id,
             generation=generation,
-            credential=_credential(),
+            credential=posted_credential(),
             challenge=challenge,
             ip=client_ip(),
         )
@@ -261,7 +251,7 @@ def passkey_offer_options() -> Response:
     with tenant_scope(authz.tenant_id):
         user = _signed_in_user(authz, session_id)
         ceremony = passkey_service.registration_options(user=user)
-        return _ceremony_answer(ceremony, "register", uid=user.id)
+        return ceremony_answer(ceremony, "register", uid=user.id)
 
 
 @blp.route("/authorize/passkey/offer", methods=["POST"])
@@ -282,120 +272,10 @@ def passkey_offer_submit() -> Response:
         user = _signed_in_user(authz, session_id)
         passkey_service.register(
             user=user,
-            credential=_credential(),
-            challenge=_ceremony("register", uid=user.id),
+            credential=posted_credential(),
+            challenge=ceremony_challenge("register", uid=user.id),
             name=request.form.get("name"),
             actor=f"user:{user.id}",
             ip=client_ip(),
         )
     return _go_on(authz, session_id, skip=False)
-
-
-# The account page's passkeys -----------------------------------------------------------
-
-
-def _passkeys_page(account: Account, **context: Any) -> Response:
-    with tenant_scope(account.tenant_id):
-        user = user_service.get_user(account.user_id)
-        passkeys = passkey_service.list_passkeys(user)
-        return page("account_passkeys.html", passkeys=passkeys, tenant=account.tenant_id, **context)
-
-
-def _account_form() -> Account:
-    """The signed-in account behind a form of the passkeys page, with a recent sign-in."""
-    account = require_account()
-    browser.check_csrf(request.form.get("csrf_token"))
-    return require_recent(account)
-
-
-def _back(account: Account, notice: str) -> Response:
-    location = url_for("hosted.account_passkeys", tenant=account.tenant_id, notice=notice)
-    return redirect(location, code=303)  # type: ignore[return-value]
-
-
-NOTICES = {"added": "Passkey added.", "removed": "Passkey removed.", "renamed": "Passkey renamed."}
-
-
-@blp.route("/account/passkeys", methods=["GET"])
-@public
-def account_passkeys() -> Response:
-    """List the signed-in user's passkeys"""
-    account = require_account()
-    notice = NOTICES.get(request.args.get("notice", ""))
-    return _passkeys_page(account, notice=_(notice) if notice else None)
-
-
-@blp.route("/account/passkeys/options", methods=["POST"])
-@accepts_form
-@public
-def account_passkey_options() -> Response:
-    """WebAuthn options to create a passkey for the signed-in user (JSON)"""
-    account = _account_form()
-    with tenant_scope(account.tenant_id):
-        user = user_service.get_user(account.user_id)
-        ceremony = passkey_service.registration_options(user=user)
-    return _ceremony_answer(ceremony, "register", uid=account.user_id)
-
-
-@blp.route("/account/passkeys", methods=["POST"])
-@accepts_form
-@public
-def account_passkey_add() -> Response:
-    """Add the passkey the browser just created"""
-    account = _account_form()
-    with tenant_scope(account.tenant_id):
-        user = user_service.get_user(account.user_id)
-        passkey_service.register(
-            user=user,
-            credential=_credential(),
-            challenge=_ceremony("register", uid=account.user_id),
-            name=request.form.get("name"),
-            actor=f"user:{user.id}",
-            ip=client_ip(),
-        )
-    return _back(account, "added")
-
-
-@blp.route("/account/passkeys/<passkey_id>/rename", methods=["POST"])
-@accepts_form
-@public
-def account_passkey_rename(passkey_id: str) -> Response:
-    """Rename one of the signed-in user's passkeys"""
-    account = _account_form()
-    with tenant_scope(account.tenant_id):
-        user = user_service.get_user(account.user_id)
-        passkey_service.rename(user=user, passkey_id=passkey_id, name=request.form.get("name", ""))
-    return _back(account, "renamed")
-
-
-@blp.route("/account/passkeys/<passkey_id>/remove", methods=["POST"])
-@accepts_form
-@public
-def account_passkey_remove(passkey_id: str) -> Response:
-    """Remove one of the signed-in user's passkeys"""
-    account = _account_form()
-    with tenant_scope(account.tenant_id):
-        user = user_service.get_user(account.user_id)
-        passkey_service.remove(
-            user=user, passkey_id=passkey_id, actor=f"user:{user.id}", ip=client_ip()
-        )
-    return _back(account, "removed")
-
-
-# Until the account pages' own handlers exist (the account helper adds them in
-# hosted/__init__.py or its routes): say plainly what is needed instead of a 500.
-@blp.errorhandler(AccountSignInRequired)
-def _account_sign_in_required(exc: AccountSignInRequired) -> Response:
-    return page(
-        "error.html", 401, message=_("Sign in to manage your account."), code="signin_required"
-    )
-
-
-@blp.errorhandler(ReauthenticationRequired)
-def _reauthentication_required(exc: ReauthenticationRequired) -> Response:
-    return page(
-        "error.html",
-        401,
-        message=_("Sign in again to change your passkeys."),
-        code="reauthentication_required",
-    )
