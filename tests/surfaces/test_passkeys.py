@@ -24,6 +24,7 @@ from tests.oauth_support import (
     make_alice,
     pkce_pair,
     query_of,
+    rate_limited_app,
     sign_in,
     sign_in_through_page,
     submit_login,
@@ -564,3 +565,21 @@ def test_no_passkey_is_offered_when_the_relying_party_is_an_ip_address(
         },
     )
     assert signed_in.status_code == 303  # no offer: straight to the app
+
+
+def test_passkey_sign_in_is_limited_per_ip(
+    app: Flask, database_url: str, tmp_path: Any, web: AppHandle, alice: str
+) -> None:
+    with rate_limited_app(
+        app,
+        database_url,
+        tmp_path,
+        RATELIMIT_SIGNIN_PER_IP="2 per minute",
+        WEBAUTHN_RP_ID=RP_ID,
+        WEBAUTHN_ORIGINS=ORIGIN,
+    ) as limited:
+        browser = limited.test_client()
+        device = authenticator()
+        answers = [sign_in_with(browser, web, device)[0].status_code for _ in range(3)]
+
+    assert answers == [401, 401, 429]  # an unknown passkey twice, then the limit

@@ -1,6 +1,6 @@
 """Routes of the hosted pages for passkeys: sign in with one (button or the browser's
 autofill), one as the second factor, and the offer to add one right after a password
-sign-in (the account page's list is account_passkey_routes).
+sign-in (the account page's list is in account_passkey_routes).
 
 Each ceremony has two requests: `…/options` answers JSON for the page script
 (static/passkeys.js) with the WebAuthn options and a sealed ceremony (the challenge, single
