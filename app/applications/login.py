@@ -19,6 +19,7 @@ from app.applications.authorization import AuthorizationRequest
 from app.core.db import db, utcnow
 from app.core.errors import InvalidGrant
 from app.credentials import mfa as mfa_service
+from app.credentials import passkeys as passkey_service
 from app.signin import flow
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
@@ -58,6 +59,9 @@ class Outcome:
     enrolment: mfa_service.TotpStart | None = None
     # Shown once before going on (`resume(just_signed_in=True)` gives the location).
     recovery_codes: tuple[str, ...] = ()
+    # Signed in (`session_id`), but first offered to add a passkey: the code is issued
+    # when the user goes on (resume(just_signed_in=True)).
+    offer_passkey: bool = False
 
 
 def _live_session(session_id: str) -> tuple[User, AuthSession] | None:
@@ -140,8 +144,10 @@ def _complete(
     amr: list[str],
     user_agent: str | None = None,
     recovery_codes: list[str] | None = None,
+    method: str = LOGIN_METHOD,
+    offer_passkey: bool = False,
 ) -> Outcome:
-    signed_in = flow.finish(user=user, ip=ip, method=LOGIN_METHOD, password=password)
+    signed_in = flow.finish(user=user, ip=ip, method=method, password=password)
     now = utcnow()
     session = token_service.start_session(
         user=user,
@@ -162,6 +168,8 @@ def _complete(
             second_factor_failures=signed_in.second_factor_failures,
             recovery_codes=tuple(recovery_codes or ()),
         )
+    if offer_passkey:
+        return Outcome(session_id=session.id, auth_time=session.auth_time, offer_passkey=True)
     return _answer(request, user, session)
 
 
@@ -184,6 +192,7 @@ def password_step(
     ip: str | None,
     tenant_id: str | None = None,
     user_agent: str | None = None,
+    offer_passkey: bool = False,
 ) -> Outcome:
     """Check the password of the user a login names (a username, or an email when no user
     has that username) through the sign-in flow: its limits, and InvalidGrant, audited,
@@ -195,7 +204,9 @@ def password_step(
     Without a `request` (the account page's own sign-in, in `tenant_id`) a completed
     sign-in only starts the browser sign-in session: no code; the user's own second
     factors are asked for, but none is enrolled in place (the account page enrols one),
-    and such a session does not satisfy an app that requires MFA (`resume`)."""
+    and such a session does not satisfy an app that requires MFA (`resume`).
+    `offer_passkey` (the browser can make one here): a user without a passkey is signed
+    in but offered one first (`Outcome.offer_passkey`, no code yet)."""
     tenant_id = _tenant_of(request, tenant_id)
     required = request is not None and mfa_required(request)
     user = flow.check_password(
@@ -217,7 +228,10 @@ def password_step(
             pending_generation=generation,
             enrolment=mfa_service.begin_sign_in_enrolment(user),
         )
-    return _complete(request, user, ip, password, amr=AMR_PASSWORD, user_agent=user_agent)
+    offer = offer_passkey and not passkey_service.has_passkeys(user)
+    return _complete(
+        request, user, ip, password, amr=AMR_PASSWORD, user_agent=user_agent, offer_passkey=offer
+    )
 
 
 def second_factor_step(
@@ -263,6 +277,52 @@ def enrolment_step(
     )
     codes = mfa_service.confirm_sign_in_enrolment(user=user, code=code, ip=ip)
     return _complete(request, user, ip, amr=AMR_PASSWORD_OTP, recovery_codes=codes)
+
+
+def passkey_step(
+    *, request: AuthorizationRequest, credential: str, challenge: str, ip: str | None
+) -> Outcome:
+    """Sign in with a passkey (no password) through the sign-in flow: its limits, audit
+    and PasskeyRefused (InvalidGrant); then the code, with amr hwk/swk + mfa."""
+    authorization.application_of(request)
+    assertion = flow.check_passkey(
+        tenant_id=request.tenant_id, ip=ip, credential=credential, challenge=challenge
+    )
+    return _complete(request, assertion.user, ip, amr=assertion.amr, method=flow.PASSKEY_METHOD)
+
+
+def second_factor_passkey_options(
+    *, request: AuthorizationRequest, user_id: str, generation: int, ip: str | None
+) -> passkey_service.Ceremony | None:
+    """Options for a passkey as the second factor of a pending sign-in (the user's own
+    passkeys only), or None when the user has none."""
+    user = flow.pending_user(
+        tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
+    )
+    if not passkey_service.has_passkeys(user):
+        return None
+    return passkey_service.authentication_options(user=user)
+
+
+def second_factor_passkey_step(
+    *,
+    request: AuthorizationRequest,
+    user_id: str,
+    generation: int,
+    credential: str,
+    challenge: str,
+    ip: str | None,
+) -> Outcome:
+    """A passkey as the second factor of a user whose password was just checked (same
+    budget as the codes); then the code, with amr pwd + hwk/swk + mfa."""
+    authorization.application_of(request)
+    user = flow.pending_user(
+        tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
+    )
+    assertion = flow.check_second_factor_passkey(
+        tenant_id=request.tenant_id, ip=ip, user=user, credential=credential, challenge=challenge
+    )
+    return _complete(request, user, ip, amr=["pwd", *assertion.amr])
 
 
 def sign_out(*, tenant_id: str, session_id: str) -> str | None:

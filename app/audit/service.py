@@ -45,6 +45,9 @@ ACTIONS = frozenset(
         "users.exported",
         "session.revoked",
         "user.reauthenticated",
+        "passkey.registered",
+        "passkey.removed",
+        "passkey.clone_detected",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

@@ -35,6 +35,8 @@ CATALOGUE: tuple[Scope, ...] = (
     Scope("read:device_credentials", ADMIN, "list any user's device credentials"),
     Scope("create:device_credentials", ADMIN, "add a device credential to any user"),
     Scope("delete:device_credentials", ADMIN, "remove any user's device credentials"),
+    Scope("read:authentication_methods", ADMIN, "list any user's passkeys and TOTP"),
+    Scope("delete:authentication_methods", ADMIN, "remove any user's passkeys and TOTP"),
     Scope("read:secrets", ADMIN, "list any user's secrets and read their values"),
     Scope("write:secrets", ADMIN, "create, change and delete any user's secrets"),
     Scope("read:properties", ADMIN, "read any user's properties"),

@@ -116,6 +116,13 @@ def password_tag(secret_key: str, tenant_id: str, user_id: str, password: str) -
     return key_id << 8 | hmac.new(key, message, hashlib.sha256).digest()[0]
 
 
+def keyed_digest(secret_key: str, purpose: str, message: str) -> bytes:
+    """HMAC-SHA256 of `message` under a key derived from SECRET_KEY for `purpose`: a stable
+    opaque value (a passkey's user handle) that tells nothing without the key."""
+    key = hmac.new(secret_key.encode(), f"gatehouse:{purpose}:v1".encode(), hashlib.sha256).digest()
+    return hmac.new(key, message.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 

@@ -35,6 +35,8 @@ from app.core.db import db, independent_write
 from app.core.errors import Forbidden, Invalid, InvalidGrant, RateLimited
 from app.credentials import foreign_hashes, recovery
 from app.credentials import mfa as mfa_service
+from app.credentials import passkeys as passkey_service
+from app.credentials.passkeys import Assertion, PasskeyRefused
 from app.tenants import service as tenant_service
 from app.tokens import claims as token_claims
 from app.tokens import service as token_service
@@ -54,8 +56,11 @@ SECOND_FACTOR_BUDGET = ratelimit.Backoff(
     memory_seconds=24 * 3600,
 )
 PASSWORD_METHOD = "password"
-# Failed sign-ins that count as a wrong second-factor code (shown at the next sign-in).
-CODE_FAILURES = frozenset({"wrong_otp", "wrong_recovery_code", "second_factor_locked"})
+PASSKEY_METHOD = "passkey"
+# Failed sign-ins that count as a wrong second factor (shown at the next sign-in).
+CODE_FAILURES = frozenset(
+    {"wrong_otp", "wrong_recovery_code", "wrong_passkey", "second_factor_locked"}
+)
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,57 @@ def check_second_factor(*, tenant_id: str, ip: str | None, user: User, code: str
         raise InvalidGrant("The one-time code is not valid")
     ratelimit.forget(SECOND_FACTOR_BUDGET, tenant_id, user.id)
     return kind
+
+
+def _passkey_refused(ip: str | None, refused: PasskeyRefused, reason: str) -> None:
+    """Audit a refused passkey: `user.signin_failed`, and `passkey.clone_detected` when
+    its counter went back (both kept although the request then fails)."""
+    if refused.reason == "cloned":
+        with independent_write() as session:
+            audit_service.record(
+                action="passkey.clone_detected",
+                actor="anonymous",
+                user_id=refused.user.id if refused.user else None,
+                target=refused.passkey_id,
+                ip=ip,
+                session=session,
+            )
+    _record_failure(ip=ip, user=refused.user, reason=reason)
+
+
+def check_passkey(*, tenant_id: str, ip: str | None, credential: str, challenge: str) -> Assertion:
+    """Sign in with a passkey (a discoverable credential, no username): limits per client
+    IP, then per account; PasskeyRefused (an InvalidGrant, audited `user.signin_failed`,
+    and `passkey.clone_detected` for a cloned authenticator); RateLimited."""
+    _limit(tenant_id, ip, ())
+    try:
+        assertion = passkey_service.verify_assertion(credential=credential, challenge=challenge)
+    except PasskeyRefused as refused:
+        _passkey_refused(ip, refused, f"passkey_{refused.reason}")
+        raise
+    _limit_accounts(tenant_id, ip, [assertion.user])
+    return assertion
+
+
+def check_second_factor_passkey(
+    *, tenant_id: str, ip: str | None, user: User, credential: str, challenge: str
+) -> Assertion:
+    """A passkey of `user` as the second factor, against the same budget as the codes:
+    RateLimited `second_factor_locked` while locked; PasskeyRefused (audited, counted)."""
+    retry_after = ratelimit.attempt(SECOND_FACTOR_BUDGET, tenant_id, user.id)
+    if retry_after:
+        _record_failure(ip=ip, user=user, reason="second_factor_locked")
+        raise _locked(retry_after)
+    try:
+        assertion = passkey_service.verify_assertion(
+            credential=credential, challenge=challenge, user=user
+        )
+    except PasskeyRefused as refused:
+        refused.user = user
+        _passkey_refused(ip, refused, "wrong_passkey")
+        raise
+    ratelimit.forget(SECOND_FACTOR_BUDGET, tenant_id, user.id)
+    return assertion
 
 
 def await_second_factor(*, user: User, password: str, ip: str | None = None) -> int:

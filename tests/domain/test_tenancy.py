@@ -208,6 +208,8 @@ MANAGEMENT_ROUTES = [
     ("delete", f"/api/v2/users/{USER_ID}", None),
     ("get", f"/api/v2/users/{USER_ID}/enrollments", None),
     ("delete", f"/api/v2/users/{USER_ID}/multifactor/google-authenticator", None),
+    ("get", f"/api/v2/users/{USER_ID}/authentication-methods", None),
+    ("delete", f"/api/v2/users/{USER_ID}/authentication-methods/pk_unknown", None),
     ("post", f"/api/v2/users/{USER_ID}/identities", {"provider": "gatehouse", "user_id": "mine"}),
     ("post", "/api/v2/users/mine/identities", {"provider": "gatehouse", "user_id": USER_ID}),
     ("delete", f"/api/v2/users/{USER_ID}/identities/gatehouse/linked", None),

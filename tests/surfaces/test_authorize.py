@@ -69,7 +69,10 @@ def test_login_page_is_accessible_csrf_protected_and_self_contained(
     assert '<html lang="en">' in html
     assert "Acme Web" in html
     # Every field has a label, the browser may fill it in, the keyboard reaches it.
-    for field, autocomplete in (("username", "username"), ("password", "current-password")):
+    for field, autocomplete in (
+        ("username", "username webauthn"),  # passkeys in the autofill (conditional UI)
+        ("password", "current-password"),
+    ):
         assert f'<label for="{field}">' in html
         assert re.search(rf'<input id="{field}" name="{field}"[^>]*', html)
         assert f'autocomplete="{autocomplete}"' in html

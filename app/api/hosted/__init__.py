@@ -118,11 +118,13 @@ def page_headers(response: Response) -> Response:
 
 # Importing the route modules registers their routes on blp (after blp exists).
 from app.api.hosted import (  # noqa: E402
+    account_passkey_routes,  # noqa: F401  (/account/passkeys)
     account_routes,  # noqa: F401  (/account and its pages)
     account_signin,  # noqa: F401  (the account pages' sign-in and "confirm it's you")
     branding,  # noqa: F401  (the tenant's style sheet)
     messages,  # noqa: F401  (the service messages pages translate)
     mfa_routes,  # noqa: F401  (two-step verification, recovery codes, /account/mfa)
+    passkey_routes,  # noqa: F401  (passkey sign-in, second factor and offer)
     routes,  # noqa: F401  (login, second factor, logout, verify-email)
 )
 

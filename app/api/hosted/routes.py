@@ -152,6 +152,8 @@ def authorize_submit() -> Response:
     if "cancel" in request.form:
         raise authorization.access_denied(authz)
     form = _form(LoginForm(), "Enter your username or email address and your password.")
+    from app.api.hosted import passkey_routes  # imports this module
+
     with tenant_scope(authz.tenant_id):
         outcome = login.password_step(
             request=authz,
@@ -159,6 +161,7 @@ def authorize_submit() -> Response:
             password=form["password"],
             ip=client_ip(),
             user_agent=request.user_agent.string,
+            offer_passkey=passkey_routes.may_offer(),
         )
     if outcome.enrolment is not None:
         assert outcome.pending_user is not None
@@ -175,6 +178,8 @@ def authorize_submit() -> Response:
             authz, outcome.pending_user, outcome.pending_generation, outcome.pending_kinds
         )
         return page("second_factor.html", **context)
+    if outcome.offer_passkey:
+        return passkey_routes.offer_page(outcome, authz)
     return _signed_in(outcome, authz)
 
 

@@ -83,6 +83,7 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
 
 
 from app.api.management import (  # noqa: E402,F401
+    authentication_method_routes,
     device_routes,
     export_routes,
     identity_routes,

@@ -200,3 +200,29 @@ class CreateDeviceCredentialSchema(StrictSchema):
     device_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
     client_id = ma.fields.String(validate=ma.validate.Length(max=128), allow_none=True)
     user_id = ma.fields.String(validate=_user_id)
+
+
+class AuthenticationMethodSchema(OutputSchema):
+    """Auth0's authentication method: a passkey or the TOTP enrolment (the fields of the
+    other kind are left out)."""
+
+    id = ma.fields.String()
+    type = ma.fields.String(metadata={"enum": ["passkey", "totp"]})
+    confirmed = ma.fields.Boolean()
+    name = ma.fields.String()
+    created_at = IsoDateTime()
+    last_auth_at = IsoDateTime(allow_none=True)
+    credential_device_type = ma.fields.String(metadata={"enum": ["single_device", "multi_device"]})
+    credential_backed_up = ma.fields.Boolean()
+    identity_user_id = ma.fields.String()
+    key_id = ma.fields.String()
+    public_key = ma.fields.String()
+    user_handle = ma.fields.String()
+    aaguid = ma.fields.String()
+    relying_party_identifier = ma.fields.String()
+    transports = ma.fields.List(ma.fields.String())
+    usage = ma.fields.List(ma.fields.String())
+
+    @ma.post_dump
+    def _leave_out_other_kind(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if v is not None or k == "last_auth_at"}
