@@ -25,9 +25,9 @@ from app.api.hosted.routes import (
     SIGNED_IN,
     _application_name,
     _keep_session,
-    _second_factor_form,
     _signed_in,
     _to_client,
+    second_factor_page,
 )
 from app.applications import login
 from app.applications.authorization import AuthorizationRequest
@@ -164,10 +164,10 @@ def passkey_second_factor() -> Response:
     pending, authz = _pending(once=True)
     g.authz = authz
     user_id, generation = str(pending["uid"]), int(pending.get("gen", -1))
+    # The submitted step is used up: an error shows a fresh one.
+    kinds = [str(kind) for kind in pending.get("kinds") or ()]
     show_form_on_error(
-        "second_factor.html",
-        app_name=_application_name(authz),
-        pending=_second_factor_form(authz, user_id, generation),
+        "second_factor.html", **second_factor_page(authz, user_id, generation, kinds)
     )
     browser.check_csrf(request.form.get("csrf_token"))
     challenge = ceremony_challenge("second-factor", uid=user_id)
