@@ -90,6 +90,7 @@ def page_headers(response: Response) -> Response:
     return response
 
 
-from app.api.hosted import routes  # noqa: E402,F401  (registers the routes on blp)
+# Registers the routes on blp: the sign-in's, then sign-up and forgot/reset password.
+from app.api.hosted import routes, signup_routes  # noqa: E402,F401
 
 __all__ = ["blp"]
