@@ -90,6 +90,7 @@ def after_verification(
     or given a second factor meanwhile)."""
     if not verified.sign_in:
         return None
+    db.session.flush()  # the app's look-up crosses tenants: nothing of this one pending
     request = _request(verified.continue_with)
     user = verified.user
     if user.blocked or flow.needs_second_factor(user):

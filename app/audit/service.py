@@ -39,6 +39,9 @@ ACTIONS = frozenset(
         "token.code_reused",
         "users.imported",
         "users.exported",
+        # issue 25: a hosted sign-up with an address already registered (no account made,
+        # its owner mailed).
+        "user.signup_attempted",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

@@ -2,11 +2,13 @@
 
 Neither says whether an address is registered. Sign-up costs the same either way: the
 limits (per IP, and per tenant and address, counted for every address), the policy's
-checks, one argon2 hash (the new account's, or a dummy one), one audit row, one mail row
-and one queued send. A new address gets an account (email unverified) and a verification
-link that signs the user in; a registered one gets no account, and its owner a mail that
-someone tried to sign up with it. The forgotten password goes through the password reset
-(its limits, audit and single-use token) with the hosted reset page's link."""
+checks, the account built (its statements and argon2 hash; undone for a registered
+address), one audit row, one mail row and one queued send. A new address gets an account
+(email unverified) and a verification link that signs the user in; a registered one gets
+no account, and its owner a mail that someone tried to sign up with it. The forgotten
+password goes through the password reset (its limits, audit and single-use token) with
+the hosted reset page's link, in the worker, so that the page's answer takes the same
+time either way."""
 
 from __future__ import annotations
 
@@ -16,15 +18,17 @@ from typing import Any
 from flask import current_app
 
 from app.audit import service as audit_service
-from app.core import ratelimit, security
-from app.core.errors import Conflict, NotFound
+from app.core import ratelimit
+from app.core.db import db
+from app.core.errors import NotFound
 from app.core.jobs import enqueue_after_commit
-from app.credentials import reset as reset_service
+from app.credentials import tasks as credential_tasks
 from app.credentials import verification
 from app.mail import service as mail_service
 from app.mail import tasks as mail_tasks
 from app.tenants import service as tenant_service
 from app.users import service as user_service
+from app.users.models import User
 
 # The profile fields a tenant's sign-up page may ask for (settings.signup_fields, OIDC
 # names) and the user attributes that hold them (username has its own column).
@@ -93,10 +97,6 @@ def sign_up(
     ratelimit.check("RATELIMIT_SIGNUP_PER_ADDRESS", tenant_id, address.casefold())
     user_service.check_password(password, chosen_on_page=True)
     username = profile.get("username") if "username" in allowed else None
-    if username:
-        user_service.normalize_username(username)
-        if user_service.find_by_username(username) is not None:
-            raise Conflict("This username is taken", code="username_exists")
     attributes = {
         PROFILE_ATTRIBUTES[name]: value
         for name, value in profile.items()
@@ -104,52 +104,63 @@ def sign_up(
     }
     settings = mail_service.mail_settings(tenant_id)
     existing = user_service.find_by_email(address)
+    # Both paths build the account (the same statements, checks and argon2 hash); for a
+    # registered address it is then undone. Invalid or Conflict (a taken username) alike.
+    attempt = db.session.begin_nested()
+    try:
+        user = user_service.create_user(
+            email=address, password=password, username=username or None, **attributes
+        )
+    except BaseException:
+        attempt.rollback()
+        raise
     if existing:
-        security.hash_password(password)  # the cost of the new account's hash
-        issuer = str(current_app.config["ISSUER"]).rstrip("/")
-        text, markup = _existing_mail_bodies(f"{issuer}/forgot-password?tenant={tenant_id}")
-        delivery = mail_service.create_delivery(
-            tenant_id=tenant_id,
-            kind=EXISTING_KIND,
-            to=existing[0].email or address,
-            sender=settings.sender,
-            subject="Someone tried to sign up with your address",
-            text=text,
-            html=markup,
-        )
-        audit_service.record(
-            action="user.signup_existing",
-            actor="anonymous",
-            user_id=existing[0].id,
-            target=delivery.id,
-            ip=ip,
-        )
-        enqueue_after_commit(mail_tasks.send_delivery, tenant_id, delivery.id)
+        attempt.rollback()
+        _tell_owner(tenant_id, existing[0], address, settings.sender, ip)
         return
-    user = user_service.create_user(
-        email=address, password=password, username=username or None, **attributes
-    )
+    attempt.commit()
     audit_service.record(
         action="user.created", actor="anonymous", user_id=user.id, ip=ip, data={"via": "signup"}
     )
     verification.send_verification(user=user, sign_in=True, continue_with=continue_with)
 
 
+def _tell_owner(tenant_id: str, owner: User, address: str, sender: str, ip: str | None) -> None:
+    """Mail the owner of a registered address that someone tried to sign up with it."""
+    issuer = str(current_app.config["ISSUER"]).rstrip("/")
+    text, markup = _existing_mail_bodies(f"{issuer}/forgot-password?tenant={tenant_id}")
+    delivery = mail_service.create_delivery(
+        tenant_id=tenant_id,
+        kind=EXISTING_KIND,
+        to=owner.email or address,
+        sender=sender,
+        subject="Someone tried to sign up with your address",
+        text=text,
+        html=markup,
+    )
+    audit_service.record(
+        action="user.signup_attempted",
+        actor="anonymous",
+        user_id=owner.id,
+        target=delivery.id,
+        ip=ip,
+    )
+    enqueue_after_commit(mail_tasks.send_delivery, tenant_id, delivery.id)
+
+
 def forgot_password(
     *, tenant_id: str, email: str, continue_with: dict[str, Any] | None, ip: str | None
 ) -> None:
     """Mail the hosted reset link to the users of `tenant_id` (in scope) holding the
-    address, carrying the authorization request the reset began from; the same answer
-    whether or not any does. RateLimited (RATELIMIT_RESET_PER_IP, _PER_ADDRESS); Invalid
-    `invalid_email`, `mail_not_configured`."""
+    address, carrying the authorization request the reset began from. The look-up and the
+    mail are the worker's (credentials.tasks.hosted_reset_request, through the password
+    reset), so the answer and its time are the same whether or not any user holds the
+    address. RateLimited (RATELIMIT_RESET_PER_IP, _PER_ADDRESS); Invalid `invalid_email`,
+    `mail_not_configured`."""
     address = user_service.normalize_email(email)
     ratelimit.check("RATELIMIT_RESET_PER_IP", ip or "-")
     ratelimit.check_each("RATELIMIT_RESET_PER_ADDRESS", tenant_id, ratelimit.login_keys(address))
-    reset_service.request_reset(
-        tenant_id=tenant_id,
-        username=None,
-        email=address,
-        host=None,
-        ip=ip,
-        continue_with=continue_with,
+    mail_service.mail_settings(tenant_id)  # not configured: said now, not lost in the worker
+    enqueue_after_commit(
+        credential_tasks.hosted_reset_request, tenant_id, address, continue_with, ip
     )
