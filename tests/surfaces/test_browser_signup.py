@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlencode
 
 import pytest
 import requests
+from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -76,9 +77,18 @@ def exchange(live_server: str, client_id: str, redirect: str, code: str, verifie
     return answer.json()
 
 
+WCAG_21_AA = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "resultTypes": ["violations"],
+}
+
+
 def shot(page: Any, name: str) -> None:
+    """A screenshot of the page, which must pass axe-core's WCAG 2.1 AA rules."""
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT_DIR / name))
+    results = Axe().run(page, options=WCAG_21_AA)
+    assert results.violations_count == 0, results.generate_report()
 
 
 def test_sign_up_then_the_mailed_link_signs_in_and_returns_to_the_app(
@@ -98,6 +108,7 @@ def test_sign_up_then_the_mailed_link_signs_in_and_returns_to_the_app(
     context = browser.new_context(viewport={"width": 720, "height": 900})
     page = context.new_page()
     page.goto(f"{live_server}/authorize?{urlencode(query)}")
+    shot(page, "login-with-links.png")
     page.get_by_role("link", name="Sign up").click()
 
     assert page.locator("h1").inner_text() == "Create your account"
@@ -162,6 +173,7 @@ def test_forgot_password_then_the_reset_page_returns_to_the_app_and_ends_old_ses
     page.get_by_label("Email address").fill("joe@example.com")
     page.get_by_role("button", name="Send the link").click()
     assert page.locator("h1").inner_text() == "Check your mail"
+    shot(page, "forgot-password-check-mail.png")
 
     path = mailed_path(postmark, 1)
     page.goto(f"{live_server}{path}")
@@ -170,6 +182,7 @@ def test_forgot_password_then_the_reset_page_returns_to_the_app_and_ends_old_ses
     page.get_by_label("Confirm new password").fill("not the same one")
     page.get_by_role("button", name="Change password").click()
     assert "not the same" in page.get_by_role("alert").inner_text()
+    shot(page, "reset-password-error.png")
     page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
     page.get_by_label("Confirm new password").fill(NEW_PASSWORD)
     shot(page, "reset-password.png")

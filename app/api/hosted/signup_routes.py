@@ -125,8 +125,15 @@ def _app_name(authz: AuthorizationRequest | None) -> str | None:
     return routes._application_name(authz) if authz is not None else None
 
 
-def _min_length(tenant_id: str) -> int:
-    return tenant_service.get_tenant(tenant_id).password_min_length
+def _password_hint(tenant_id: str) -> str:
+    """What the tenant's password policy asks for, under a new password's field."""
+    tenant = tenant_service.get_tenant(tenant_id)
+    if tenant.password_block_common:
+        return _(
+            "At least %(count)s characters, not a common password.",
+            count=tenant.password_min_length,
+        )
+    return _("At least %(count)s characters.", count=tenant.password_min_length)
 
 
 def _keep(response: Response, tenant_id: str, session_id: str) -> None:
@@ -180,7 +187,7 @@ def _signup_page(tenant_id: str, authz: AuthorizationRequest | None) -> dict[str
         "fields": fields,
         "field_labels": {name: _(label) for name, label in FIELD_LABELS.items()},
         "field_autocomplete": FIELD_AUTOCOMPLETE,
-        "min_length": _min_length(tenant_id),
+        "password_hint": _password_hint(tenant_id),
         "profile": {},
     }
 
@@ -308,7 +315,7 @@ def reset_password() -> Response:
             reset_service.check_token(token=token)
     except Invalid:
         return _link_invalid(tenant_id)
-    return page("reset_password.html", token=token, min_length=_min_length(tenant_id))
+    return page("reset_password.html", token=token, password_hint=_password_hint(tenant_id))
 
 
 @blp.route("/reset-password", methods=["POST"])
@@ -320,7 +327,7 @@ def reset_password_submit() -> Response:
     tenant_id = _reset_tenant(token)
     if tenant_id is None or tenant_service.find_tenant(tenant_id) is None:
         return _link_invalid(None)
-    show_form_on_error("reset_password.html", token=token, min_length=_min_length(tenant_id))
+    show_form_on_error("reset_password.html", token=token, password_hint=_password_hint(tenant_id))
     browser.check_csrf(request.form.get("csrf_token"))
     form = _form(NewPasswordForm(), _("Enter the new password twice."))
     _check_confirmation(form)
