@@ -6,7 +6,8 @@ it with a code.
 
 A user with a second factor is never signed in by a mail alone: after a reset that began
 from an app, the second-factor step follows (the new password was just given); otherwise
-the user signs in with the new password."""
+the user signs in with the new password. Nor is one whom the tenant or the app requires
+to have a second factor not yet enrolled: the login page enrols it."""
 
 from __future__ import annotations
 
@@ -55,6 +56,15 @@ def _request(data: dict[str, Any] | None) -> AuthorizationRequest | None:
     return request
 
 
+def _mfa_enrolment_due(user: User, request: AuthorizationRequest | None) -> bool:
+    """Whether the tenant (or the request's app) requires a second factor the user lacks:
+    the login page enrols it, so a mail alone does not sign in."""
+    required = tenant_service.get_tenant(user.tenant_id).mfa_required or (
+        request is not None and authorization.application_of(request).mfa_required
+    )
+    return bool(required) and not flow.needs_second_factor(user)
+
+
 def _sign_in(
     user: User,
     request: AuthorizationRequest | None,
@@ -93,7 +103,7 @@ def after_verification(
     db.session.flush()  # the app's look-up crosses tenants: nothing of this one pending
     request = _request(verified.continue_with)
     user = verified.user
-    if user.blocked or flow.needs_second_factor(user):
+    if user.blocked or flow.needs_second_factor(user) or _mfa_enrolment_due(user, request):
         return Continued(request, None)
     return Continued(
         request, _sign_in(user, request, method=SIGNUP_METHOD, ip=ip, user_agent=user_agent)
@@ -109,7 +119,7 @@ def reset_password(
     done = reset_service.confirm_reset(token=token, password=password, ip=ip, chosen_on_page=True)
     request = _request(done.continue_with)
     user = done.user
-    if user.blocked:
+    if user.blocked or _mfa_enrolment_due(user, request):
         return Continued(request, None)
     if flow.needs_second_factor(user):
         if request is None:

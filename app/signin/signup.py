@@ -16,6 +16,7 @@ import html
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 
 from app.audit import service as audit_service
 from app.core import ratelimit
@@ -43,7 +44,7 @@ EXISTING_KIND = "signup_existing"
 
 
 def _disabled() -> NotFound:
-    return NotFound("This page does not exist.", code="signup_disabled")
+    return NotFound(_("This page does not exist."), code="signup_disabled")
 
 
 def signup_fields(*, tenant_id: str) -> list[str]:
@@ -61,18 +62,18 @@ def signup_enabled(*, tenant_id: str) -> bool:
 
 
 def _existing_mail_bodies(link: str) -> tuple[str, str]:
-    text = (
+    tried = _(
         "Someone tried to create an account with this email address, but it already has "
-        "one. If it was you, sign in instead.\n\n"
-        f"If you forgot your password, you can choose a new one here:\n{link}\n\n"
-        "If it was not you, ignore this mail; nothing has changed.\n"
+        "one. If it was you, sign in instead."
     )
+    forgot = _("If you forgot your password, you can choose a new one here:")
+    not_you = _("If it was not you, ignore this mail; nothing has changed.")
+    text = f"{tried}\n\n{forgot}\n{link}\n\n{not_you}\n"
+    safe = html.escape(link, quote=True)
     markup = (
-        "<p>Someone tried to create an account with this email address, but it already "
-        "has one. If it was you, sign in instead.</p>"
-        f'<p>If you forgot your password, <a href="{html.escape(link, quote=True)}">'
-        "choose a new one</a>.</p>"
-        "<p>If it was not you, ignore this mail; nothing has changed.</p>"
+        f"<p>{html.escape(tried)}</p>"
+        f'<p>{html.escape(forgot)} <a href="{safe}">{html.escape(link)}</a></p>'
+        f"<p>{html.escape(not_you)}</p>"
     )
     return text, markup
 
@@ -134,7 +135,7 @@ def _tell_owner(tenant_id: str, owner: User, address: str, sender: str, ip: str 
         kind=EXISTING_KIND,
         to=owner.email or address,
         sender=sender,
-        subject="Someone tried to sign up with your address",
+        subject=_("Someone tried to sign up with your address"),
         text=text,
         html=markup,
     )

@@ -616,3 +616,28 @@ def test_forgot_password_is_limited_per_address(
         fields = open_form(client, web, "/forgot-password")
         statuses = [forgot(client, fields, "joe@example.com").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+def test_a_tenant_that_requires_mfa_leaves_the_sign_in_to_the_login_page(
+    app: Flask,
+    client: FlaskClient,
+    shop: TenantHandle,
+    postmark: FakePostmark,
+    celery_worker: Any,
+) -> None:
+    from app.core.db import db
+    from app.tenants import service as tenant_service
+
+    with app.app_context():
+        tenant_service.update_tenant(tenant_id=shop.id, settings={"mfa_required": True})
+        db.session.commit()
+    fields = form_fields(
+        client.get("/signup", query_string={"tenant": shop.id}).get_data(as_text=True)
+    )
+    assert sign_up(client, fields, email="m@example.com").status_code == 200
+    token = link_token(mailed(postmark, 1), VERIFY_LINK)
+    opened = client.get("/verify-email", query_string={"token": token})
+    assert opened.status_code == 200
+    assert "return to the app and sign in" in opened.get_data(as_text=True)
+    assert user_row(app, shop.id, "m@example.com").email_verified is True
+    assert not any(c.key.startswith("gh_sso_") for c in client._cookies.values())

@@ -14,6 +14,7 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, g, redirect, request
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, page, routes, show_form_on_error
@@ -29,11 +30,11 @@ from app.tenants import service as tenant_service
 
 MAX_TOKEN = 8192
 FIELD_LABELS = {
-    "name": "Full name",
-    "given_name": "Given name",
-    "family_name": "Family name",
-    "nickname": "Nickname",
-    "username": "Username",
+    "name": _l("Full name"),
+    "given_name": _l("Given name"),
+    "family_name": _l("Family name"),
+    "nickname": _l("Nickname"),
+    "username": _l("Username"),
 }
 FIELD_AUTOCOMPLETE = {
     "name": "name",
@@ -185,7 +186,7 @@ def _signup_page(tenant_id: str, authz: AuthorizationRequest | None) -> dict[str
         "authz": _carry(authz),
         "tenant": None if authz is not None else tenant_id,
         "fields": fields,
-        "field_labels": {name: _(label) for name, label in FIELD_LABELS.items()},
+        "field_labels": {name: str(label) for name, label in FIELD_LABELS.items()},
         "field_autocomplete": FIELD_AUTOCOMPLETE,
         "password_hint": _password_hint(tenant_id),
         "profile": {},
@@ -236,7 +237,7 @@ def verify_email() -> Response:
     signs the user in and goes on to the app's request"""
     token = request.args.get("token", "")
     if not token or len(token) > MAX_TOKEN:
-        raise Invalid("The link is invalid, used or expired", code="verification_token_invalid")
+        raise Invalid(_("The link is invalid, used or expired"), code="verification_token_invalid")
     tenant_id = verification.token_tenant(token)
     with tenant_scope(tenant_id):
         verified = verification.confirm(token=token, ip=client_ip())
