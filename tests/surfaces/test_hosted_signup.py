@@ -10,6 +10,7 @@ import html
 import re
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -247,37 +248,72 @@ def test_a_registered_address_gets_no_account_but_its_owner_a_mail(
     assert VERIFY_LINK.search(mail.body["TextBody"]) is None
 
 
-def test_sign_up_answers_alike_for_known_and_unknown_addresses(
-    app: Flask, client: FlaskClient, shop: TenantHandle, web: AppHandle
+def answers_alike(
+    post: Callable[[str, dict[str, str]], Any], rounds: int, settle: Callable[[], None]
 ) -> None:
-    rounds = 25
-    for n in range(rounds):
-        factories.make_user(app, shop.id, email=f"known{n}@example.com", password=PASSWORD)
-    fields = open_form(client, web, "/signup")
-    # Warm up both paths once (first-use costs: templates, statements).
-    for email in ("known0@example.com", "warm-new@example.com"):
-        sign_up(client, fields, email=email)
+    """Post known and unknown addresses alternately (known{n}@, new{n}@, each from an IP
+    of its own, so no limit is reached): the same status and body (but for the CSRF
+    token), and median times within 10 % of each other over `rounds` of each. On this
+    shared machine other processes' bursts can skew a batch, so while the medians differ
+    more, up to two more batches are added to the samples (a real difference stays).
+    `settle` waits, outside the timed window, for the worker to finish what the request
+    queued (the in-process worker thread would otherwise run during the next request)."""
     bodies: dict[str, set[str]] = {"known": set(), "new": set()}
     took: dict[str, list[float]] = {"known": [], "new": []}
-    for n in range(rounds):
+    for n in range(3 * rounds):
         for kind in ("known", "new") if n % 2 else ("new", "known"):
-            email = f"{kind}{n}@example.com"
-            environ = {"REMOTE_ADDR": f"10.0.{n}.{1 if kind == 'known' else 2}"}
+            environ = {"REMOTE_ADDR": f"10.{n}.0.{1 if kind == 'known' else 2}"}
             started = time.perf_counter()
-            answer = client.post(
-                "/signup",
-                data={**fields, "email": email, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
-                environ_base=environ,
-            )
+            answer = post(f"{kind}{n}@example.com", environ)
             took[kind].append(time.perf_counter() - started)
             assert answer.status_code == 200, answer.get_data(as_text=True)
             bodies[kind].add(normalised(answer))
+            settle()
+        if (n + 1) % rounds == 0:
+            known, new = statistics.median(took["known"]), statistics.median(took["new"])
+            if abs(known - new) / max(known, new) < 0.10:
+                break
     assert len(bodies["known"]) == 1 and bodies["known"] == bodies["new"]
-    known, new = statistics.median(took["known"]), statistics.median(took["new"])
-    assert abs(known - new) / max(known, new) < 0.10, (known, new)
+    assert len(took["known"]) >= 15
+    assert abs(known - new) / max(known, new) < 0.10, (known, new, len(took["known"]))
+
+
+def settled(postmark: FakePostmark, expected: Callable[[], int]) -> Callable[[], None]:
+    def settle() -> None:
+        factories.wait_until(lambda: len(postmark.mails()) >= expected())
+        time.sleep(0.05)  # and the rest of the task (a miss sends nothing to wait for)
+
+    return settle
+
+
+def test_sign_up_answers_alike_for_known_and_unknown_addresses(
+    app: Flask,
+    client: FlaskClient,
+    shop: TenantHandle,
+    web: AppHandle,
+    postmark: FakePostmark,
+    celery_worker: Any,
+) -> None:
+    rounds = 20
+    for n in range(3 * rounds):
+        factories.make_user(app, shop.id, email=f"known{n}@example.com", password=PASSWORD)
+    fields = open_form(client, web, "/signup")
+    sent = [0]
+
+    def post(email: str, environ: dict[str, str]) -> Any:
+        sent[0] += 1  # one mail either way: the owner's, or the verification
+        body = {**fields, "email": email, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+        return client.post("/signup", data=body, environ_base=environ)
+
+    # Warm up both paths once (first-use costs: templates, statements).
+    for email in ("known0@example.com", "warm-new@example.com"):
+        post(email, {})
+    settled(postmark, lambda: sent[0])()
+    answers_alike(post, rounds, settled(postmark, lambda: sent[0]))
     kinds = [row.kind for row in factories.email_deliveries(app, shop.id)]
-    assert kinds.count("signup_existing") == rounds + 1  # with the warm-up's
-    assert kinds.count("email_verification") == rounds + 1
+    each = kinds.count("signup_existing")  # with the warm-up's
+    assert each > rounds and kinds.count("email_verification") == each
+    assert factories.count_users(app, shop.id) == 3 * rounds + each  # a new one each
 
 
 @pytest.mark.parametrize(
@@ -398,37 +434,32 @@ def test_forgot_password_answers_alike_and_mails_the_hosted_link(
     client: FlaskClient,
     shop: TenantHandle,
     web: AppHandle,
-    joe: str,
     postmark: FakePostmark,
     celery_worker: Any,
 ) -> None:
-    rounds = 25
-    for n in range(rounds):
+    rounds = 20
+    for n in range(3 * rounds):
         factories.make_user(app, shop.id, email=f"known{n}@example.com", password=PASSWORD)
     fields = open_form(client, web, "/forgot-password")
+    sent = [0]
+
+    def post(email: str, environ: dict[str, str]) -> Any:
+        sent[0] += email.startswith("known")  # a mail for a registered address only
+        return forgot(client, fields, email, environ_base=environ)
+
     for email in ("known0@example.com", "nobody@example.com"):
-        forgot(client, fields, email)
-    bodies: dict[str, set[str]] = {"known": set(), "new": set()}
-    took: dict[str, list[float]] = {"known": [], "new": []}
-    for n in range(rounds):
-        for kind in ("known", "new") if n % 2 else ("new", "known"):
-            environ = {"REMOTE_ADDR": f"10.1.{n}.{1 if kind == 'known' else 2}"}
-            started = time.perf_counter()
-            answer = forgot(client, fields, f"{kind}{n}@example.com", environ_base=environ)
-            took[kind].append(time.perf_counter() - started)
-            assert answer.status_code == 200, answer.get_data(as_text=True)
-            bodies[kind].add(normalised(answer))
-    assert len(bodies["known"]) == 1 and bodies["known"] == bodies["new"]
-    known, new = statistics.median(took["known"]), statistics.median(took["new"])
-    assert abs(known - new) / max(known, new) < 0.10, (known, new)
-    # The worker mails the known addresses only, with the hosted page's link.
-    mails = factories.wait_until(lambda: len(postmark.mails()) >= rounds + 1 and postmark.mails())
+        post(email, {})
+    settled(postmark, lambda: sent[0])()
+    answers_alike(post, rounds, settled(postmark, lambda: sent[0]))
+    # The worker mailed the registered addresses only, with the hosted page's link.
+    mails = postmark.mails()
+    asked = len(mails) - 1  # the warm-up's known0 too
     assert sorted(mail.body["To"] for mail in mails) == sorted(
-        ["known0@example.com"] + [f"known{n}@example.com" for n in range(rounds)]
+        ["known0@example.com"] + [f"known{n}@example.com" for n in range(asked)]
     )
     assert all(link_token(mail, RESET_LINK) for mail in mails)
     kinds = [row.kind for row in factories.email_deliveries(app, shop.id)]
-    assert kinds == ["password_reset"] * (rounds + 1)
+    assert kinds == ["password_reset"] * (asked + 1)
 
 
 def reset_token(
