@@ -392,7 +392,13 @@ def test_common_passwords_are_refused_on_the_pages_and_accepted_by_the_apis(
 
 
 def test_sign_up_is_limited_per_address_and_per_ip(
-    app: Flask, shop: TenantHandle, web: AppHandle, database_url: str, tmp_path: Path
+    app: Flask,
+    shop: TenantHandle,
+    web: AppHandle,
+    database_url: str,
+    tmp_path: Path,
+    postmark: FakePostmark,
+    celery_worker: Any,
 ) -> None:
     with rate_limited_app(
         app,
@@ -420,6 +426,8 @@ def test_sign_up_is_limited_per_address_and_per_ip(
         )
         assert elsewhere.status_code == 200
     assert factories.count_users(app, shop.id) == 3
+    # One mail per answered sign-up: A's verification, A's owner mail, b's and d's.
+    mailed(postmark, 4)
 
 
 # --- forgot and reset password -------------------------------------------------------------
@@ -638,7 +646,14 @@ def test_bad_forgot_password_input_shows_the_form_again(
 
 
 def test_forgot_password_is_limited_per_address(
-    app: Flask, shop: TenantHandle, web: AppHandle, joe: str, database_url: str, tmp_path: Path
+    app: Flask,
+    shop: TenantHandle,
+    web: AppHandle,
+    joe: str,
+    database_url: str,
+    tmp_path: Path,
+    postmark: FakePostmark,
+    celery_worker: Any,
 ) -> None:
     with rate_limited_app(
         app, database_url, tmp_path, RATELIMIT_RESET_PER_ADDRESS="2 per hour"
@@ -647,6 +662,7 @@ def test_forgot_password_is_limited_per_address(
         fields = open_form(client, web, "/forgot-password")
         statuses = [forgot(client, fields, "joe@example.com").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+    assert mailed(postmark, 2).body["To"] == "joe@example.com"
 
 
 def test_a_tenant_that_requires_mfa_leaves_the_sign_in_to_the_login_page(
