@@ -278,12 +278,31 @@ def answers_alike(
     assert abs(known - new) / max(known, new) < 0.10, (known, new, len(took["known"]))
 
 
-def settled(postmark: FakePostmark, expected: Callable[[], int]) -> Callable[[], None]:
+def settled(
+    postmark: FakePostmark,
+    expected: Callable[[], int],
+    done: Callable[[], bool] = lambda: True,
+) -> Callable[[], None]:
+    """Wait for the mails the requests so far asked for (and `done`), then a little for
+    the worker to record them sent."""
+
     def settle() -> None:
-        factories.wait_until(lambda: len(postmark.mails()) >= expected())
-        time.sleep(0.05)  # and the rest of the task (a miss sends nothing to wait for)
+        factories.wait_until(lambda: len(postmark.mails()) >= expected() and done())
+        time.sleep(0.02)
 
     return settle
+
+
+def audit_count(app: Flask, tenant_id: str, action: str) -> int:
+    from sqlalchemy import func, select
+
+    from app.audit.models import AuditEvent
+    from app.core.db import db
+    from app.core.tenancy import tenant_scope
+
+    with app.app_context(), tenant_scope(tenant_id):
+        query = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)
+        return int(db.session.scalar(query) or 0)
 
 
 def test_sign_up_answers_alike_for_known_and_unknown_addresses(
@@ -449,16 +468,21 @@ def test_forgot_password_answers_alike_and_mails_the_hosted_link(
     for n in range(3 * rounds):
         factories.make_user(app, shop.id, email=f"known{n}@example.com", password=PASSWORD)
     fields = open_form(client, web, "/forgot-password")
-    sent = [0]
+    sent, asked = [0], [0]
 
     def post(email: str, environ: dict[str, str]) -> Any:
         sent[0] += email.startswith("known")  # a mail for a registered address only
+        asked[0] += 1  # and an audit row either way, once the worker is done
         return forgot(client, fields, email, environ_base=environ)
 
+    def worker_done() -> bool:
+        return audit_count(app, shop.id, "password_reset.requested") >= asked[0]
+
+    settle = settled(postmark, lambda: sent[0], worker_done)
     for email in ("known0@example.com", "nobody@example.com"):
         post(email, {})
-    settled(postmark, lambda: sent[0])()
-    answers_alike(post, rounds, settled(postmark, lambda: sent[0]))
+    settle()
+    answers_alike(post, rounds, settle)
     # The worker mailed the registered addresses only, with the hosted page's link.
     mails = postmark.mails()
     asked = len(mails) - 1  # the warm-up's known0 too
@@ -688,3 +712,47 @@ def test_a_tenant_that_requires_mfa_leaves_the_sign_in_to_the_login_page(
     assert "return to the app and sign in" in opened.get_data(as_text=True)
     assert user_row(app, shop.id, "m@example.com").email_verified is True
     assert not any(c.key.startswith("gh_sso_") for c in client._cookies.values())
+
+
+BACK = re.compile(r'href="(/authorize\?[^"]+)">Back to sign in<')
+
+
+def test_the_self_service_pages_lead_back_to_the_apps_login_page(
+    client: FlaskClient, shop: TenantHandle, web: AppHandle
+) -> None:
+    page, _, query = login_page(client, web)
+    for path in ("/signup", "/forgot-password"):
+        form = client.get(links(page)[path]).get_data(as_text=True)
+        found = BACK.search(form)
+        assert found, form
+        back = client.get(html.unescape(found.group(1)))
+        assert back.status_code == 200 and ">Sign in<" in back.get_data(as_text=True)
+        assert query_of(html.unescape(found.group(1)))["state"] == query["state"]
+    alone = client.get("/forgot-password", query_string={"tenant": shop.id})
+    assert "Back to sign in" not in alone.get_data(as_text=True)
+
+
+def test_with_mfa_required_the_link_of_an_app_sign_up_opens_its_login_page(
+    app: Flask,
+    client: FlaskClient,
+    shop: TenantHandle,
+    web: AppHandle,
+    postmark: FakePostmark,
+    celery_worker: Any,
+) -> None:
+    from app.core.db import db
+    from app.tenants import service as tenant_service
+
+    with app.app_context():
+        tenant_service.update_tenant(tenant_id=shop.id, settings={"mfa_required": True})
+        db.session.commit()
+    page, _, query = login_page(client, web)
+    fields = form_fields(client.get(links(page)["/signup"]).get_data(as_text=True))
+    assert sign_up(client, fields, email="m@example.com").status_code == 200
+    token = link_token(mailed(postmark, 1), VERIFY_LINK)
+    opened = app.test_client().get("/verify-email", query_string={"token": token})
+    assert opened.status_code == 303
+    location = opened.headers["Location"]
+    assert location.startswith("/authorize?")
+    assert query_of(location)["state"] == query["state"]
+    assert "code=" not in location

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, g, redirect, request
+from flask import Response, g, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -122,6 +122,29 @@ def _carry(authz: AuthorizationRequest | None) -> str | None:
     return browser.seal(routes.AUTHORIZE, authz.as_dict()) if authz is not None else None
 
 
+def _sign_in_url(authz: AuthorizationRequest | None) -> str | None:
+    """The login page of the app's request: the request again, as the app sent it."""
+    if authz is None:
+        return None
+    params = {
+        "response_type": "code",
+        "client_id": authz.client_id,
+        "code_challenge": authz.code_challenge,
+        "code_challenge_method": "S256",
+    }
+    if authz.redirect_uri_given:
+        params["redirect_uri"] = authz.redirect_uri
+    for name in ("state", "nonce", "scope", "login_hint", "ui_locales"):
+        value = getattr(authz, name)
+        if value is not None:
+            params[name] = value
+    if authz.prompt:
+        params["prompt"] = " ".join(sorted(authz.prompt))
+    if authz.max_age is not None:
+        params["max_age"] = str(authz.max_age)
+    return url_for("hosted.authorize", **params)
+
+
 def _app_name(authz: AuthorizationRequest | None) -> str | None:
     return routes._application_name(authz) if authz is not None else None
 
@@ -155,6 +178,8 @@ def _continue(continued: selfservice.Continued, tenant_id: str, done: str) -> Re
         pending = routes._second_factor_form(authz, user_id, generation)
         return page("second_factor.html", app_name=_app_name(authz), pending=pending)
     if outcome is None or outcome.session_id is None:
+        if authz is not None:  # the login page signs in (and enrols a required factor)
+            return redirect(_sign_in_url(authz), code=303)  # type: ignore[return-value]
         return page(done, signed_in=False)
     browser.rotate_csrf()
     if outcome.location is not None:
@@ -183,6 +208,7 @@ def _signup_page(tenant_id: str, authz: AuthorizationRequest | None) -> dict[str
     fields = signup_service.signup_fields(tenant_id=tenant_id)
     return {
         "app_name": _app_name(authz),
+        "sign_in_url": _sign_in_url(authz),
         "authz": _carry(authz),
         "tenant": None if authz is not None else tenant_id,
         "fields": fields,
@@ -263,7 +289,9 @@ def forgot_password() -> Response:
     """Ask for the email address to mail a reset link to"""
     tenant_id, authz = _origin(request.args)
     tenant = None if authz is not None else tenant_id
-    return page("forgot_password.html", authz=_carry(authz), tenant=tenant)
+    return page(
+        "forgot_password.html", authz=_carry(authz), tenant=tenant, sign_in_url=_sign_in_url(authz)
+    )
 
 
 @blp.route("/forgot-password", methods=["POST"])
@@ -275,6 +303,7 @@ def forgot_password_submit() -> Response:
     show_form_on_error(
         "forgot_password.html",
         authz=_carry(authz),
+        sign_in_url=_sign_in_url(authz),
         tenant=None if authz is not None else tenant_id,
         email=request.form.get("email", "")[:254],
     )
