@@ -756,3 +756,14 @@ def test_with_mfa_required_the_link_of_an_app_sign_up_opens_its_login_page(
     assert location.startswith("/authorize?")
     assert query_of(location)["state"] == query["state"]
     assert "code=" not in location
+
+
+def test_the_sealed_request_in_self_service_links_is_kept_out_of_logs(
+    client: FlaskClient, shop: TenantHandle, web: AppHandle
+) -> None:
+    from app.core.redact import redact_text
+
+    page, _, _ = login_page(client, web)
+    for href in links(page).values():
+        line = f'"GET {href} HTTP/1.1" 200'
+        assert "authz=[redacted]" in redact_text(line), redact_text(line)
