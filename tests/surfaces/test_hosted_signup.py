@@ -767,3 +767,54 @@ def test_the_sealed_request_in_self_service_links_is_kept_out_of_logs(
     for href in links(page).values():
         line = f'"GET {href} HTTP/1.1" 200'
         assert "authz=[redacted]" in redact_text(line), redact_text(line)
+
+
+def test_a_token_moved_to_another_tenant_is_refused(
+    app: Flask,
+    client: FlaskClient,
+    shop: TenantHandle,
+    other_tenant: TenantHandle,
+    joe: str,
+    postmark: FakePostmark,
+    celery_worker: Any,
+) -> None:
+    """A link's claims re-signed (as only the server could) with another tenant's id: that
+    tenant has no such reset or user, so the link is refused there and nothing changes."""
+    from app.core import security
+    from app.credentials import reset, verification
+
+    fields = form_fields(
+        client.get("/forgot-password", query_string={"tenant": shop.id}).get_data(as_text=True)
+    )
+    token = reset_token(client, postmark, fields, "joe@example.com", 1)
+    secret = app.config["SECRET_KEY"]
+    claims_ = security.signed_loads(secret, reset.PURPOSE, token, 3600)
+    moved = security.signed_dumps(secret, reset.PURPOSE, {**claims_, "tid": other_tenant.id})
+    answer = client.get("/reset-password", query_string={"token": moved})
+    assert answer.status_code == 400 and "reset_token_invalid" in answer.get_data(as_text=True)
+    fresh = form_fields(
+        client.get("/forgot-password", query_string={"tenant": shop.id}).get_data(as_text=True)
+    )
+    posted = client.post(
+        "/reset-password",
+        data={
+            "csrf_token": fresh["csrf_token"],
+            "token": moved,
+            "password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD,
+        },
+    )
+    assert posted.status_code == 400 and "reset_token_invalid" in posted.get_data(as_text=True)
+    assert factories.password_matches(app, shop.id, joe, PASSWORD)
+
+    signup_fields = form_fields(
+        client.get("/signup", query_string={"tenant": shop.id}).get_data(as_text=True)
+    )
+    assert sign_up(client, signup_fields, email="t@example.com").status_code == 200
+    link = link_token(mailed(postmark, 2), VERIFY_LINK)
+    claims_ = security.signed_loads(secret, verification.PURPOSE, link, 3600)
+    moved = security.signed_dumps(secret, verification.PURPOSE, {**claims_, "tid": other_tenant.id})
+    opened = client.get("/verify-email", query_string={"token": moved})
+    assert opened.status_code == 400
+    assert "verification_token_invalid" in opened.get_data(as_text=True)
+    assert user_row(app, shop.id, "t@example.com").email_verified is False
