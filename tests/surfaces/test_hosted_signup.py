@@ -29,6 +29,7 @@ from tests.oauth_support import (
     confirmed_totp,
     exchange,
     form_fields,
+    next_totp,
     pkce_pair,
     query_of,
     rate_limited_app,
@@ -595,7 +596,7 @@ def test_a_reset_keeps_the_second_factor(
     postmark: FakePostmark,
     celery_worker: Any,
 ) -> None:
-    confirmed_totp(client, sign_in(client, shop.id, "joe", PASSWORD)["access_token"])
+    secret = confirmed_totp(client, sign_in(client, shop.id, "joe", PASSWORD)["access_token"])
     fields = open_form(client, web, "/forgot-password")
     token = reset_token(client, postmark, fields, "joe@example.com", 1)
     reset_fields = form_fields(
@@ -607,6 +608,10 @@ def test_a_reset_keeps_the_second_factor(
     assert done.status_code == 200
     assert 'name="code"' in done.get_data(as_text=True)  # the second-factor form
     assert "Location" not in done.headers
+    second = form_fields(done.get_data(as_text=True))
+    answered = client.post("/authorize/second-factor", data={**second, "code": next_totp(secret)})
+    assert answered.status_code == 303, answered.get_data(as_text=True)
+    assert answered.headers["Location"].startswith(REDIRECT + "?code=")
 
 
 def test_a_tenant_with_its_own_reset_host_gets_the_hosted_link_from_the_page(
