@@ -48,6 +48,9 @@ ACTIONS = frozenset(
         "passkey.registered",
         "passkey.removed",
         "passkey.clone_detected",
+        # issue 25: a hosted sign-up with an address already registered (no account made,
+        # its owner mailed).
+        "user.signup_attempted",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

@@ -22,6 +22,9 @@ SENSITIVE_PARAMETERS = frozenset(
         "api_key",
         "apikey",
         "assertion",
+        # the hosted self-service links' sealed authorization request (its state, nonce
+        # and login_hint, signed but readable)
+        "authz",
         "client_assertion",
         "client_secret",
         "code",

@@ -8,7 +8,9 @@ the confirmation then checks the token fully)."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import quote
 
 from flask import current_app
@@ -91,13 +93,11 @@ def _mail_bodies(link: str, factors: list[str]) -> tuple[str, str]:
     return text, markup
 
 
-def request_reset(
-    *, tenant_id: str, username: str | None, email: str | None, host: str, ip: str | None
-) -> None:
-    """Mail a reset link to the matching user(s) of `tenant_id` (the tenant in scope), if
-    any. Invalid `reset_host_not_allowed` for a host outside the tenant's allow-list,
-    `mail_not_configured` when mail is not configured. Answers the same whether or not a
-    user matched."""
+def _link_base(tenant_id: str, host: str | None) -> str:
+    """Where the mailed link points: the app's own page on `host` (which must be in the
+    tenant's password_reset_hosts), or the hosted reset page of the issuer (host None)."""
+    if host is None:
+        return current_app.config["ISSUER"].rstrip("/")
     tenant = tenant_service.get_tenant(tenant_id)
     if host.lower() not in {h.lower() for h in tenant.password_reset_hosts or []}:
         raise Invalid(
@@ -105,6 +105,25 @@ def request_reset(
             "(PATCH /tenants/{id} with settings.password_reset_hosts to allow it)",
             code="reset_host_not_allowed",
         )
+    return f"https://{host}"
+
+
+def request_reset(
+    *,
+    tenant_id: str,
+    username: str | None,
+    email: str | None,
+    host: str | None,
+    ip: str | None,
+    continue_with: dict[str, Any] | None = None,
+) -> None:
+    """Mail a reset link to the matching user(s) of `tenant_id` (the tenant in scope), if
+    any: to the app's page on `host`, or (host None) to the hosted reset page, whose link
+    may carry the authorization request the reset began from (`continue_with`). Invalid
+    `reset_host_not_allowed` for a host outside the tenant's allow-list,
+    `mail_not_configured` when mail is not configured. Answers the same whether or not a
+    user matched."""
+    base = _link_base(tenant_id, host)
     settings = mail_service.mail_settings(tenant_id)
     ttl = current_app.config["PASSWORD_RESET_TTL"]
     users = _matching_users(username, email)
@@ -127,13 +146,17 @@ def request_reset(
             expires_at=now + timedelta(seconds=ttl),
         )
         db.session.add(reset)
-        token = security.signed_dumps(
-            current_app.config["SECRET_KEY"],
-            PURPOSE,
-            {"tid": tenant_id, "uid": user.id, "rid": reset.id, "fp": _fingerprint(user)},
-        )
+        claims: dict[str, Any] = {
+            "tid": tenant_id,
+            "uid": user.id,
+            "rid": reset.id,
+            "fp": _fingerprint(user),
+        }
+        if continue_with is not None:
+            claims["az"] = continue_with
+        token = security.signed_dumps(current_app.config["SECRET_KEY"], PURPOSE, claims)
         text, markup = _mail_bodies(
-            f"https://{host}/reset-password?token={quote(token)}",
+            f"{base}/reset-password?token={quote(token)}",
             mfa_service.second_factors(user),
         )
         delivery = mail_service.create_delivery(
@@ -160,7 +183,7 @@ def _invalid_token() -> Invalid:
     return Invalid("The reset token is invalid, used or expired", code="reset_token_invalid")
 
 
-def _claims(token: str) -> dict[str, str]:
+def _claims(token: str) -> dict[str, Any]:
     try:
         claims = security.signed_loads(
             current_app.config["SECRET_KEY"],
@@ -188,10 +211,18 @@ def token_tenant(token: str) -> str | None:
         return None
 
 
-def confirm_reset(*, token: str, password: str, ip: str | None) -> None:
-    """Set a new password with a reset token of the tenant in scope and revoke every
-    session of the user; Invalid `reset_token_invalid` for a used, expired, forged or
-    another tenant's token, the password policy's codes for a password it refuses."""
+@dataclass(frozen=True)
+class ConfirmedReset:
+    """A reset done: the user, and the authorization request the reset began from (a
+    hosted reset link's), if any."""
+
+    user: User
+    continue_with: dict[str, Any] | None
+
+
+def _pending(token: str) -> tuple[PasswordResetRequest, User, dict[str, Any]]:
+    """The unused reset request, its user and the token's claims; Invalid
+    `reset_token_invalid` otherwise (also for another tenant's token)."""
     claims = _claims(token)
     tenant_id, user_id, request_id = claims["tid"], claims["uid"], claims["rid"]
     if tenant_id != current_tenant_id():
@@ -209,7 +240,29 @@ def confirm_reset(*, token: str, password: str, ip: str | None) -> None:
         or not security.constant_time_equals(_fingerprint(user), str(claims.get("fp", "")))
     ):
         raise _invalid_token()
-    user_service.check_password(password)
+    return reset, user, claims
+
+
+def check_token(*, token: str) -> None:
+    """Invalid `reset_token_invalid` unless the token could still reset a password (in
+    the tenant in scope): the hosted page checks it before showing its form."""
+    _pending(token)
+
+
+def _continue_with(claims: dict[str, Any]) -> dict[str, Any] | None:
+    authz = claims.get("az")
+    return authz if isinstance(authz, dict) else None
+
+
+def confirm_reset(
+    *, token: str, password: str, ip: str | None, chosen_on_page: bool = False
+) -> ConfirmedReset:
+    """Set a new password with a reset token of the tenant in scope and revoke every
+    session of the user; Invalid `reset_token_invalid` for a used, expired, forged or
+    another tenant's token, the password policy's codes for a password it refuses
+    (`chosen_on_page`: the hosted page's, where the common-password list applies too)."""
+    reset, user, claims = _pending(token)
+    user_service.check_password(password, chosen_on_page=chosen_on_page)
     passwords.set_password(user, password)
     reset.used_at = utcnow()
     token_service.revoke_user_sessions(user=user)
@@ -217,6 +270,7 @@ def confirm_reset(*, token: str, password: str, ip: str | None) -> None:
         action="password_reset.confirmed", actor="anonymous", user_id=user.id, ip=ip
     )
     db.session.flush()
+    return ConfirmedReset(user=user, continue_with=_continue_with(claims))
 
 
 def purge_expired_all_tenants(*, batch_size: int) -> int:

@@ -1,11 +1,14 @@
-"""Periodic credential work: delete expired password-reset requests."""
+"""Credential work for the worker: delete expired password-reset requests (periodic), and
+the hosted forgot-password page's reset requests."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from celery import shared_task
 from flask import current_app
 
-from app.core.jobs import run_in_batches
+from app.core.jobs import run_in_batches, tenant_task
 from app.credentials import reset as password_reset
 
 
@@ -15,4 +18,21 @@ def cleanup_resets() -> int:
     return run_in_batches(
         password_reset.purge_expired_all_tenants,
         batch_size=current_app.config["CLEANUP_BATCH_SIZE"],
+    )
+
+
+@tenant_task(name="credentials.hosted_reset_request")
+def hosted_reset_request(
+    tenant_id: str, email: str, continue_with: dict[str, Any] | None, ip: str | None
+) -> None:
+    """Mail the hosted reset link to the users holding `email` (none: audited only): the
+    forgot-password page's request, done here so that the page answers in the same time
+    whether or not the address is registered."""
+    password_reset.request_reset(
+        tenant_id=tenant_id,
+        username=None,
+        email=email,
+        host=None,
+        ip=ip,
+        continue_with=continue_with,
     )

@@ -6,6 +6,8 @@ goes back to unverified."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from flask import current_app
@@ -60,25 +62,30 @@ def _mail_bodies(link: str, hours: int) -> tuple[str, str]:
     return text, markup
 
 
-def send_verification(*, user: User) -> None:
+def send_verification(
+    *, user: User, sign_in: bool = False, continue_with: dict[str, Any] | None = None
+) -> None:
     """Queue a verification mail to the user's address (in the user's tenant scope).
-    Invalid `email_missing` or `email_already_verified`; TOKEN_OR_EMAIL_NOT_SET when the
-    tenant's mail is not configured."""
+    `sign_in`: the link also signs the user in (the hosted sign-up's mail), and then goes
+    on with the authorization request `continue_with`, if any. Invalid `email_missing` or
+    `email_already_verified`; TOKEN_OR_EMAIL_NOT_SET when the tenant's mail is not
+    configured."""
     if not user.email:
         raise Invalid("The account has no email address", code="email_missing")
     if user.email_verified:
         raise Invalid("The email address is already verified", code="email_already_verified")
     settings = mail_service.mail_settings(user.tenant_id)
-    token = security.signed_dumps(
-        current_app.config["SECRET_KEY"],
-        PURPOSE,
-        {
-            "tid": user.tenant_id,
-            "uid": user.id,
-            "fp": _fingerprint(user),
-            "jti": JTI_PREFIX + security.random_hex(16),
-        },
-    )
+    claims: dict[str, Any] = {
+        "tid": user.tenant_id,
+        "uid": user.id,
+        "fp": _fingerprint(user),
+        "jti": JTI_PREFIX + security.random_hex(16),
+    }
+    if sign_in:
+        claims["si"] = True
+        if continue_with is not None:
+            claims["az"] = continue_with
+    token = security.signed_dumps(current_app.config["SECRET_KEY"], PURPOSE, claims)
     issuer = current_app.config["ISSUER"].rstrip("/")
     hours = max(1, current_app.config["EMAIL_VERIFICATION_TTL"] // 3600)
     text, markup = _mail_bodies(f"{issuer}/verify-email?token={quote(token)}", hours)
@@ -98,7 +105,7 @@ def _invalid_link() -> Invalid:
     return Invalid("The link is invalid, used or expired", code="verification_token_invalid")
 
 
-def _claims(token: str) -> dict[str, str]:
+def _claims(token: str) -> dict[str, Any]:
     """The claims of a link's token (signature and age checked); Invalid otherwise."""
     try:
         claims = security.signed_loads(
@@ -112,7 +119,9 @@ def _claims(token: str) -> dict[str, str]:
         raise _invalid_link() from exc
     if not all(isinstance(value, str) for value in values.values()):
         raise _invalid_link()
-    return values
+    authz = claims.get("az")
+    continue_with = authz if isinstance(authz, dict) else None
+    return {**values, "si": claims.get("si") is True, "az": continue_with}
 
 
 def token_tenant(token: str) -> str:
@@ -121,7 +130,17 @@ def token_tenant(token: str) -> str:
     return _claims(token)["tid"]
 
 
-def confirm(*, token: str, ip: str | None) -> None:
+@dataclass(frozen=True)
+class Verified:
+    """An address verified by a link: its user, whether the link also signs in (a hosted
+    sign-up's), and the authorization request to go on with, if any."""
+
+    user: User
+    sign_in: bool
+    continue_with: dict[str, Any] | None
+
+
+def confirm(*, token: str, ip: str | None) -> Verified:
     """Mark the address a link was sent to verified (audited `user.email_verified`), in
     the tenant in scope; Invalid `verification_token_invalid` for a forged, expired or
     used link, one of another tenant, or one sent to an address the user no longer has
@@ -145,3 +164,4 @@ def confirm(*, token: str, ip: str | None) -> None:
     audit_service.record(
         action="user.email_verified", actor=f"user:{user.id}", user_id=user.id, ip=ip
     )
+    return Verified(user=user, sign_in=bool(claims["si"]), continue_with=claims["az"])

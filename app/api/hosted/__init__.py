@@ -125,7 +125,8 @@ from app.api.hosted import (  # noqa: E402
     messages,  # noqa: F401  (the service messages pages translate)
     mfa_routes,  # noqa: F401  (two-step verification, recovery codes, /account/mfa)
     passkey_routes,  # noqa: F401  (passkey sign-in, second factor and offer)
-    routes,  # noqa: F401  (login, second factor, logout, verify-email)
+    routes,  # noqa: F401  (login, second factor, logout)
+    signup_routes,  # noqa: F401  (sign-up, verify-email, forgot and reset password)
 )
 
 __all__ = ["blp"]

@@ -1,7 +1,8 @@
 """Routes of the hosted pages: the login page that answers authorization requests, the
-second-factor step (and the notice of failed codes that may follow it), RP-initiated
-logout, and the email-verification link. The sign-in's rules (limits, budget, audit) are
-the sign-in flow's, reached through applications.login."""
+second-factor step (and the notice of failed codes that may follow it), and RP-initiated
+logout (sign-up, the email-verification link and the password reset: signup_routes). The
+sign-in's rules (limits, budget, audit) are the sign-in flow's, reached through
+applications.login."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from app.applications.authorization import AuthorizationRequest, with_query
 from app.core.errors import Invalid
 from app.core.http import accepts_form
 from app.core.tenancy import tenant_scope
-from app.credentials import verification
 
 AUTHORIZE = "authorize-request"
 SECOND_FACTOR = mfa_pages.SECOND_FACTOR
@@ -282,15 +282,3 @@ def logout_confirm() -> Response:
     )
     browser.check_csrf(request.form.get("csrf_token"))
     return _signed_out(target, _sessions_for(target))
-
-
-@blp.route("/verify-email", methods=["GET"])
-@public
-def verify_email() -> Response:
-    """Mark an email address verified with the link mailed to it"""
-    token = request.args.get("token", "")
-    if not token or len(token) > 2048:
-        raise Invalid("The link is invalid, used or expired", code="verification_token_invalid")
-    with tenant_scope(verification.token_tenant(token)):
-        verification.confirm(token=token, ip=client_ip())
-    return page("email_verified.html")
