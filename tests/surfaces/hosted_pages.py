@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pyotp
 from flask import Flask
@@ -49,6 +49,7 @@ LOGO_SVG = (
     '<rect width="48" height="48" rx="10" fill="#7b1fa2"/>'
     '<path d="M14 36 24 12l10 24h-5l-2-5h-6l-2 5zm8.5-9h3L24 22z" fill="#fff"/></svg>'
 )
+RESET_LINK = re.compile(r"/reset-password\?token=([^\s\"'<>&]+)")
 VERIFY_LINK = re.compile(r"/verify-email\?token=([^\s\"'<>&]+)")
 
 
@@ -64,7 +65,27 @@ class Scene:
     tenant: TenantHandle
     page: Any
     postmark: FakePostmark
+    monkeypatch: Any = None
     made: dict[str, Any] = field(default_factory=dict)
+
+    def passkeys(self) -> None:
+        """Serve the pages at http://localhost:PORT, the WebAuthn relying party (passkeys
+        need a domain name and a secure context), with Chromium's virtual authenticator."""
+        base = f"http://localhost:{urlsplit(self.live_server).port}"
+        self.monkeypatch.setitem(self.app.config, "WEBAUTHN_RP_ID", "localhost")
+        self.monkeypatch.setitem(self.app.config, "WEBAUTHN_ORIGINS", [base])
+        self.live_server = base
+        cdp = self.page.context.new_cdp_session(self.page)
+        cdp.send("WebAuthn.enable")
+        options = {
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": True,
+            "hasUserVerification": True,
+            "isUserVerified": True,
+            "automaticPresenceSimulation": True,
+        }
+        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
 
     def application(self) -> AppHandle:
         if "application" not in self.made:
@@ -243,6 +264,66 @@ def _account_password(scene: Scene) -> None:
     scene.page.locator("h1").wait_for()
 
 
+def _signup(scene: Scene) -> None:
+    scene.configure(signup_enabled=True, signup_fields=["name"])
+    scene.open_login()
+    scene.page.get_by_role("link", name="Sign up").click()
+    scene.page.locator("#confirm").wait_for()
+
+
+def _signup_check_mail(scene: Scene) -> None:
+    _signup(scene)
+    scene.page.locator("#email").fill("new.person@example.com")
+    scene.page.locator("#name").fill("New Person")
+    scene.page.locator("#password").fill("a long new passphrase")
+    scene.page.locator("#confirm").fill("a long new passphrase")
+    scene.page.locator("#confirm").press("Enter")
+    scene.page.get_by_role("heading", name="Check your mail").wait_for()
+
+
+def _forgot_password(scene: Scene) -> None:
+    _login(scene)
+    scene.page.get_by_role("link", name="Forgot password?").click()
+    scene.page.locator("#email").wait_for()
+
+
+def _reset_password(scene: Scene) -> None:
+    _forgot_password(scene)
+    scene.page.locator("#email").fill("alice@example.com")
+    scene.page.locator("#email").press("Enter")
+    scene.page.get_by_role("heading", name="Check your mail").wait_for()
+    mails = factories.wait_until(lambda: scene.postmark.mails())
+    found = RESET_LINK.search(html.unescape(mails[-1].body["TextBody"]))
+    assert found, mails[-1].body
+    scene.page.goto(f"{scene.live_server}/reset-password?token={found.group(1)}")
+    scene.page.locator("#confirm").wait_for()
+
+
+def _reset_link_invalid(scene: Scene) -> None:
+    scene.page.goto(f"{scene.live_server}/reset-password?token=not-a-token")
+    scene.page.locator("h1").wait_for()
+
+
+def _login_passkeys(scene: Scene) -> None:
+    scene.passkeys()
+    _login(scene)
+    scene.page.get_by_role("button", name="Sign in with a passkey").wait_for()
+
+
+def _passkey_offer(scene: Scene) -> None:
+    _login_passkeys(scene)
+    scene.submit_password()
+    scene.page.get_by_role("heading", name="Add a passkey").wait_for()
+
+
+def _account_passkeys(scene: Scene) -> None:
+    _passkey_offer(scene)
+    scene.page.get_by_role("button", name="Add a passkey").click()
+    scene.page.wait_for_url(f"{scene.callback_server}?*")
+    scene.page.goto(f"{scene.live_server}/account/passkeys?tenant={scene.tenant.id}")
+    scene.page.get_by_role("heading", name="Passkey 1").wait_for()
+
+
 @dataclass(frozen=True)
 class HostedPage:
     name: str
@@ -276,4 +357,13 @@ PAGES: list[HostedPage] = [
     HostedPage("account-sign-in", _account_sign_in),
     HostedPage("account-mfa", _account_mfa),
     HostedPage("account-password", _account_password),
+    HostedPage("signup", _signup),
+    HostedPage("signup-check-mail", _signup_check_mail),
+    HostedPage("signup-fr", _signup, locale="fr-FR"),
+    HostedPage("forgot-password", _forgot_password),
+    HostedPage("reset-password", _reset_password),
+    HostedPage("reset-link-invalid", _reset_link_invalid),
+    HostedPage("login-passkeys", _login_passkeys),
+    HostedPage("passkey-offer", _passkey_offer),
+    HostedPage("account-passkeys", _account_passkeys),
 ]

@@ -42,6 +42,7 @@ def test_every_hosted_page_passes_axe(
     postmark: FakePostmark,
     celery_worker: object,
     hosted: HostedPage,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from axe_playwright_python.sync_playwright import Axe
 
@@ -55,7 +56,9 @@ def test_every_hosted_page_passes_axe(
         lambda msg: csp_errors.append(msg.text) if "Content Security Policy" in msg.text else None,
     )
     try:
-        scene = Scene(app, client, live_server, callback_server, mail_tenant, page, postmark)
+        scene = Scene(
+            app, client, live_server, callback_server, mail_tenant, page, postmark, monkeypatch
+        )
         hosted.reach(scene)
         page.wait_for_load_state("networkidle")
         if os.environ.get("SCREENSHOTS"):
