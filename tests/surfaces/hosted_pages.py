@@ -267,7 +267,7 @@ def _account_password(scene: Scene) -> None:
 def _signup(scene: Scene) -> None:
     scene.configure(signup_enabled=True, signup_fields=["name"])
     scene.open_login()
-    scene.page.locator("a[href*=\"/signup\"]").click()  # any language
+    scene.page.locator('a[href*="/signup"]').click()  # any language
     scene.page.locator("#confirm").wait_for()
 
 
