@@ -63,7 +63,7 @@ def test_every_hosted_page_passes_axe(
         page.wait_for_load_state("networkidle")
         if os.environ.get("SCREENSHOTS"):
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / f"{hosted.name}.png"))
+            page.screenshot(path=str(SCREENSHOTS / f"{hosted.name}.png"), full_page=True)
         assert page.locator("h1").count() == 1
         assert not csp_errors, csp_errors  # nothing on the page breaks its own policy
         results = Axe().run(page, options=WCAG_AA)
