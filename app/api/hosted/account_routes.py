@@ -16,7 +16,8 @@ from flask_babel import gettext as _
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, devices, page, show_form_on_error
 from app.api.hosted.account_session import Account, require_account, require_recent
-from app.api.hosted.account_signin import account_url, form_data, tenant_name
+from app.api.hosted.account_signin import account_url, tenant_name
+from app.api.hosted.forms import load_form
 from app.applications import account as account_service
 from app.applications import login
 from app.core.errors import Invalid
@@ -126,7 +127,7 @@ def account_profile() -> Response:
     account = require_account()
     show_form_on_error("account.html", **_account_context(account))
     browser.check_csrf(request.form.get("csrf_token"))
-    form = form_data(NameForm(), _("A name can be at most 255 characters long."))
+    form = load_form(NameForm(), _("A name can be at most 255 characters long."))
     with tenant_scope(account.tenant_id):
         user = account_service.signed_in_user(
             tenant_id=account.tenant_id, session_id=account.session_id
@@ -162,7 +163,7 @@ def account_password_submit() -> Response:
     show_form_on_error("account_password.html", **_password_context(account))
     browser.check_csrf(request.form.get("csrf_token"))
     require_recent(account)
-    form = form_data(NewPasswordForm(), _("Enter the new password twice."))
+    form = load_form(NewPasswordForm(), _("Enter the new password twice."))
     if form["new_password"] != form["confirm_password"]:
         raise Invalid(_("The two passwords do not match."), code="password_mismatch")
     with tenant_scope(account.tenant_id):
@@ -187,7 +188,7 @@ def account_sign_out_session() -> Response:
     account = require_account()
     show_form_on_error("account.html", **_account_context(account))
     browser.check_csrf(request.form.get("csrf_token"))
-    form = form_data(SessionForm(), _("Choose a session to sign out."))
+    form = load_form(SessionForm(), _("Choose a session to sign out."))
     if form["session"] == account.session_id:
         return _sign_out_here(account)
     with tenant_scope(account.tenant_id):

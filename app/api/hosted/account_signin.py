@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import marshmallow as ma
 from flask import Response, current_app, redirect, request, url_for
 from flask_babel import gettext as _
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -21,6 +20,7 @@ from app.api.hosted.account_session import (
     ReauthenticationRequired,
     require_account,
 )
+from app.api.hosted.forms import CodeForm, LoginForm, PasswordForm, load_form
 from app.applications import account as account_service
 from app.applications import login
 from app.core.errors import Invalid
@@ -31,35 +31,6 @@ from app.tenants import service as tenant_service
 ACCOUNT_LOGIN = "account-login"
 ACCOUNT_SECOND_FACTOR = "account-second-factor"
 REAUTHENTICATE = "account-reauth"
-
-
-class LoginForm(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    username = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
-    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1024))
-
-
-class CodeForm(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=16))
-
-
-class PasswordForm(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1024))
-
-
-def form_data(schema: ma.Schema, message: str) -> dict[str, Any]:
-    try:
-        return schema.load(request.form.to_dict())
-    except ma.ValidationError as exc:
-        raise Invalid(message, code="invalid_form", fields=exc.normalized_messages()) from exc
 
 
 def account_url(tenant_id: str, endpoint: str = "hosted.account", **params: str) -> str:
@@ -158,7 +129,7 @@ def account_login() -> Response:
         username=username,
     )
     browser.check_csrf(request.form.get("csrf_token"))
-    form = form_data(LoginForm(), _("Enter your username or email address and your password."))
+    form = load_form(LoginForm(), _("Enter your username or email address and your password."))
     with tenant_scope(tenant_id):
         outcome = login.password_step(
             request=None,
@@ -191,7 +162,7 @@ def account_second_factor() -> Response:
     # The submitted form is used up: an error shows a fresh one.
     show_form_on_error("account_second_factor.html", pending=_second_factor_seal(step))
     browser.check_csrf(request.form.get("csrf_token"))
-    form = form_data(CodeForm(), _("Enter the code your authenticator app shows."))
+    form = load_form(CodeForm(), _("Enter the code your authenticator app shows."))
     with tenant_scope(tenant_id):
         outcome = login.second_factor_step(
             request=None,
@@ -257,7 +228,7 @@ def reauthenticate() -> Response:
     browser.check_csrf(request.form.get("csrf_token"))
     if sealed.get("tid") != account.tenant_id or sealed.get("sid") != account.session_id:
         raise Invalid(_("You signed in again meanwhile. Try once more."), code="form_expired")
-    form = form_data(PasswordForm(), _("Enter your password."))
+    form = load_form(PasswordForm(), _("Enter your password."))
     with tenant_scope(account.tenant_id):
         user = account_service.signed_in_user(
             tenant_id=account.tenant_id, session_id=account.session_id

@@ -14,7 +14,8 @@ from flask import Response, g, redirect, request, url_for
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, mfa_pages, page, show_form_on_error
 from app.api.hosted.account_session import Account, require_account, require_recent
-from app.api.hosted.routes import CodeForm, _application_name, _form, _signed_in, second_factor_page
+from app.api.hosted.forms import CodeForm, load_form
+from app.api.hosted.routes import _application_name, _signed_in, second_factor_page
 from app.applications import authorization, login
 from app.applications.authorization import AuthorizationRequest
 from app.core.errors import Invalid, NotFound
@@ -89,7 +90,7 @@ def mfa_enrol_submit() -> Response:
             uri=started.uri,
         ),
     )
-    form = _form(CodeForm(), "Enter the 6-digit code your authenticator app shows.")
+    form = load_form(CodeForm(), "Enter the 6-digit code your authenticator app shows.")
     with tenant_scope(authz.tenant_id):
         outcome = login.enrolment_step(
             request=authz, user_id=user_id, generation=generation, code=form["code"], ip=client_ip()
@@ -191,7 +192,7 @@ def account_mfa_totp_confirm() -> Response:
     )
     browser.check_csrf(request.form.get("csrf_token"))
     require_recent(account)
-    form = _form(CodeForm(), "Enter the 6-digit code your authenticator app shows.")
+    form = load_form(CodeForm(), "Enter the 6-digit code your authenticator app shows.")
     with tenant_scope(account.tenant_id):
         codes = mfa_service.confirm_totp_enrolment(
             actor=_principal(account), user=_user(account), code=form["code"]

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import marshmallow as ma
 from flask import Response, g, redirect, request
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, mfa_pages, page, show_form_on_error
+from app.api.hosted.forms import CodeForm, LoginForm, load_form
 from app.applications import authorization, login
 from app.applications import logout as logout_service
 from app.applications.authorization import AuthorizationRequest, with_query
-from app.core.errors import Invalid
 from app.core.http import accepts_form
 from app.core.tenancy import tenant_scope
 
@@ -24,29 +23,6 @@ AUTHORIZE = "authorize-request"
 SECOND_FACTOR = mfa_pages.SECOND_FACTOR
 SIGNED_IN = "signed-in"
 LOGOUT = "logout-request"
-
-
-class LoginForm(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    username = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
-    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1024))
-
-
-class CodeForm(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    # A TOTP code (6 digits) or a recovery code (`xxxxx-xxxxx`, spaces allowed).
-    code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=32))
-
-
-def _form(schema: ma.Schema, message: str) -> dict[str, Any]:
-    try:
-        return schema.load(request.form.to_dict())
-    except ma.ValidationError as exc:
-        raise Invalid(message, code="invalid_form", fields=exc.normalized_messages()) from exc
 
 
 def _application_name(authz: AuthorizationRequest) -> str:
@@ -151,7 +127,7 @@ def authorize_submit() -> Response:
     browser.check_csrf(request.form.get("csrf_token"))
     if "cancel" in request.form:
         raise authorization.access_denied(authz)
-    form = _form(LoginForm(), "Enter your username or email address and your password.")
+    form = load_form(LoginForm(), "Enter your username or email address and your password.")
     from app.api.hosted import passkey_routes  # imports this module
 
     with tenant_scope(authz.tenant_id):
@@ -201,7 +177,7 @@ def second_factor_submit() -> Response:
         "second_factor.html", **second_factor_page(authz, user_id, generation, kinds, method)
     )
     browser.check_csrf(request.form.get("csrf_token"))
-    form = _form(CodeForm(), "Enter the code your authenticator app shows.")
+    form = load_form(CodeForm(), "Enter the code your authenticator app shows.")
     with tenant_scope(authz.tenant_id):
         outcome = login.second_factor_step(
             request=authz,

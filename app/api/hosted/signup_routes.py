@@ -18,6 +18,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, page, routes, show_form_on_error
+from app.api.hosted.forms import load_form
 from app.applications import login, selfservice
 from app.applications.authorization import AuthorizationRequest
 from app.core.errors import Invalid, NotFound
@@ -82,13 +83,6 @@ class NewPasswordForm(ma.Schema):
 
     password = _text(1024, required=True)
     confirm = _text(1024, required=True)
-
-
-def _form(schema: ma.Schema, message: str) -> dict[str, Any]:
-    try:
-        return schema.load(request.form.to_dict())
-    except ma.ValidationError as exc:
-        raise Invalid(message, code="invalid_form", fields=exc.normalized_messages()) from exc
 
 
 def _check_confirmation(form: dict[str, Any]) -> None:
@@ -242,7 +236,7 @@ def signup_submit() -> Response:
     }
     show_form_on_error("signup.html", **context)
     browser.check_csrf(request.form.get("csrf_token"))
-    form = _form(SignupForm(), _("Enter your email address and a password, twice."))
+    form = load_form(SignupForm(), _("Enter your email address and a password, twice."))
     _check_confirmation(form)
     profile = {name: form[name] for name in context["fields"] if form.get(name)}
     with tenant_scope(tenant_id):
@@ -310,7 +304,7 @@ def forgot_password_submit() -> Response:
         email=request.form.get("email", "")[:254],
     )
     browser.check_csrf(request.form.get("csrf_token"))
-    form = _form(EmailForm(), _("Enter your email address."))
+    form = load_form(EmailForm(), _("Enter your email address."))
     with tenant_scope(tenant_id):
         signup_service.forgot_password(
             tenant_id=tenant_id,
@@ -361,7 +355,7 @@ def reset_password_submit() -> Response:
         return _link_invalid(None)
     show_form_on_error("reset_password.html", token=token, password_hint=_password_hint(tenant_id))
     browser.check_csrf(request.form.get("csrf_token"))
-    form = _form(NewPasswordForm(), _("Enter the new password twice."))
+    form = load_form(NewPasswordForm(), _("Enter the new password twice."))
     _check_confirmation(form)
     try:
         with tenant_scope(tenant_id):
