@@ -354,13 +354,20 @@ class Config:
         # Passkeys (issue 25): the WebAuthn relying party is the issuer's host and its
         # origin unless told otherwise (WebAuthn refuses an IP-literal host: a deployment
         # served at an IP address names a host here).
+        # An issuer at a loopback address (make run's http://127.0.0.1:5000) defaults to the
+        # same server under the name localhost, which WebAuthn accepts.
         issuer_parts = urlsplit(self.ISSUER)
-        self.WEBAUTHN_RP_ID = env.get("WEBAUTHN_RP_ID") or (issuer_parts.hostname or "localhost")
+        rp_host = issuer_parts.hostname or "localhost"
+        rp_netloc = issuer_parts.netloc
+        if rp_host in ("127.0.0.1", "::1"):
+            rp_host = "localhost"
+            rp_netloc = f"localhost:{issuer_parts.port}" if issuer_parts.port else "localhost"
+        self.WEBAUTHN_RP_ID = env.get("WEBAUTHN_RP_ID") or rp_host
         self.WEBAUTHN_ORIGINS = [
             origin.strip().rstrip("/")
-            for origin in env.get(
-                "WEBAUTHN_ORIGINS", f"{issuer_parts.scheme}://{issuer_parts.netloc}"
-            ).split(",")
+            for origin in env.get("WEBAUTHN_ORIGINS", f"{issuer_parts.scheme}://{rp_netloc}").split(
+                ","
+            )
             if origin.strip()
         ]
 

@@ -307,3 +307,30 @@ def test_an_http_issuer_stops_a_production_start_with_one_line(app: Flask) -> No
     assert result.returncode == 4 and "Traceback" not in output, output
     [line] = [line for line in result.stderr.splitlines() if line.startswith("ConfigError:")]
     assert "ISSUER http://id.example.com is plain http" in line
+
+
+@pytest.mark.parametrize(
+    ("issuer", "settings", "rp_id", "origins"),
+    [
+        ("https://auth.example.com", {}, "auth.example.com", ["https://auth.example.com"]),
+        ("http://127.0.0.1:5000", {}, "localhost", ["http://localhost:5000"]),
+        ("http://[::1]:8080", {}, "localhost", ["http://localhost:8080"]),
+        (
+            "http://10.0.0.5:5000",
+            {
+                "WEBAUTHN_RP_ID": "id.example",
+                "WEBAUTHN_ORIGINS": "https://a.id.example, https://id.example/",
+            },
+            "id.example",
+            ["https://a.id.example", "https://id.example"],
+        ),
+    ],
+)
+def test_passkey_relying_party_follows_the_issuer(
+    tmp_path: Path, issuer: str, settings: dict[str, str], rp_id: str, origins: list[str]
+) -> None:
+    """WebAuthn refuses an IP-literal relying party: a loopback issuer is served as
+    localhost by default; any other deployment at an IP names its host."""
+    config = Config({"INSTANCE_PATH": str(tmp_path), "ISSUER": issuer, **settings})
+    assert config.WEBAUTHN_RP_ID == rp_id
+    assert config.WEBAUTHN_ORIGINS == origins
