@@ -9,7 +9,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import JSON, DateTime, ForeignKey, ForeignKeyConstraint, MetaData, String, event
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    MetaData,
+    String,
+    event,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import (
@@ -106,6 +115,14 @@ def add_unique(row: Any, conflict: Exception) -> None:
             db.session.add(row)
     except IntegrityError as exc:
         raise conflict from exc
+
+
+def lock_until_commit(key: str) -> None:
+    """Serialize, until the transaction ends, every transaction that locks the same `key`
+    (a PostgreSQL advisory lock; SQLite has a single writer anyway): for a check-then-
+    insert no unique constraint can guard."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
 @contextmanager

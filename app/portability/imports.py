@@ -53,7 +53,7 @@ from sqlalchemy import ARRAY, JSON, String, any_, func, literal, or_, select, te
 from sqlalchemy.exc import IntegrityError
 
 from app.audit import service as audit_service
-from app.core.db import db, utcnow
+from app.core.db import db, lock_until_commit, utcnow
 from app.core.errors import Conflict, PayloadTooLarge
 from app.core.jobs import enqueue_after_commit, execute_all_tenants
 from app.core.tenancy import current_tenant_id
@@ -147,10 +147,8 @@ def _reject(record: UserRecord, message: str, path: str) -> Rejected:
 def _lock_tenant(tenant_id: str) -> None:
     """Serialize the batches of every import into this tenant until the transaction ends
     (PostgreSQL; other databases have a single writer anyway)."""
+    lock_until_commit(f"import:{tenant_id}")
     if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"import:{tenant_id}"}
-        )
         # The look-up of a batch's existing users is the same statement every batch: once
         # psycopg prepares it, PostgreSQL may settle on a generic plan, where `= ANY($1)`
         # compares each row with every key of the batch instead of hashing them.

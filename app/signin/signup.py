@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 
 from app.audit import service as audit_service
 from app.core import ratelimit
-from app.core.db import db
+from app.core.db import db, lock_until_commit
 from app.core.errors import NotFound
 from app.core.jobs import enqueue_after_commit
 from app.credentials import tasks as credential_tasks
@@ -104,6 +104,8 @@ def sign_up(
         if name in allowed and name in PROFILE_ATTRIBUTES and value
     }
     settings = mail_service.mail_settings(tenant_id)
+    # Two sign-ups of one new address at once would both find it free: one at a time.
+    lock_until_commit(f"signup:{tenant_id}:{address.casefold()}")
     existing = user_service.find_by_email(address)
     # Both paths build the account (the same statements, checks and argon2 hash); for a
     # registered address it is then undone. Invalid or Conflict (a taken username) alike.

@@ -823,3 +823,43 @@ def test_a_token_moved_to_another_tenant_is_refused(
     assert opened.status_code == 400
     assert "verification_token_invalid" in opened.get_data(as_text=True)
     assert user_row(app, shop.id, "t@example.com").email_verified is False
+
+
+def test_two_sign_ups_of_one_new_address_at_once_make_one_account(
+    app: Flask, shop: TenantHandle, web: AppHandle, postmark: FakePostmark, celery_worker: object
+) -> None:
+    """Both requests would find the address free; the second waits for the first (an
+    advisory lock on tenant and address) and then finds it taken: one account, and the
+    owner told of the other attempt. Real threads on PostgreSQL."""
+    import threading
+
+    browsers = [app.test_client() for _ in range(2)]
+    forms = [open_form(browser, web, "/signup") for browser in browsers]
+    start = threading.Barrier(2)
+    answers: list[Any] = []
+
+    def post(browser: FlaskClient, fields: dict[str, str]) -> None:
+        start.wait()
+        answers.append(sign_up(browser, fields, email="race@example.com", username=""))
+
+    threads = [
+        threading.Thread(target=post, args=pair) for pair in zip(browsers, forms, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert normalised(answers[0]) == normalised(answers[1])
+    with app.app_context():
+        from app.core.tenancy import tenant_scope
+        from app.users import service as user_service
+
+        with tenant_scope(shop.id):
+            assert len(user_service.find_by_email("race@example.com")) == 1
+    mails = factories.wait_until(lambda: len(postmark.mails()) >= 2 and postmark.mails())
+    assert sorted(mail.body["Subject"] for mail in mails) == [
+        "Confirm your email address",
+        "Someone tried to sign up with your address",
+    ]
