@@ -227,8 +227,13 @@ def _pending(token: str) -> tuple[PasswordResetRequest, User, dict[str, Any]]:
     tenant_id, user_id, request_id = claims["tid"], claims["uid"], claims["rid"]
     if tenant_id != current_tenant_id():
         raise _invalid_token()
+    # Locked, and read afresh: the same link submitted twice at once is used once (the
+    # second waits, then finds it used).
     reset = db.session.scalar(
-        select(PasswordResetRequest).where(PasswordResetRequest.id == request_id)
+        select(PasswordResetRequest)
+        .where(PasswordResetRequest.id == request_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     user = user_service.find_user(user_id)
     if (

@@ -863,3 +863,57 @@ def test_two_sign_ups_of_one_new_address_at_once_make_one_account(
         "Confirm your email address",
         "Someone tried to sign up with your address",
     ]
+
+
+def test_one_reset_link_submitted_twice_at_once_is_used_once(
+    app: Flask,
+    client: FlaskClient,
+    shop: TenantHandle,
+    joe: str,
+    postmark: FakePostmark,
+    celery_worker: Any,
+) -> None:
+    """The reset request's row is locked: the second submission waits, then finds the
+    link used (never two passwords set, two sessions started). Real threads."""
+    import threading
+
+    fields = form_fields(
+        client.get("/forgot-password", query_string={"tenant": shop.id}).get_data(as_text=True)
+    )
+    token = reset_token(client, postmark, fields, "joe@example.com", 1)
+    browsers = [app.test_client() for _ in range(2)]
+    forms = [
+        form_fields(b.get("/reset-password", query_string={"token": token}).get_data(as_text=True))
+        for b in browsers
+    ]
+    start = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def post(browser: FlaskClient, form: dict[str, str], password: str) -> None:
+        start.wait()
+        answer = browser.post(
+            "/reset-password", data={**form, "password": password, "confirm": password}
+        )
+        statuses.append(answer.status_code)
+
+    passwords_sent = [NEW_PASSWORD, NEW_PASSWORD + " two"]
+    threads = [
+        threading.Thread(target=post, args=args)
+        for args in zip(browsers, forms, passwords_sent, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(statuses) == [200, 400], statuses
+    assert audit_count(app, shop.id, "password_reset.confirmed") == 1
+    answers = [
+        client.post(
+            "/oauth/token",
+            headers={"X-Tenant-ID": shop.id},
+            data={"grant_type": "password", "username": "joe", "password": password},
+        ).status_code
+        for password in passwords_sent
+    ]
+    assert sorted(answers) == [200, 401]
