@@ -21,6 +21,7 @@ from app.api.hosted.account_session import (
     require_account,
 )
 from app.api.hosted.forms import CodeForm, LoginForm, PasswordForm, load_form
+from app.api.hosted.routes import keep_sign_in
 from app.applications import account as account_service
 from app.applications import login
 from app.core.errors import Invalid
@@ -86,16 +87,6 @@ def sign_in_required(exc: AccountSignInRequired) -> Response:
     return page("account_choose.html", choices=choices)
 
 
-def _keep_session(response: Response, tenant_id: str, session_id: str) -> None:
-    """Keep the new sign-in session in the browser (one the browser had before with this
-    tenant ends, as on the login page)."""
-    replaced = browser.read_session(tenant_id)
-    if replaced is not None and replaced != session_id:
-        with tenant_scope(tenant_id):
-            login.sign_out(tenant_id=tenant_id, session_id=replaced)
-    browser.keep_session(response, tenant_id, session_id)
-
-
 def _signed_in(outcome: login.Outcome, tenant_id: str, target: str) -> Response:
     browser.rotate_csrf()
     assert outcome.session_id is not None
@@ -105,7 +96,7 @@ def _signed_in(outcome: login.Outcome, tenant_id: str, target: str) -> Response:
         )
     else:
         response = redirect(target, code=303)  # type: ignore[assignment]
-    _keep_session(response, tenant_id, outcome.session_id)
+    keep_sign_in(response, tenant_id, outcome.session_id)
     return response
 
 

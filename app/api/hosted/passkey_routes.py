@@ -24,9 +24,9 @@ from app.api.hosted.routes import (
     SECOND_FACTOR,
     SIGNED_IN,
     _application_name,
-    _keep_session,
     _signed_in,
     _to_client,
+    keep_sign_in,
     second_factor_page,
 )
 from app.applications import login
@@ -205,7 +205,7 @@ def offer_page(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
     browser.rotate_csrf()
     signed_in = browser.seal(SIGNED_IN, {"authz": authz.as_dict(), "sid": outcome.session_id})
     response = page("passkey_offer.html", app_name=_application_name(authz), signed_in=signed_in)
-    _keep_session(response, authz, outcome.session_id)
+    keep_sign_in(response, authz.tenant_id, outcome.session_id)
     return response
 
 

@@ -38,21 +38,22 @@ def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
     return page("login.html", **context)
 
 
-def _keep_session(response: Response, authz: AuthorizationRequest, session_id: str) -> None:
-    """Keep the sign-in session in this browser's cookie (a session the browser had before
-    with this tenant ends: its cookie is replaced)."""
-    replaced = browser.read_session(authz.tenant_id)
+def keep_sign_in(response: Response, tenant_id: str, session_id: str) -> None:
+    """Keep a new sign-in session in this browser's cookie (a session the browser had
+    before with this tenant ends: its cookie is replaced). Every page that signs in
+    (login, account, sign-up link, reset, passkey) ends with it."""
+    replaced = browser.read_session(tenant_id)
     if replaced is not None and replaced != session_id:
-        with tenant_scope(authz.tenant_id):
-            login.sign_out(tenant_id=authz.tenant_id, session_id=replaced)
-    browser.keep_session(response, authz.tenant_id, session_id)
+        with tenant_scope(tenant_id):
+            login.sign_out(tenant_id=tenant_id, session_id=replaced)
+    browser.keep_session(response, tenant_id, session_id)
 
 
 def _to_client(outcome: login.Outcome, authz: AuthorizationRequest, status: int) -> Response:
     """Send the browser back to the client with its code, keeping the sign-in session."""
     assert outcome.location is not None and outcome.session_id is not None
     response: Response = redirect(outcome.location, code=status)  # type: ignore[assignment]
-    _keep_session(response, authz, outcome.session_id)
+    keep_sign_in(response, authz.tenant_id, outcome.session_id)
     return response
 
 
@@ -74,7 +75,7 @@ def _signed_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
         response = page("recovery_codes.html", **context)
     else:
         response = page("second_factor_notice.html", **context)
-    _keep_session(response, authz, outcome.session_id)
+    keep_sign_in(response, authz.tenant_id, outcome.session_id)
     return response
 
 

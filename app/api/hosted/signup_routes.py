@@ -19,7 +19,7 @@ from flask_babel import lazy_gettext as _l
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, page, routes, show_form_on_error
 from app.api.hosted.forms import load_form
-from app.applications import login, selfservice
+from app.applications import selfservice
 from app.applications.authorization import AuthorizationRequest
 from app.core.errors import Invalid, NotFound
 from app.core.http import accepts_form
@@ -154,15 +154,6 @@ def _password_hint(tenant_id: str) -> str:
     return _("At least %(count)s characters.", count=tenant.password_min_length)
 
 
-def _keep(response: Response, tenant_id: str, session_id: str) -> None:
-    """Keep the new sign-in session in the browser (ending one it had with the tenant)."""
-    replaced = browser.read_session(tenant_id)
-    if replaced is not None and replaced != session_id:
-        with tenant_scope(tenant_id):
-            login.sign_out(tenant_id=tenant_id, session_id=replaced)
-    browser.keep_session(response, tenant_id, session_id)
-
-
 def _continue(continued: selfservice.Continued, tenant_id: str, done: str) -> Response:
     """After a mail-proved step: on to the app with its code, to the second factor, or
     the `done` page (signed in, or told to sign in)."""
@@ -182,7 +173,7 @@ def _continue(continued: selfservice.Continued, tenant_id: str, done: str) -> Re
         response: Response = redirect(outcome.location, code=303)  # type: ignore[assignment]
     else:
         response = page(done, signed_in=True)
-    _keep(response, tenant_id, outcome.session_id)
+    routes.keep_sign_in(response, tenant_id, outcome.session_id)
     return response
 
 
