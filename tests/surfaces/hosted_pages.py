@@ -330,6 +330,9 @@ class HostedPage:
     reach: Callable[[Scene], None]
     locale: str = "en-US"
     color_scheme: str = "light"
+    # The browser test that already runs axe on this page in its flow: the row then only
+    # makes its screenshot (`make screenshots`), and the suite does not check it twice.
+    checked_by: str | None = None
 
 
 PAGES: list[HostedPage] = [
@@ -349,21 +352,21 @@ PAGES: list[HostedPage] = [
     HostedPage("second-factor-fr", _second_factor, locale="fr-FR"),
     HostedPage("login-error-dark", _login_error, color_scheme="dark"),
     HostedPage("branded-login-dark", _branded_login, color_scheme="dark"),
-    HostedPage("second-factor-recovery", _second_factor_recovery),
-    HostedPage("mfa-enrol", _mfa_enrol),
-    HostedPage("recovery-codes", _recovery_codes),
-    HostedPage("account", _account),
+    HostedPage("second-factor-recovery", _second_factor_recovery, checked_by="test_browser_mfa.py"),
+    HostedPage("mfa-enrol", _mfa_enrol, checked_by="test_browser_mfa.py"),
+    HostedPage("recovery-codes", _recovery_codes, checked_by="test_browser_mfa.py"),
+    HostedPage("account", _account, checked_by="test_account_browser.py"),
     HostedPage("account-de", _account, locale="de-DE"),
-    HostedPage("account-sign-in", _account_sign_in),
+    HostedPage("account-sign-in", _account_sign_in, checked_by="test_account_browser.py"),
     HostedPage("account-mfa", _account_mfa),
-    HostedPage("account-password", _account_password),
-    HostedPage("signup", _signup),
-    HostedPage("signup-check-mail", _signup_check_mail),
+    HostedPage("account-password", _account_password, checked_by="test_account_browser.py"),
+    HostedPage("signup", _signup, checked_by="test_browser_signup.py"),
+    HostedPage("signup-check-mail", _signup_check_mail, checked_by="test_browser_signup.py"),
     HostedPage("signup-fr", _signup, locale="fr-FR"),
-    HostedPage("forgot-password", _forgot_password),
-    HostedPage("reset-password", _reset_password),
-    HostedPage("reset-link-invalid", _reset_link_invalid),
+    HostedPage("forgot-password", _forgot_password, checked_by="test_browser_signup.py"),
+    HostedPage("reset-password", _reset_password, checked_by="test_browser_signup.py"),
+    HostedPage("reset-link-invalid", _reset_link_invalid, checked_by="test_browser_signup.py"),
     HostedPage("login-passkeys", _login_passkeys),
-    HostedPage("passkey-offer", _passkey_offer),
+    HostedPage("passkey-offer", _passkey_offer, checked_by="test_passkeys_browser.py"),
     HostedPage("account-passkeys", _account_passkeys),
 ]
