@@ -14,8 +14,6 @@ wrong code against the account's second-factor budget, as a wrong TOTP code."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 
@@ -46,13 +44,11 @@ def looks_like_code(code: str) -> bool:
 
 
 def _digest(user: User, normalized: str) -> str:
-    key = hmac.new(
-        str(current_app.config["SECRET_KEY"]).encode(),
-        b"gatehouse:recovery-code:v1",
-        hashlib.sha256,
-    ).digest()
-    message = f"{user.tenant_id}:{user.id}:{normalized}".encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return security.keyed_digest(
+        str(current_app.config["SECRET_KEY"]),
+        "recovery-code",
+        f"{user.tenant_id}:{user.id}:{normalized}",
+    ).hex()
 
 
 def _new_code() -> str:
