@@ -9,7 +9,6 @@ https or mailto support links reach a page; anything else is left out."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.auth import public
 from app.api.hosted import blp
+from app.core import security
 from app.tenants import service as tenant_service
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def of_settings(tenant_id: str, branding: dict[str, Any] | None) -> Branding:
     primary = colour(branding.get("primary_color"))
     css_url = None
     if primary is not None:
-        version = hashlib.sha256(primary.encode()).hexdigest()[:8]
+        version = security.sha256_hex(primary)[:8]
         css_url = url_for("hosted.branding_css", tenant_id=tenant_id, v=version)
     return Branding(
         display_name=name,
