@@ -186,6 +186,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return value in _TRUE
 
 
+def _seconds_list(env: Mapping[str, str], name: str, default: str) -> list[int]:
+    raw = env.get(name) or default
+    try:
+        values = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated seconds, got {raw!r}") from exc
+    if not values or any(value < 0 for value in values):
+        raise ConfigError(f"{name} must be comma-separated seconds (0 or more), got {raw!r}")
+    return values
+
+
 def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, default)
     try:
@@ -412,6 +423,34 @@ class Config:
         self.CLEANUP_INTERVAL_SECONDS = _int(env, "CLEANUP_INTERVAL_SECONDS", 3600, minimum=1)
         self.CLEANUP_BATCH_SIZE = _int(env, "CLEANUP_BATCH_SIZE", 1000, minimum=1)
         self.DELIVERY_RETENTION_DAYS = _int(env, "DELIVERY_RETENTION_DAYS", 30, minimum=1)
+
+        # Webhooks (issue 26): the delays between attempts (seconds; one attempt more than
+        # delays), how long one attempt may take, and which targets are allowed.
+        # Production refuses plain http and targets that resolve to private addresses.
+        self.WEBHOOK_RETRY_SCHEDULE = _seconds_list(
+            env, "WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"
+        )
+        self.WEBHOOK_TIMEOUT_SECONDS = _int(env, "WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+        self.WEBHOOK_ALLOW_PRIVATE_TARGETS = _bool(
+            env, "WEBHOOK_ALLOW_PRIVATE_TARGETS", not production
+        )
+        self.WEBHOOK_ALLOW_HTTP = _bool(env, "WEBHOOK_ALLOW_HTTP", not production)
+        # After a rotation the previous secret signs too, for this long.
+        self.WEBHOOK_SECRET_GRACE_SECONDS = _int(env, "WEBHOOK_SECRET_GRACE_SECONDS", 86400)
+        # An endpoint whose every delivery failed for this long is disabled (5 days).
+        self.WEBHOOK_DISABLE_AFTER_SECONDS = _int(
+            env, "WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 86400, minimum=1
+        )
+        # Attempts one endpoint may have running at once: a slow endpoint holds at most
+        # this many worker slots, whatever its backlog.
+        self.WEBHOOK_MAX_IN_FLIGHT = _int(env, "WEBHOOK_MAX_IN_FLIGHT", 2, minimum=1)
+        # Beat sends messages that came due (a retry, or one whose queueing failed).
+        self.WEBHOOK_DISPATCH_INTERVAL_SECONDS = _int(
+            env, "WEBHOOK_DISPATCH_INTERVAL_SECONDS", 10, minimum=1
+        )
+        self.WEBHOOK_RETENTION_DAYS = _int(env, "WEBHOOK_RETENTION_DAYS", 30, minimum=1)
+        # The queue of delivery tasks; a worker without -Q consumes it with the default one.
+        self.WEBHOOK_QUEUE = env.get("WEBHOOK_QUEUE", f"{self.CELERY_QUEUE}.webhooks")
 
         self.LOG_LEVEL = _choice(
             env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -85,6 +85,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
         "state",
         count_by_status_all_tenants,
     )
+    _wire_webhooks()
     _serve_swagger_assets(app)
     install_request_metrics(app)  # first, so its clock starts before the other hooks
     install_http_hooks(app)
@@ -98,6 +99,17 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])  # type: ignore[method-assign]
     app.wsgi_app = StripTrailingSlash(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def _wire_webhooks() -> None:
+    """Every audited change that is a webhook event writes its messages in the change's
+    transaction; a body shows a user as the management surface does."""
+    from app.api.management.schemas import UserSchema
+    from app.audit import service as audit_service
+    from app.webhooks import events
+
+    audit_service.listen(events.on_audit_event)
+    events.present_users_with(UserSchema().dump)
 
 
 def _private_instance_files(app: Flask) -> None:

@@ -33,6 +33,8 @@ from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import signing
 from app.tokens.models import SigningKey
+from app.webhooks import service as webhook_service
+from app.webhooks.models import WebhookEndpoint
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,14 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     ),
     EncryptedColumn("mail bodies", EmailDelivery.body_encrypted, mail_service.associated_data),
     EncryptedColumn("TOTP secrets", MfaEnrolment.secret_encrypted, mfa._associated_data),
+    EncryptedColumn(
+        "webhook secrets", WebhookEndpoint.secret_encrypted, webhook_service.associated_data
+    ),
+    EncryptedColumn(
+        "previous webhook secrets",
+        WebhookEndpoint.previous_secret_encrypted,
+        webhook_service.previous_associated_data,
+    ),
 )
 
 

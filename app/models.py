@@ -16,6 +16,7 @@ from app.secrets.models import Secret
 from app.tenants.models import ApiKey, Tenant
 from app.tokens.models import AuthSession, CustomTokenUse, RefreshToken, SigningKey
 from app.users.models import Identity, Policy, User
+from app.webhooks.models import WebhookEndpoint, WebhookMessage
 
 __all__ = [
     "ApiKey",
@@ -42,4 +43,6 @@ __all__ = [
     "TransferError",
     "TransferJob",
     "User",
+    "WebhookEndpoint",
+    "WebhookMessage",
 ]

@@ -19,6 +19,7 @@ from app.portability import tasks as portability_tasks
 from app.tenants import tasks as tenant_tasks
 from app.tokens import tasks as token_tasks
 from app.users import tasks as user_tasks
+from app.webhooks import tasks as webhook_tasks
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ JOBS: dict[str, Job] = {
         ),
         "MAIL_REQUEUE_INTERVAL_SECONDS",
     ),
+    "webhooks": Job((webhook_tasks.dispatch_due,), "WEBHOOK_DISPATCH_INTERVAL_SECONDS"),
     "cleanup": Job(
         (
             token_tasks.cleanup_expired,
@@ -47,6 +49,7 @@ JOBS: dict[str, Job] = {
             mail_tasks.cleanup_deliveries,
             application_tasks.cleanup_codes,
             portability_tasks.cleanup_exports,
+            webhook_tasks.cleanup_messages,
         ),
         "CLEANUP_INTERVAL_SECONDS",
     ),

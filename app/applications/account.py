@@ -64,7 +64,7 @@ def reauthenticate(*, user: User, session_id: str, password: str, ip: str | None
 def change_name(*, user: User, names: dict[str, str | None]) -> User:
     """Set the user's display, first and last name (an empty one is cleared)."""
     changes = {key: (names.get(key) or None) for key in NAME_FIELDS}
-    user_service.update_user(user=user, changes=changes)
+    user_service.update_user(user=user, changes=changes, actor=f"user:{user.id}")
     db.session.flush()
     return user
 

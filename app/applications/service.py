@@ -11,12 +11,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from app.applications.models import CONFIDENTIAL, PUBLIC, Application, ApplicationOrigin
+from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid, NotFound, Unauthenticated
 from app.core.jobs import execute_all_tenants
 from app.core.scopes import APP_SCOPES, unknown_scope_message
-from app.core.tenancy import find_by_global_id
+from app.core.tenancy import Principal, find_by_global_id
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
 
@@ -169,6 +170,7 @@ def create_application(
     post_logout_redirect_uris: list[str] | None = None,
     allowed_scopes: list[str] | None = None,
     mfa_required: bool = False,
+    actor: Principal | None = None,
 ) -> IssuedApplication:
     """Register an app in a tenant; a confidential one gets a secret, returned once and
     stored as a hash. Without `allowed_scopes` it may obtain the OIDC and current-user
@@ -198,6 +200,7 @@ def create_application(
     )
     db.session.add(application)
     db.session.flush()
+    _audit("application.created", application, actor)
     return IssuedApplication(application, secret)
 
 
@@ -227,12 +230,23 @@ def update_application(*, tenant_id: str, client_id: str, fields: dict[str, Any]
     return application
 
 
-def delete_application(*, tenant_id: str, client_id: str) -> None:
+def delete_application(*, tenant_id: str, client_id: str, actor: Principal | None = None) -> None:
     """Delete an app, its codes, and end every session started for it; NotFound."""
     application = get_application(tenant_id=tenant_id, client_id=client_id)
     token_service.revoke_client_sessions(application.id)
+    _audit("application.deleted", application, actor)
     db.session.delete(application)
     db.session.flush()
+
+
+def _audit(action: str, application: Application, actor: Principal | None) -> None:
+    audit_service.record(
+        action=action,
+        actor=actor.label if actor else "system",
+        target=application.id,
+        ip=actor.ip if actor else None,
+        data={"client_id": application.id, "name": application.name, "type": application.type},
+    )
 
 
 def find_client(client_id: str | None) -> Application | None:

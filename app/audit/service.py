@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -51,12 +52,33 @@ ACTIONS = frozenset(
         # issue 25: a hosted sign-up with an address already registered (no account made,
         # its owner mailed).
         "user.signup_attempted",
+        # issue 26: changes webhooks announce, and the endpoints' own story.
+        "user.updated",
+        "application.created",
+        "application.deleted",
+        "webhook.created",
+        "webhook.updated",
+        "webhook.deleted",
+        "webhook.secret_rotated",
+        "webhook.disabled",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})
 _FORBIDDEN_DATA_KEYS = frozenset(
     {"password", "token", "secret", "value", "refresh_token", "password_hash", "hash"}
 )
+
+
+# Called with every event recorded, in its transaction (the webhooks' outbox, wired by
+# create_app): what the audit log says happened is what they announce.
+AuditListener = Callable[[AuditEvent, Session], None]
+_LISTENERS: list[AuditListener] = []
+
+
+def listen(listener: AuditListener) -> None:
+    """Call `listener(event, session)` for every event recorded from now on (once each)."""
+    if listener not in _LISTENERS:
+        _LISTENERS.append(listener)
 
 
 def record(
@@ -89,6 +111,8 @@ def record(
         created_at=at or utcnow(),
     )
     (session or db.session).add(event)
+    for listener in _LISTENERS:
+        listener(event, session or db.session)
     if action in _SIGNIN_ACTIONS:
         metrics.count_signin(action == "user.signed_in")
     return event

@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery, Task, shared_task
 from celery.exceptions import Retry
 from flask import Flask, current_app
+from kombu import Queue
 from sqlalchemy import Executable, Result, delete, event, select
 from sqlalchemy.orm import Session
 
@@ -73,6 +74,14 @@ def celery_init_app(app: Flask) -> Celery:
         broker_url=broker or "memory://",
         task_always_eager=app.config["CELERY_TASK_ALWAYS_EAGER"],
         task_default_queue=app.config["CELERY_QUEUE"],
+        # Webhook attempts have a queue of their own, so slow receivers never delay mail;
+        # a worker started without -Q consumes both (a deployment may add one worker that
+        # takes only WEBHOOK_QUEUE).
+        task_queues=(
+            Queue(app.config["CELERY_QUEUE"]),
+            Queue(app.config["WEBHOOK_QUEUE"]),
+        ),
+        task_routes={"webhooks.*": {"queue": app.config["WEBHOOK_QUEUE"]}},
         task_eager_propagates=True,
         task_ignore_result=True,
         result_backend=None,
@@ -145,11 +154,14 @@ def enqueue_after_commit(task: Task, *args: Any) -> None:
     db.session.info.setdefault(_PENDING_KEY, []).append((task, args))
 
 
-def send_task(task: Task, *args: Any) -> None:
-    """Queue `task` now through this app's own Celery (its broker, its eager setting): a
-    shared_task proxy would pick whichever Celery app was created last in the process."""
+def send_task(task: Task, *args: Any, countdown: float | None = None) -> None:
+    """Queue `task` now (or to run after `countdown` seconds) through this app's own Celery
+    (its broker, its eager setting): a shared_task proxy would pick whichever Celery app was
+    created last in the process."""
     task = current_app.extensions["celery"].tasks[task.name]
-    task.apply_async(args, headers={"gatehouse_request_id": current_request_id()})
+    task.apply_async(
+        args, countdown=countdown, headers={"gatehouse_request_id": current_request_id()}
+    )
 
 
 def _run_pending(session: Session) -> None:

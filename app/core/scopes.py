@@ -57,6 +57,7 @@ CATALOGUE: tuple[Scope, ...] = (
     Scope("read:current_user_properties", USER, "read its own properties"),
     Scope("write:current_user_properties", USER, "create, change and delete its own properties"),
     Scope("manage:applications", KEY, "register, change and delete the tenant's applications"),
+    Scope("manage:webhooks", KEY, "register, change, test and delete the tenant's webhooks"),
 )
 
 BY_NAME = {scope.name: scope for scope in CATALOGUE}

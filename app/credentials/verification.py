@@ -160,7 +160,7 @@ def confirm(*, token: str, ip: str | None) -> Verified:
         ttl=current_app.config["EMAIL_VERIFICATION_TTL"],
         used=_invalid_link(),
     )
-    user_service.update_user(user=user, changes={"email_verified": True})
+    user_service.update_user(user=user, changes={"email_verified": True}, actor=None)
     audit_service.record(
         action="user.email_verified", actor=f"user:{user.id}", user_id=user.id, ip=ip
     )

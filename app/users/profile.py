@@ -106,7 +106,7 @@ def update_user(*, actor: Principal, user: User, changes: dict[str, Any]) -> Use
         user_service.check_recent_sign_in(actor=actor, user=user)
         changes.setdefault("email_verified", False)
     if changes:
-        user_service.update_user(user=user, changes=changes)
+        user_service.update_user(user=user, changes=changes, actor=actor.label, ip=actor.ip)
     if blocked is not None:
         set_blocked(actor=actor, user=user, blocked=blocked)
     db.session.flush()

@@ -222,12 +222,21 @@ def find_by_email(email: str) -> list[User]:
     )
 
 
-def update_user(*, user: User, changes: dict[str, Any]) -> User:
+def update_user(
+    *, user: User, changes: dict[str, Any], actor: str | None, ip: str | None = None
+) -> User:
     """Apply `changes` (profile fields, `username`, `email`) to `user`; Invalid or Conflict.
-    A change of what the user's tokens may do ends the access tokens minted before it."""
+    A change of what the user's tokens may do ends the access tokens minted before it.
+    Audited as `user.updated` by `actor` (the audit label) with the fields whose value
+    changed; `actor=None` for a caller that records a more specific event itself."""
     unknown = set(changes) - PROFILE_FIELDS - {"username", "email"}
     if unknown:
         raise TypeError(f"unknown user fields: {sorted(unknown)}")
+    changed = sorted(key for key in changes if changes[key] != getattr(user, key))
+    if actor is not None and changed:
+        audit_service.record(
+            action="user.updated", actor=actor, user_id=user.id, ip=ip, data={"fields": changed}
+        )
     if any(changes[key] != getattr(user, key) for key in changes.keys() & SCOPE_FIELDS):
         scopes_changed(user)
     if "username" in changes:
@@ -303,7 +312,9 @@ def change_account_email(*, actor: Principal, user: User, changes: dict[str, Any
         update["email_verified"] = False
     if "email_verified" in changes:
         update["email_verified"] = changes["email_verified"]
-    return update_user(user=user, changes=update) if update else user
+    if not update:
+        return user
+    return update_user(user=user, changes=update, actor=actor.label, ip=actor.ip)
 
 
 def record_activity(*, tenant_id: str, user_id: str) -> None:

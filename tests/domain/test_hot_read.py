@@ -254,7 +254,9 @@ def test_a_view_read_inside_a_unit_of_work_sees_its_writes(
 ) -> None:
     user_id = factories.make_user(app, tenant.id, user_id="writer", email="w@example.com")
     with app.app_context(), tenant_scope(tenant.id):
-        user_service.update_user(user=user_service.get_user(user_id), changes={"first_name": "New"})
+        user_service.update_user(
+            user=user_service.get_user(user_id), changes={"first_name": "New"}, actor="test"
+        )
         assert user_service.get_user_view(user_id).first_name == "New"  # not yet committed
         db.session.rollback()
     with app.app_context(), tenant_scope(tenant.id):

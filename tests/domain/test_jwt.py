@@ -321,7 +321,7 @@ def test_a_token_stops_working_when_its_user_is_blocked(
 ) -> None:
     with app.app_context(), tenant_scope(tenant.id):
         user = user_service.get_user("dave-1")
-        user_service.update_user(user=user, changes={"blocked": True})
+        user_service.update_user(user=user, changes={"blocked": True}, actor="test")
         db.session.commit()
     assert_invalid_token(_profile(client, genuine["token"]))
 

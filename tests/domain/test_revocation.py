@@ -179,7 +179,7 @@ def test_a_demoted_admin_loses_admin_scopes_on_the_next_request(
 
     with app.app_context(), tenant_scope(tenant.id):
         user = user_service.get_user("boss-1")
-        user_service.update_user(user=user, changes={"permissions_group": None})
+        user_service.update_user(user=user, changes={"permissions_group": None}, actor="test")
         db.session.commit()
 
     stale = client.get("/user/other-1", headers=bearer(admin["access_token"]))

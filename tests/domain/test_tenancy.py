@@ -195,7 +195,7 @@ def test_user_of_another_tenant_cannot_be_flushed_in_this_scope(app, tenant, oth
         with tenant_scope(tenant.id):
             user = user_service.get_user("scoped")
         with pytest.raises(TenancyError), tenant_scope(other_tenant.id):
-            user_service.update_user(user=user, changes={"display_name": "Hijacked"})
+            user_service.update_user(user=user, changes={"display_name": "Hijacked"}, actor="test")
     with app.app_context(), tenant_scope(tenant.id):
         assert user_service.get_user("scoped").display_name == "Original"
 

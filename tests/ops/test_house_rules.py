@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "signin": 7,
     "portability": 7,
     "applications": 8,
+    "webhooks": 8,
     "api": 9,
 }
 WIRING = {"__init__", "cli", "encryption", "extensions", "models", "periodic", "startup"}

@@ -166,7 +166,7 @@ def test_a_blocked_users_token_stops_working(app, client, tenant, users):
     assert client.get("/user/profile", headers=bearer(access)).status_code == 200
     with app.app_context(), tenant_scope(tenant.id):
         user = user_service.get_user("id-alice")
-        user_service.update_user(user=user, changes={"blocked": True})
+        user_service.update_user(user=user, changes={"blocked": True}, actor="test")
         db.session.commit()
     assert_error(client.get("/user/profile", headers=bearer(access)), 401, "invalid_token")
     assert_error(client.get("/users/current", headers=bearer(access)), 401, "invalid_token")

@@ -226,6 +226,8 @@ def test_a_user_blocked_before_the_exchange_gets_nothing(
 ) -> None:
     code, verifier = code_for(client, spa)
     with app.app_context(), tenant_scope(tenant.id):
-        user_service.update_user(user=user_service.get_user(alice), changes={"blocked": True})
+        user_service.update_user(
+            user=user_service.get_user(alice), changes={"blocked": True}, actor="test"
+        )
         db.session.commit()
     assert_oauth_error(exchange(client, spa, code, verifier), 401, "invalid_grant")

@@ -107,7 +107,9 @@ def _block(app: Flask, tenant_id: str, user_id: str) -> None:
     from app.users import service as user_service
 
     with app.app_context(), tenant_scope(tenant_id):
-        user_service.update_user(user=user_service.get_user(user_id), changes={"blocked": True})
+        user_service.update_user(
+            user=user_service.get_user(user_id), changes={"blocked": True}, actor="test"
+        )
         db.session.commit()
 
 

@@ -128,7 +128,7 @@ def factories_update(app, tenant_id: str, user_id: str, **changes) -> None:
     from app.users import service as user_service
 
     with app.app_context(), tenant_scope(tenant_id):
-        user_service.update_user(user=user_service.get_user(user_id), changes=changes)
+        user_service.update_user(user=user_service.get_user(user_id), changes=changes, actor="test")
         db.session.commit()
 
 

@@ -124,7 +124,9 @@ def test_a_blocked_or_deleted_user_cannot_refresh(
     blocked = sign_in(client, tenant.id, "carol")
     deleted = sign_in(client, tenant.id, "gone")
     with app.app_context(), tenant_scope(tenant.id):
-        user_service.update_user(user=user_service.get_user(user_id), changes={"blocked": True})
+        user_service.update_user(
+            user=user_service.get_user(user_id), changes={"blocked": True}, actor="test"
+        )
         db.session.commit()
     assert client.delete("/users/gone-1", headers=tenant.headers).status_code == 204
 

@@ -60,7 +60,9 @@ def update_me(body: dict[str, Any]) -> tuple[User, int, dict[str, str]]:
     names = {"first_name": "firstname", "last_name": "lastname"}
     changes = {field: body[key] for field, key in names.items() if key in body}
     if changes:
-        user_service.update_user(user=user, changes=changes)
+        user_service.update_user(
+            user=user, changes=changes, actor=_label(), ip=current_principal().ip
+        )
     if "password" in body:
         credential_service.change_password(
             actor=current_principal(), user=user, new_password=body["password"]
@@ -77,7 +79,9 @@ def put_settings(items: list[dict[str, Any]]) -> tuple[list[Any], int, dict[str,
     """Replace your settings with a list of {key, value}"""
     user = _own_user()
     check_if_match(user)
-    user_service.update_user(user=user, changes={"settings": items})
+    user_service.update_user(
+        user=user, changes={"settings": items}, actor=_label(), ip=current_principal().ip
+    )
     return user.settings, 200, etag_headers(user)
 
 
@@ -134,3 +138,7 @@ def send_verification_email() -> dict[str, str]:
     ratelimit.check("RATELIMIT_VERIFY_PER_USER", principal.tenant_id, principal.user_id or "")
     verification.send_verification(user=_own_user())
     return {"msg": "ok"}
+
+
+def _label() -> str:
+    return current_principal().label

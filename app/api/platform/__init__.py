@@ -1,5 +1,6 @@
 """The platform surface: tenants and API keys (root key), registered applications (root
-key or `manage:applications`), health and readiness."""
+key or `manage:applications`), webhooks (root key or `manage:webhooks`), health and
+readiness."""
 
 from app.core.errors import DefaultErrorSchema as ErrorSchema
 from app.core.errors import render_default as render_error
@@ -12,6 +13,10 @@ blp = Blueprint(
     error_schema=ErrorSchema,
 )
 
-from app.api.platform import application_routes, routes  # noqa: E402,F401  (registers routes)
+from app.api.platform import (  # noqa: E402,F401  (registers routes)
+    application_routes,
+    routes,
+    webhook_routes,
+)
 
 __all__ = ["ErrorSchema", "blp", "render_error"]

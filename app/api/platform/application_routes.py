@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.api.auth import root_or_tenant_key
+from app.api.auth import current_principal, root_or_tenant_key
 from app.api.platform import blp
 from app.api.platform.application_schemas import (
     ApplicationSchema,
@@ -27,7 +27,9 @@ def create_application(
     body: dict[str, Any], tenant_id: str
 ) -> application_service.IssuedApplication:
     """Register an application (a confidential app's secret is shown only in this answer)"""
-    return application_service.create_application(tenant_id=tenant_id, **body)
+    return application_service.create_application(
+        tenant_id=tenant_id, actor=current_principal(), **body
+    )
 
 
 @blp.route("/tenants/<tenant_id>/applications", methods=["GET"])
@@ -62,4 +64,6 @@ def patch_application(body: dict[str, Any], tenant_id: str, client_id: str) -> A
 @blp.response(204)
 def delete_application(tenant_id: str, client_id: str) -> None:
     """Delete an application and end every session it started"""
-    application_service.delete_application(tenant_id=tenant_id, client_id=client_id)
+    application_service.delete_application(
+        tenant_id=tenant_id, client_id=client_id, actor=current_principal()
+    )

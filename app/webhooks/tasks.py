@@ -1,0 +1,102 @@
+"""Webhook work for the worker, on a queue of its own (WEBHOOK_QUEUE), so slow receivers
+never delay mail or imports: hand new messages out, attempt one message, send what came
+due (retries; messages whose queueing failed or whose worker died), purge old ones."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+from flask import current_app
+
+from app.core.db import db
+from app.core.jobs import run_in_batches, send_task, tenant_task
+from app.webhooks import delivery
+from app.webhooks.models import PENDING
+
+log = logging.getLogger(__name__)
+DUE_BATCH = 500
+# A retry due within this long is queued with a countdown; later ones wait for the
+# dispatcher (a Redis broker redelivers long-delayed tasks, and the rows are the truth).
+COUNTDOWN_LIMIT_SECONDS = 300
+BUSY_RETRY_SECONDS = 1.0
+
+
+@tenant_task(name="webhooks.dispatch")
+def dispatch(tenant_id: str, message_ids: list[str]) -> int:
+    """Queue one attempt task per message (one broker message per request that changed
+    something, however many endpoints listen)."""
+    for message_id in message_ids:
+        send_task(deliver, tenant_id, message_id)
+    return len(message_ids)
+
+
+@tenant_task(
+    bind=True,
+    name="webhooks.deliver",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def deliver(self: Task, tenant_id: str, message_id: str) -> str:
+    """Attempt one message at most once per claim (in its tenant's scope)."""
+    claimed = delivery.claim(message_id)
+    db.session.commit()  # the lease is durable before the request leaves
+    if claimed is None:
+        return "skipped"  # not due, done, or taken by another worker
+    if not delivery.take_slot(claimed):
+        delivery.release(message_id, after_seconds=BUSY_RETRY_SECONDS)
+        db.session.commit()
+        _later(tenant_id, message_id, BUSY_RETRY_SECONDS)
+        return "busy"
+    try:
+        outcome = delivery.send(claimed)
+    finally:
+        delivery.free_slot(claimed)
+    message = delivery.record(claimed, outcome)
+    db.session.commit()
+    if message is None:
+        return "gone"
+    log.info(
+        "webhook message %s: %s (attempt %d, status %s)",
+        message_id,
+        message.status,
+        message.attempts,
+        outcome.status_code or outcome.error,
+    )
+    if message.status == PENDING and message.next_attempt_at is not None:
+        wait = (message.next_attempt_at - message.last_attempt_at).total_seconds()
+        if wait <= COUNTDOWN_LIMIT_SECONDS:
+            _later(tenant_id, message_id, wait)
+    return message.status
+
+
+@shared_task(name="webhooks.dispatch_due")
+def dispatch_due() -> int:
+    """Queue an attempt for every message that came due and is not being attempted."""
+    due = delivery.due_messages_all_tenants(DUE_BATCH)
+    for tenant_id, message_id in due:
+        try:
+            send_task(deliver, tenant_id, message_id)
+        except Exception:
+            log.warning("broker unavailable; %d webhook messages wait for the next run", len(due))
+            break
+    return len(due)
+
+
+@shared_task(name="webhooks.cleanup_messages")
+def cleanup_messages() -> int:
+    """Delete old delivered and failed messages in bounded batches."""
+    return run_in_batches(
+        delivery.purge_old_all_tenants, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
+    )
+
+
+def _later(tenant_id: str, message_id: str, seconds: float) -> None:
+    # In-process (no broker) a countdown would run at once: the dispatcher sends it instead.
+    if current_app.extensions["celery"].conf.task_always_eager:
+        return
+    try:
+        send_task(deliver, tenant_id, message_id, countdown=max(seconds, 0.0))
+    except Exception:
+        log.warning("could not queue webhook message %s; the dispatcher will", message_id)
