@@ -9,7 +9,10 @@ A server that is named but unreachable stops the run with a message instead of s
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,8 +49,26 @@ HOW_TO_START = (
 _services: services.Services | None = None
 
 
+def _loopback_only(event: str, args: tuple[Any, ...]) -> None:
+    """No test sends traffic beyond this machine (webhook targets a fuzzer or a test names,
+    a name a patched resolver maps elsewhere): a connection to any other address fails
+    here, in every thread of the run, as the machine's own rules would make it."""
+    if event != "socket.connect":
+        return
+    sock, address = args
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
+        return
+    try:
+        allowed = ipaddress.ip_address(str(address[0]).split("%", 1)[0]).is_loopback
+    except ValueError:
+        allowed = str(address[0]) == "localhost"
+    if not allowed:
+        raise PermissionError(f"tests connect only to loopback, not {address[0]}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _services
+    sys.addaudithook(_loopback_only)
     try:
         _services = services.start()
     except services.ServiceError as exc:
