@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.audit import service as audit_service
 from app.core import redis_client, security
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 LEASE_MARGIN_SECONDS = 30
 RESPONSE_READ_LIMIT = 1024  # bytes of an answer read; only its status is kept
 USER_AGENT = "Gatehouse-Webhooks/1"
+DUE_PER_ENDPOINT = 10  # messages one dispatcher run sends per endpoint
 _jitter = random.SystemRandom()
 
 
@@ -158,10 +159,24 @@ def record(claimed: Claimed, outcome: Outcome) -> WebhookMessage | None:
 def due_messages_all_tenants(limit: int) -> list[tuple[str, str]]:
     """(tenant id, message id) of pending messages whose attempt is due, oldest first:
     retries, and messages whose queueing failed (broker down) or whose worker died."""
-    rows = execute_all_tenants(
-        select(WebhookMessage.tenant_id, WebhookMessage.id)
+    # A few per endpoint at a time: one endpoint's backlog cannot fill the batch and hold
+    # back every other tenant's retries.
+    due = (
+        select(
+            WebhookMessage.tenant_id,
+            WebhookMessage.id,
+            WebhookMessage.next_attempt_at,
+            func.row_number()
+            .over(partition_by=WebhookMessage.endpoint_id, order_by=WebhookMessage.next_attempt_at)
+            .label("place"),
+        )
         .where(WebhookMessage.status == PENDING, WebhookMessage.next_attempt_at <= utcnow())
-        .order_by(WebhookMessage.next_attempt_at)
+        .subquery()
+    )
+    rows = execute_all_tenants(
+        select(due.c.tenant_id, due.c.id)
+        .where(due.c.place <= DUE_PER_ENDPOINT)
+        .order_by(due.c.next_attempt_at)
         .limit(limit)
     )
     return [(tenant_id, message_id) for tenant_id, message_id in rows]

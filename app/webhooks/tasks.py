@@ -19,7 +19,6 @@ DUE_BATCH = 500
 # A retry due within this long is queued with a countdown; later ones wait for the
 # dispatcher (a Redis broker redelivers long-delayed tasks, and the rows are the truth).
 COUNTDOWN_LIMIT_SECONDS = 300
-BUSY_RETRY_SECONDS = 1.0
 
 
 @tenant_task(name="webhooks.dispatch")
@@ -45,9 +44,10 @@ def deliver(self: Task, tenant_id: str, message_id: str) -> str:
     if claimed is None:
         return "skipped"  # not due, done, or taken by another worker
     if not delivery.take_slot(claimed):
-        delivery.release(message_id, after_seconds=BUSY_RETRY_SECONDS)
+        # Its endpoint is busy (slow): the dispatcher sends it again later, a few of the
+        # endpoint's messages per run, instead of it spinning through the queue.
+        delivery.release(message_id, after_seconds=current_app.config["WEBHOOK_TIMEOUT_SECONDS"])
         db.session.commit()
-        _later(tenant_id, message_id, BUSY_RETRY_SECONDS)
         return "busy"
     try:
         outcome = delivery.send(claimed)
