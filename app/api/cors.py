@@ -117,6 +117,8 @@ def _allowed(origin: str) -> bool:
     try:
         if tenant_id is None:
             return application_service.origin_registered_all_tenants(origin)
+        # An after_request hook, not a view: it runs after the view's scope closed (and for
+        # preflights and errors that had none), so it enters the one tenant named itself.
         with tenant_scope(tenant_id):
             return application_service.origin_allowed(origin)
     except SQLAlchemyError:

@@ -1,7 +1,8 @@
 """The house rules that a review would otherwise have to remember, checked on the source:
-layers import downward only; tenant scopes are opened at the edge (core and the surfaces),
-not inside domain modules beyond a short allowed list; no exception decides a commit; and
-answers and challenges are built by the surfaces only. Each failure names the file."""
+layers import downward only; tenant scopes are opened at the edge (core and the surfaces'
+edge modules), not inside domain or route modules beyond a short allowed list; no
+exception decides a commit; and answers and challenges are built by the surfaces only.
+Each failure names the file."""
 
 from __future__ import annotations
 
@@ -37,6 +38,21 @@ WIRING = {"__init__", "cli", "encryption", "extensions", "models", "periodic", "
 # through core.jobs' two helpers, called only from a function whose name says so.
 ALLOWED_SCOPE_OPENINGS: dict[str, int] = {}
 CROSS_TENANT_HELPERS = ("execute_all_tenants", "delete_all_tenants")
+
+# The surfaces enter a request's tenant once, at the edge: app/api/auth.py's decorators
+# for the APIs, app/api/hosted/edge.py's for the hosted pages. A route module opens no
+# scope of its own, but for these, where the tenant is learnt after the edge or outside
+# any view (paths relative to app/api):
+EDGE_SCOPE_MODULES = ("auth.py", "hosted/edge.py")
+ALLOWED_API_SCOPE_OPENINGS: dict[str, int] = {
+    # The token endpoint learns its tenant only from the parsed body and the client it
+    # authenticated (_grant enters it once); revoke from the parsed token.
+    "oauth/routes.py": 2,
+    # The export file streams after the view returned, so after its scope closed.
+    "management/export_routes.py": 1,
+    # An after_request hook, also for preflights and errors: no view's scope is open.
+    "cors.py": 1,
+}
 
 EDGE_ONLY_NAMES = ("jsonify", "make_response", "WWW-Authenticate")
 
@@ -104,6 +120,38 @@ def test_tenant_scopes_are_opened_at_the_edge() -> None:
         if len(lines) > ALLOWED_SCOPE_OPENINGS.get(file, 0)
     ]
     assert not problems, "\n".join(problems)
+
+
+def test_surfaces_enter_the_tenant_at_their_edge() -> None:
+    """No route module of app/api opens a tenant scope beyond its allowance: the tenant
+    is entered by the surface's edge (auth.py, hosted/edge.py), so it cannot creep back
+    route by route."""
+    api = APP / "api"
+    problems = []
+    for path in sorted(api.rglob("*.py")):
+        file = path.relative_to(api).as_posix()
+        if file in EDGE_SCOPE_MODULES:
+            continue
+        lines = sorted(line for line, _name in _scope_openings(ast.parse(path.read_text())))
+        allowed = ALLOWED_API_SCOPE_OPENINGS.get(file, 0)
+        if len(lines) > allowed:
+            problems.append(
+                f"app/api/{file}: opens a tenant scope at line(s) {lines} (allowed here: "
+                f"{allowed}); enter it at the edge (auth.py, hosted.edge.in_page_tenant)"
+            )
+    assert not problems, "\n".join(problems)
+
+
+def test_the_edge_allowances_are_still_needed() -> None:
+    """An allowance no longer used is taken back (the count may only go down)."""
+    api = APP / "api"
+    stale = []
+    for file, allowed in ALLOWED_API_SCOPE_OPENINGS.items():
+        path = api / file
+        found = len(list(_scope_openings(ast.parse(path.read_text())))) if path.exists() else 0
+        if found < allowed:
+            stale.append(f"app/api/{file}: allowed {allowed}, opens {found}")
+    assert not stale, "lower these allowances:\n" + "\n".join(stale)
 
 
 def test_cross_tenant_work_is_named_for_it() -> None:

@@ -15,14 +15,19 @@ from flask_babel import gettext as _
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, devices, page, show_form_on_error
-from app.api.hosted.account_session import Account, require_account, require_recent
+from app.api.hosted.account_session import (
+    Account,
+    account_page,
+    require_account,
+    require_recent,
+)
 from app.api.hosted.account_signin import account_url, tenant_name
+from app.api.hosted.edge import in_page_tenant
 from app.api.hosted.forms import load_form
 from app.applications import account as account_service
 from app.applications import login
 from app.core.errors import Invalid
 from app.core.http import accepts_form
-from app.core.tenancy import tenant_scope
 from app.tenants import service as tenant_service
 from app.tokens.sessions import SessionView
 
@@ -81,18 +86,17 @@ def _session_rows(sessions: list[SessionView], app_names: dict[str, str]) -> lis
 
 
 def _account_context(account: Account) -> dict[str, Any]:
-    with tenant_scope(account.tenant_id):
-        user = account_service.signed_in_user(
-            tenant_id=account.tenant_id, session_id=account.session_id
-        )
-        listed = account_service.list_sessions(user=user, current_session_id=account.session_id)
-        context = {
-            "tenant_id": account.tenant_id,
-            "tenant_name": tenant_name(account.tenant_id),
-            "who": user.display_name or user.email or user.username or user.id,
-            "names": {key: getattr(user, key) or "" for key in account_service.NAME_FIELDS},
-            "sessions": _session_rows(listed.sessions, listed.app_names),
-        }
+    user = account_service.signed_in_user(
+        tenant_id=account.tenant_id, session_id=account.session_id
+    )
+    listed = account_service.list_sessions(user=user, current_session_id=account.session_id)
+    context = {
+        "tenant_id": account.tenant_id,
+        "tenant_name": tenant_name(account.tenant_id),
+        "who": user.display_name or user.email or user.username or user.id,
+        "names": {key: getattr(user, key) or "" for key in account_service.NAME_FIELDS},
+        "sessions": _session_rows(listed.sessions, listed.app_names),
+    }
     tenant = urlencode({"tenant": account.tenant_id})
     context.update(
         others=any(not row["current"] for row in context["sessions"]),
@@ -106,11 +110,11 @@ def _account_context(account: Account) -> dict[str, Any]:
 
 @blp.route("/account", methods=["GET"])
 @public
+@in_page_tenant(from_=account_page)
 def account() -> Response:
     """Show the signed-in user's account: name, security, sessions"""
     account = require_account()
-    with tenant_scope(account.tenant_id):
-        account_service.seen(session_id=account.session_id)
+    account_service.seen(session_id=account.session_id)
     done = DONE.get(request.args.get("done", ""))
     return page("account.html", done=str(done) if done else None, **_account_context(account))
 
@@ -122,23 +126,22 @@ def _back(account: Account, done: str) -> Response:
 @blp.route("/account/profile", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def account_profile() -> Response:
     """Change the signed-in user's name"""
     account = require_account()
     show_form_on_error("account.html", **_account_context(account))
     browser.check_csrf(request.form.get("csrf_token"))
     form = load_form(NameForm(), _("A name can be at most 255 characters long."))
-    with tenant_scope(account.tenant_id):
-        user = account_service.signed_in_user(
-            tenant_id=account.tenant_id, session_id=account.session_id
-        )
-        account_service.change_name(user=user, names=form)
+    user = account_service.signed_in_user(
+        tenant_id=account.tenant_id, session_id=account.session_id
+    )
+    account_service.change_name(user=user, names=form)
     return _back(account, "profile")
 
 
 def _password_context(account: Account) -> dict[str, Any]:
-    with tenant_scope(account.tenant_id):
-        min_length = tenant_service.get_tenant(account.tenant_id).password_min_length
+    min_length = tenant_service.get_tenant(account.tenant_id).password_min_length
     return {
         "tenant_id": account.tenant_id,
         "min_length": min_length,
@@ -148,6 +151,7 @@ def _password_context(account: Account) -> dict[str, Any]:
 
 @blp.route("/account/password", methods=["GET"])
 @public
+@in_page_tenant(from_=account_page)
 def account_password() -> Response:
     """Show the form that changes the signed-in user's password"""
     account = require_recent(require_account())
@@ -157,6 +161,7 @@ def account_password() -> Response:
 @blp.route("/account/password", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def account_password_submit() -> Response:
     """Change the signed-in user's password; every other session ends"""
     account = require_account()
@@ -166,23 +171,23 @@ def account_password_submit() -> Response:
     form = load_form(NewPasswordForm(), _("Enter the new password twice."))
     if form["new_password"] != form["confirm_password"]:
         raise Invalid(_("The two passwords do not match."), code="password_mismatch")
-    with tenant_scope(account.tenant_id):
-        user = account_service.signed_in_user(
-            tenant_id=account.tenant_id, session_id=account.session_id
-        )
-        account_service.change_password(
-            user=user,
-            session_id=account.session_id,
-            auth_time=account.auth_time,
-            new_password=form["new_password"],
-            ip=client_ip(),
-        )
+    user = account_service.signed_in_user(
+        tenant_id=account.tenant_id, session_id=account.session_id
+    )
+    account_service.change_password(
+        user=user,
+        session_id=account.session_id,
+        auth_time=account.auth_time,
+        new_password=form["new_password"],
+        ip=client_ip(),
+    )
     return _back(account, "password")
 
 
 @blp.route("/account/sessions/sign-out", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def account_sign_out_session() -> Response:
     """Sign out one of the user's sessions, and the apps signed in through it"""
     account = require_account()
@@ -191,35 +196,31 @@ def account_sign_out_session() -> Response:
     form = load_form(SessionForm(), _("Choose a session to sign out."))
     if form["session"] == account.session_id:
         return _sign_out_here(account)
-    with tenant_scope(account.tenant_id):
-        user = account_service.signed_in_user(
-            tenant_id=account.tenant_id, session_id=account.session_id
-        )
-        account_service.sign_out_session(user=user, session_id=form["session"], ip=client_ip())
+    user = account_service.signed_in_user(
+        tenant_id=account.tenant_id, session_id=account.session_id
+    )
+    account_service.sign_out_session(user=user, session_id=form["session"], ip=client_ip())
     return _back(account, "session")
 
 
 @blp.route("/account/sessions/sign-out-others", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def account_sign_out_others() -> Response:
     """Sign out every session but this browser's"""
     account = require_account()
     show_form_on_error("account.html", **_account_context(account))
     browser.check_csrf(request.form.get("csrf_token"))
-    with tenant_scope(account.tenant_id):
-        user = account_service.signed_in_user(
-            tenant_id=account.tenant_id, session_id=account.session_id
-        )
-        account_service.sign_out_others(
-            user=user, keep_session_id=account.session_id, ip=client_ip()
-        )
+    user = account_service.signed_in_user(
+        tenant_id=account.tenant_id, session_id=account.session_id
+    )
+    account_service.sign_out_others(user=user, keep_session_id=account.session_id, ip=client_ip())
     return _back(account, "others")
 
 
 def _sign_out_here(account: Account) -> Response:
-    with tenant_scope(account.tenant_id):
-        login.sign_out(tenant_id=account.tenant_id, session_id=account.session_id)
+    login.sign_out(tenant_id=account.tenant_id, session_id=account.session_id)
     response = page("signed_out.html")
     browser.forget_session(response, account.tenant_id)
     return response
@@ -228,6 +229,7 @@ def _sign_out_here(account: Account) -> Response:
 @blp.route("/account/logout", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def account_logout() -> Response:
     """Sign this browser out of the account page's tenant"""
     account = require_account()

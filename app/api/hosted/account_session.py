@@ -15,9 +15,9 @@ from datetime import datetime
 from flask import current_app, g, request
 
 from app.api.hosted import browser
+from app.api.hosted.edge import named_tenant
 from app.applications import login
 from app.core.db import utcnow
-from app.core.tenancy import tenant_scope
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,18 @@ def page_tenant() -> str | None:
     return tenant_id
 
 
+# The account pages' edge: `@in_page_tenant(from_=account_page)` runs them in page_tenant().
+account_page = named_tenant(page_tenant)
+
+
 def current_account() -> Account | None:
-    """The account of this browser's live sign-in session with the page's tenant."""
+    """The account of this browser's live sign-in session with the page's tenant (read in
+    that tenant's scope, which the page's edge entered)."""
     tenant_id = page_tenant()
     session_id = browser.read_session(tenant_id)
     if tenant_id is None or session_id is None:
         return None
-    with tenant_scope(tenant_id):
-        found = login.live_session(tenant_id=tenant_id, session_id=session_id)
+    found = login.live_session(tenant_id=tenant_id, session_id=session_id)
     if found is None:
         return None
     user, session = found

@@ -18,15 +18,16 @@ from app.api.hosted.account_session import (
     Account,
     AccountSignInRequired,
     ReauthenticationRequired,
+    account_page,
     require_account,
 )
+from app.api.hosted.edge import in_page_tenant, page_origin, sealed_account_step
 from app.api.hosted.forms import CodeForm, LoginForm, PasswordForm, load_form
 from app.api.hosted.routes import keep_sign_in
 from app.applications import account as account_service
 from app.applications import login
 from app.core.errors import Invalid
 from app.core.http import accepts_form
-from app.core.tenancy import tenant_scope
 from app.tenants import service as tenant_service
 
 ACCOUNT_LOGIN = "account-login"
@@ -107,10 +108,11 @@ def _second_factor_seal(pending: dict[str, Any]) -> str:
 @blp.route("/account/login", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=sealed_account_step(ACCOUNT_LOGIN, "request"))
 def account_login() -> Response:
     """Check the username (or email) and password of a sign-in for the account page"""
     sealed = request.form.get("request")
-    pending = browser.unseal(ACCOUNT_LOGIN, sealed)
+    pending = page_origin().payload
     tenant_id, target = str(pending["tid"]), safe_next(pending.get("next"), str(pending["tid"]))
     username = request.form.get("username", "")[:255]
     show_form_on_error(
@@ -121,15 +123,14 @@ def account_login() -> Response:
     )
     browser.check_csrf(request.form.get("csrf_token"))
     form = load_form(LoginForm(), _("Enter your username or email address and your password."))
-    with tenant_scope(tenant_id):
-        outcome = login.password_step(
-            request=None,
-            tenant_id=tenant_id,
-            login=form["username"],
-            password=form["password"],
-            ip=client_ip(),
-            user_agent=request.user_agent.string,
-        )
+    outcome = login.password_step(
+        request=None,
+        tenant_id=tenant_id,
+        login=form["username"],
+        password=form["password"],
+        ip=client_ip(),
+        user_agent=request.user_agent.string,
+    )
     if outcome.pending_user is not None:
         step = {
             "tid": tenant_id,
@@ -144,26 +145,28 @@ def account_login() -> Response:
 @blp.route("/account/login/second-factor", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(
+    from_=sealed_account_step(
+        ACCOUNT_SECOND_FACTOR, "pending", max_age=browser.SECOND_FACTOR_TTL, once=True
+    )
+)
 def account_second_factor() -> Response:
     """Check the one-time code of a sign-in for the account page"""
-    step = browser.unseal(
-        ACCOUNT_SECOND_FACTOR, request.form.get("pending"), browser.SECOND_FACTOR_TTL, once=True
-    )
+    step = page_origin().payload
     tenant_id, target = str(step["tid"]), safe_next(step.get("next"), str(step["tid"]))
     # The submitted form is used up: an error shows a fresh one.
     show_form_on_error("account_second_factor.html", pending=_second_factor_seal(step))
     browser.check_csrf(request.form.get("csrf_token"))
     form = load_form(CodeForm(), _("Enter the code your authenticator app shows."))
-    with tenant_scope(tenant_id):
-        outcome = login.second_factor_step(
-            request=None,
-            tenant_id=tenant_id,
-            user_id=str(step["uid"]),
-            generation=int(step.get("gen", -1)),
-            code=form["code"],
-            ip=client_ip(),
-            user_agent=request.user_agent.string,
-        )
+    outcome = login.second_factor_step(
+        request=None,
+        tenant_id=tenant_id,
+        user_id=str(step["uid"]),
+        generation=int(step.get("gen", -1)),
+        code=form["code"],
+        ip=client_ip(),
+        user_agent=request.user_agent.string,
+    )
     return _signed_in(outcome, tenant_id, target)
 
 
@@ -184,11 +187,10 @@ def _return_path(tenant_id: str) -> str:
 
 
 def _reauth_context(account: Account, target: str) -> dict[str, Any]:
-    with tenant_scope(account.tenant_id):
-        user = account_service.signed_in_user(
-            tenant_id=account.tenant_id, session_id=account.session_id
-        )
-        who = user.username or user.email or user.id
+    user = account_service.signed_in_user(
+        tenant_id=account.tenant_id, session_id=account.session_id
+    )
+    who = user.username or user.email or user.id
     sealed = browser.seal(
         REAUTHENTICATE, {"tid": account.tenant_id, "sid": account.session_id, "next": target}
     )
@@ -201,6 +203,7 @@ def _reauth_context(account: Account, target: str) -> dict[str, Any]:
 
 
 @blp.errorhandler(ReauthenticationRequired)
+@in_page_tenant(from_=account_page)  # the page's tenant, whose account raised this
 def reauthentication_required(exc: ReauthenticationRequired) -> Response:
     """A credential change with an old sign-in: ask for the password first."""
     account = exc.account
@@ -210,6 +213,7 @@ def reauthentication_required(exc: ReauthenticationRequired) -> Response:
 @blp.route("/account/reauthenticate", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def reauthenticate() -> Response:
     """Check the signed-in user's password again, then go where the user was going"""
     sealed = browser.unseal(REAUTHENTICATE, request.form.get("request"))
@@ -220,11 +224,10 @@ def reauthenticate() -> Response:
     if sealed.get("tid") != account.tenant_id or sealed.get("sid") != account.session_id:
         raise Invalid(_("You signed in again meanwhile. Try once more."), code="form_expired")
     form = load_form(PasswordForm(), _("Enter your password."))
-    with tenant_scope(account.tenant_id):
-        user = account_service.signed_in_user(
-            tenant_id=account.tenant_id, session_id=account.session_id
-        )
-        account_service.reauthenticate(
-            user=user, session_id=account.session_id, password=form["password"], ip=client_ip()
-        )
+    user = account_service.signed_in_user(
+        tenant_id=account.tenant_id, session_id=account.session_id
+    )
+    account_service.reauthenticate(
+        user=user, session_id=account.session_id, password=form["password"], ip=client_ip()
+    )
     return redirect(target, code=303)  # type: ignore[return-value]

@@ -13,14 +13,20 @@ from flask import Response, g, redirect, request, url_for
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, mfa_pages, page, show_form_on_error
-from app.api.hosted.account_session import Account, require_account, require_recent
+from app.api.hosted.account_session import (
+    Account,
+    account_page,
+    require_account,
+    require_recent,
+)
+from app.api.hosted.edge import in_page_tenant, page_authz, page_origin, sealed_step
 from app.api.hosted.forms import CodeForm, load_form
 from app.api.hosted.routes import _application_name, _signed_in, second_factor_page
 from app.applications import authorization, login
 from app.applications.authorization import AuthorizationRequest
 from app.core.errors import Invalid, NotFound
 from app.core.http import accepts_form
-from app.core.tenancy import Principal, tenant_scope
+from app.core.tenancy import Principal
 from app.credentials import mfa as mfa_service
 from app.credentials import recovery
 from app.users import service as user_service
@@ -66,16 +72,15 @@ def second_factor_cancel() -> Response:
 @blp.route("/authorize/enrol", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=sealed_step(mfa_pages.ENROL, "pending"))
 def mfa_enrol_submit() -> Response:
     """Confirm the authenticator app set up during the sign-in, then show the recovery codes"""
     sealed = request.form.get("pending")
-    pending = browser.unseal(mfa_pages.ENROL, sealed)
-    authz = AuthorizationRequest.from_dict(pending["authz"])
+    pending, authz = page_origin().payload, page_authz()
     g.authz = authz
     user_id, generation = str(pending["uid"]), int(pending.get("gen", -1))
     browser.check_csrf(request.form.get("csrf_token"))
-    with tenant_scope(authz.tenant_id):
-        started = login.enrolment_in_progress(user_id=user_id)
+    started = login.enrolment_in_progress(user_id=user_id)
     if started is None:
         raise Invalid(
             "This sign-in is no longer valid. Go back to the app and sign in again.",
@@ -91,10 +96,9 @@ def mfa_enrol_submit() -> Response:
         ),
     )
     form = load_form(CodeForm(), "Enter the 6-digit code your authenticator app shows.")
-    with tenant_scope(authz.tenant_id):
-        outcome = login.enrolment_step(
-            request=authz, user_id=user_id, generation=generation, code=form["code"], ip=client_ip()
-        )
+    outcome = login.enrolment_step(
+        request=authz, user_id=user_id, generation=generation, code=form["code"], ip=client_ip()
+    )
     return _signed_in(outcome, authz)
 
 
@@ -141,20 +145,18 @@ def _codes_page(account: Account, codes: list[str]) -> Response:
 
 @blp.route("/account/mfa", methods=["GET"])
 @public
+@in_page_tenant(from_=account_page)
 def account_mfa() -> Response:
     """The signed-in user's two-step verification: TOTP, recovery codes"""
     account = require_account()
-    with tenant_scope(account.tenant_id):
-        context = _overview_context(account)
-    return page("account_mfa.html", **context)
+    return page("account_mfa.html", **_overview_context(account))
 
 
 def _account_form(template: str) -> Account:
     """The signed-in, recently authenticated account of a form post (CSRF checked); an
     error shows the MFA page again."""
     account = require_account()
-    with tenant_scope(account.tenant_id):
-        show_form_on_error(template, **_overview_context(account))
+    show_form_on_error(template, **_overview_context(account))
     browser.check_csrf(request.form.get("csrf_token"))
     return require_recent(account)
 
@@ -162,11 +164,11 @@ def _account_form(template: str) -> Account:
 @blp.route("/account/mfa/totp", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def account_mfa_totp_start() -> Response:
     """Start setting up an authenticator app: its QR code and key"""
     account = _account_form("account_mfa.html")
-    with tenant_scope(account.tenant_id):
-        started = mfa_service.start_totp(actor=_principal(account), user=_user(account))
+    started = mfa_service.start_totp(actor=_principal(account), user=_user(account))
     context = mfa_pages.setup_context(started.secret, started.uri)
     return page("account_mfa_enrol.html", tenant=account.tenant_id, **context)
 
@@ -174,12 +176,12 @@ def account_mfa_totp_start() -> Response:
 @blp.route("/account/mfa/totp/confirm", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def account_mfa_totp_confirm() -> Response:
     """Turn the authenticator app on with a code it shows (recovery codes when it is the
     first second factor)"""
     account = require_account()
-    with tenant_scope(account.tenant_id):
-        started = mfa_service.pending_totp(_user(account))
+    started = mfa_service.pending_totp(_user(account))
     if started is None:
         raise Invalid(
             "No authenticator set-up is in progress. Start again.",
@@ -193,10 +195,9 @@ def account_mfa_totp_confirm() -> Response:
     browser.check_csrf(request.form.get("csrf_token"))
     require_recent(account)
     form = load_form(CodeForm(), "Enter the 6-digit code your authenticator app shows.")
-    with tenant_scope(account.tenant_id):
-        codes = mfa_service.confirm_totp_enrolment(
-            actor=_principal(account), user=_user(account), code=form["code"]
-        )
+    codes = mfa_service.confirm_totp_enrolment(
+        actor=_principal(account), user=_user(account), code=form["code"]
+    )
     if codes:
         return _codes_page(account, codes)
     return redirect(_overview_url(account), code=303)  # type: ignore[return-value]
@@ -205,22 +206,20 @@ def account_mfa_totp_confirm() -> Response:
 @blp.route("/account/mfa/totp/remove", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def account_mfa_totp_remove() -> Response:
     """Turn the authenticator app off (the recovery codes go with the last second factor)"""
     account = _account_form("account_mfa.html")
-    with tenant_scope(account.tenant_id):
-        mfa_service.remove(actor=_principal(account), user=_user(account), provider=TOTP_PROVIDER)
+    mfa_service.remove(actor=_principal(account), user=_user(account), provider=TOTP_PROVIDER)
     return redirect(_overview_url(account), code=303)  # type: ignore[return-value]
 
 
 @blp.route("/account/mfa/recovery-codes", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=account_page)
 def account_mfa_recovery_codes() -> Response:
     """Replace every recovery code with ten new ones, shown once"""
     account = _account_form("account_mfa.html")
-    with tenant_scope(account.tenant_id):
-        codes = mfa_service.regenerate_recovery_codes(
-            actor=_principal(account), user=_user(account)
-        )
+    codes = mfa_service.regenerate_recovery_codes(actor=_principal(account), user=_user(account))
     return _codes_page(account, codes)

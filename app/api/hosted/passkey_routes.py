@@ -19,6 +19,14 @@ from flask_babel import gettext as _
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, page, show_form_on_error
+from app.api.hosted.edge import (
+    Resolver,
+    in_page_tenant,
+    page_authz,
+    page_origin,
+    sealed_request,
+    sealed_step,
+)
 from app.api.hosted.routes import (
     AUTHORIZE,
     SECOND_FACTOR,
@@ -33,7 +41,6 @@ from app.applications import login
 from app.applications.authorization import AuthorizationRequest
 from app.core.errors import Invalid
 from app.core.http import accepts_form
-from app.core.tenancy import tenant_scope
 from app.credentials import passkeys as passkey_service
 
 CEREMONY = "passkey-ceremony"
@@ -104,64 +111,67 @@ def posted_credential() -> str:
 @blp.route("/authorize/passkey/options", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=sealed_request(AUTHORIZE, "authz"))
 def passkey_signin_options() -> Response:
     """WebAuthn options to sign in with any passkey of this site (JSON for the script)"""
-    authz = AuthorizationRequest.from_dict(browser.unseal(AUTHORIZE, request.form.get("authz")))
+    authz = page_authz()
     browser.check_csrf(request.form.get("csrf_token"))
-    with tenant_scope(authz.tenant_id):
-        ceremony = passkey_service.authentication_options()
+    ceremony = passkey_service.authentication_options()
     return ceremony_answer(ceremony, "signin", tid=authz.tenant_id)
 
 
 @blp.route("/authorize/passkey", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=sealed_request(AUTHORIZE, "authz"))
 def passkey_signin() -> Response:
     """Sign in with the passkey the browser signed the challenge with"""
     sealed = request.form.get("authz")
-    authz = AuthorizationRequest.from_dict(browser.unseal(AUTHORIZE, sealed))
+    authz = page_authz()
     g.authz = authz
     show_form_on_error("login.html", app_name=_application_name(authz), authz=sealed, username="")
     browser.check_csrf(request.form.get("csrf_token"))
     challenge = ceremony_challenge("signin", tid=authz.tenant_id)
-    with tenant_scope(authz.tenant_id):
-        outcome = login.passkey_step(
-            request=authz, credential=posted_credential(), challenge=challenge, ip=client_ip()
-        )
+    outcome = login.passkey_step(
+        request=authz, credential=posted_credential(), challenge=challenge, ip=client_ip()
+    )
     return _signed_in(outcome, authz)
 
 
 # A passkey as the second factor -------------------------------------------------------
 
 
-def _pending(once: bool) -> tuple[dict[str, Any], AuthorizationRequest]:
-    pending = browser.unseal(
-        SECOND_FACTOR, request.form.get("pending"), browser.SECOND_FACTOR_TTL, once=once
-    )
-    return pending, AuthorizationRequest.from_dict(pending["authz"])
+def _second_factor_step(*, once: bool) -> Resolver:
+    """The edge of a second-factor form: the sealed pending step (`pending`)."""
+    return sealed_step(SECOND_FACTOR, "pending", max_age=browser.SECOND_FACTOR_TTL, once=once)
+
+
+def _pending() -> tuple[dict[str, Any], AuthorizationRequest]:
+    return page_origin().payload, page_authz()
 
 
 @blp.route("/authorize/second-factor/passkey/options", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=_second_factor_step(once=False))  # the form stays usable for a code
 def passkey_second_factor_options() -> Response:
     """WebAuthn options for the pending user's own passkeys (JSON for the script)"""
-    pending, authz = _pending(once=False)  # the form stays usable for a code
+    pending, authz = _pending()
     browser.check_csrf(request.form.get("csrf_token"))
     user_id, generation = str(pending["uid"]), int(pending.get("gen", -1))
-    with tenant_scope(authz.tenant_id):
-        ceremony = login.second_factor_passkey_options(
-            request=authz, user_id=user_id, generation=generation, ip=client_ip()
-        )
+    ceremony = login.second_factor_passkey_options(
+        request=authz, user_id=user_id, generation=generation, ip=client_ip()
+    )
     return ceremony_answer(ceremony, "second-factor", uid=user_id)
 
 
 @blp.route("/authorize/second-factor/passkey", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=_second_factor_step(once=True))
 def passkey_second_factor() -> Response:
     """Complete a sign-in with one of the user's passkeys as the second factor"""
-    pending, authz = _pending(once=True)
+    pending, authz = _pending()
     g.authz = authz
     user_id, generation = str(pending["uid"]), int(pending.get("gen", -1))
     # The submitted step is used up: an error shows a fresh one.
@@ -171,15 +181,14 @@ def passkey_second_factor() -> Response:
     )
     browser.check_csrf(request.form.get("csrf_token"))
     challenge = ceremony_challenge("second-factor", uid=user_id)
-    with tenant_scope(authz.tenant_id):
-        outcome = login.second_factor_passkey_step(
-            request=authz,
-            user_id=user_id,
-            generation=generation,
-            credential=posted_credential(),
-            challenge=challenge,
-            ip=client_ip(),
-        )
+    outcome = login.second_factor_passkey_step(
+        request=authz,
+        user_id=user_id,
+        generation=generation,
+        credential=posted_credential(),
+        challenge=challenge,
+        ip=client_ip(),
+    )
     return _signed_in(outcome, authz)
 
 
@@ -210,10 +219,9 @@ def offer_page(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
 
 
 def _offered() -> tuple[AuthorizationRequest, str]:
-    signed_in = browser.unseal(SIGNED_IN, request.form.get("signed_in"))
-    authz = AuthorizationRequest.from_dict(signed_in["authz"])
+    authz = page_authz()
     g.authz = authz
-    return authz, str(signed_in["sid"])
+    return authz, str(page_origin().payload["sid"])
 
 
 def _signed_in_user(authz: AuthorizationRequest, session_id: str) -> Any:
@@ -224,8 +232,7 @@ def _signed_in_user(authz: AuthorizationRequest, session_id: str) -> Any:
 
 
 def _go_on(authz: AuthorizationRequest, session_id: str, *, skip: bool) -> Response:
-    with tenant_scope(authz.tenant_id):
-        outcome = login.resume(request=authz, session_id=session_id, just_signed_in=True)
+    outcome = login.resume(request=authz, session_id=session_id, just_signed_in=True)
     assert outcome is not None
     response = _to_client(outcome, authz, 303)
     if skip:
@@ -244,19 +251,20 @@ def _go_on(authz: AuthorizationRequest, session_id: str, *, skip: bool) -> Respo
 @blp.route("/authorize/passkey/offer/options", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=sealed_step(SIGNED_IN, "signed_in"))
 def passkey_offer_options() -> Response:
     """WebAuthn options to create a passkey for the user who just signed in (JSON)"""
     authz, session_id = _offered()
     browser.check_csrf(request.form.get("csrf_token"))
-    with tenant_scope(authz.tenant_id):
-        user = _signed_in_user(authz, session_id)
-        ceremony = passkey_service.registration_options(user=user)
-        return ceremony_answer(ceremony, "register", uid=user.id)
+    user = _signed_in_user(authz, session_id)
+    ceremony = passkey_service.registration_options(user=user)
+    return ceremony_answer(ceremony, "register", uid=user.id)
 
 
 @blp.route("/authorize/passkey/offer", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=sealed_step(SIGNED_IN, "signed_in"))
 def passkey_offer_submit() -> Response:
     """Add the passkey just created (or skip the offer), then go on to the app"""
     authz, session_id = _offered()
@@ -268,14 +276,13 @@ def passkey_offer_submit() -> Response:
     browser.check_csrf(request.form.get("csrf_token"))
     if "skip" in request.form:
         return _go_on(authz, session_id, skip=True)
-    with tenant_scope(authz.tenant_id):
-        user = _signed_in_user(authz, session_id)
-        passkey_service.register(
-            user=user,
-            credential=posted_credential(),
-            challenge=ceremony_challenge("register", uid=user.id),
-            name=request.form.get("name"),
-            actor=f"user:{user.id}",
-            ip=client_ip(),
-        )
+    user = _signed_in_user(authz, session_id)
+    passkey_service.register(
+        user=user,
+        credential=posted_credential(),
+        challenge=ceremony_challenge("register", uid=user.id),
+        name=request.form.get("name"),
+        actor=f"user:{user.id}",
+        ip=client_ip(),
+    )
     return _go_on(authz, session_id, skip=False)

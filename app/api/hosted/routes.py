@@ -12,12 +12,20 @@ from flask import Response, g, redirect, request
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, mfa_pages, page, show_form_on_error
+from app.api.hosted.edge import (
+    authorization_request,
+    in_page_tenant,
+    in_session_tenant,
+    page_authz,
+    page_origin,
+    sealed_request,
+    sealed_step,
+)
 from app.api.hosted.forms import CodeForm, LoginForm, load_form
 from app.applications import authorization, login
 from app.applications import logout as logout_service
 from app.applications.authorization import AuthorizationRequest, with_query
 from app.core.http import accepts_form
-from app.core.tenancy import tenant_scope
 
 AUTHORIZE = "authorize-request"
 SECOND_FACTOR = mfa_pages.SECOND_FACTOR
@@ -41,11 +49,11 @@ def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
 def keep_sign_in(response: Response, tenant_id: str, session_id: str) -> None:
     """Keep a new sign-in session in this browser's cookie (a session the browser had
     before with this tenant ends: its cookie is replaced). Every page that signs in
-    (login, account, sign-up link, reset, passkey) ends with it."""
+    (login, account, sign-up link, reset, passkey) ends with it, in the scope of the
+    tenant it signed in to (its edge's)."""
     replaced = browser.read_session(tenant_id)
     if replaced is not None and replaced != session_id:
-        with tenant_scope(tenant_id):
-            login.sign_out(tenant_id=tenant_id, session_id=replaced)
+        login.sign_out(tenant_id=tenant_id, session_id=replaced)
     browser.keep_session(response, tenant_id, session_id)
 
 
@@ -97,15 +105,13 @@ def second_factor_page(
 
 @blp.route("/authorize", methods=["GET"])
 @public
+@in_page_tenant(from_=authorization_request)
 def authorize() -> Response:
     """Answer an authorization request: at once when signed in, else with the login form"""
-    args = request.args
-    repeated = [name for name in args if len(args.getlist(name)) > 1]
-    authz = authorization.parse_request(args.to_dict(), repeated=repeated)
+    authz = page_authz()
     g.authz = authz  # from here on, a failure is the client's to learn
     session_id = browser.read_session(authz.tenant_id)
-    with tenant_scope(authz.tenant_id):
-        outcome = login.resume(request=authz, session_id=session_id)
+    outcome = login.resume(request=authz, session_id=session_id)
     if outcome is not None:
         return _to_client(outcome, authz, 302)
     if "none" in authz.prompt:
@@ -116,10 +122,11 @@ def authorize() -> Response:
 @blp.route("/authorize", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=sealed_request(AUTHORIZE, "authz"))
 def authorize_submit() -> Response:
     """Check the login form's username (or email) and password"""
     sealed = request.form.get("authz")
-    authz = AuthorizationRequest.from_dict(browser.unseal(AUTHORIZE, sealed))
+    authz = page_authz()
     g.authz = authz
     username = request.form.get("username", "")[:255]
     show_form_on_error(
@@ -131,15 +138,14 @@ def authorize_submit() -> Response:
     form = load_form(LoginForm(), "Enter your username or email address and your password.")
     from app.api.hosted import passkey_routes  # imports this module
 
-    with tenant_scope(authz.tenant_id):
-        outcome = login.password_step(
-            request=authz,
-            login=form["username"],
-            password=form["password"],
-            ip=client_ip(),
-            user_agent=request.user_agent.string,
-            offer_passkey=passkey_routes.may_offer(),
-        )
+    outcome = login.password_step(
+        request=authz,
+        login=form["username"],
+        password=form["password"],
+        ip=client_ip(),
+        user_agent=request.user_agent.string,
+        offer_passkey=passkey_routes.may_offer(),
+    )
     if outcome.enrolment is not None:
         assert outcome.pending_user is not None
         pending = mfa_pages.seal_enrolment(authz, outcome.pending_user, outcome.pending_generation)
@@ -163,12 +169,12 @@ def authorize_submit() -> Response:
 @blp.route("/authorize/second-factor", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(
+    from_=sealed_step(SECOND_FACTOR, "pending", max_age=browser.SECOND_FACTOR_TTL, once=True)
+)
 def second_factor_submit() -> Response:
     """Check the one-time code of the user who just gave a password"""
-    pending = browser.unseal(
-        SECOND_FACTOR, request.form.get("pending"), browser.SECOND_FACTOR_TTL, once=True
-    )
-    authz = AuthorizationRequest.from_dict(pending["authz"])
+    pending, authz = page_origin().payload, page_authz()
     g.authz = authz
     user_id, generation = str(pending["uid"]), int(pending.get("gen", -1))
     kinds = [str(kind) for kind in pending.get("kinds") or ["totp"]]
@@ -179,29 +185,27 @@ def second_factor_submit() -> Response:
     )
     browser.check_csrf(request.form.get("csrf_token"))
     form = load_form(CodeForm(), "Enter the code your authenticator app shows.")
-    with tenant_scope(authz.tenant_id):
-        outcome = login.second_factor_step(
-            request=authz,
-            user_id=user_id,
-            generation=generation,
-            code=form["code"],
-            ip=client_ip(),
-            user_agent=request.user_agent.string,
-        )
+    outcome = login.second_factor_step(
+        request=authz,
+        user_id=user_id,
+        generation=generation,
+        code=form["code"],
+        ip=client_ip(),
+        user_agent=request.user_agent.string,
+    )
     return _signed_in(outcome, authz)
 
 
 @blp.route("/authorize/continue", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=sealed_step(SIGNED_IN, "signed_in"))
 def continue_sign_in() -> Response:
     """Go on to the app after the notice of failed codes"""
-    signed_in = browser.unseal(SIGNED_IN, request.form.get("signed_in"))
-    authz = AuthorizationRequest.from_dict(signed_in["authz"])
+    signed_in, authz = page_origin().payload, page_authz()
     g.authz = authz
     browser.check_csrf(request.form.get("csrf_token"))
-    with tenant_scope(authz.tenant_id):
-        outcome = login.resume(request=authz, session_id=str(signed_in["sid"]), just_signed_in=True)
+    outcome = login.resume(request=authz, session_id=str(signed_in["sid"]), just_signed_in=True)
     assert outcome is not None  # resume raises instead when the session ended
     return _to_client(outcome, authz, 303)
 
@@ -209,8 +213,7 @@ def continue_sign_in() -> Response:
 def _signed_out(target: logout_service.LogoutRequest, sessions: dict[str, str]) -> Response:
     """End the given sign-in sessions and leave for the app's page, or say so."""
     for tenant_id, session_id in sessions.items():
-        with tenant_scope(tenant_id):
-            login.sign_out(tenant_id=tenant_id, session_id=session_id)
+        in_session_tenant(tenant_id, session_id, login.sign_out)
     if target.redirect_uri:
         params = {"state": target.state} if target.state is not None else {}
         response: Response = redirect(with_query(target.redirect_uri, params), code=303)  # type: ignore[assignment]
@@ -222,8 +225,7 @@ def _signed_out(target: logout_service.LogoutRequest, sessions: dict[str, str]) 
 
 
 def _signed_in_user(tenant_id: str, session_id: str) -> str | None:
-    with tenant_scope(tenant_id):
-        return login.signed_in_user(tenant_id=tenant_id, session_id=session_id)
+    return in_session_tenant(tenant_id, session_id, login.signed_in_user)
 
 
 def _sessions_for(target: logout_service.LogoutRequest) -> dict[str, str]:

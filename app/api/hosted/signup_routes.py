@@ -18,12 +18,13 @@ from flask_babel import lazy_gettext as _l
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, page, routes, show_form_on_error
+from app.api.hosted.edge import PageOrigin, in_page_tenant, named_tenant, page_origin
 from app.api.hosted.forms import load_form
 from app.applications import selfservice
 from app.applications.authorization import AuthorizationRequest
 from app.core.errors import Invalid, NotFound
 from app.core.http import accepts_form
-from app.core.tenancy import tenant_scope
+from app.core.tenancy import current_tenant_id
 from app.credentials import reset as reset_service
 from app.credentials import verification
 from app.signin import signup as signup_service
@@ -98,17 +99,27 @@ def _no_such_page() -> NotFound:
     return NotFound(_("This page does not exist."), code="not_found")
 
 
-def _origin(values: Any) -> tuple[str, AuthorizationRequest | None]:
-    """The tenant of a self-service page and the app's request it began from: the sealed
-    request of the login page's link (`authz`), or the tenant it names (`tenant`)."""
+def self_service_origin() -> PageOrigin:
+    """The edge of a self-service page: its tenant and the app's request it began from,
+    the sealed request of the login page's link (`authz`), or the tenant it names
+    (`tenant`), in the query of a page or the fields of its form."""
+    values = request.form if request.method == "POST" else request.args
     sealed = values.get("authz")
     if sealed:
-        authz = AuthorizationRequest.from_dict(browser.unseal(routes.AUTHORIZE, sealed))
-        return authz.tenant_id, authz
+        payload = browser.unseal(routes.AUTHORIZE, sealed)
+        authz = AuthorizationRequest.from_dict(payload)
+        return PageOrigin(authz.tenant_id, payload, authz)
     tenant_id = str(values.get("tenant") or "")[:32]
     if not tenant_id or tenant_service.find_tenant(tenant_id) is None:
         raise _no_such_page()
-    return tenant_id, None
+    return PageOrigin(tenant_id)
+
+
+def _origin() -> tuple[str, AuthorizationRequest | None]:
+    """The tenant of this self-service page and the app's request, if any (its edge's)."""
+    origin = page_origin()
+    assert origin.tenant_id is not None  # self_service_origin names one or raises
+    return origin.tenant_id, origin.authz
 
 
 def _carry(authz: AuthorizationRequest | None) -> str | None:
@@ -208,18 +219,20 @@ def _signup_page(tenant_id: str, authz: AuthorizationRequest | None) -> dict[str
 
 @blp.route("/signup", methods=["GET"])
 @public
+@in_page_tenant(from_=self_service_origin)
 def signup() -> Response:
     """The sign-up form (only for a tenant with signup_enabled)"""
-    tenant_id, authz = _origin(request.args)
+    tenant_id, authz = _origin()
     return page("signup.html", **_signup_page(tenant_id, authz))
 
 
 @blp.route("/signup", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=self_service_origin)
 def signup_submit() -> Response:
     """Sign up; the same "check your mail" page whether or not the address is registered"""
-    tenant_id, authz = _origin(request.form)
+    tenant_id, authz = _origin()
     context = _signup_page(tenant_id, authz)
     context["email"] = request.form.get("email", "")[:254]
     context["profile"] = {
@@ -230,33 +243,38 @@ def signup_submit() -> Response:
     form = load_form(SignupForm(), _("Enter your email address and a password, twice."))
     _check_confirmation(form)
     profile = {name: form[name] for name in context["fields"] if form.get(name)}
-    with tenant_scope(tenant_id):
-        signup_service.sign_up(
-            tenant_id=tenant_id,
-            email=form["email"],
-            password=form["password"],
-            profile=profile,
-            continue_with=authz.as_dict() if authz is not None else None,
-            ip=client_ip(),
-        )
+    signup_service.sign_up(
+        tenant_id=tenant_id,
+        email=form["email"],
+        password=form["password"],
+        profile=profile,
+        continue_with=authz.as_dict() if authz is not None else None,
+        ip=client_ip(),
+    )
     message = _("To finish signing up, open the link we have just mailed to your address.")
     return page("check_mail.html", message=message)
 
 
+def _verification_tenant() -> str:
+    """The tenant the verification link was mailed in; Invalid for a link that is none."""
+    token = request.args.get("token", "")
+    if not token or len(token) > MAX_TOKEN:
+        raise Invalid(_("The link is invalid, used or expired"), code="verification_token_invalid")
+    return verification.token_tenant(token)
+
+
 @blp.route("/verify-email", methods=["GET"])
 @public
+@in_page_tenant(from_=named_tenant(_verification_tenant))
 def verify_email() -> Response:
     """Mark an email address verified with the link mailed to it; a sign-up's link also
     signs the user in and goes on to the app's request"""
     token = request.args.get("token", "")
-    if not token or len(token) > MAX_TOKEN:
-        raise Invalid(_("The link is invalid, used or expired"), code="verification_token_invalid")
-    tenant_id = verification.token_tenant(token)
-    with tenant_scope(tenant_id):
-        verified = verification.confirm(token=token, ip=client_ip())
-        continued = selfservice.after_verification(
-            verified=verified, ip=client_ip(), user_agent=_user_agent()
-        )
+    tenant_id = current_tenant_id()
+    verified = verification.confirm(token=token, ip=client_ip())
+    continued = selfservice.after_verification(
+        verified=verified, ip=client_ip(), user_agent=_user_agent()
+    )
     if continued is None:
         return page("email_verified.html")
     return _continue(continued, tenant_id, "signed_up.html")
@@ -272,9 +290,10 @@ def _user_agent() -> str | None:
 
 @blp.route("/forgot-password", methods=["GET"])
 @public
+@in_page_tenant(from_=self_service_origin)
 def forgot_password() -> Response:
     """Ask for the email address to mail a reset link to"""
-    tenant_id, authz = _origin(request.args)
+    tenant_id, authz = _origin()
     tenant = None if authz is not None else tenant_id
     return page(
         "forgot_password.html", authz=_carry(authz), tenant=tenant, sign_in_url=_sign_in_url(authz)
@@ -284,9 +303,10 @@ def forgot_password() -> Response:
 @blp.route("/forgot-password", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=self_service_origin)
 def forgot_password_submit() -> Response:
     """Mail the hosted reset link; the same page whether or not the address is registered"""
-    tenant_id, authz = _origin(request.form)
+    tenant_id, authz = _origin()
     show_form_on_error(
         "forgot_password.html",
         authz=_carry(authz),
@@ -296,23 +316,28 @@ def forgot_password_submit() -> Response:
     )
     browser.check_csrf(request.form.get("csrf_token"))
     form = load_form(EmailForm(), _("Enter your email address."))
-    with tenant_scope(tenant_id):
-        signup_service.forgot_password(
-            tenant_id=tenant_id,
-            email=form["email"],
-            continue_with=authz.as_dict() if authz is not None else None,
-            ip=client_ip(),
-        )
+    signup_service.forgot_password(
+        tenant_id=tenant_id,
+        email=form["email"],
+        continue_with=authz.as_dict() if authz is not None else None,
+        ip=client_ip(),
+    )
     message = _(
         "If an account uses this address, we have mailed it a link to choose a new password."
     )
     return page("check_mail.html", message=message)
 
 
-def _reset_tenant(token: str) -> str | None:
+def _reset_tenant() -> str | None:
+    """The tenant of the reset link (the page's query, or its form's `token`), None when
+    the token is no valid one or its tenant is gone (the page then says "link invalid")."""
+    token = (request.form if request.method == "POST" else request.args).get("token", "")
     if not token or len(token) > MAX_TOKEN:
         return None
-    return reset_service.token_tenant(token)
+    tenant_id = reset_service.token_tenant(token)
+    if tenant_id is None or tenant_service.find_tenant(tenant_id) is None:
+        return None
+    return tenant_id
 
 
 def _link_invalid(tenant_id: str | None) -> Response:
@@ -321,15 +346,15 @@ def _link_invalid(tenant_id: str | None) -> Response:
 
 @blp.route("/reset-password", methods=["GET"])
 @public
+@in_page_tenant(from_=named_tenant(_reset_tenant))
 def reset_password() -> Response:
     """The form for a new password, opened from the reset mail's link"""
     token = request.args.get("token", "")
-    tenant_id = _reset_tenant(token)
-    if tenant_id is None or tenant_service.find_tenant(tenant_id) is None:
+    tenant_id = page_origin().tenant_id
+    if tenant_id is None:
         return _link_invalid(None)
     try:
-        with tenant_scope(tenant_id):
-            reset_service.check_token(token=token)
+        reset_service.check_token(token=token)
     except Invalid:
         return _link_invalid(tenant_id)
     return page("reset_password.html", token=token, password_hint=_password_hint(tenant_id))
@@ -338,21 +363,21 @@ def reset_password() -> Response:
 @blp.route("/reset-password", methods=["POST"])
 @accepts_form
 @public
+@in_page_tenant(from_=named_tenant(_reset_tenant))
 def reset_password_submit() -> Response:
     """Set the new password, sign in, end every other session, and go back to the app"""
     token = request.form.get("token", "")
-    tenant_id = _reset_tenant(token)
-    if tenant_id is None or tenant_service.find_tenant(tenant_id) is None:
+    tenant_id = page_origin().tenant_id
+    if tenant_id is None:
         return _link_invalid(None)
     show_form_on_error("reset_password.html", token=token, password_hint=_password_hint(tenant_id))
     browser.check_csrf(request.form.get("csrf_token"))
     form = load_form(NewPasswordForm(), _("Enter the new password twice."))
     _check_confirmation(form)
     try:
-        with tenant_scope(tenant_id):
-            continued = selfservice.reset_password(
-                token=token, password=form["password"], ip=client_ip(), user_agent=_user_agent()
-            )
+        continued = selfservice.reset_password(
+            token=token, password=form["password"], ip=client_ip(), user_agent=_user_agent()
+        )
     except Invalid as exc:
         if exc.code != "reset_token_invalid":
             raise

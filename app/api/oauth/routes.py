@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -103,54 +105,11 @@ def _tenant_of(client: Application | None) -> str:
 
 
 def _grant(body: dict[str, Any]) -> token_service.TokenSet:
+    """Issue the tokens of the grant the body asks for. The tenant of a user's grant is
+    known only once the body is parsed and the client authenticated (outside any tenant:
+    client ids are global), so the grant enters it here, once; client_credentials enters
+    none (its application names it)."""
     grant = body["grant_type"]
-    ip = client_ip() or "-"
-    if grant == "authorization_code":
-        _require(body, "code")
-        client = _registered_client(body)
-        if client is None:
-            raise Unauthenticated("Unknown client_id", code="invalid_client")
-        _tenant_of(client)
-        ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
-        with tenant_scope(client.tenant_id):
-            return application_grants.authorization_code_grant(
-                client=client,
-                code=body["code"],
-                redirect_uri=body.get("redirect_uri"),
-                code_verifier=body.get("code_verifier"),
-                ip=ip,
-                user_agent=request.user_agent.string,
-            )
-    if grant == "password":
-        _require(body, "password")
-        client = _registered_client(body)
-        tenant_id = _tenant_of(client)
-        with tenant_scope(tenant_id):
-            return signin_flow.password_grant(
-                tenant_id=tenant_id,
-                username=body.get("username"),
-                email=body.get("email"),
-                password=body["password"],
-                ip=ip,
-                otp=body.get("otp"),
-                client_id=client.id if client else None,
-                scope=body.get("scope"),
-                allowed_scopes=client.permitted_scopes if client else (),
-                user_agent=request.user_agent.string,
-            )
-    if grant == "refresh_token":
-        _require(body, "refresh_token")
-        client = _registered_client(body)
-        ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
-        expected = _tenant_of(client) if client else tenant_header()
-        with tenant_scope(grants.refresh_token_tenant(body["refresh_token"], expected=expected)):
-            return grants.refresh_grant(
-                refresh_token=body["refresh_token"],
-                ip=ip,
-                client_id=client.id if client else None,
-                scope=body.get("scope"),
-                allowed_scopes=client.permitted_scopes if client else None,
-            )
     if grant == "client_credentials":
         basic = _basic_credentials()
         client_id, secret = basic or (body.get("client_id"), body.get("client_secret"))
@@ -159,6 +118,63 @@ def _grant(body: dict[str, Any]) -> token_service.TokenSet:
             client_secret=secret,
             tenant_id=tenant_header(),
             challenge="Basic" if basic else "Bearer",
+        )
+    tenant_id, issue = _user_grant(grant, body)
+    with tenant_scope(tenant_id):
+        return issue()
+
+
+def _user_grant(
+    grant: str, body: dict[str, Any]
+) -> tuple[str, Callable[[], token_service.TokenSet]]:
+    """The tenant a grant signs in to and the call that issues its tokens there, after the
+    checks that come first (parameters, client authentication, rate limit)."""
+    ip = client_ip() or "-"
+    if grant == "authorization_code":
+        _require(body, "code")
+        client = _registered_client(body)
+        if client is None:
+            raise Unauthenticated("Unknown client_id", code="invalid_client")
+        _tenant_of(client)
+        ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
+        return client.tenant_id, partial(
+            application_grants.authorization_code_grant,
+            client=client,
+            code=body["code"],
+            redirect_uri=body.get("redirect_uri"),
+            code_verifier=body.get("code_verifier"),
+            ip=ip,
+            user_agent=request.user_agent.string,
+        )
+    if grant == "password":
+        _require(body, "password")
+        client = _registered_client(body)
+        tenant_id = _tenant_of(client)
+        return tenant_id, partial(
+            signin_flow.password_grant,
+            tenant_id=tenant_id,
+            username=body.get("username"),
+            email=body.get("email"),
+            password=body["password"],
+            ip=ip,
+            otp=body.get("otp"),
+            client_id=client.id if client else None,
+            scope=body.get("scope"),
+            allowed_scopes=client.permitted_scopes if client else (),
+            user_agent=request.user_agent.string,
+        )
+    if grant == "refresh_token":
+        _require(body, "refresh_token")
+        client = _registered_client(body)
+        ratelimit.check("RATELIMIT_REFRESH_PER_IP", ip)
+        expected = _tenant_of(client) if client else tenant_header()
+        return grants.refresh_token_tenant(body["refresh_token"], expected=expected), partial(
+            grants.refresh_grant,
+            refresh_token=body["refresh_token"],
+            ip=ip,
+            client_id=client.id if client else None,
+            scope=body.get("scope"),
+            allowed_scopes=client.permitted_scopes if client else None,
         )
     raise Invalid(
         f"grant_type must be one of {', '.join(GRANT_TYPES)}", code="unsupported_grant_type"
@@ -200,7 +216,9 @@ def token(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
 def revoke(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Revoke a refresh token and its family (RFC 7009; unknown tokens answer 200 too)"""
     tenant_id = token_service.tenant_of_refresh_token(body["token"])
-    if tenant_id is not None:  # a token that names no tenant is no token of ours
+    # The token names its tenant, read once the body is parsed (a token that names none
+    # is no token of ours).
+    if tenant_id is not None:
         with tenant_scope(tenant_id):
             grants.revoke_token(token=body["token"])
     return {}, 200, NO_STORE
