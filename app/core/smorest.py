@@ -7,6 +7,9 @@ Every operation of a surface's Blueprint is documented with:
   `@blp.errors(409, ...)`;
 - its security and tenant-header parameters, from the metadata the auth decorators leave
   on the view (`document_auth`), or `@blp.tenant_header` for public views that read it.
+
+Answers that are not JSON go through `@blp.response` too: with a non-JSON `content_type`,
+a view returns its body as str/bytes and the Blueprint builds the answer in that type.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import http
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any, TypeVar
 
 import flask_smorest
 import marshmallow as ma
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
+from flask_smorest.utils import unpack_tuple_response
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.datastructures import CombinedMultiDict
@@ -174,6 +179,40 @@ class Blueprint(flask_smorest.Blueprint):
         self.error_schema = error_schema
         self._prepare_doc_cbks.append(self._prepare_surface_doc)
 
+    def response(
+        self,
+        status_code: int,
+        schema: Any = None,
+        *,
+        content_type: str | None = None,
+        **kwargs: Any,
+    ) -> Callable[[F], F]:
+        """flask-smorest's `response`, which answers JSON only: with a non-JSON
+        `content_type` the view returns its body (str or bytes, optionally in a
+        `(body, status, headers)` tuple) and gets an answer of that type, so the documented
+        type and the served one are one value. A header of the tuple (Content-Type) still
+        wins, and a `Response` (a stream) passes through untouched."""
+        document = super().response(status_code, schema, content_type=content_type, **kwargs)
+        if content_type is None or _is_json(content_type):
+            return document
+
+        def decorate(view: F) -> F:
+            @wraps(view)
+            def as_typed_body(*args: Any, **view_kwargs: Any) -> Any:
+                body, status, headers = unpack_tuple_response(
+                    current_app.ensure_sync(view)(*args, **view_kwargs)
+                )
+                if not isinstance(body, str | bytes):
+                    return body, status, headers
+                response = _typed_response(body, content_type)
+                if headers:
+                    response.headers.update(headers)  # replaces, where smorest would add
+                return response, status
+
+            return document(as_typed_body)  # type: ignore[arg-type]
+
+        return decorate
+
     @staticmethod
     def errors(*statuses: int) -> Callable[[F], F]:
         """Document statuses a route answers besides the common ones (409, 412, 429, ...),
@@ -246,6 +285,19 @@ class Blueprint(flask_smorest.Blueprint):
             media = content.pop(_JSON_OR_FORM)
             content[FORM] = media
             content[JSON] = deepcopy(media)
+
+
+def _typed_response(body: str | bytes, content_type: str) -> Response:
+    # A bare text type gets werkzeug's charset (text/plain; charset=utf-8); a full content
+    # type, parameters and all (Prometheus'), is sent as written.
+    if ";" in content_type:
+        return Response(body, content_type=content_type)
+    return Response(body, mimetype=content_type)
+
+
+def _is_json(content_type: str) -> bool:
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == JSON or mimetype.endswith("+json")
 
 
 def schema_name(schema: type[ma.Schema]) -> str:
