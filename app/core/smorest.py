@@ -9,7 +9,9 @@ Every operation of a surface's Blueprint is documented with:
   on the view (`document_auth`), or `@blp.tenant_header` for public views that read it.
 
 Answers that are not JSON go through `@blp.response` too: with a non-JSON `content_type`,
-a view returns its body as str/bytes and the Blueprint builds the answer in that type.
+a view returns its body as str/bytes and the Blueprint builds the answer in that type. A
+view whose schema depends on the request (a field selection) returns `Dumped(...)`, which
+`@blp.response` sends as it is while documenting the status's full schema.
 """
 
 from __future__ import annotations
@@ -164,6 +166,28 @@ IF_MATCH = {
 }
 
 
+@dataclass(frozen=True)
+class Dumped:
+    """An answer already dumped by a schema the view built for this request (the
+    management surface's `fields`/`include_fields` pick the properties): `@blp.response`
+    sends it as it is, and documents the status's full schema, of which it is a part."""
+
+    data: Any
+
+
+class _PassDumped:
+    """What `@blp.response` dumps with at run time: the documented schema, except for a
+    `Dumped` answer, which it passes through (see `Blueprint._make_doc_response_schema`)."""
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+
+    def dump(self, obj: Any) -> Any:
+        if isinstance(obj, Dumped):
+            return obj.data
+        return self.schema.dump(obj)
+
+
 class Blueprint(flask_smorest.Blueprint):
     """A surface: its routes, and the schema of the errors it renders."""
 
@@ -187,14 +211,21 @@ class Blueprint(flask_smorest.Blueprint):
         content_type: str | None = None,
         **kwargs: Any,
     ) -> Callable[[F], F]:
-        """flask-smorest's `response`, which answers JSON only: with a non-JSON
-        `content_type` the view returns its body (str or bytes, optionally in a
-        `(body, status, headers)` tuple) and gets an answer of that type, so the documented
-        type and the served one are one value. A header of the tuple (Content-Type) still
-        wins, and a `Response` (a stream) passes through untouched."""
-        document = super().response(status_code, schema, content_type=content_type, **kwargs)
+        """flask-smorest's `response`, with two additions.
+
+        A JSON answer may be `Dumped(data)`, sent as it is (the view dumped it with a
+        schema built for this request); anything else is dumped by `schema` as usual.
+
+        smorest answers JSON only: with a non-JSON `content_type` the view returns its
+        body (str or bytes, optionally in a `(body, status, headers)` tuple) and gets an
+        answer of that type, so the documented type and the served one are one value. A
+        header of the tuple (Content-Type) still wins, and a `Response` (a stream) passes
+        through untouched."""
         if content_type is None or _is_json(content_type):
-            return document
+            if schema is not None:
+                schema = _PassDumped(schema() if isinstance(schema, type) else schema)
+            return super().response(status_code, schema, content_type=content_type, **kwargs)
+        document = super().response(status_code, schema, content_type=content_type, **kwargs)
 
         def decorate(view: F) -> F:
             @wraps(view)
@@ -212,6 +243,11 @@ class Blueprint(flask_smorest.Blueprint):
             return document(as_typed_body)  # type: ignore[arg-type]
 
         return decorate
+
+    @staticmethod
+    def _make_doc_response_schema(schema: Any) -> Any:
+        """smorest's hook for the documented schema: the one `_PassDumped` dumps with."""
+        return schema.schema if isinstance(schema, _PassDumped) else schema
 
     @staticmethod
     def errors(*statuses: int) -> Callable[[F], F]:
