@@ -107,7 +107,9 @@ def checked_app(*, serving: bool = False) -> Flask:
         app = create_app()
         prove_key_ring(app, serving=serving)
     except ConfigError as exc:
-        print(f"ConfigError: {exc}", file=sys.stderr, flush=True)
+        # The process's one line, not a log record (logging may not be set up yet, and a
+        # record would carry a prefix); click.echo flushes it before the exit.
+        click.echo(f"ConfigError: {exc}", err=True)
         raise SystemExit(EXIT_STATUS) from None
     _one_line_for_database_errors(app)
     return app

@@ -34,6 +34,10 @@ from app.core import redis_client
 
 log = logging.getLogger(__name__)
 
+# What generate_latest writes, as prometheus-client names it: /metrics is documented and
+# served with this one value.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
 HTTP_REQUESTS = Counter(
     "gatehouse_http_requests",
     "HTTP requests answered, by method, route template and status.",
@@ -155,8 +159,8 @@ def add_gauge(
     app.extensions.setdefault("gatehouse.gauges", []).append((name, documentation, label, read))
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics page and its content type."""
+def exposition() -> bytes:
+    """The metrics page, in the text format of `CONTENT_TYPE`."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -164,4 +168,4 @@ def exposition() -> tuple[bytes, str]:
         registry = REGISTRY  # this process's own, with process and GC metrics
     scraped = CollectorRegistry(auto_describe=False)
     scraped.register(_ScrapeCollector(current_app.extensions.get("gatehouse.gauges", [])))
-    return generate_latest(registry) + generate_latest(scraped), CONTENT_TYPE_LATEST
+    return generate_latest(registry) + generate_latest(scraped)

@@ -7,7 +7,7 @@ chunks of a 4-byte big-endian length and the sealed bytes. A chunk's nonce is th
 and its 8-byte index; its associated data is the header, the index and a final flag, so a
 reordered, dropped or appended chunk and a file cut after any chunk but the last fail.
 The check value (derived with the key, not from it) tells a wrong passphrase from an
-altered file. Kept next to core/security.py: every cipher and KDF lives in core.
+altered file. Kept next to core/security/: every cipher and KDF lives in core.
 """
 
 from __future__ import annotations

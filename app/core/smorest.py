@@ -7,6 +7,11 @@ Every operation of a surface's Blueprint is documented with:
   `@blp.errors(409, ...)`;
 - its security and tenant-header parameters, from the metadata the auth decorators leave
   on the view (`document_auth`), or `@blp.tenant_header` for public views that read it.
+
+Answers that are not JSON go through `@blp.response` too: with a non-JSON `content_type`,
+a view returns its body as str/bytes and the Blueprint builds the answer in that type. A
+view whose schema depends on the request (a field selection) returns `Dumped(...)`, which
+`@blp.response` sends as it is while documenting the status's full schema.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import http
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any, TypeVar
 
 import flask_smorest
 import marshmallow as ma
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
+from flask_smorest.utils import unpack_tuple_response
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.datastructures import CombinedMultiDict
@@ -159,6 +166,28 @@ IF_MATCH = {
 }
 
 
+@dataclass(frozen=True)
+class Dumped:
+    """An answer already dumped by a schema the view built for this request (the
+    management surface's `fields`/`include_fields` pick the properties): `@blp.response`
+    sends it as it is, and documents the status's full schema, of which it is a part."""
+
+    data: Any
+
+
+class _PassDumped:
+    """What `@blp.response` dumps with at run time: the documented schema, except for a
+    `Dumped` answer, which it passes through (see `Blueprint._make_doc_response_schema`)."""
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+
+    def dump(self, obj: Any) -> Any:
+        if isinstance(obj, Dumped):
+            return obj.data
+        return self.schema.dump(obj)
+
+
 class Blueprint(flask_smorest.Blueprint):
     """A surface: its routes, and the schema of the errors it renders."""
 
@@ -173,6 +202,52 @@ class Blueprint(flask_smorest.Blueprint):
         super().__init__(*args, **kwargs)
         self.error_schema = error_schema
         self._prepare_doc_cbks.append(self._prepare_surface_doc)
+
+    def response(
+        self,
+        status_code: int,
+        schema: Any = None,
+        *,
+        content_type: str | None = None,
+        **kwargs: Any,
+    ) -> Callable[[F], F]:
+        """flask-smorest's `response`, with two additions.
+
+        A JSON answer may be `Dumped(data)`, sent as it is (the view dumped it with a
+        schema built for this request); anything else is dumped by `schema` as usual.
+
+        smorest answers JSON only: with a non-JSON `content_type` the view returns its
+        body (str or bytes, optionally in a `(body, status, headers)` tuple) and gets an
+        answer of that type, so the documented type and the served one are one value. A
+        header of the tuple (Content-Type) still wins, and a `Response` (a stream) passes
+        through untouched."""
+        if content_type is None or _is_json(content_type):
+            if schema is not None:
+                schema = _PassDumped(schema() if isinstance(schema, type) else schema)
+            return super().response(status_code, schema, content_type=content_type, **kwargs)
+        document = super().response(status_code, schema, content_type=content_type, **kwargs)
+
+        def decorate(view: F) -> F:
+            @wraps(view)
+            def as_typed_body(*args: Any, **view_kwargs: Any) -> Any:
+                body, status, headers = unpack_tuple_response(
+                    current_app.ensure_sync(view)(*args, **view_kwargs)
+                )
+                if not isinstance(body, str | bytes):
+                    return body, status, headers
+                response = _typed_response(body, content_type)
+                if headers:
+                    response.headers.update(headers)  # replaces, where smorest would add
+                return response, status
+
+            return document(as_typed_body)  # type: ignore[arg-type]
+
+        return decorate
+
+    @staticmethod
+    def _make_doc_response_schema(schema: Any) -> Any:
+        """smorest's hook for the documented schema: the one `_PassDumped` dumps with."""
+        return schema.schema if isinstance(schema, _PassDumped) else schema
 
     @staticmethod
     def errors(*statuses: int) -> Callable[[F], F]:
@@ -246,6 +321,19 @@ class Blueprint(flask_smorest.Blueprint):
             media = content.pop(_JSON_OR_FORM)
             content[FORM] = media
             content[JSON] = deepcopy(media)
+
+
+def _typed_response(body: str | bytes, content_type: str) -> Response:
+    # A bare text type gets werkzeug's charset (text/plain; charset=utf-8); a full content
+    # type, parameters and all (Prometheus'), is sent as written.
+    if ";" in content_type:
+        return Response(body, content_type=content_type)
+    return Response(body, mimetype=content_type)
+
+
+def _is_json(content_type: str) -> bool:
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == JSON or mimetype.endswith("+json")
 
 
 def schema_name(schema: type[ma.Schema]) -> str:

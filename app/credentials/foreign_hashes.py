@@ -1,7 +1,7 @@
 """Foreign password hashes at import (issue 24): turn what an Auth0 bulk-import file, a
 Firebase `auth:export` (with its project's scrypt parameters), a Django or passlib
 database or an LDAP directory holds into the one string the `password_hash` column keeps
-(the formats are described in app/core/password_formats.py).
+(the formats are described in app/core/security/password_formats.py).
 
 Malformed input is refused with `Invalid(code="invalid_hash")`, an algorithm or format we
 do not take with `Invalid(code="unsupported_hash")`. Neither error quotes the hash: its
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.core import password_formats as formats
 from app.core import security
 from app.core.errors import Invalid
+from app.core.security import password_formats as formats
 
 # Auth0's custom_password_hash.algorithm values, by how we store them.
 AUTH0_DIGESTS = ("md4", "md5", "sha1", "sha256", "sha512")

@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from typing import IO, Any, BinaryIO
 
 from app.audit import service as audit_service
-from app.core import password_formats, sealed
+from app.core import sealed
 from app.core.errors import Invalid
+from app.core.security import password_formats
 from app.core.tenancy import current_tenant_id
 from app.credentials import foreign_hashes
 from app.portability import sources, user_lines

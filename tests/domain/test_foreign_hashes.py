@@ -18,9 +18,10 @@ import bcrypt
 import pytest
 from argon2 import PasswordHasher, Type
 
-from app.core import password_formats, security
+from app.core import security
 from app.core.errors import Invalid
-from app.core.md4 import MD4
+from app.core.security import password_formats
+from app.core.security.md4 import MD4
 from app.credentials import foreign_hashes
 from app.credentials.foreign_hashes import FirebaseHashConfig
 

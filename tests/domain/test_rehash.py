@@ -19,9 +19,10 @@ from sqlalchemy import select, update
 
 from app.audit import service as audit_service
 from app.audit.models import AuditEvent
-from app.core import password_formats, security
+from app.core import security
 from app.core.db import db, independent_write
 from app.core.redact import REDACTED, RedactingFilter, redact_text
+from app.core.security import password_formats
 from app.core.tenancy import tenant_scope
 from app.credentials import foreign_hashes
 from app.users import passwords

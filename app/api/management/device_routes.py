@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
-
 from app.api.auth import current_principal, requires
 from app.api.management import blp
 from app.api.management.query import field_selection
@@ -18,6 +16,7 @@ from app.api.management.schemas import (
     DeviceCredentialSchema,
     ListDevicesQuerySchema,
 )
+from app.core.smorest import Dumped
 from app.credentials import devices as device_service
 from app.credentials.models import DeviceCredential
 
@@ -31,7 +30,7 @@ DEVICES_ANSWER = {
 @blp.arguments(ListDevicesQuerySchema, location="query")
 @blp.errors(400)
 @blp.response(200, DEVICES_ANSWER)
-def list_device_credentials(query: dict[str, Any]) -> Response:
+def list_device_credentials(query: dict[str, Any]) -> Dumped:
     """List device credentials (a user's own, or filtered by user_id, client_id, type)"""
     found = device_service.list_credentials(
         actor=current_principal(),

@@ -27,6 +27,7 @@ from app.api.management.query import field_selection
 from app.api.management.routes import answer
 from app.core.errors import Forbidden, Invalid, NotFound
 from app.core.http import upload
+from app.core.smorest import Dumped
 from app.portability import exports, imports, jobs
 from app.portability.models import COMPLETED, EXPORT, FAILED, PENDING, TransferJob
 
@@ -76,7 +77,7 @@ def _matching_connections(query: dict[str, Any]) -> list[dict[str, Any]]:
 @blp.arguments(ListConnectionsQuerySchema, location="query")
 @blp.errors(400)
 @blp.response(200, CONNECTIONS_ANSWER)
-def list_connections(query: dict[str, Any]) -> Response:
+def list_connections(query: dict[str, Any]) -> Dumped:
     """List the tenant's connections: its one database connection, filtered by strategy and
     name. A bare array; `{start, limit, length, total, connections}` with include_totals;
     `{connections}` with checkpoint paging (`from`, `take`)"""
@@ -112,7 +113,7 @@ def _page_only(selection: dict[str, Any], extra: tuple[str, ...] = ()) -> tuple[
 @blp.arguments(ConnectionQuerySchema, location="query")
 @blp.errors(400, 404)
 @blp.response(200, ConnectionSchema)
-def get_connection(query: dict[str, Any], connection_id: str) -> Response:
+def get_connection(query: dict[str, Any], connection_id: str) -> Dumped:
     """Get a connection (the tenant's one database connection)"""
     connection = _connection()
     if connection_id != connection["id"]:
@@ -226,7 +227,7 @@ def get_job(job_id: str) -> dict[str, Any]:
 @blp.errors(404)
 @blp.response(200, ERRORS_ANSWER)
 @blp.alt_response(204, description="The job has no errors")
-def get_job_errors(job_id: str) -> Response:
+def get_job_errors(job_id: str) -> Dumped | Response:
     """The errors of a job: the users an import rejected, `[{user, errors: [{code, message,
     path}]}]`; for a job that failed as a whole, the job and its status_details; 204 when
     there are none"""

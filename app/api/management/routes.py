@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, jsonify
 
 from app.api.auth import current_principal, requires
 from app.api.management import blp
@@ -23,6 +22,7 @@ from app.api.management.schemas import (
     UserSchema,
 )
 from app.core.pagination import OffsetPage
+from app.core.smorest import Dumped
 from app.credentials import service as credential_service
 from app.users import profile as profile_service
 from app.users import search as search_service
@@ -33,11 +33,10 @@ IGNORED_BODY_FIELDS = ("connection", "client_id", "verify_email")
 USERS_ANSWER = {"oneOf": [UserPageSchema, {"type": "array", "items": UserSchema}]}
 
 
-def answer(schema: ma.Schema, data: Any, status: int = 200) -> Response:
-    """`data` dumped by `schema` (built per request when `fields` picks the properties)."""
-    response = jsonify(schema.dump(data))
-    response.status_code = status
-    return response
+def answer(schema: ma.Schema, data: Any) -> Dumped:
+    """`data` dumped by `schema`, built for this request (`fields` picks the properties);
+    `@blp.response` sends it and documents the full schema."""
+    return Dumped(schema.dump(data))
 
 
 def _nested(selection: dict[str, Any], key: str) -> dict[str, Any]:
@@ -57,7 +56,7 @@ def page_answer(
     item_schema: type[ma.Schema],
     selection: dict[str, Any],
     with_total: bool,
-) -> Response:
+) -> Dumped:
     """Auth0's list answer: a bare array, or with totals `{start, limit, length, total,
     <key>: [...]}`."""
     if not with_total:
@@ -81,7 +80,7 @@ def _body(body: dict[str, Any]) -> dict[str, Any]:
 @blp.arguments(ListUsersQuerySchema, location="query")
 @blp.errors(400)
 @blp.response(200, USERS_ANSWER)
-def list_users(query: dict[str, Any]) -> Response:
+def list_users(query: dict[str, Any]) -> Dumped:
     """List or search users (page, per_page, include_totals, q, sort, fields)"""
     paging = search_service.SearchPage(
         page=query["page"],
@@ -118,7 +117,7 @@ def create_user(body: dict[str, Any]) -> Any:
 @blp.arguments(FieldsQuerySchema, location="query")
 @blp.errors(400, 404)
 @blp.response(200, UserSchema)
-def get_user(query: dict[str, Any], user_id: str) -> Response:
+def get_user(query: dict[str, Any], user_id: str) -> Dumped:
     """Get a user"""
     selection = field_selection(query.get("fields"), query["include_fields"], USER_FIELDS)
     return answer(UserSchema(**selection), user_service.get_user(user_id))
@@ -150,7 +149,7 @@ def delete_user(user_id: str) -> None:
 @blp.arguments(UsersByEmailQuerySchema, location="query")
 @blp.errors(400)
 @blp.response(200, UserSchema(many=True))
-def users_by_email(query: dict[str, Any]) -> Response:
+def users_by_email(query: dict[str, Any]) -> Dumped:
     """Find users by email (case-insensitive)"""
     selection = field_selection(query.get("fields"), query["include_fields"], USER_FIELDS)
     return answer(UserSchema(many=True, **selection), user_service.find_by_email(query["email"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g
+from flask import current_app, g
 
 from app.api.auth import client_ip, public, requires, root_only, root_only_in_path_tenant
 from app.api.platform import blp
@@ -149,8 +149,12 @@ def readyz() -> tuple[dict[str, Any], int]:
 
 @blp.route("/metrics", methods=["GET"])
 @public
-@blp.response(200, content_type="text/plain; version=0.0.4")
-def metrics_page() -> Response:
+@blp.response(
+    200,
+    {"type": "string"},
+    content_type=metrics.CONTENT_TYPE,
+    description="Prometheus' text exposition format",
+)
+def metrics_page() -> bytes:
     """Prometheus metrics: requests, latency, sign-ins, mail deliveries, Celery tasks"""
-    body, content_type = metrics.exposition()
-    return Response(body, content_type=content_type)
+    return metrics.exposition()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
-
 from app.api.auth import current_principal, requires
 from app.api.etag import ETAG_HEADER, check_if_match, etag_headers
 from app.api.fields import ListQuerySchema
@@ -63,14 +61,12 @@ def get_secret(user_id: str, secret_id: str) -> Tagged:
     description="The value, exactly as stored",
     headers={"Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}}},
 )
-def get_secret_value(user_id: str, secret_id: str) -> Response:
+def get_secret_value(user_id: str, secret_id: str) -> tuple[str, int, dict[str, str]]:
     """Read a secret's value as text/plain (audited)"""
     value = secret_service.read_value(
         actor=current_principal(), user_id=user_id, secret_id=secret_id
     )
-    response = Response(value, mimetype="text/plain")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return value, 200, {"Cache-Control": "no-store"}
 
 
 @blp.route("/user/<user_id>/secrets/<secret_id>", methods=["PUT"])

@@ -1,7 +1,7 @@
 """MD4 (RFC 1320) in pure Python with the standard digest interface (update/copy/digest), so `hmac`
 can take it too. OpenSSL 3 dropped MD4 from its default provider and no well-kept package
 offers it alone, yet Auth0 still imports md4 hashes (and NTLM is md4 of UTF-16LE). Used only
-to verify imported password hashes (core/password_formats.py); never for anything new.
+to verify imported password hashes (core/security/password_formats.py); never for anything new.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Every security primitive of the service: password hashing, digests and constant-time
 compares, signed tokens (itsdangerous) and authenticated encryption with a key ring.
-Imported (foreign) password hashes are verified by core/password_formats.py.
+Imported (foreign) password hashes are verified by the `password_formats` module of this
+package (with `md4`, for Auth0's md4 hashes), so every hash the service computes is here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from app.core import password_formats
+from app.core.security import password_formats
 
 # OWASP's argon2id floor: m=19 MiB, t=2, p=1.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)

@@ -1,8 +1,8 @@
 """Foreign password hash formats, verified in constant time, so users moved in from Auth0,
 Firebase, Django, passlib or an LDAP directory keep their password until their first
-sign-in rehashes it to argon2id (issue 24). With security.py, the only module that hashes
-(house rule: every primitive lives in core); app/credentials/foreign_hashes.py builds the
-strings from import files and maps errors to the domain.
+sign-in rehashes it to argon2id (issue 24). Part of core.security, where every hashing
+primitive lives (house rule); app/credentials/foreign_hashes.py builds the strings from
+import files and maps errors to the domain.
 
 A stored hash is ONE string that fits the `password_hash` column (255 characters):
 - a format with a self-describing string keeps it: bcrypt `$2a$`/`$2b$`/`$2y$`, argon2 PHC
@@ -32,7 +32,7 @@ from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from app.core.md4 import MD4
+from app.core.security.md4 import MD4
 
 FOREIGN = "$gh-foreign$"
 MAX_LENGTH = 255  # the password_hash column
