@@ -85,10 +85,10 @@ def _call(app: Any, method: str, path: str, headers: dict[str, str], body: Any) 
 
 
 def _update(app: Any, key: str, user_id: str) -> Callable[[int], None]:
+    from werkzeug.test import EnvironBuilder
+
     def run(n: int) -> None:
         body = json.dumps({"user_metadata": {"n": n}}).encode()
-        from werkzeug.test import EnvironBuilder
-
         environ = EnvironBuilder(
             path=f"/api/v2/users/{user_id}",
             method="PATCH",
