@@ -12,7 +12,7 @@ PORT ?= 5000
 PEER_VENV ?= .venv-bench-peer
 PEER_STAMP := $(PEER_VENV)/.installed-$(shell cat bench/peers/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: translations screenshots install install-runtime run test test-reliability lint format bench bench-import bench-profile bench-rehash bench-reset fuzz clean browser
+.PHONY: translations screenshots install install-runtime run test test-reliability lint format bench bench-import bench-profile bench-rehash bench-webhooks bench-reset fuzz clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,7 @@ bench: install $(PEER_STAMP)
 	BENCH_PEER_PYTHON=$(PEER_VENV)/bin/python $(BIN)/python bench/run.py
 	$(BIN)/python bench/rehash.py
 	$(BIN)/python bench/import_users.py
+	$(BIN)/python bench/webhooks.py
 
 # The first sign-in of an imported bcrypt user against a native one (bench/README.md).
 bench-rehash: install
@@ -111,6 +112,11 @@ bench-rehash: install
 # Only the import figures (issue 24): users/s and peak RSS for 100 k and BENCH_USERS users.
 bench-import: install
 	$(BIN)/python bench/import_users.py
+
+# What webhooks add to a user update (3 endpoints against none) and one worker's delivery
+# rate to a local receiver (bench/README.md).
+bench-webhooks: install
+	$(BIN)/python bench/webhooks.py
 
 # Where a request's CPU goes, in-process, against the bench database (bench/README.md).
 bench-profile: install
