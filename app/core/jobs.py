@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _PENDING_KEY = "gatehouse_after_commit"
 _EAGER_LOCK = threading.Lock()
 _EAGER_RUNNER: ThreadPoolExecutor | None = None
+_PUBLISHER: ThreadPoolExecutor | None = None
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -148,10 +149,13 @@ def delete_all_tenants(model: type[Any], *where: Any, batch_size: int) -> int:
         ).rowcount
 
 
-def enqueue_after_commit(task: Task, *args: Any) -> None:
-    """Queue `task(*args)` once the current transaction commits; dropped on rollback."""
+def enqueue_after_commit(task: Task, *args: Any, off_request: bool = False) -> None:
+    """Queue `task(*args)` once the current transaction commits; dropped on rollback.
+    `off_request`: publish it from a background thread, so the request does not wait for
+    the broker (for work whose rows a periodic job also finds, should the process die
+    before the publish)."""
     db.session.connection()  # begin the transaction now, so a rollback is seen even if empty
-    db.session.info.setdefault(_PENDING_KEY, []).append((task, args))
+    db.session.info.setdefault(_PENDING_KEY, []).append((task, args, off_request))
 
 
 def send_task(task: Task, *args: Any, countdown: float | None = None) -> None:
@@ -172,14 +176,38 @@ def _run_pending(session: Session) -> None:
     if celery.conf.task_always_eager:
         # In-process tasks run after the answer, on a background thread: a request that
         # queues a mail (a reset for a real user) then takes as long as one that does not.
-        _eager_runner().submit(_run_eagerly, celery, pending, current_request_id())
+        work = [(task, args) for task, args, _ in pending]
+        _eager_runner().submit(_run_eagerly, celery, work, current_request_id())
         return
+    later = [(task, args) for task, args, off_request in pending if off_request]
+    if later:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        _publisher().submit(_publish, app, later, current_request_id())
+    _publish_now([(task, args) for task, args, off_request in pending if not off_request])
+
+
+def _publish_now(pending: list[tuple[Task, tuple[Any, ...]]]) -> None:
     for task, args in pending:
         try:
             send_task(task, *args)
         except Exception:
             # The row that asked for this work is committed; periodic jobs pick it up later.
             log.warning("could not queue %s; it will be retried by its periodic job", task.name)
+
+
+def _publisher() -> ThreadPoolExecutor:
+    global _PUBLISHER
+    with _EAGER_LOCK:
+        if _PUBLISHER is None:
+            _PUBLISHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-publisher")
+        return _PUBLISHER
+
+
+def _publish(
+    app: Flask, pending: list[tuple[Task, tuple[Any, ...]]], request_id: str | None
+) -> None:
+    with app.app_context(), bound_request_id(request_id):
+        _publish_now(pending)
 
 
 def _eager_runner() -> ThreadPoolExecutor:

@@ -162,9 +162,8 @@ def send_test(*, endpoint_id: str) -> WebhookMessage:
     endpoint = get_endpoint(endpoint_id)
     if not endpoint.enabled:
         raise Conflict("The webhook endpoint is disabled", code="webhook_disabled")
-    (message,) = events.write_messages([endpoint.id], events.TEST_EVENT, events.test_body())
-    db.session.flush()
-    return message
+    (message_id,) = events.write_messages([endpoint.id], events.TEST_EVENT, events.test_body())
+    return get_message(endpoint_id=endpoint.id, message_id=message_id)
 
 
 def list_messages(
