@@ -167,11 +167,14 @@ def _set_email(user: User, email: str | None) -> None:
 def _check_username_free(user: User) -> None:
     if user.username_normalized is None:
         return
-    taken = db.session.scalar(
-        select(User.id).where(
-            User.username_normalized == user.username_normalized, User.id != user.id
+    # Not autoflushed: flushing the new username first would hit the unique index as an
+    # IntegrityError (a 500) before this check could answer 409.
+    with db.session.no_autoflush:
+        taken = db.session.scalar(
+            select(User.id).where(
+                User.username_normalized == user.username_normalized, User.id != user.id
+            )
         )
-    )
     if taken is not None:
         raise Conflict("This username is taken", code="username_exists")
 
