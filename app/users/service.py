@@ -236,10 +236,6 @@ def update_user(
     if unknown:
         raise TypeError(f"unknown user fields: {sorted(unknown)}")
     changed = sorted(key for key in changes if changes[key] != getattr(user, key))
-    if actor is not None and changed:
-        audit_service.record(
-            action="user.updated", actor=actor, user_id=user.id, ip=ip, data={"fields": changed}
-        )
     if any(changes[key] != getattr(user, key) for key in changes.keys() & SCOPE_FIELDS):
         scopes_changed(user)
     if "username" in changes:
@@ -250,6 +246,12 @@ def update_user(
     for key in changes.keys() & PROFILE_FIELDS:
         setattr(user, key, changes[key])
     _flush_unique(user)
+    # Recorded once the row holds the change: the webhook body written with this event
+    # shows the user as the change left it.
+    if actor is not None and changed:
+        audit_service.record(
+            action="user.updated", actor=actor, user_id=user.id, ip=ip, data={"fields": changed}
+        )
     return user
 
 
