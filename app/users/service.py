@@ -167,11 +167,14 @@ def _set_email(user: User, email: str | None) -> None:
 def _check_username_free(user: User) -> None:
     if user.username_normalized is None:
         return
-    taken = db.session.scalar(
-        select(User.id).where(
-            User.username_normalized == user.username_normalized, User.id != user.id
+    # Not autoflushed: flushing the new username first would hit the unique index as an
+    # IntegrityError (a 500) before this check could answer 409.
+    with db.session.no_autoflush:
+        taken = db.session.scalar(
+            select(User.id).where(
+                User.username_normalized == user.username_normalized, User.id != user.id
+            )
         )
-    )
     if taken is not None:
         raise Conflict("This username is taken", code="username_exists")
 
@@ -233,10 +236,6 @@ def update_user(
     if unknown:
         raise TypeError(f"unknown user fields: {sorted(unknown)}")
     changed = sorted(key for key in changes if changes[key] != getattr(user, key))
-    if actor is not None and changed:
-        audit_service.record(
-            action="user.updated", actor=actor, user_id=user.id, ip=ip, data={"fields": changed}
-        )
     if any(changes[key] != getattr(user, key) for key in changes.keys() & SCOPE_FIELDS):
         scopes_changed(user)
     if "username" in changes:
@@ -247,6 +246,12 @@ def update_user(
     for key in changes.keys() & PROFILE_FIELDS:
         setattr(user, key, changes[key])
     _flush_unique(user)
+    # Recorded once the row holds the change: the webhook body written with this event
+    # shows the user as the change left it.
+    if actor is not None and changed:
+        audit_service.record(
+            action="user.updated", actor=actor, user_id=user.id, ip=ip, data={"fields": changed}
+        )
     return user
 
 

@@ -225,7 +225,7 @@ def test_block_ends_tokens_at_once_and_unblock_restores_them(
     def set_blocked(value: bool) -> None:
         with app.app_context(), tenant_scope(tenant.id):
             user_service.update_user(
-                user=user_service.get_user("bea-1"), changes={"blocked": value}
+                user=user_service.get_user("bea-1"), changes={"blocked": value}, actor="test"
             )
             db.session.commit()
 
