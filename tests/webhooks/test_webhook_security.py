@@ -39,6 +39,11 @@ def production_rules(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
         "https://[::ffff:127.0.0.1]/",
         "https://[fd00::1]/",
         "https://[fe80::1]/",
+        "https://[::127.0.0.1]/",  # IPv4-compatible
+        "https://[::ffff:0:a00:5]/",  # IPv4-translated
+        "https://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+        "https://[64:ff9b:1::a00:5]/",  # local-use NAT64
+        "https://[fec0::1]/",  # site-local
         "https://100.64.0.1/",
         "https://0.0.0.0/",
         "https://224.0.0.1/",
@@ -76,6 +81,7 @@ def test_registration_accepts_a_public_https_target_without_contacting_it(
     assert endpoint["url"] == "https://hooks.example.test/in?x=1"
     assert dns.asked == ["hooks.example.test"]  # checked by resolving it
     assert (PUBLIC_ADDRESS, 443) not in loopback_only.connects  # and never contacted
+    webhooks.register("https://[64:ff9b::5db8:d822]/")  # NAT64 of a public address
 
 
 def test_http_and_private_targets_are_allowed_by_the_settings(
