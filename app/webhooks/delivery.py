@@ -20,6 +20,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -256,6 +257,7 @@ def _post(target: targets.Target, headers: dict[str, str], body: bytes) -> Outco
     except OSError as exc:
         return Outcome(None, f"connection failed: {type(exc).__name__}")
     # The whole attempt ends at the deadline, however the target dribbles its answer.
+    deadline = time.monotonic() + timeout
     watchdog = threading.Timer(timeout, _shut, (sock,))
     watchdog.start()
     try:
@@ -273,7 +275,9 @@ def _post(target: targets.Target, headers: dict[str, str], body: bytes) -> Outco
     except ssl.SSLError as exc:
         return Outcome(None, f"TLS failed: {exc.reason or type(exc).__name__}"[:255])
     except (OSError, http.client.HTTPException) as exc:
-        timed_out = isinstance(exc, TimeoutError) or not watchdog.is_alive()
+        # The read the watchdog cut short may fail before the watchdog's thread has ended,
+        # so the clock, not is_alive(), says whether the deadline passed.
+        timed_out = isinstance(exc, TimeoutError) or time.monotonic() >= deadline
         return Outcome(None, "timed out" if timed_out else f"failed: {type(exc).__name__}")
     finally:
         watchdog.cancel()

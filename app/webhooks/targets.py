@@ -6,7 +6,7 @@ answer that changes between the check and the connection (rebinding) gains nothi
 Production refuses plain http, and any host that resolves to an address that is not
 globally routable: loopback, private, link-local (the cloud metadata address
 169.254.169.254 among them), carrier-grade NAT, multicast, reserved, unspecified, and IPv6
-forms of those (mapped IPv4, unique local). WEBHOOK_ALLOW_PRIVATE_TARGETS and
+forms of those (mapped IPv4, NAT64, unique local). WEBHOOK_ALLOW_PRIVATE_TARGETS and
 WEBHOOK_ALLOW_HTTP lift the two rules, for an on-premise receiver.
 """
 
@@ -108,7 +108,30 @@ def _is_public(address: str) -> bool:
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if ip.is_site_local or ip in _NAT64_LOCAL:
+            return False
+        embedded = (
+            ip.ipv4_mapped
+            or ip.sixtofour
+            or (ip.teredo[1] if ip.teredo else None)
+            or _last_32_bits(ip)
+        )
         if embedded is not None and not _is_public(str(embedded)):
             return False
     return ip.is_global and not ip.is_multicast
+
+
+# IPv6 forms that carry an IPv4 address in their last 32 bits, which a NAT64 gateway (or
+# an old stack) turns into that IPv4 address: 64:ff9b::10.0.0.5 reaches 10.0.0.5, and
+# Python counts these prefixes as global. The local-use NAT64 prefix (RFC 8215) maps to
+# whatever its network chooses, so it is refused whole, as is deprecated site-local fec0::.
+_EMBEDS_IPV4 = tuple(
+    ipaddress.IPv6Network(prefix) for prefix in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96")
+)
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _last_32_bits(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if any(ip in network for network in _EMBEDS_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
