@@ -183,6 +183,20 @@ def due_messages_all_tenants(limit: int) -> list[tuple[str, str]]:
     return [(tenant_id, message_id) for tenant_id, message_id in rows]
 
 
+def next_due_for(endpoint_id: str) -> str | None:
+    """The endpoint's oldest due message (one that found the endpoint busy), if any."""
+    return db.session.scalar(
+        select(WebhookMessage.id)
+        .where(
+            WebhookMessage.endpoint_id == endpoint_id,
+            WebhookMessage.status == PENDING,
+            WebhookMessage.next_attempt_at <= utcnow(),
+        )
+        .order_by(WebhookMessage.next_attempt_at)
+        .limit(1)
+    )
+
+
 def purge_old_all_tenants(*, batch_size: int) -> int:
     """Delete delivered and failed messages older than WEBHOOK_RETENTION_DAYS."""
     before = utcnow() - timedelta(days=current_app.config["WEBHOOK_RETENTION_DAYS"])

@@ -44,9 +44,10 @@ def deliver(self: Task, tenant_id: str, message_id: str) -> str:
     if claimed is None:
         return "skipped"  # not due, done, or taken by another worker
     if not delivery.take_slot(claimed):
-        # Its endpoint is busy (slow): the dispatcher sends it again later, a few of the
-        # endpoint's messages per run, instead of it spinning through the queue.
-        delivery.release(message_id, after_seconds=current_app.config["WEBHOOK_TIMEOUT_SECONDS"])
+        # Its endpoint is busy (slow): the message waits, due, until an attempt to that
+        # endpoint ends and sends the next in line (or the dispatcher does), instead of
+        # spinning through the queue.
+        delivery.release(message_id, after_seconds=0)
         db.session.commit()
         return "busy"
     try:
@@ -55,6 +56,9 @@ def deliver(self: Task, tenant_id: str, message_id: str) -> str:
         delivery.free_slot(claimed)
     message = delivery.record(claimed, outcome)
     db.session.commit()
+    waiting = delivery.next_due_for(claimed.endpoint_id)
+    if waiting is not None:
+        _later(tenant_id, waiting, 0)
     if message is None:
         return "gone"
     log.info(

@@ -104,11 +104,11 @@ def quiet_message(app: Flask, tenant_id: str, endpoint_id: str) -> str:
     """A due pending message written by the real writer but not queued (the session passed
     is not `db.session`, so no delivery task follows): as if its queueing had been lost."""
     with app.app_context(), tenant_scope(tenant_id):
-        (message,) = events.write_messages(
+        (message_id,) = events.write_messages(
             [endpoint_id], events.TEST_EVENT, events.test_body(), session=db.session()
         )
         db.session.commit()
-        return message.id
+        return message_id
 
 
 def shift(app: Flask, table: str, column: str, row_id: str, seconds: float) -> int:
