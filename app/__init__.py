@@ -85,6 +85,15 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
         "state",
         count_by_status_all_tenants,
     )
+    from app.webhooks import delivery as webhook_delivery
+
+    add_gauge(
+        app,
+        "gatehouse_webhook_messages",
+        "Webhook messages by state.",
+        "state",
+        webhook_delivery.count_by_status_all_tenants,
+    )
     _wire_webhooks()
     _serve_swagger_assets(app)
     install_request_metrics(app)  # first, so its clock starts before the other hooks

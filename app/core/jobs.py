@@ -28,9 +28,8 @@ from app.core.tenancy import all_tenants, tenant_scope
 
 log = logging.getLogger(__name__)
 _PENDING_KEY = "gatehouse_after_commit"
-_EAGER_LOCK = threading.Lock()
-_EAGER_RUNNER: ThreadPoolExecutor | None = None
-_PUBLISHER: ThreadPoolExecutor | None = None
+_BACKGROUND_LOCK = threading.Lock()
+_BACKGROUND: dict[str, ThreadPoolExecutor] = {}
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -168,6 +167,18 @@ def send_task(task: Task, *args: Any, countdown: float | None = None) -> None:
     )
 
 
+def send_each(task: Task, rows: list[tuple[str, str]], what: str) -> int:
+    """Queue `task(tenant_id, row_id)` for each row a periodic job found waiting; a broker
+    that is down leaves the rest for the job's next run. How many were found."""
+    for tenant_id, row_id in rows:
+        try:
+            send_task(task, tenant_id, row_id)
+        except Exception:
+            log.warning("broker unavailable; %d %s wait for the next run", len(rows), what)
+            break
+    return len(rows)
+
+
 def _run_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING_KEY, [])
     if not pending:
@@ -177,12 +188,12 @@ def _run_pending(session: Session) -> None:
         # In-process tasks run after the answer, on a background thread: a request that
         # queues a mail (a reset for a real user) then takes as long as one that does not.
         work = [(task, args) for task, args, _ in pending]
-        _eager_runner().submit(_run_eagerly, celery, work, current_request_id())
+        _background("eager-task").submit(_run_eagerly, celery, work, current_request_id())
         return
     later = [(task, args) for task, args, off_request in pending if off_request]
     if later:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        _publisher().submit(_publish, app, later, current_request_id())
+        _background("task-publisher").submit(_publish, app, later, current_request_id())
     _publish_now([(task, args) for task, args, off_request in pending if not off_request])
 
 
@@ -195,14 +206,6 @@ def _publish_now(pending: list[tuple[Task, tuple[Any, ...]]]) -> None:
             log.warning("could not queue %s; it will be retried by its periodic job", task.name)
 
 
-def _publisher() -> ThreadPoolExecutor:
-    global _PUBLISHER
-    with _EAGER_LOCK:
-        if _PUBLISHER is None:
-            _PUBLISHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-publisher")
-        return _PUBLISHER
-
-
 def _publish(
     app: Flask, pending: list[tuple[Task, tuple[Any, ...]]], request_id: str | None
 ) -> None:
@@ -210,12 +213,12 @@ def _publish(
         _publish_now(pending)
 
 
-def _eager_runner() -> ThreadPoolExecutor:
-    global _EAGER_RUNNER
-    with _EAGER_LOCK:
-        if _EAGER_RUNNER is None:
-            _EAGER_RUNNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eager-task")
-        return _EAGER_RUNNER
+def _background(name: str) -> ThreadPoolExecutor:
+    """One background thread per purpose (`eager-task`, `task-publisher`), made on first use."""
+    with _BACKGROUND_LOCK:
+        if name not in _BACKGROUND:
+            _BACKGROUND[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        return _BACKGROUND[name]
 
 
 def _run_eagerly(

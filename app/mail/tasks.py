@@ -8,7 +8,7 @@ from celery import Task, shared_task
 from flask import current_app
 
 from app.core.db import db
-from app.core.jobs import run_in_batches, send_task, tenant_task
+from app.core.jobs import run_in_batches, send_each, tenant_task
 from app.mail import service as mail_service
 from app.mail.models import QUEUED
 
@@ -44,14 +44,7 @@ def send_delivery(self: Task, tenant_id: str, delivery_id: str) -> str:
 @shared_task(name="mail.requeue_stuck")
 def requeue_stuck() -> int:
     """Queue again every delivery still waiting well after it was due (broker outage)."""
-    stuck = mail_service.stuck_deliveries_all_tenants()
-    for tenant_id, delivery_id in stuck:
-        try:
-            send_task(send_delivery, tenant_id, delivery_id)
-        except Exception:
-            log.warning("broker unavailable; %d deliveries wait for the next run", len(stuck))
-            break
-    return len(stuck)
+    return send_each(send_delivery, mail_service.stuck_deliveries_all_tenants(), "deliveries")
 
 
 @shared_task(name="mail.cleanup_deliveries")

@@ -183,6 +183,16 @@ def due_messages_all_tenants(limit: int) -> list[tuple[str, str]]:
     return [(tenant_id, message_id) for tenant_id, message_id in rows]
 
 
+def count_by_status_all_tenants() -> dict[str, int]:
+    """How many messages are in each state, across tenants (the metrics gauge)."""
+    rows = execute_all_tenants(
+        select(WebhookMessage.status, func.count()).group_by(WebhookMessage.status)
+    )
+    counts = {PENDING: 0, DELIVERED: 0, FAILED: 0}
+    counts.update({status: count for status, count in rows})
+    return counts
+
+
 def next_due_for(endpoint_id: str) -> str | None:
     """The endpoint's oldest due message (one that found the endpoint busy), if any."""
     return db.session.scalar(

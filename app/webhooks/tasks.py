@@ -10,7 +10,7 @@ from celery import Task, shared_task
 from flask import current_app
 
 from app.core.db import db
-from app.core.jobs import run_in_batches, send_task, tenant_task
+from app.core.jobs import run_in_batches, send_each, send_task, tenant_task
 from app.webhooks import delivery
 from app.webhooks.models import PENDING
 
@@ -78,14 +78,7 @@ def deliver(self: Task, tenant_id: str, message_id: str) -> str:
 @shared_task(name="webhooks.dispatch_due")
 def dispatch_due() -> int:
     """Queue an attempt for every message that came due and is not being attempted."""
-    due = delivery.due_messages_all_tenants(DUE_BATCH)
-    for tenant_id, message_id in due:
-        try:
-            send_task(deliver, tenant_id, message_id)
-        except Exception:
-            log.warning("broker unavailable; %d webhook messages wait for the next run", len(due))
-            break
-    return len(due)
+    return send_each(deliver, delivery.due_messages_all_tenants(DUE_BATCH), "webhook messages")
 
 
 @shared_task(name="webhooks.cleanup_messages")

@@ -45,6 +45,8 @@ PERIODIC_TASKS = {
     "mail.cleanup_deliveries": "CLEANUP_INTERVAL_SECONDS",
     "applications.cleanup_codes": "CLEANUP_INTERVAL_SECONDS",
     "portability.cleanup_exports": "CLEANUP_INTERVAL_SECONDS",
+    "webhooks.dispatch_due": "WEBHOOK_DISPATCH_INTERVAL_SECONDS",
+    "webhooks.cleanup_messages": "CLEANUP_INTERVAL_SECONDS",
 }
 
 
@@ -270,6 +272,7 @@ def test_beat_schedules_every_periodic_task(app, database_url, tmp_path: Path, c
         "ACTIVITY_FLUSH_INTERVAL_SECONDS": "17",
         "MAIL_REQUEUE_INTERVAL_SECONDS": "23",
         "CLEANUP_INTERVAL_SECONDS": "29",
+        "WEBHOOK_DISPATCH_INTERVAL_SECONDS": "7",
     }
     variant = create_app(make_config(database_url, tmp_path, **intervals))
     for flask_app, expected in (

@@ -24,9 +24,10 @@ from app.audit import tasks as audit_tasks
 from app.core.jobs import send_task
 from app.core.logs import configure_logging
 from tests import factories
-from tests.conftest import make_config
+from tests.conftest import ROOT_KEY, make_config
 from tests.factories import PASSWORD, TenantHandle
 from tests.postmark_fake import FakePostmark
+from tests.webhook_receiver import Receiver
 
 HOST = "app.example.com"
 
@@ -136,6 +137,33 @@ def test_mail_deliveries_by_state_and_task_outcomes(
     assert value(after, deliveries, state="sent") == 1
     assert value(after, deliveries, state="queued") == 0
     assert value(after, deliveries, state="failed") == 0
+
+
+def test_webhook_messages_are_a_gauge_by_state(
+    app: Flask, client: FlaskClient, celery_worker: object
+) -> None:
+    tenant = factories.make_tenant(app, "hooks")
+    root = {"Authorization": f"Bearer {ROOT_KEY}"}
+    receiver = Receiver().start()
+    try:
+        endpoint = client.post(
+            f"/tenants/{tenant.id}/webhooks", json={"url": receiver.url}, headers=root
+        ).get_json()
+        assert (
+            client.post(
+                f"/tenants/{tenant.id}/webhooks/{endpoint['id']}/test", headers=root
+            ).status_code
+            == 202
+        )
+        gauge = "gatehouse_webhook_messages"
+        after = factories.wait_until(
+            lambda: (now := scrape(client)) and value(now, gauge, state="delivered") == 1 and now
+        )
+        assert after, "the delivered message never showed in /metrics"
+        assert value(after, gauge, state="pending") == 0
+        assert value(after, gauge, state="failed") == 0
+    finally:
+        receiver.stop()
 
 
 @pytest.fixture()

@@ -16,6 +16,14 @@ from tests.webhooks.support import FakeDns, LoopbackGuard, WebhookApi
 
 
 @pytest.fixture()
+def receiver() -> Iterator[Receiver]:
+    """One loopback receiver, stopped after the test."""
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
 def receivers() -> Iterator[Callable[[], Receiver]]:
     """`make()` starts one more loopback receiver; all are stopped after the test."""
     made: list[Receiver] = []

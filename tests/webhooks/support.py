@@ -199,3 +199,12 @@ class LoopbackGuard:
         if not (_is_literal(host) and ipaddress.ip_address(host.split("%", 1)[0]).is_loopback):
             cls.outside.append(address)
             raise PermissionError(f"test guard: connection to {address!r} refused")
+
+
+def register(client: FlaskClient, tenant_id: str, url: str, **fields: Any) -> dict[str, Any]:
+    """Register an endpoint with the root key; the create answer (secret included)."""
+    response = client.post(
+        f"/tenants/{tenant_id}/webhooks", json={"url": url, **fields}, headers=ROOT
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.get_json()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,19 +16,11 @@ from flask.testing import FlaskClient
 
 from app.webhooks.events import EVENT_TYPES
 from tests import factories
-from tests.conftest import ROOT_KEY
 from tests.factories import PASSWORD, TenantHandle, assert_surface_error, table_counts
 from tests.webhook_receiver import Receiver
+from tests.webhooks.support import ROOT, register
 
-ROOT = {"Authorization": f"Bearer {ROOT_KEY}"}
 FIELDS = {"id", "url", "event_types", "enabled", "description"}
-
-
-@pytest.fixture()
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture()
@@ -39,12 +30,6 @@ def hooked(app: Flask) -> TenantHandle:
 
 def base(tenant_id: str) -> str:
     return f"/tenants/{tenant_id}/webhooks"
-
-
-def register(client: FlaskClient, tenant_id: str, url: str, **fields: Any) -> dict[str, Any]:
-    response = client.post(base(tenant_id), json={"url": url, **fields}, headers=ROOT)
-    assert response.status_code == 201, response.get_data(as_text=True)
-    return response.get_json()
 
 
 def messages(client: FlaskClient, tenant_id: str, wid: str, **query: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import html
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,21 +25,14 @@ from tests.conftest import ROOT_KEY
 from tests.factories import PASSWORD, TenantHandle, bearer, totp_code
 from tests.postmark_fake import FakePostmark
 from tests.webhook_receiver import Received, Receiver, verify
+from tests.webhooks.support import ROOT, register
 
-ROOT = {"Authorization": f"Bearer {ROOT_KEY}"}
 NEW_PASSWORD = "a brand new staple 42"
 RESET_HOST = "app.example.com"
 RESET_LINK = re.compile(r"https://app\.example\.com/reset-password\?token=([^\s\"'<>&]+)")
 VERIFY_LINK = re.compile(r"http://gatehouse\.test/verify-email\?token=([^\s\"'<>&]+)")
 # What no body may hold, whatever the event: a password hash's marks.
 HASH_MARKS = ("argon2", "$gh-foreign$", "password_hash")
-
-
-@pytest.fixture()
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture()
@@ -57,14 +49,6 @@ def hooked(app: Flask) -> TenantHandle:
 
 def key_headers(tenant: TenantHandle) -> dict[str, str]:
     return {"Authorization": f"Bearer {tenant.key}"}
-
-
-def register(client: FlaskClient, tenant_id: str, url: str, **fields: Any) -> dict[str, Any]:
-    response = client.post(
-        f"/tenants/{tenant_id}/webhooks", json={"url": url, **fields}, headers=ROOT
-    )
-    assert response.status_code == 201, response.get_data(as_text=True)
-    return response.get_json()
 
 
 def create_user(client: FlaskClient, tenant: TenantHandle, user_id: str, **fields: Any) -> None:
