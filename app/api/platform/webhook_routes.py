@@ -29,6 +29,7 @@ ENDPOINT = ENDPOINTS + "/<webhook_id>"
 @root_or_tenant_key(SCOPE)
 @blp.arguments(CreateWebhookSchema)
 @blp.response(201, IssuedWebhookSchema)
+@blp.errors(409)
 def create_webhook(body: dict[str, Any], tenant_id: str) -> webhook_service.IssuedEndpoint:
     """Register a webhook endpoint (its signing secret is shown only in this answer)"""
     return webhook_service.create_endpoint(actor=current_principal(), **body)
@@ -80,6 +81,7 @@ def rotate_webhook_secret(tenant_id: str, webhook_id: str) -> webhook_service.Is
 @blp.route(ENDPOINT + "/test", methods=["POST"])
 @root_or_tenant_key(SCOPE)
 @blp.response(202, WebhookMessageSchema)
+@blp.errors(409)
 def test_webhook(tenant_id: str, webhook_id: str) -> WebhookMessage:
     """Send a `webhook.test` message to this endpoint (409 when it is disabled)"""
     return webhook_service.send_test(endpoint_id=webhook_id)
@@ -99,6 +101,7 @@ def list_webhook_messages(
 @blp.route(ENDPOINT + "/messages/<message_id>/replay", methods=["POST"])
 @root_or_tenant_key(SCOPE)
 @blp.response(202, WebhookMessageSchema)
+@blp.errors(409)
 def replay_webhook_message(tenant_id: str, webhook_id: str, message_id: str) -> WebhookMessage:
     """Send a message again, with the same webhook-id and body (409 when disabled)"""
     return webhook_service.replay(endpoint_id=webhook_id, message_id=message_id)
