@@ -107,8 +107,9 @@ def find_by_global_id(column: InstrumentedAttribute[str], value: str) -> Any:
     """The row whose globally unique `column` equals `value`, in whichever tenant holds it,
     or None. For a credential presented without a tenant (an API key by its id, an
     application by its client_id): the row names its tenant, and the caller then acts in
-    that tenant only. The one look-up across tenants on a request's path."""
-    with all_tenants():
+    that tenant only. The one look-up across tenants on a request's path. Pending changes
+    are not flushed here: outside their tenant's filter they would have no tenant."""
+    with db.session.no_autoflush, all_tenants():
         return db.session.scalar(select(column.class_).where(column == value))
 
 
