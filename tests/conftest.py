@@ -238,6 +238,7 @@ def app(
 def celery_worker(app: Flask) -> Iterator[Any]:
     """A real worker thread consuming from the Redis broker."""
     celery = app.extensions["celery"]
+    factories.bounded_broker_reads(celery)
     with start_worker(celery, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
         yield worker
 

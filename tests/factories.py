@@ -329,6 +329,16 @@ def error_code(body: dict[str, Any], surface: str) -> str:
     return body[key]
 
 
+def bounded_broker_reads(celery: Any) -> None:
+    """A test worker stopped from another thread may be closing its Redis channel while its
+    own thread reads the same BRPOP answer (a kombu race): the close then waits for an
+    answer that never comes. A socket timeout (above BRPOP's 1 s) ends that wait."""
+    celery.conf.broker_transport_options = {
+        **celery.conf.broker_transport_options,
+        "socket_timeout": 10,
+    }
+
+
 @contextmanager
 def celery_worker_for(app: Flask) -> Iterator[Any]:
     """A real worker thread consuming `app`'s own queue (for apps of a `deployment`).
@@ -348,6 +358,7 @@ def celery_worker_for(app: Flask) -> Iterator[Any]:
     session_current = getattr(_state._tls, "current_app", None)
     set_event_loop(None)  # this worker makes a loop of its own
     celery = app.extensions["celery"]
+    bounded_broker_reads(celery)
     setup_app_for_worker(celery, "WARNING", None)
     worker = TestWorkController(
         app=celery,
