@@ -172,8 +172,11 @@ def _closed_by_server(dbapi_connection: Any) -> bool:
     except (OSError, ValueError, TypeError, AttributeError):
         return True  # no usable socket any more
     pgconn = getattr(dbapi_connection, "pgconn", None)  # psycopg 3's libpq connection
-    for _ in range(3):
-        if not poller.poll(0):
+    for attempt in range(3):
+        # An idle connection with something to read is almost always being closed: the
+        # server's goodbye may come a moment before its end of file, so after the first
+        # look wait a little for the rest (seen on a loaded machine).
+        if not poller.poll(0 if attempt == 0 else 50):
             return False
         if pgconn is None:
             return True
