@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "secrets": 5,
     "properties": 5,
     "credentials": 6,
+    "connections": 6,
     "signin": 7,
     "portability": 7,
     "applications": 8,
