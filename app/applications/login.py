@@ -271,7 +271,11 @@ def federated_step(
             enrolment=mfa_service.begin_sign_in_enrolment(user),
         )
     return _complete(
-        request, user, ip, amr=AMR_FEDERATED, user_agent=user_agent,
+        request,
+        user,
+        ip,
+        amr=AMR_FEDERATED,
+        user_agent=user_agent,
         method=f"{FEDERATED_METHOD}{connection_name}",
     )
 

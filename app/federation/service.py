@@ -131,7 +131,9 @@ def start(*, connection: Connection, carry: dict[str, Any], redirect_uri: str) -
         "carry": carry,
     }
     sealed = security.keyring().encrypt(json.dumps(pending).encode(), _PENDING_DATA)
-    return Started(url=f"{provider.authorization_endpoint}{separator}{urlencode(query)}", pending=sealed)
+    return Started(
+        url=f"{provider.authorization_endpoint}{separator}{urlencode(query)}", pending=sealed
+    )
 
 
 def read_pending(sealed: str | None) -> Pending | None:

@@ -201,7 +201,9 @@ def exchange_code(
     """The token response for an authorization code (client_secret_basic when the
     provider supports it, else client_secret_post, unless the connection says which)."""
     method = auth_method or (
-        "client_secret_basic" if "client_secret_basic" in provider.auth_methods else "client_secret_post"
+        "client_secret_basic"
+        if "client_secret_basic" in provider.auth_methods
+        else "client_secret_post"
     )
     data = {
         "grant_type": "authorization_code",

@@ -136,7 +136,11 @@ def test_login_page_offers_the_connection(
     fields = form_fields(html)
     response = client.post(
         "/authorize/connection",
-        data={"csrf_token": fields["csrf_token"], "authz": fields["authz"], "connection": "corp-idp"},
+        data={
+            "csrf_token": fields["csrf_token"],
+            "authz": fields["authz"],
+            "connection": "corp-idp",
+        },
     )
     assert response.status_code == 302
     assert response.headers["Location"].startswith(idp.issuer + "/auth?")
@@ -147,10 +151,16 @@ def test_replayed_state_is_refused(
 ) -> None:
     started, _, _ = _start(client, web_app)
     back = upstream_sign_in(started.headers["Location"], "u-200")
+    pending = client.get_cookie("gh_fed")
+    assert pending is not None
     assert "code" in _app_answer(_callback(client, back), web_app)
-    # The browser signed in; the same answer from the provider again is refused.
+    assert client.get_cookie("gh_fed") is None  # the browser forgets it at once
+    # Replayed with the pending sign-in it was made for (kept by an attacker): refused,
+    # its state was spent.
     client.delete_cookie("gh_sso_" + web_app.tenant_id)
-    assert _app_answer(_callback(client, back), web_app)["error"] == "access_denied"
+    client.set_cookie("gh_fed", pending.value)
+    answer = _app_answer(_callback(client, back), web_app)
+    assert answer["error"] == "access_denied" and "already used" in answer["error_description"]
     assert factories.count_users(app, web_app.tenant_id) == 1
 
 
@@ -182,7 +192,10 @@ def test_mix_up_iss_is_refused(
     started, _, _ = _start(client, web_app)
     back = upstream_sign_in(started.headers["Location"], "u-203")
     # The answer claims to come from another provider (RFC 9207): its code goes nowhere.
-    mixed = back.replace(f"iss={query_of(back)['iss'].replace(':', '%3A').replace('/', '%2F')}", "iss=https%3A%2F%2Fother-idp.test")
+    mixed = back.replace(
+        f"iss={query_of(back)['iss'].replace(':', '%3A').replace('/', '%2F')}",
+        "iss=https%3A%2F%2Fother-idp.test",
+    )
     assert mixed != back
     answer = _app_answer(_callback(client, mixed), web_app)
     assert answer["error"] == "access_denied"
@@ -287,7 +300,9 @@ def test_verified_email_links_to_the_verified_account(
     idp.account("u-400", email="erin@example.com", email_verified=True)
     response, _, verifier = _sign_in(client, web_app, "u-400")
     code = _app_answer(response, web_app)["code"]
-    assert claims(exchange(client, web_app, code, verifier).get_json()["id_token"])["sub"] == user_id
+    assert (
+        claims(exchange(client, web_app, code, verifier).get_json()["id_token"])["sub"] == user_id
+    )
     assert factories.count_users(app, web_app.tenant_id) == 1
     assert [i.user_id for i in _identities(app, web_app.tenant_id)] == [user_id]
 

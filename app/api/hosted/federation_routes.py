@@ -7,6 +7,7 @@ the app as an OAuth error on its redirect URI, never as a 500."""
 from __future__ import annotations
 
 from flask import Response, current_app, g, redirect, request
+from flask_babel import gettext as _
 
 from app.api.auth import client_ip, public
 from app.api.hosted import blp, browser, mfa_pages, page
@@ -81,8 +82,10 @@ def federation_callback() -> Response:
     origin = page_origin()
     if origin.authz is None:
         raise Invalid(
-            "This sign-in took too long or was started in another browser. Go back to the "
-            "app and try again.",
+            _(
+                "This sign-in took too long or was started in another browser. Go back to "
+                "the app and try again."
+            ),
             code="form_expired",
         )
     authz = page_authz()
@@ -94,7 +97,13 @@ def federation_callback() -> Response:
             pending=pending, params=params, redirect_uri=callback_uri(), ip=client_ip()
         )
     except LinkRequired as err:
-        raise Conflict(err.description, code="account_exists") from err
+        # Never a silent second account: the user signs in with the one they have.
+        message = _(
+            "An account with this email address already exists. Sign in with it (your "
+            "password) to continue; it is not linked to this provider automatically "
+            "because the address is not verified on both sides."
+        )
+        raise Conflict(message, code="account_exists") from err
     except FederationError as err:
         raise _to_app(authz, err) from err
     outcome = login.federated_step(
