@@ -21,12 +21,17 @@ from tests import factories
 from tests.factories import AppHandle
 from tests.federation_support import Idp, make_connection, running_idp, upstream_sign_in
 from tests.oauth_support import (
+    audit_events,
     authorize_query,
     claims,
+    confirmed_totp,
     exchange,
     form_fields,
+    make_alice,
+    next_totp,
     pkce_pair,
     query_of,
+    sign_in,
     verified,
 )
 
@@ -335,3 +340,51 @@ def test_blocked_user_is_refused(
     idp.account("u-402", email="gus@example.com", email_verified=True)
     answer = _app_answer(_sign_in(client, web_app, "u-402")[0], web_app)
     assert answer["error"] == "access_denied" and "blocked" in answer["error_description"]
+
+
+def test_sign_in_is_audited_with_the_connection(
+    client: FlaskClient, tenant: factories.TenantHandle, web_app: AppHandle, connection: str
+) -> None:
+    _app_answer(_sign_in(client, web_app, "u-500")[0], web_app)
+    (event,) = audit_events(client, tenant.headers, "user.signed_in")
+    assert event["data"]["method"] == "federated:corp-idp"
+    (created,) = audit_events(client, tenant.headers, "user.created")
+    assert created["actor"] == "connection:corp-idp"
+
+
+def test_verified_link_is_audited(
+    app: Flask,
+    client: FlaskClient,
+    tenant: factories.TenantHandle,
+    web_app: AppHandle,
+    connection: str,
+    idp: Idp,
+) -> None:
+    user_id = factories.make_user(app, tenant.id, email="hal@example.com", email_verified=True)
+    idp.account("u-501", email="hal@example.com", email_verified=True)
+    _app_answer(_sign_in(client, web_app, "u-501")[0], web_app)
+    (event,) = audit_events(client, tenant.headers, "identity.linked")
+    assert event["user_id"] == user_id and event["target"] == "oidc|u-501"
+
+
+def test_enrolled_second_factor_is_still_required(
+    app: Flask,
+    client: FlaskClient,
+    tenant: factories.TenantHandle,
+    web_app: AppHandle,
+    connection: str,
+    idp: Idp,
+) -> None:
+    make_alice(app, tenant.id)
+    secret = confirmed_totp(client, sign_in(client, tenant.id, "alice")["access_token"])
+    idp.account("u-502", email="alice@example.com", email_verified=True)
+    page, _, verifier = _sign_in(client, web_app, "u-502")
+    assert page.status_code == 200, page.get_data(as_text=True)
+    assert "Two-step verification" in page.get_data(as_text=True)
+    assert "gh_sso_" not in str(page.headers)  # not signed in before the code
+    fields = form_fields(page.get_data(as_text=True))
+    done = client.post("/authorize/second-factor", data={**fields, "code": next_totp(secret)})
+    code = _app_answer(done, web_app)["code"]
+    assert claims(exchange(client, web_app, code, verifier).get_json()["id_token"])["sub"] == (
+        "alice-1"
+    )
