@@ -37,6 +37,10 @@ AMR_PASSWORD_RECOVERY = ["pwd", "mfa"]
 # A sign-in session with one of these satisfies an app or tenant that requires MFA (a
 # passkey with user verification is itself multi-factor).
 AMR_MULTI_FACTOR = frozenset({"mfa", "hwk", "swk"})
+# A sign-in through another provider: RFC 8176 has no value for "the provider vouched",
+# and the upstream's own amr is not ours to repeat, so the session claims no method.
+AMR_FEDERATED: list[str] = []
+FEDERATED_METHOD = "federated:"
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,48 @@ def password_step(
     offer = offer_passkey and not passkey_service.has_passkeys(user)
     return _complete(
         request, user, ip, password, amr=AMR_PASSWORD, user_agent=user_agent, offer_passkey=offer
+    )
+
+
+def federated_step(
+    *,
+    request: AuthorizationRequest,
+    user: User,
+    connection_name: str,
+    ip: str | None,
+    user_agent: str | None = None,
+) -> Outcome:
+    """Sign in a user an upstream provider vouched for (app.federation found, linked or
+    created them): audited `user.signed_in` with method `federated:<connection>`. The
+    provider is the first factor only: a user with a second factor enrolled gives it
+    (the same pending step as after a password), and an app or tenant that requires MFA
+    enrols one in place, as password_step does."""
+    authorization.application_of(request)
+    if user.blocked:
+        raise InvalidGrant("This account is blocked", code="user_blocked")
+    required = mfa_required(request)
+    needs_otp = flow.needs_second_factor(user)
+    kinds = mfa_service.second_factor_kinds(user) if needs_otp or required else []
+    if needs_otp and mfa_service.TOTP not in kinds:
+        kinds.insert(0, mfa_service.TOTP)
+    generation = user.session_generation or 0
+    if needs_otp or (required and kinds):
+        return Outcome(
+            pending_user=user.id, pending_generation=generation, pending_kinds=tuple(kinds)
+        )
+    if required:
+        return Outcome(
+            pending_user=user.id,
+            pending_generation=generation,
+            enrolment=mfa_service.begin_sign_in_enrolment(user),
+        )
+    return _complete(
+        request,
+        user,
+        ip,
+        amr=AMR_FEDERATED,
+        user_agent=user_agent,
+        method=f"{FEDERATED_METHOD}{connection_name}",
     )
 
 

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "credentials": 6,
     "connections": 6,
     "signin": 7,
+    "federation": 7,
     "portability": 7,
     "applications": 8,
     "webhooks": 8,

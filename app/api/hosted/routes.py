@@ -26,6 +26,7 @@ from app.applications import authorization, login
 from app.applications import logout as logout_service
 from app.applications.authorization import AuthorizationRequest, with_query
 from app.core.http import accepts_form
+from app.federation import service as federation_service
 
 AUTHORIZE = "authorize-request"
 SECOND_FACTOR = mfa_pages.SECOND_FACTOR
@@ -42,6 +43,10 @@ def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
         "app_name": _application_name(authz),
         "authz": browser.seal(AUTHORIZE, authz.as_dict()),
         "username": username,
+        "connections": [
+            {"name": row.name, "label": row.display_name or row.name}
+            for row in federation_service.enabled_connections(authz.client_id)
+        ],
     }
     return page("login.html", **context)
 
@@ -116,6 +121,10 @@ def authorize() -> Response:
         return _to_client(outcome, authz, 302)
     if "none" in authz.prompt:
         raise authorization.login_required(authz, "The user is not signed in")
+    from app.api.hosted import federation_routes  # imports this module
+
+    if "connection" in request.args:  # Auth0's parameter: straight to that provider
+        return federation_routes.go_upstream(authz, request.args["connection"])
     return _login_page(authz, username=authz.login_hint or "")
 
 
