@@ -73,6 +73,30 @@ def authorization_url(
     return f"{base}{'&' if '?' in base else '?'}{urlencode(query)}"
 
 
+def _call(
+    method: str,
+    url: str,
+    what: str,
+    *,
+    data: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
+    # Every call upstream goes through here (one place for an outbound address check).
+    # No redirects followed: a provider's API answering elsewhere is a failure, not a hop
+    # to an address nobody configured.
+    try:
+        return requests.request(
+            method,
+            url,
+            data=data,
+            timeout=TIMEOUT,
+            allow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": _USER_AGENT, **(headers or {})},
+        )
+    except requests.RequestException as exc:
+        raise unavailable(f"The identity provider could not be reached ({what})") from exc
+
+
 def _too_large(response: requests.Response, what: str) -> None:
     if len(response.content) > MAX_RESPONSE_BYTES:
         raise unavailable(f"The identity provider's answer is too large ({what})")
@@ -112,16 +136,7 @@ def exchange_code(
         "redirect_uri": redirect_uri,
         "code_verifier": verifier,
     }
-    try:
-        response = requests.post(
-            _endpoint(connection, "tokenURL"),
-            data=data,
-            timeout=TIMEOUT,
-            allow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
-        )
-    except requests.RequestException as exc:
-        raise unavailable("The identity provider could not be reached (token)") from exc
+    response = _call("POST", _endpoint(connection, "tokenURL"), "token", data=data)
     body = _token_body(response)
     # GitHub reports a bad code with HTTP 200 and an `error` field.
     if response.status_code != 200 or "error" in body:
@@ -137,19 +152,7 @@ def exchange_code(
 
 
 def _api_get(url: str, token: str, what: str) -> Any:
-    try:
-        response = requests.get(
-            url,
-            timeout=TIMEOUT,
-            allow_redirects=False,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": _USER_AGENT,
-            },
-        )
-    except requests.RequestException as exc:
-        raise unavailable(f"The identity provider could not be reached ({what})") from exc
+    response = _call("GET", url, what, headers={"Authorization": f"Bearer {token}"})
     if response.status_code >= 500:
         raise unavailable(f"The identity provider failed ({what}: HTTP {response.status_code})")
     if response.status_code in (401, 403):

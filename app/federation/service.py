@@ -6,7 +6,9 @@ verifier is never seen by the browser's history or the provider), bound to the s
 was made with, and spent once (`finish` claims the state). `finish` checks the
 authorization response (state, RFC 9207 `iss`, the provider's error), exchanges the code
 and checks the ID token (upstream.py), then finds the user by (connection, subject), or
-links a verified address to a verified local account, or creates the user.
+links a verified address to a verified local account, or creates the user. The github
+and oauth2 strategies (no ID token, no nonce, no issuer) exchange the code and read the
+profile in oauth2.py instead, which gives user_for the same claims.
 
 The app's own authorization request travels inside the pending sign-in as an opaque
 `carry` dict: this layer does not know the applications above it."""

@@ -504,3 +504,58 @@ def test_id_token_claims_name_the_gatehouse_user(
     got = claims(id_token)
     assert got["nonce"] == query["nonce"] and got["aud"] == web_app.client_id
     assert got["sub"] != "15"  # Gatehouse's own user, not GitHub's id
+
+
+def test_user_cancelling_at_github_is_access_denied(
+    app: Flask, client: FlaskClient, web_app: AppHandle, gh_connection: str, github: GitHub
+) -> None:
+    started, query, _ = _start(client, web_app)
+    state = query_of(started.headers["Location"])["state"]
+    # GitHub's answer when the user clicks Cancel (no iss: GitHub does not send one).
+    response = client.get(
+        "/login/callback", query_string={"error": "access_denied", "state": state}
+    )
+    answer = _app_answer(response, web_app)
+    assert answer["error"] == "access_denied" and answer["state"] == query["state"]
+    assert "cancelled" in answer["error_description"]
+    assert not any(seen.method == "POST" for seen in github.requests)
+
+
+@pytest.mark.parametrize("strategy", ["github", "oauth2"])
+def test_connections_made_through_the_api_sign_in(
+    app: Flask,
+    client: FlaskClient,
+    tenant: factories.TenantHandle,
+    web_app: AppHandle,
+    github: GitHub,
+    strategy: str,
+) -> None:
+    options: dict[str, Any] = {
+        "client_id": "gatehouse",
+        "client_secret": "gatehouse-test-secret",
+        "authorizationURL": f"{github.base}/login/oauth/authorize",
+        "tokenURL": f"{github.base}/login/oauth/access_token",
+        "userinfoURL": f"{github.base}/api/user",
+    }
+    if strategy == "oauth2":
+        options.update(userinfoURL=f"{github.base}/oauth2/userinfo", profile_map=PROFILE_MAP)
+    made = client.post(
+        "/api/v2/connections",
+        json={
+            "name": "gh",
+            "strategy": strategy,
+            "options": options,
+            "enabled_clients": [web_app.client_id],
+        },
+        headers={"Authorization": f"Bearer {tenant.key}"},
+    )
+    assert made.status_code == 201, made.get_data(as_text=True)
+    github.user(16, "api", "api@example.com")
+    github.userinfo = _nested_profile(16, "api@example.com")
+    response, _, verifier = _sign_in(client, web_app)
+    assert _user_of(client, web_app, response, verifier)
+    (identity,) = _identities(app, web_app.tenant_id)
+    assert (identity.provider, identity.provider_user_id) == (strategy, "16")
+    if strategy == "github":  # the API filled in GitHub's default scope
+        authorize = next(seen for seen in github.requests if "authorize" in seen.path)
+        assert authorize.query["scope"] == "read:user user:email"
