@@ -58,9 +58,10 @@ def _install() -> None:
 
 
 @contextmanager
-def running_idp() -> Iterator[Idp]:
+def running_idp(redirect_uris: tuple[str, ...] = (CALLBACK,)) -> Iterator[Idp]:
     """Start tests/idp/server.js on a free loopback port (installing it first when a
-    fresh clone has no node_modules); stop it after."""
+    fresh clone has no node_modules), its client registered with `redirect_uris`; stop
+    it after."""
     _install()
     node = shutil.which("node")
     assert node, "node is needed to run the test identity provider (tests/idp)"
@@ -70,7 +71,7 @@ def running_idp() -> Iterator[Idp]:
             "PATH": "/usr/bin:/bin",
             "IDP_CLIENT_ID": CLIENT_ID,
             "IDP_CLIENT_SECRET": CLIENT_SECRET,
-            "IDP_REDIRECT_URIS": CALLBACK,
+            "IDP_REDIRECT_URIS": ",".join(redirect_uris),
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from app.connections.models import APPLE, GITHUB, GOOGLE, MICROSOFT, OAUTH2, OIDC
 from app.core.errors import Invalid
+from app.core.outbound import OutboundRefused, resolve_checked
 
 OIDC_DEFAULT_SCOPES = "openid profile email"
 GITHUB_DEFAULT_SCOPE = "read:user user:email"
@@ -75,13 +76,19 @@ def invalid(field: str, message: str) -> Invalid:
 
 
 def checked_options(
-    strategy: str, options: dict[str, Any], *, has_secret: bool, allow_http: bool
+    strategy: str,
+    options: dict[str, Any],
+    *,
+    has_secret: bool,
+    allow_http: bool,
+    allow_private: bool = True,
 ) -> tuple[dict[str, Any], str | None]:
     """The options to store for `strategy` (defaults filled in, the secret taken out) and
     the client secret given, if any. `has_secret`: a secret is stored already, so the
     options need not carry one. Invalid for an option the strategy does not take, a
-    missing one, a bad scope list or a URL that is not https (http only with
-    FEDERATION_ALLOW_HTTP)."""
+    missing one, a bad scope list, a URL that is not https (http only with
+    FEDERATION_ALLOW_HTTP) or, unless `allow_private`, one whose host does not resolve
+    or resolves to a non-public address (FEDERATION_ALLOW_PRIVATE_TARGETS)."""
     unknown = sorted(set(options) - ALLOWED_OPTIONS[strategy])
     if unknown:
         raise invalid(f"options.{unknown[0]}", f"not an option of the {strategy} strategy")
@@ -93,7 +100,9 @@ def checked_options(
         raise invalid("options.client_secret", "is required")
     for key in URL_OPTIONS:
         if key in stored:
-            stored[key] = check_url(f"options.{key}", stored[key], allow_http=allow_http)
+            stored[key] = check_url(
+                f"options.{key}", stored[key], allow_http=allow_http, allow_private=allow_private
+            )
     if strategy in OIDC_STRATEGIES:
         _check_oidc(strategy, stored)
     else:
@@ -150,9 +159,11 @@ def _scope_list(field: str, value: str) -> list[str]:
     return scopes
 
 
-def check_url(field: str, url: str, *, allow_http: bool) -> str:
+def check_url(field: str, url: str, *, allow_http: bool, allow_private: bool = True) -> str:
     """`url` when a connection may call it: absolute, https (or http when `allow_http`),
-    with a host and no userinfo or fragment. Invalid otherwise."""
+    with a host and no userinfo or fragment, and (unless `allow_private`) a host that
+    resolves to public addresses only (app/core/outbound.py). Invalid otherwise. The
+    flow checks again before every call: where a name resolves can change."""
     parts = urlsplit(url)
     schemes = ("https", "http") if allow_http else ("https",)
     try:
@@ -163,4 +174,9 @@ def check_url(field: str, url: str, *, allow_http: bool) -> str:
         raise invalid(field, f"must be an absolute {' or '.join(schemes)} URL")
     if parts.username is not None or parts.fragment or "#" in url or any(c.isspace() for c in url):
         raise invalid(field, "must not hold userinfo, a fragment or spaces")
+    if not allow_private:
+        try:
+            resolve_checked(url, allow_private=False, allow_http=allow_http)
+        except OutboundRefused as exc:
+            raise invalid(field, str(exc)) from None
     return url

@@ -60,6 +60,10 @@ def _allow_http() -> bool:
     return bool(current_app.config["FEDERATION_ALLOW_HTTP"])
 
 
+def _allow_private() -> bool:
+    return bool(current_app.config["FEDERATION_ALLOW_PRIVATE_TARGETS"])
+
+
 def _checked_clients(clients: list[str], known_clients: Collection[str]) -> list[str]:
     unknown = [client for client in clients if client not in known_clients]
     if unknown:
@@ -83,7 +87,13 @@ def create_connection(
         raise invalid("name", "must be 1-128 letters, digits, '-' or '_', and not reserved")
     if strategy not in STRATEGIES:
         raise invalid("strategy", f"must be one of {', '.join(STRATEGIES)}")
-    stored, secret = checked_options(strategy, options, has_secret=False, allow_http=_allow_http())
+    stored, secret = checked_options(
+        strategy,
+        options,
+        has_secret=False,
+        allow_http=_allow_http(),
+        allow_private=_allow_private(),
+    )
     connection = Connection(
         id=_new_id(),
         tenant_id=current_tenant_id(),
@@ -153,6 +163,7 @@ def update_connection(
             fields["options"],
             has_secret=connection.client_secret_encrypted is not None,
             allow_http=_allow_http(),
+            allow_private=_allow_private(),
         )
         connection.options = stored
         if secret:

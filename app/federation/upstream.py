@@ -2,11 +2,18 @@
 document and JWKS (each cached per process, the JWKS fetched again when a token names a
 kid it lacks, at most once per JWKS_REFRESH_SECONDS so a flood of made-up kids cannot
 make us hammer the provider), the token request, and the ID token's checks (OIDC Core
-§3.1.3.7). Every failure is a FederationError: what the app is told, never a 500."""
+§3.1.3.7). Every failure is a FederationError: what the app is told, never a 500.
+
+Every URL called is checked first (check_target, app/core/outbound.py): https only unless
+FEDERATION_ALLOW_HTTP, and a host that resolves to public addresses only unless
+FEDERATION_ALLOW_PRIVATE_TARGETS; the discovery document names the JWKS and token URLs,
+so a provider (or whoever controls its document) could otherwise point Gatehouse at the
+metadata service or an internal host. Redirects are not followed, for the same reason."""
 
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -14,8 +21,12 @@ from typing import Any
 
 import jwt
 import requests
+from flask import current_app
 
 from app.connections.models import APPLE, GOOGLE, MICROSOFT, Connection
+from app.core.outbound import OutboundRefused, resolve_checked
+
+log = logging.getLogger(__name__)
 
 # (connect, read) seconds for every call upstream: a slow provider fails the sign-in, it
 # does not hold a worker.
@@ -84,15 +95,37 @@ def clear_caches() -> None:
         _jwks.clear()
 
 
-def _get_json(url: str, what: str) -> dict[str, Any]:
+def check_target(url: str, what: str) -> None:
+    """Refuse (temporarily_unavailable) a provider URL Gatehouse must not call: not https
+    (unless FEDERATION_ALLOW_HTTP), or whose host does not resolve or resolves to a
+    loopback, private, link-local or reserved address (unless
+    FEDERATION_ALLOW_PRIVATE_TARGETS). Call it before every request upstream."""
+    config = current_app.config
     try:
-        response = requests.get(url, timeout=TIMEOUT, headers={"Accept": "application/json"})
+        resolve_checked(
+            url,
+            allow_private=bool(config["FEDERATION_ALLOW_PRIVATE_TARGETS"]),
+            allow_http=bool(config["FEDERATION_ALLOW_HTTP"]),
+        )
+    except OutboundRefused as exc:
+        log.warning("federation: %s URL refused: %s", what, exc)
+        raise unavailable(f"The identity provider's {what} address is not allowed") from None
+
+
+def _get_json(url: str, what: str) -> dict[str, Any]:
+    check_target(url, what)
+    try:
+        response = requests.get(
+            url, timeout=TIMEOUT, headers={"Accept": "application/json"}, allow_redirects=False
+        )
     except requests.RequestException as exc:
         raise unavailable(f"The identity provider could not be reached ({what})") from exc
     return _json_of(response, what)
 
 
 def _json_of(response: requests.Response, what: str) -> dict[str, Any]:
+    if 300 <= response.status_code < 400:
+        raise unavailable(f"The identity provider answered with a redirect ({what})")
     if response.status_code >= 500:
         raise unavailable(f"The identity provider failed ({what}: HTTP {response.status_code})")
     if len(response.content) > MAX_RESPONSE_BYTES:
@@ -219,6 +252,7 @@ def exchange_code(
         )
     else:
         data.update(client_id=client_id, client_secret=client_secret)
+    check_target(provider.token_endpoint, "token")
     try:
         response = requests.post(
             provider.token_endpoint,
@@ -226,6 +260,7 @@ def exchange_code(
             auth=auth,
             timeout=TIMEOUT,
             headers={"Accept": "application/json"},
+            allow_redirects=False,
         )
     except requests.RequestException as exc:
         raise unavailable("The identity provider could not be reached (token)") from exc

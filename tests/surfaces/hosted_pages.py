@@ -25,6 +25,7 @@ from app.core.db import db
 from app.tenants import service as tenant_service
 from tests import factories
 from tests.factories import AppHandle, TenantHandle
+from tests.federation_support import make_connection
 from tests.oauth_support import (
     PASSWORD,
     authorize_query,
@@ -158,6 +159,18 @@ class Scene:
 def _login(scene: Scene) -> None:
     scene.user()
     scene.open_login()
+
+
+def _login_connections(scene: Scene) -> None:
+    # The page lists the connection without calling its provider: no provider needed.
+    make_connection(
+        scene.app,
+        scene.tenant.id,
+        client_id=scene.application().client_id,
+        issuer="http://127.0.0.1:9",
+    )
+    _login(scene)
+    scene.page.get_by_role("button", name="Continue with corp-idp login").wait_for()
 
 
 def _login_error(scene: Scene) -> None:
@@ -338,6 +351,7 @@ class HostedPage:
 PAGES: list[HostedPage] = [
     HostedPage("login", _login),
     HostedPage("login-error", _login_error),
+    HostedPage("login-connections", _login_connections, checked_by="test_federation_browser.py"),
     HostedPage("second-factor", _second_factor),
     HostedPage("second-factor-error", _second_factor_error),
     HostedPage("second-factor-notice", _second_factor_notice),
