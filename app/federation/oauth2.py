@@ -29,6 +29,7 @@ from app.federation.upstream import (
     MAX_RESPONSE_BYTES,
     TIMEOUT,
     FederationError,
+    check_target,
     refused,
     unavailable,
 )
@@ -81,9 +82,10 @@ def _call(
     data: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> requests.Response:
-    # Every call upstream goes through here (one place for an outbound address check).
-    # No redirects followed: a provider's API answering elsewhere is a failure, not a hop
-    # to an address nobody configured.
+    # Every call upstream goes through here: the outbound address check, and no
+    # redirects followed (a provider's API answering elsewhere is a failure, not a hop to
+    # an address nobody configured).
+    check_target(url, what)
     try:
         return requests.request(
             method,

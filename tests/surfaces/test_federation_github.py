@@ -559,3 +559,24 @@ def test_connections_made_through_the_api_sign_in(
     if strategy == "github":  # the API filled in GitHub's default scope
         authorize = next(seen for seen in github.requests if "authorize" in seen.path)
         assert authorize.query["scope"] == "read:user user:email"
+
+
+def test_the_github_token_and_api_calls_are_address_checked(
+    app: Flask,
+    client: FlaskClient,
+    web_app: AppHandle,
+    gh_connection: str,
+    github: GitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The provider (on loopback) was allowed when the sign-in started; by the callback the
+    rules refuse private addresses: the code is not exchanged, the app gets
+    temporarily_unavailable, and no user is made."""
+    github.user(4343, "late", "late@example.com")
+    started, _, _ = _start(client, web_app)
+    back = _upstream(started.headers["Location"])
+    monkeypatch.setitem(app.config, "FEDERATION_ALLOW_PRIVATE_TARGETS", False)
+    answer = _app_answer(_callback(client, back), web_app)
+    assert answer["error"] == "temporarily_unavailable"
+    assert factories.count_users(app, web_app.tenant_id) == 0
+    assert not [path for path in github.paths() if "access_token" in path]
