@@ -119,7 +119,7 @@ def federation_callback() -> Response:
         assert outcome.pending_user is not None
         sealed = mfa_pages.seal_enrolment(authz, outcome.pending_user, outcome.pending_generation)
         context = mfa_pages.enrolment_context(
-            app_name=routes._application_name(authz),
+            app_name=routes.application_name(authz),
             pending=sealed,
             secret=outcome.enrolment.secret,
             uri=outcome.enrolment.uri,
@@ -131,6 +131,6 @@ def federation_callback() -> Response:
         )
         response = page("second_factor.html", **context)
     else:
-        response = routes._signed_in(outcome, authz)
+        response = routes.complete_sign_in(outcome, authz)
     browser.forget_federation(response)
     return response

@@ -34,13 +34,13 @@ SIGNED_IN = "signed-in"
 LOGOUT = "logout-request"
 
 
-def _application_name(authz: AuthorizationRequest) -> str:
+def application_name(authz: AuthorizationRequest) -> str:
     return authorization.application_of(authz).name
 
 
 def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
     context = {
-        "app_name": _application_name(authz),
+        "app_name": application_name(authz),
         "authz": browser.seal(AUTHORIZE, authz.as_dict()),
         "username": username,
         "connections": [
@@ -70,7 +70,7 @@ def _to_client(outcome: login.Outcome, authz: AuthorizationRequest, status: int)
     return response
 
 
-def _signed_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
+def complete_sign_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
     """A sign-in completed: a new CSRF secret for this browser, then on to the client, or
     first to the page that shows the new recovery codes (MFA enrolled in place), or that
     says how many codes failed since the previous sign-in."""
@@ -79,7 +79,7 @@ def _signed_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
         return _to_client(outcome, authz, 303)
     assert outcome.session_id is not None
     context = {
-        "app_name": _application_name(authz),
+        "app_name": application_name(authz),
         "failures": outcome.second_factor_failures,
         "signed_in": browser.seal(SIGNED_IN, {"authz": authz.as_dict(), "sid": outcome.session_id}),
     }
@@ -104,7 +104,7 @@ def second_factor_page(
     if pending is None:
         pending = mfa_pages.seal_second_factor(authz, user_id, generation, kinds)
     return mfa_pages.second_factor_context(
-        app_name=_application_name(authz), pending=pending, kinds=kinds, method=method
+        app_name=application_name(authz), pending=pending, kinds=kinds, method=method
     )
 
 
@@ -139,7 +139,7 @@ def authorize_submit() -> Response:
     g.authz = authz
     username = request.form.get("username", "")[:255]
     show_form_on_error(
-        "login.html", app_name=_application_name(authz), authz=sealed, username=username
+        "login.html", app_name=application_name(authz), authz=sealed, username=username
     )
     browser.check_csrf(request.form.get("csrf_token"))
     if "cancel" in request.form:
@@ -159,7 +159,7 @@ def authorize_submit() -> Response:
         assert outcome.pending_user is not None
         pending = mfa_pages.seal_enrolment(authz, outcome.pending_user, outcome.pending_generation)
         context = mfa_pages.enrolment_context(
-            app_name=_application_name(authz),
+            app_name=application_name(authz),
             pending=pending,
             secret=outcome.enrolment.secret,
             uri=outcome.enrolment.uri,
@@ -172,7 +172,7 @@ def authorize_submit() -> Response:
         return page("second_factor.html", **context)
     if outcome.offer_passkey:
         return passkey_routes.offer_page(outcome, authz)
-    return _signed_in(outcome, authz)
+    return complete_sign_in(outcome, authz)
 
 
 @blp.route("/authorize/second-factor", methods=["POST"])
@@ -202,7 +202,7 @@ def second_factor_submit() -> Response:
         ip=client_ip(),
         user_agent=request.user_agent.string,
     )
-    return _signed_in(outcome, authz)
+    return complete_sign_in(outcome, authz)
 
 
 @blp.route("/authorize/continue", methods=["POST"])
