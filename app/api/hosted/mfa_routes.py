@@ -97,7 +97,12 @@ def mfa_enrol_submit() -> Response:
     )
     form = load_form(CodeForm(), "Enter the 6-digit code your authenticator app shows.")
     outcome = login.enrolment_step(
-        request=authz, user_id=user_id, generation=generation, code=form["code"], ip=client_ip()
+        request=authz,
+        user_id=user_id,
+        generation=generation,
+        code=form["code"],
+        ip=client_ip(),
+        **mfa_pages.step_first_factor(pending),
     )
     return complete_sign_in(outcome, authz)
 

@@ -18,7 +18,7 @@ from flask import Response, current_app, g, request
 from flask_babel import gettext as _
 
 from app.api.auth import client_ip, public
-from app.api.hosted import blp, browser, page, show_form_on_error
+from app.api.hosted import blp, browser, mfa_pages, page, show_form_on_error
 from app.api.hosted.edge import (
     Resolver,
     in_page_tenant,
@@ -35,6 +35,7 @@ from app.api.hosted.routes import (
     application_name,
     complete_sign_in,
     keep_sign_in,
+    login_context,
     second_factor_page,
 )
 from app.applications import login
@@ -129,7 +130,7 @@ def passkey_signin() -> Response:
     sealed = request.form.get("authz")
     authz = page_authz()
     g.authz = authz
-    show_form_on_error("login.html", app_name=application_name(authz), authz=sealed, username="")
+    show_form_on_error("login.html", **login_context(authz, sealed=sealed))
     browser.check_csrf(request.form.get("csrf_token"))
     challenge = ceremony_challenge("signin", tid=authz.tenant_id)
     outcome = login.passkey_step(
@@ -177,7 +178,8 @@ def passkey_second_factor() -> Response:
     # The submitted step is used up: an error shows a fresh one.
     kinds = [str(kind) for kind in pending.get("kinds") or ()]
     show_form_on_error(
-        "second_factor.html", **second_factor_page(authz, user_id, generation, kinds)
+        "second_factor.html",
+        **second_factor_page(authz, user_id, generation, kinds, first=mfa_pages.carried(pending)),
     )
     browser.check_csrf(request.form.get("csrf_token"))
     challenge = ceremony_challenge("second-factor", uid=user_id)
@@ -188,6 +190,7 @@ def passkey_second_factor() -> Response:
         credential=posted_credential(),
         challenge=challenge,
         ip=client_ip(),
+        **mfa_pages.step_first_factor(pending),
     )
     return complete_sign_in(outcome, authz)
 

@@ -38,17 +38,25 @@ def application_name(authz: AuthorizationRequest) -> str:
     return authorization.application_of(authz).name
 
 
-def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
-    context = {
+def login_context(
+    authz: AuthorizationRequest, *, sealed: str | None = None, username: str = ""
+) -> dict[str, Any]:
+    """The login page's context: the app, the sealed request (`sealed`, else sealed now),
+    the username to prefill and a button per connection serving the app (also when the
+    page is shown again after an error)."""
+    return {
         "app_name": application_name(authz),
-        "authz": browser.seal(AUTHORIZE, authz.as_dict()),
+        "authz": sealed or browser.seal(AUTHORIZE, authz.as_dict()),
         "username": username,
         "connections": [
             {"name": row.name, "label": row.display_name or row.name}
             for row in federation_service.enabled_connections(authz.client_id)
         ],
     }
-    return page("login.html", **context)
+
+
+def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
+    return page("login.html", **login_context(authz, username=username))
 
 
 def keep_sign_in(response: Response, tenant_id: str, session_id: str) -> None:
@@ -99,10 +107,12 @@ def second_factor_page(
     kinds: list[str] | tuple[str, ...],
     method: str = mfa_pages.CODE,
     pending: str | None = None,
+    first: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The second-factor page's context (a fresh single-use sealed step unless given)."""
+    """The second-factor page's context (a fresh single-use sealed step unless given,
+    carrying `first`: mfa_pages.first_factor())."""
     if pending is None:
-        pending = mfa_pages.seal_second_factor(authz, user_id, generation, kinds)
+        pending = mfa_pages.seal_second_factor(authz, user_id, generation, kinds, first)
     return mfa_pages.second_factor_context(
         app_name=application_name(authz), pending=pending, kinds=kinds, method=method
     )
@@ -138,9 +148,7 @@ def authorize_submit() -> Response:
     authz = page_authz()
     g.authz = authz
     username = request.form.get("username", "")[:255]
-    show_form_on_error(
-        "login.html", app_name=application_name(authz), authz=sealed, username=username
-    )
+    show_form_on_error("login.html", **login_context(authz, sealed=sealed, username=username))
     browser.check_csrf(request.form.get("csrf_token"))
     if "cancel" in request.form:
         raise authorization.access_denied(authz)
@@ -189,8 +197,10 @@ def second_factor_submit() -> Response:
     kinds = [str(kind) for kind in pending.get("kinds") or ["totp"]]
     method = mfa_pages.RECOVERY if request.form.get("method") == "recovery" else mfa_pages.CODE
     # The submitted form is used up: an error shows a fresh one.
+    first = mfa_pages.carried(pending)
     show_form_on_error(
-        "second_factor.html", **second_factor_page(authz, user_id, generation, kinds, method)
+        "second_factor.html",
+        **second_factor_page(authz, user_id, generation, kinds, method, first=first),
     )
     browser.check_csrf(request.form.get("csrf_token"))
     form = load_form(CodeForm(), "Enter the code your authenticator app shows.")
@@ -201,6 +211,7 @@ def second_factor_submit() -> Response:
         code=form["code"],
         ip=client_ip(),
         user_agent=request.user_agent.string,
+        **mfa_pages.step_first_factor(pending),
     )
     return complete_sign_in(outcome, authz)
 
