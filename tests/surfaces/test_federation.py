@@ -37,6 +37,7 @@ from tests.oauth_support import (
     sign_in,
     verified,
 )
+from tests.surfaces.test_mfa_required import post_form, require_mfa_for_tenant, shown_secret
 
 
 @pytest.fixture(scope="session")
@@ -619,3 +620,25 @@ def test_changed_connection_does_not_use_the_cached_discovery(
     answer = _app_answer(_start(app.test_client(), web_app)[0], web_app)
     assert answer["error"] == "temporarily_unavailable"
     assert "another issuer" in answer["error_description"]
+
+
+def test_mfa_required_enrols_in_place_after_federation_and_says_federated(
+    app: Flask,
+    client: FlaskClient,
+    tenant: factories.TenantHandle,
+    web_app: AppHandle,
+    connection: str,
+    idp: Idp,
+) -> None:
+    require_mfa_for_tenant(app, tenant.id)
+    page, _, verifier = _sign_in(client, web_app, "u-620")
+    assert page.status_code == 200, page.get_data(as_text=True)[:400]
+    secret = shown_secret(page.get_data(as_text=True))
+    codes_page = post_form(client, page, "/authorize/enrol", code=factories.totp_code(secret))
+    assert codes_page.status_code == 200, codes_page.get_data(as_text=True)[:400]
+    done = post_form(client, codes_page, "/authorize/continue")
+    code = _app_answer(done, web_app)["code"]
+    id_claims = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])
+    assert id_claims["amr"] == ["fed", "otp", "mfa"]
+    (event,) = audit_events(client, tenant.headers, "user.signed_in")
+    assert event["data"]["method"] == "federated:corp-idp"
