@@ -6,7 +6,9 @@ verifier is never seen by the browser's history or the provider), bound to the s
 was made with, and spent once (`finish` claims the state). `finish` checks the
 authorization response (state, RFC 9207 `iss`, the provider's error), exchanges the code
 and checks the ID token (upstream.py), then finds the user by (connection, subject), or
-links a verified address to a verified local account, or creates the user.
+links a verified address to a verified local account, or creates the user. The github
+and oauth2 strategies (no ID token, no nonce, no issuer) exchange the code and read the
+profile in oauth2.py instead, which gives user_for the same claims.
 
 The app's own authorization request travels inside the pending sign-in as an opaque
 `carry` dict: this layer does not know the applications above it."""
@@ -27,12 +29,13 @@ from app.connections.secrets import client_secret
 from app.core import ratelimit, security
 from app.core.db import add_unique, db, utcnow
 from app.core.errors import Conflict
-from app.federation import upstream
+from app.federation import oauth2, upstream
 from app.federation.upstream import FederationError, refused
 from app.users import service as user_service
 from app.users.models import Identity, User
 
-# The strategies this module signs in with: OIDC and its presets (github/oauth2: later).
+# The strategies signed in with an ID token: OIDC and its presets (upstream.py); github
+# and oauth2 go through oauth2.py instead.
 OIDC_STRATEGIES = frozenset({OIDC, *upstream.PRESET_DISCOVERY})
 # How long the user may take at the provider before the pending sign-in is void.
 PENDING_TTL_SECONDS = 15 * 60
@@ -128,7 +131,7 @@ class Pending:
 
 def supports(connection: Connection) -> bool:
     """Whether this module can sign in through the connection's strategy."""
-    return connection.strategy in OIDC_STRATEGIES
+    return connection.strategy in OIDC_STRATEGIES or connection.strategy in oauth2.STRATEGIES
 
 
 def enabled_connections(client_id: str) -> list[Connection]:
@@ -154,10 +157,17 @@ def connection_by_id(connection_id: str) -> Connection | None:
 def start(*, connection: Connection, carry: dict[str, Any], redirect_uri: str) -> Started:
     """The upstream authorization request for a sign-in through `connection`, and its
     pending sign-in (FederationError when the provider's discovery fails)."""
-    provider = upstream.provider_of(connection)
-    options = connection.options or {}
     state, nonce = security.random_token(32), security.random_token(32)
     verifier = security.random_token(48)
+    if connection.strategy in oauth2.STRATEGIES:
+        # No issuer to name (no discovery, no ID token, no nonce): "" in the pending
+        # sign-in tells finish so.
+        url = oauth2.authorization_url(
+            connection, state=state, verifier=verifier, redirect_uri=redirect_uri
+        )
+        return Started(url=url, pending=_seal(connection, state, nonce, verifier, "", carry))
+    provider = upstream.provider_of(connection)
+    options = connection.options or {}
     scopes = str(options.get("scopes") or options.get("scope") or upstream.DEFAULT_SCOPES)
     if "openid" not in scopes.split():
         scopes = f"openid {scopes}"
@@ -172,20 +182,26 @@ def start(*, connection: Connection, carry: dict[str, Any], redirect_uri: str) -
         "code_challenge_method": "S256",
     }
     separator = "&" if "?" in provider.authorization_endpoint else "?"
+    sealed = _seal(connection, state, nonce, verifier, provider.issuer, carry)
+    return Started(
+        url=f"{provider.authorization_endpoint}{separator}{urlencode(query)}", pending=sealed
+    )
+
+
+def _seal(
+    connection: Connection, state: str, nonce: str, verifier: str, issuer: str, carry: dict
+) -> str:
     pending = {
         "t": connection.tenant_id,
         "c": connection.id,
         "s": state,
         "n": nonce,
         "v": verifier,
-        "i": provider.issuer,
+        "i": issuer,
         "at": int(time.time()),
         "carry": carry,
     }
-    sealed = security.keyring().encrypt(json.dumps(pending).encode(), _PENDING_DATA)
-    return Started(
-        url=f"{provider.authorization_endpoint}{separator}{urlencode(query)}", pending=sealed
-    )
+    return security.keyring().encrypt(json.dumps(pending).encode(), _PENDING_DATA)
 
 
 def read_pending(sealed: str | None) -> Pending | None:
@@ -232,7 +248,8 @@ def finish(
     if connection is None or not supports(connection):
         raise refused("The connection was removed meanwhile")
     issuer = params.get("iss")
-    if issuer is not None and issuer != pending.issuer:
+    # An OAuth2 connection has no issuer identifier to compare (pending.issuer is "").
+    if issuer is not None and pending.issuer and issuer != pending.issuer:
         # RFC 9207: the response comes from another provider than the one we sent the
         # browser to (a mix-up attack): its code is never sent anywhere.
         raise refused("The sign-in response came from another identity provider")
@@ -244,6 +261,15 @@ def finish(
     code = params.get("code")
     if not code:
         raise refused("The identity provider's answer holds no code")
+    if connection.strategy in oauth2.STRATEGIES:
+        claims = oauth2.sign_in(
+            connection,
+            client_secret=client_secret(connection) or "",
+            code=code,
+            verifier=pending.verifier,
+            redirect_uri=redirect_uri,
+        )
+        return connection, user_for(connection=connection, claims=claims, ip=ip)
     provider = upstream.provider_of(connection)
     if provider.issuer != pending.issuer:
         raise refused("The identity provider changed its issuer meanwhile")
