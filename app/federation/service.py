@@ -50,14 +50,61 @@ _TOKEN_CLAIMS = frozenset(
 
 class LinkRequired(FederationError):
     """The provider's address belongs to a local account and one side has not verified
-    it: the user must sign in with that account to link (never a silent duplicate)."""
+    it: the user must sign in with that account to link (never a silent duplicate).
+    `pending` is the upstream identity to link once they have (PendingLink)."""
+
+    def __init__(self, pending: PendingLink) -> None:
+        super().__init__(
+            "access_denied",
+            "An account with this email address already exists. Sign in with it (your "
+            "password) to link this provider to it.",
+        )
+        self.pending = pending
+
+
+class NoPasswordToLink(FederationError):
+    """The accounts with the provider's address have no password (they sign in through
+    another provider only): there is nothing to sign in with here to prove the account is
+    theirs, so no link is offered (they sign in the way they did before)."""
 
     def __init__(self) -> None:
         super().__init__(
             "access_denied",
-            "An account with this email address already exists. Sign in with it (your "
-            "password) to use it; it is not linked to this provider automatically because "
-            "the address is not verified on both sides.",
+            "An account with this email address already exists, but it has no password to "
+            "sign in with here, so this provider cannot be linked to it. Sign in the way "
+            "you did before.",
+        )
+
+
+@dataclass(frozen=True)
+class PendingLink:
+    """An upstream identity waiting for its user to sign in to the account with its
+    address: the connection, the subject, the address and the profile. It travels to the
+    link page sealed by the surface (the browser never chooses the subject)."""
+
+    connection_id: str
+    connection_name: str
+    subject: str
+    email: str
+    profile: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "con": self.connection_id,
+            "name": self.connection_name,
+            "sub": self.subject,
+            "email": self.email,
+            "profile": self.profile,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingLink:
+        return cls(
+            connection_id=str(data["con"]),
+            connection_name=str(data["name"]),
+            subject=str(data["sub"]),
+            email=str(data["email"]),
+            profile=dict(data["profile"]),
         )
 
 
@@ -100,6 +147,11 @@ def find_enabled(client_id: str, name: str) -> Connection | None:
         if connection.name == name:
             return connection
     return None
+
+
+def connection_by_id(connection_id: str) -> Connection | None:
+    """The current tenant's connection with this id (None when removed meanwhile)."""
+    return db.session.get(Connection, connection_id)
 
 
 def start(*, connection: Connection, carry: dict[str, Any], redirect_uri: str) -> Started:
@@ -235,7 +287,26 @@ def finish(
     claims = upstream.validate_id_token(
         provider=provider, token=tokens["id_token"], client_id=client_id, nonce=pending.nonce
     )
+    if not claims.get("email"):
+        claims = _with_userinfo_email(provider, tokens, claims)
     return connection, user_for(connection=connection, claims=claims, ip=ip)
+
+
+def _with_userinfo_email(
+    provider: upstream.Provider, tokens: dict[str, Any], claims: dict[str, Any]
+) -> dict[str, Any]:
+    """The ID token's claims with the address (and its flag) from the userinfo endpoint,
+    for a provider that keeps them out of the ID token (OIDC Core §5.3.2: userinfo's `sub`
+    must be the ID token's, or its answer is someone else's and is refused). Unchanged
+    when the provider has no userinfo endpoint or gave no access token."""
+    access_token = tokens.get("access_token")
+    if not provider.userinfo_endpoint or not isinstance(access_token, str):
+        return claims
+    info = upstream.userinfo(provider, access_token)
+    if info.get("sub") != claims["sub"]:
+        raise refused("The identity provider's userinfo names another user than its ID token")
+    found = {key: info[key] for key in ("email", "email_verified") if key in info}
+    return {**claims, **found}
 
 
 def _verified(claims: dict[str, Any]) -> bool:
@@ -257,6 +328,28 @@ def _identity(connection: Connection, user: User, claims: dict[str, Any]) -> Ide
         is_social=connection.is_social,
         profile_data=_profile(claims),
         created_at=utcnow(),
+    )
+
+
+def link(*, pending: PendingLink, user: User, ip: str | None) -> None:
+    """Link the upstream identity `pending` to `user`, who just signed in to the account
+    with its address (LinkRequired's way out): audited `identity.linked`. Refused when
+    the connection was removed meanwhile or the account's address changed; Conflict when
+    the identity was linked meanwhile (to this account or another)."""
+    connection = db.session.get(Connection, pending.connection_id)
+    if connection is None or connection.name != pending.connection_name:
+        raise refused("The connection was removed meanwhile")
+    if (user.email_normalized or "") != pending.email.casefold():
+        raise refused("This account does not have the identity provider's address")
+    claims = {**pending.profile, "sub": pending.subject}
+    add_unique(_identity(connection, user, claims), Conflict("Already linked"))
+    audit_service.record(
+        action="identity.linked",
+        actor=f"user:{user.id}",
+        user_id=user.id,
+        target=f"{connection.strategy}|{pending.subject}",
+        ip=ip,
+        data={"confirmed_by": "sign-in"},
     )
 
 
@@ -294,7 +387,17 @@ def user_for(*, connection: Connection, claims: dict[str, Any], ip: str | None) 
     if existing:
         linkable = [user for user in existing if user.email_verified]
         if not (verified and linkable):
-            raise LinkRequired()
+            if not any(user.password_hash for user in existing):
+                raise NoPasswordToLink()
+            raise LinkRequired(
+                PendingLink(
+                    connection_id=connection.id,
+                    connection_name=connection.name,
+                    subject=subject,
+                    email=email,
+                    profile=_profile(claims),
+                )
+            )
         user = linkable[0]
         _refuse_blocked(user)
         add_unique(_identity(connection, user, claims), Conflict("Already linked"))

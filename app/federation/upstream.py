@@ -1,14 +1,21 @@
 """The upstream OpenID provider of a connection, as a relying party sees it: its discovery
 document and JWKS (each cached per process, the JWKS fetched again when a token names a
 kid it lacks, at most once per JWKS_REFRESH_SECONDS so a flood of made-up kids cannot
-make us hammer the provider), the token request, and the ID token's checks (OIDC Core
-§3.1.3.7). Every failure is a FederationError: what the app is told, never a 500.
+make us hammer the provider), the token request, the ID token's checks (OIDC Core
+§3.1.3.7) and the userinfo request. Every failure is a FederationError: what the app is
+told, never a 500.
 
 Every URL called is checked first (check_target, app/core/outbound.py): https only unless
 FEDERATION_ALLOW_HTTP, and a host that resolves to public addresses only unless
-FEDERATION_ALLOW_PRIVATE_TARGETS; the discovery document names the JWKS and token URLs,
-so a provider (or whoever controls its document) could otherwise point Gatehouse at the
-metadata service or an internal host. Redirects are not followed, for the same reason."""
+FEDERATION_ALLOW_PRIVATE_TARGETS; the discovery document names the JWKS, token and
+userinfo URLs, so a provider (or whoever controls its document) could otherwise point
+Gatehouse at the metadata service or an internal host. Redirects are not followed, for
+the same reason.
+
+The discovery cache is per connection and keyed by the connection's discovery URL and
+`updated_at`: a connection changed through the API (another issuer, discovery URL or
+preset) is looked up afresh on its next sign-in, in every process, with no message
+between them; the JWKS of a document fetched afresh is fetched afresh too."""
 
 from __future__ import annotations
 
@@ -83,7 +90,8 @@ class Provider:
 
 
 _lock = threading.Lock()
-_discovery: dict[str, tuple[float, Provider]] = {}
+# connection id → (its discovery URL and updated_at, fetched at, provider)
+_discovery: dict[str, tuple[tuple[str, str], float, Provider]] = {}
 # jwks_uri → (fetched at, keys by kid)
 _jwks: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -153,13 +161,15 @@ def discovery_url(connection: Connection) -> str:
 
 
 def provider_of(connection: Connection) -> Provider:
-    """The connection's provider, from its discovery document (cached)."""
+    """The connection's provider, from its discovery document (cached for this version of
+    the connection)."""
     url = discovery_url(connection)
+    version = (url, connection.updated_at.isoformat() if connection.updated_at else "")
     now = time.monotonic()
     with _lock:
-        cached = _discovery.get(url)
-    if cached is not None and now - cached[0] < DISCOVERY_TTL_SECONDS:
-        return cached[1]
+        cached = _discovery.get(connection.id)
+    if cached is not None and cached[0] == version and now - cached[1] < DISCOVERY_TTL_SECONDS:
+        return cached[2]
     document = _get_json(url, "discovery")
     issuer = document.get("issuer")
     expected = (connection.options or {}).get("issuer")
@@ -185,7 +195,8 @@ def provider_of(connection: Connection) -> Provider:
     except KeyError as exc:
         raise unavailable(f"The identity provider's discovery document lacks {exc}") from exc
     with _lock:
-        _discovery[url] = (now, provider)
+        _discovery[connection.id] = (version, now, provider)
+        _jwks.pop(provider.jwks_uri, None)  # its keys are read afresh with the document
     return provider
 
 
@@ -270,6 +281,27 @@ def exchange_code(
         raise refused(f"The identity provider refused the code ({error})")
     if not isinstance(body.get("id_token"), str):
         raise refused("The identity provider answered without an ID token")
+    return body
+
+
+def userinfo(provider: Provider, access_token: str) -> dict[str, Any]:
+    """The provider's userinfo answer for an access token (OIDC Core §5.3): a JSON object
+    (a signed or encrypted userinfo is not asked for: the request accepts JSON only)."""
+    assert provider.userinfo_endpoint is not None
+    check_target(provider.userinfo_endpoint, "userinfo")
+    try:
+        response = requests.get(
+            provider.userinfo_endpoint,
+            timeout=TIMEOUT,
+            allow_redirects=False,
+            headers={"Accept": "application/json", "Authorization": f"Bearer {access_token}"},
+        )
+    except requests.RequestException as exc:
+        raise unavailable("The identity provider could not be reached (userinfo)") from exc
+    body = _json_of(response, "userinfo")
+    if response.status_code != 200:
+        error = str(body.get("error", f"HTTP {response.status_code}"))[:100]
+        raise refused(f"The identity provider refused the userinfo request ({error})")
     return body
 
 

@@ -8,7 +8,9 @@
 // - PUT /__test/mode sets how the next token responses misbehave, to test that Gatehouse
 //   refuses them: its ID token re-signed with a changed claim (wrong_aud, wrong_nonce,
 //   no_nonce, expired, extra_aud_no_azp) or by a key the JWKS does not hold (unknown_kid),
-//   or an HTML or 500 answer instead of JSON (html, server_error). "" restores it.
+//   or an HTML or 500 answer instead of JSON (html, server_error); or an ID token without
+//   the address, which userinfo still gives (email_in_userinfo_only), or gives for
+//   another subject (userinfo_other_sub). "" restores it.
 import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
@@ -44,6 +46,8 @@ const tamper = {
   wrong_nonce: (c) => { c.nonce = 'not-the-nonce'; },
   no_nonce: (c) => { delete c.nonce; },
   expired: (c) => { c.iat -= 7200; c.exp = Math.floor(Date.now() / 1000) - 3600; },
+  email_in_userinfo_only: (c) => { delete c.email; delete c.email_verified; },
+  userinfo_other_sub: (c) => { delete c.email; delete c.email_verified; },
 };
 
 function readJson(req) {
@@ -111,6 +115,10 @@ server.listen(Number(process.env.IDP_PORT || 0), '127.0.0.1', () => {
   });
   provider.use(async (ctx, next) => {
     await next();
+    if (ctx.path === '/me' && mode === 'userinfo_other_sub' && ctx.body && ctx.body.sub) {
+      ctx.body = { ...ctx.body, sub: `${ctx.body.sub}-other` };
+      return;
+    }
     if (ctx.path !== '/token' || !mode) return;
     if (mode === 'html') {
       ctx.status = 200;
