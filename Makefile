@@ -41,8 +41,13 @@ run: install-runtime
 	FLASK_RUN_HOST=$(HOST) FLASK_RUN_PORT=$(PORT) $(BIN)/flask --app wsgi run
 
 # PostgreSQL and Redis: the local ones when they answer, else embedded ones (docs/development.md).
-test: install
+# The federation tests' upstream provider (tests/idp: panva's oidc-provider on node).
+test: install tests/idp/node_modules
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+tests/idp/node_modules: tests/idp/package.json tests/idp/package-lock.json
+	npm ci --prefix tests/idp --no-audit --no-fund
+	touch tests/idp/node_modules
 
 # Schema fuzzing at length (make test runs a short pass): every operation of /openapi.json
 # as an API key, the root key and a user token; prints the counts per run.

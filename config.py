@@ -435,6 +435,14 @@ class Config:
             env, "WEBHOOK_ALLOW_PRIVATE_TARGETS", not production
         )
         self.WEBHOOK_ALLOW_HTTP = _bool(env, "WEBHOOK_ALLOW_HTTP", not production)
+        # Plain-http endpoints for a connection's upstream provider (a local provider in
+        # development and tests); production talks to identity providers over https only.
+        self.FEDERATION_ALLOW_HTTP = _bool(env, "FEDERATION_ALLOW_HTTP", not production)
+        # A connection's provider URLs may resolve to loopback/private addresses (an
+        # on-premise IdP, a local one in development and tests); production refuses them.
+        self.FEDERATION_ALLOW_PRIVATE_TARGETS = _bool(
+            env, "FEDERATION_ALLOW_PRIVATE_TARGETS", not production
+        )
         # After a rotation the previous secret signs too, for this long.
         self.WEBHOOK_SECRET_GRACE_SECONDS = _int(env, "WEBHOOK_SECRET_GRACE_SECONDS", 86400)
         # An endpoint whose every delivery failed for this long is disabled (5 days).

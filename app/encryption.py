@@ -20,6 +20,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.audit import service as audit_service
+from app.connections import secrets as connection_secrets
+from app.connections.models import Connection
 from app.core.db import db
 from app.core.jobs import execute_all_tenants
 from app.core.security import KeyRing, KeyRingError, keyring
@@ -66,6 +68,11 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     ),
     EncryptedColumn("mail bodies", EmailDelivery.body_encrypted, mail_service.associated_data),
     EncryptedColumn("TOTP secrets", MfaEnrolment.secret_encrypted, mfa._associated_data),
+    EncryptedColumn(
+        "connection client secrets",
+        Connection.client_secret_encrypted,
+        connection_secrets.associated_data,
+    ),
     EncryptedColumn(
         "webhook secrets", WebhookEndpoint.secret_encrypted, webhook_service.associated_data
     ),

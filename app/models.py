@@ -2,6 +2,7 @@
 
 from app.applications.models import Application, ApplicationOrigin, AuthorizationCode
 from app.audit.models import AuditEvent
+from app.connections.models import Connection
 from app.credentials.models import (
     DeviceCredential,
     MfaEnrolment,
@@ -25,6 +26,7 @@ __all__ = [
     "AuthorizationCode",
     "AuditEvent",
     "AuthSession",
+    "Connection",
     "CustomTokenUse",
     "DeviceCredential",
     "EmailDelivery",

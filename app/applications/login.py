@@ -20,6 +20,8 @@ from app.core.db import db, utcnow
 from app.core.errors import InvalidGrant
 from app.credentials import mfa as mfa_service
 from app.credentials import passkeys as passkey_service
+from app.federation import service as federation_service
+from app.federation.service import PendingLink
 from app.signin import flow
 from app.tenants import service as tenant_service
 from app.tokens import service as token_service
@@ -30,13 +32,23 @@ from app.users.models import User
 LOGIN_METHOD = "login_page"
 # OIDC `amr` values (RFC 8176) of the sign-ins the page completes.
 AMR_PASSWORD = ["pwd"]
-AMR_PASSWORD_OTP = ["pwd", "otp", "mfa"]
-# A recovery code has no RFC 8176 value: two factors were shown (the password, and a code
-# the user kept), none of them an OTP device.
-AMR_PASSWORD_RECOVERY = ["pwd", "mfa"]
 # A sign-in session with one of these satisfies an app or tenant that requires MFA (a
 # passkey with user verification is itself multi-factor).
 AMR_MULTI_FACTOR = frozenset({"mfa", "hwk", "swk"})
+# A sign-in through another provider (app.federation): RFC 8176 registers no value for
+# "another identity provider vouched", and the upstream's own amr is not ours to repeat;
+# "fed" is the value Microsoft Entra ID uses for a federated sign-in. With the second
+# factor after it: "fed" + "otp"/"mfa", as "pwd" + "otp"/"mfa" after a password.
+AMR_FEDERATED = ["fed"]
+FEDERATED_METHOD = "federated:"
+
+
+def _first_factor(via: str | None) -> tuple[list[str], str]:
+    """The amr and audit method of a sign-in's first factor: the password on the login
+    page, or the connection `via` (a federated sign-in awaiting its second factor)."""
+    if via:
+        return list(AMR_FEDERATED), f"{FEDERATED_METHOD}{via}"
+    return list(AMR_PASSWORD), LOGIN_METHOD
 
 
 @dataclass(frozen=True)
@@ -146,7 +158,12 @@ def _complete(
     recovery_codes: list[str] | None = None,
     method: str = LOGIN_METHOD,
     offer_passkey: bool = False,
+    link: PendingLink | None = None,
 ) -> Outcome:
+    if link is not None:
+        # Every factor is checked: the provider's identity joins the account now, in the
+        # sign-in's transaction (a link that fails leaves the user signed out).
+        federation_service.link(pending=link, user=user, ip=ip)
     signed_in = flow.finish(user=user, ip=ip, method=method, password=password)
     now = utcnow()
     session = token_service.start_session(
@@ -193,6 +210,8 @@ def password_step(
     tenant_id: str | None = None,
     user_agent: str | None = None,
     offer_passkey: bool = False,
+    by_email: bool = False,
+    link: PendingLink | None = None,
 ) -> Outcome:
     """Check the password of the user a login names (a username, or an email when no user
     has that username) through the sign-in flow: its limits, and InvalidGrant, audited,
@@ -206,11 +225,18 @@ def password_step(
     factors are asked for, but none is enrolled in place (the account page enrols one),
     and such a session does not satisfy an app that requires MFA (`resume`).
     `offer_passkey` (the browser can make one here): a user without a passkey is signed
-    in but offered one first (`Outcome.offer_passkey`, no code yet)."""
+    in but offered one first (`Outcome.offer_passkey`, no code yet). `by_email`: the login
+    is an address only (the sign-in that links a provider to the account with it), never
+    tried as a username. `link`: the upstream identity to link once signed in (now, or
+    after the second factor: the caller carries it to that step)."""
     tenant_id = _tenant_of(request, tenant_id)
     required = request is not None and mfa_required(request)
     user = flow.check_password(
-        tenant_id=tenant_id, ip=ip, username=login, email=None, password=password
+        tenant_id=tenant_id,
+        ip=ip,
+        username=None if by_email else login,
+        email=login if by_email else None,
+        password=password,
     )
     needs_otp = flow.needs_second_factor(user)
     kinds = mfa_service.second_factor_kinds(user) if needs_otp or required else []
@@ -230,7 +256,56 @@ def password_step(
         )
     offer = offer_passkey and not passkey_service.has_passkeys(user)
     return _complete(
-        request, user, ip, password, amr=AMR_PASSWORD, user_agent=user_agent, offer_passkey=offer
+        request,
+        user,
+        ip,
+        password,
+        amr=AMR_PASSWORD,
+        user_agent=user_agent,
+        offer_passkey=offer,
+        link=link,
+    )
+
+
+def federated_step(
+    *,
+    request: AuthorizationRequest,
+    user: User,
+    connection_name: str,
+    ip: str | None,
+    user_agent: str | None = None,
+) -> Outcome:
+    """Sign in a user an upstream provider vouched for (app.federation found, linked or
+    created them): audited `user.signed_in` with method `federated:<connection>`. The
+    provider is the first factor only: a user with a second factor enrolled gives it
+    (the same pending step as after a password), and an app or tenant that requires MFA
+    enrols one in place, as password_step does."""
+    authorization.application_of(request)
+    if user.blocked:
+        raise InvalidGrant("This account is blocked", code="user_blocked")
+    required = mfa_required(request)
+    needs_otp = flow.needs_second_factor(user)
+    kinds = mfa_service.second_factor_kinds(user) if needs_otp or required else []
+    if needs_otp and mfa_service.TOTP not in kinds:
+        kinds.insert(0, mfa_service.TOTP)
+    generation = user.session_generation or 0
+    if needs_otp or (required and kinds):
+        return Outcome(
+            pending_user=user.id, pending_generation=generation, pending_kinds=tuple(kinds)
+        )
+    if required:
+        return Outcome(
+            pending_user=user.id,
+            pending_generation=generation,
+            enrolment=mfa_service.begin_sign_in_enrolment(user),
+        )
+    return _complete(
+        request,
+        user,
+        ip,
+        amr=list(AMR_FEDERATED),
+        user_agent=user_agent,
+        method=f"{FEDERATED_METHOD}{connection_name}",
     )
 
 
@@ -243,18 +318,25 @@ def second_factor_step(
     ip: str | None,
     tenant_id: str | None = None,
     user_agent: str | None = None,
+    via: str | None = None,
+    link: PendingLink | None = None,
 ) -> Outcome:
     """Check the one-time code of a user whose password was just checked, through the
     sign-in flow (the account's budget shared with the password grant's `otp`, each code
     once, failures audited). InvalidGrant for a wrong or reused code; `signin_restart`
     for a user blocked or deleted meanwhile, or whose sessions were revoked (password
     change or reset); RateLimited while the account's codes are locked. Without a
-    `request`, as password_step."""
+    `request`, as password_step. `via`: the first factor was connection `via`'s provider
+    (federated_step), not a password: the amr and the audit method say so. `link`: the
+    upstream identity the sign-in links (password_step's)."""
     tenant_id = _tenant_of(request, tenant_id)
     user = flow.pending_user(tenant_id=tenant_id, ip=ip, user_id=user_id, generation=generation)
     kind = flow.check_second_factor(tenant_id=tenant_id, ip=ip, user=user, code=code)
-    amr = AMR_PASSWORD_OTP if kind == flow.OTP else AMR_PASSWORD_RECOVERY
-    return _complete(request, user, ip, amr=amr, user_agent=user_agent)
+    first, method = _first_factor(via)
+    # A recovery code has no RFC 8176 value: two factors were shown (the first, and a
+    # code the user kept), none of them an OTP device.
+    amr = [*first, "otp", "mfa"] if kind == flow.OTP else [*first, "mfa"]
+    return _complete(request, user, ip, amr=amr, user_agent=user_agent, method=method, link=link)
 
 
 def enrolment_in_progress(*, user_id: str) -> mfa_service.TotpStart | None:
@@ -264,19 +346,36 @@ def enrolment_in_progress(*, user_id: str) -> mfa_service.TotpStart | None:
 
 
 def enrolment_step(
-    *, request: AuthorizationRequest, user_id: str, generation: int, code: str, ip: str | None
+    *,
+    request: AuthorizationRequest,
+    user_id: str,
+    generation: int,
+    code: str,
+    ip: str | None,
+    via: str | None = None,
+    link: PendingLink | None = None,
 ) -> Outcome:
     """Confirm the TOTP enrolment begun at this sign-in (MFA required, the user had no
     second factor) with a code of the new authenticator (audited `mfa.enrolled`), then
     sign in with amr pwd+otp; the new recovery codes come back to be shown once before
     the browser goes on. Invalid `mfa_code_invalid` for a wrong code (the same limits
-    per IP and account as the sign-in), `signin_restart` as for the second factor."""
+    per IP and account as the sign-in), `signin_restart` as for the second factor.
+    `via` and `link`: as second_factor_step's (amr fed+otp+mfa, method federated:<via>)."""
     authorization.application_of(request)
     user = flow.pending_user(
         tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
     )
     codes = mfa_service.confirm_sign_in_enrolment(user=user, code=code, ip=ip)
-    return _complete(request, user, ip, amr=AMR_PASSWORD_OTP, recovery_codes=codes)
+    first, method = _first_factor(via)
+    return _complete(
+        request,
+        user,
+        ip,
+        amr=[*first, "otp", "mfa"],
+        recovery_codes=codes,
+        method=method,
+        link=link,
+    )
 
 
 def passkey_step(
@@ -312,9 +411,13 @@ def second_factor_passkey_step(
     credential: str,
     challenge: str,
     ip: str | None,
+    via: str | None = None,
+    link: PendingLink | None = None,
 ) -> Outcome:
     """A passkey as the second factor of a user whose password was just checked (same
-    budget as the codes); then the code, with amr pwd + hwk/swk + mfa."""
+    budget as the codes); then the code, with amr pwd + hwk/swk + mfa (fed instead of
+    pwd, and method federated:<via>, after a sign-in through connection `via`; `link`:
+    as second_factor_step's)."""
     authorization.application_of(request)
     user = flow.pending_user(
         tenant_id=request.tenant_id, ip=ip, user_id=user_id, generation=generation
@@ -322,7 +425,8 @@ def second_factor_passkey_step(
     assertion = flow.check_second_factor_passkey(
         tenant_id=request.tenant_id, ip=ip, user=user, credential=credential, challenge=challenge
     )
-    return _complete(request, user, ip, amr=["pwd", *assertion.amr])
+    first, method = _first_factor(via)
+    return _complete(request, user, ip, amr=[*first, *assertion.amr], method=method, link=link)
 
 
 def sign_out(*, tenant_id: str, session_id: str) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import delete, select
 
+from app.connections import service as connection_service
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import NotFound
@@ -154,4 +155,4 @@ def errors_of(job: TransferJob) -> list[dict[str, Any]]:
 def connection_id(tenant_id: str | None = None) -> str:
     """The id of the tenant's one database connection (`Username-Password-Authentication`)
     as Auth0's SDK sees it: `con_` and 16 characters, the same on every call."""
-    return f"con_{security.sha256_hex(tenant_id or current_tenant_id())[:16]}"
+    return connection_service.database_connection_id(tenant_id)

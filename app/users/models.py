@@ -138,7 +138,9 @@ class Identity(TenantScoped, Base):
     __tablename__ = "identity"
     __table_args__ = (
         user_foreign_key(),
-        UniqueConstraint("tenant_id", "provider", "provider_user_id"),
+        # One identity per subject of a connection: two OIDC connections may both name a
+        # subject "123" (different issuers), never the same connection twice.
+        UniqueConstraint("tenant_id", "connection", "provider_user_id"),
         Index("ix_identity_tenant_user", "tenant_id", "user_id"),
     )
 

@@ -278,3 +278,40 @@ def test_other_tenant_gets_404_on_every_management_id_route(
         headers={"Authorization": f"Bearer {other_tenant.key}"},
     )
     assert by_email.get_json() == []
+
+
+# Every connection route that takes an id, for a stored connection and for the tenant's
+# database connection (whose id is derived from the tenant), with another tenant's key.
+CONNECTION_ROUTES = [
+    ("get", None),
+    ("patch", {"display_name": "Taken over"}),
+    ("delete", None),
+]
+
+
+@pytest.mark.parametrize(("method", "body"), CONNECTION_ROUTES)
+@pytest.mark.parametrize("which", ["stored", "database"])
+def test_other_tenant_gets_404_on_every_connection_id_route(
+    client, tenant, other_tenant, method, body, which
+):
+    own = {"Authorization": f"Bearer {tenant.key}"}
+    made = client.post(
+        "/api/v2/connections",
+        json={
+            "name": "corp",
+            "strategy": "github",
+            "options": {"client_id": "a", "client_secret": "b"},
+        },
+        headers=own,
+    )
+    assert made.status_code == 201
+    listed = client.get("/api/v2/connections", headers=own).get_json()
+    connection_id = listed[0 if which == "database" else 1]["id"]
+    response = getattr(client, method)(
+        f"/api/v2/connections/{connection_id}",
+        json=body,
+        headers={"Authorization": f"Bearer {other_tenant.key}"},
+    )
+    error = response.get_json()
+    assert response.status_code == 404 and error["errorCode"] == "inexistent_connection", error
+    assert client.get("/api/v2/connections", headers=own).get_json() == listed

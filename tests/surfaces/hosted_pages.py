@@ -25,6 +25,7 @@ from app.core.db import db
 from app.tenants import service as tenant_service
 from tests import factories
 from tests.factories import AppHandle, TenantHandle
+from tests.federation_support import CALLBACK, make_connection, running_idp
 from tests.oauth_support import (
     PASSWORD,
     authorize_query,
@@ -158,6 +159,18 @@ class Scene:
 def _login(scene: Scene) -> None:
     scene.user()
     scene.open_login()
+
+
+def _login_connections(scene: Scene) -> None:
+    # The page lists the connection without calling its provider: no provider needed.
+    make_connection(
+        scene.app,
+        scene.tenant.id,
+        client_id=scene.application().client_id,
+        issuer="http://127.0.0.1:9",
+    )
+    _login(scene)
+    scene.page.get_by_role("button", name="Continue with corp-idp login").wait_for()
 
 
 def _login_error(scene: Scene) -> None:
@@ -324,6 +337,34 @@ def _account_passkeys(scene: Scene) -> None:
     scene.page.get_by_role("heading", name="Passkey 1").wait_for()
 
 
+def _link_account(scene: Scene) -> None:
+    """The page that links another provider to alice's account: she signs in at the test
+    provider (tests/idp) as a user whose address is hers; the provider sends the browser
+    to the registered callback (gatehouse.test), served here by the live server."""
+    scene.user()
+    with running_idp() as idp:
+        idp.account("alice-upstream", email="alice@example.com", email_verified=True)
+        make_connection(
+            scene.app,
+            scene.tenant.id,
+            client_id=scene.application().client_id,
+            name="corp-idp",
+            issuer=idp.issuer,
+        )
+
+        def to_live_server(route: Any) -> None:
+            parts = urlsplit(route.request.url)
+            location = f"{scene.live_server}{parts.path}?{parts.query}"
+            route.fulfill(status=302, headers={"Location": location})
+
+        scene.page.route(f"{CALLBACK}*", to_live_server)
+        scene.open_login(connection="corp-idp")
+        scene.page.locator("input[name=login]").fill("alice-upstream")
+        scene.page.locator("input[name=password]").fill("any")
+        scene.page.locator("button[type=submit]").first.click()
+        scene.page.get_by_role("heading", name="Link corp-idp login to your account").wait_for()
+
+
 @dataclass(frozen=True)
 class HostedPage:
     name: str
@@ -338,6 +379,7 @@ class HostedPage:
 PAGES: list[HostedPage] = [
     HostedPage("login", _login),
     HostedPage("login-error", _login_error),
+    HostedPage("login-connections", _login_connections, checked_by="test_federation_browser.py"),
     HostedPage("second-factor", _second_factor),
     HostedPage("second-factor-error", _second_factor_error),
     HostedPage("second-factor-notice", _second_factor_notice),
@@ -369,4 +411,5 @@ PAGES: list[HostedPage] = [
     HostedPage("login-passkeys", _login_passkeys),
     HostedPage("passkey-offer", _passkey_offer, checked_by="test_passkeys_browser.py"),
     HostedPage("account-passkeys", _account_passkeys),
+    HostedPage("link-account", _link_account),
 ]

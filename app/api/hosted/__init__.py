@@ -122,6 +122,7 @@ from app.api.hosted import (  # noqa: E402
     account_routes,  # noqa: F401  (/account and its pages)
     account_signin,  # noqa: F401  (the account pages' sign-in and "confirm it's you")
     branding,  # noqa: F401  (the tenant's style sheet)
+    federation_routes,  # noqa: F401  (sign in with another provider, /login/callback)
     messages,  # noqa: F401  (the service messages pages translate)
     mfa_routes,  # noqa: F401  (two-step verification, recovery codes, /account/mfa)
     passkey_routes,  # noqa: F401  (passkey sign-in, second factor and offer)

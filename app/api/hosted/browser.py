@@ -203,3 +203,26 @@ def forget_session(response: Response, tenant_id: str) -> None:
     response.delete_cookie(
         session_cookie(tenant_id), path="/", secure=_secure(), httponly=True, samesite="Lax"
     )
+
+
+FEDERATION_COOKIE = "gh_fed"
+
+
+def federation_cookie() -> str:
+    return _cookie_name(FEDERATION_COOKIE)
+
+
+def keep_federation(response: Response, pending: str, max_age: int) -> None:
+    """Keep a sign-in pending at another provider (app.federation's sealed value): Lax,
+    so the provider's redirect back (a top-level GET) brings it."""
+    _set_cookie(response, federation_cookie(), pending, max_age)
+
+
+def read_federation() -> str | None:
+    return request.cookies.get(federation_cookie()) or None
+
+
+def forget_federation(response: Response) -> None:
+    response.delete_cookie(
+        federation_cookie(), path="/", secure=_secure(), httponly=True, samesite="Lax"
+    )

@@ -25,6 +25,7 @@ from app.api.hosted import browser
 from app.applications import authorization
 from app.applications.authorization import AuthorizationRequest
 from app.core.tenancy import tenant_scope
+from app.federation import service as federation_service
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -136,6 +137,17 @@ def sealed_account_step(
         return PageOrigin(str(payload["tid"]), payload)
 
     return _sealed(purpose, name, max_age, once, read)
+
+
+def federated_sign_in() -> PageOrigin:
+    """GET /login/callback: the sign-in this browser has pending at another provider (its
+    cookie, app.federation's sealed value): its tenant and the app's request; none when
+    the browser has none (the callback then says so)."""
+    pending = federation_service.read_pending(browser.read_federation())
+    if pending is None:
+        return PageOrigin(None)
+    authz = AuthorizationRequest.from_dict(pending.carry)
+    return PageOrigin(pending.tenant_id, {"pending": pending}, authz)
 
 
 def named_tenant(find: Callable[[], str | None]) -> Resolver:

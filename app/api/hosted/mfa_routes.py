@@ -21,7 +21,7 @@ from app.api.hosted.account_session import (
 )
 from app.api.hosted.edge import in_page_tenant, page_authz, page_origin, sealed_step
 from app.api.hosted.forms import CodeForm, load_form
-from app.api.hosted.routes import _application_name, _signed_in, second_factor_page
+from app.api.hosted.routes import application_name, complete_sign_in, second_factor_page
 from app.applications import authorization, login
 from app.applications.authorization import AuthorizationRequest
 from app.core.errors import Invalid, NotFound
@@ -89,7 +89,7 @@ def mfa_enrol_submit() -> Response:
     show_form_on_error(
         "mfa_enrol.html",
         **mfa_pages.enrolment_context(
-            app_name=_application_name(authz),
+            app_name=application_name(authz),
             pending=sealed or "",
             secret=started.secret,
             uri=started.uri,
@@ -97,9 +97,14 @@ def mfa_enrol_submit() -> Response:
     )
     form = load_form(CodeForm(), "Enter the 6-digit code your authenticator app shows.")
     outcome = login.enrolment_step(
-        request=authz, user_id=user_id, generation=generation, code=form["code"], ip=client_ip()
+        request=authz,
+        user_id=user_id,
+        generation=generation,
+        code=form["code"],
+        ip=client_ip(),
+        **mfa_pages.step_first_factor(pending),
     )
-    return _signed_in(outcome, authz)
+    return complete_sign_in(outcome, authz)
 
 
 # --- the account's MFA page --------------------------------------------------------------

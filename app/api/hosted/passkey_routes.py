@@ -18,7 +18,7 @@ from flask import Response, current_app, g, request
 from flask_babel import gettext as _
 
 from app.api.auth import client_ip, public
-from app.api.hosted import blp, browser, page, show_form_on_error
+from app.api.hosted import blp, browser, mfa_pages, page, show_form_on_error
 from app.api.hosted.edge import (
     Resolver,
     in_page_tenant,
@@ -31,10 +31,11 @@ from app.api.hosted.routes import (
     AUTHORIZE,
     SECOND_FACTOR,
     SIGNED_IN,
-    _application_name,
-    _signed_in,
     _to_client,
+    application_name,
+    complete_sign_in,
     keep_sign_in,
+    login_context,
     second_factor_page,
 )
 from app.applications import login
@@ -129,13 +130,13 @@ def passkey_signin() -> Response:
     sealed = request.form.get("authz")
     authz = page_authz()
     g.authz = authz
-    show_form_on_error("login.html", app_name=_application_name(authz), authz=sealed, username="")
+    show_form_on_error("login.html", **login_context(authz, sealed=sealed))
     browser.check_csrf(request.form.get("csrf_token"))
     challenge = ceremony_challenge("signin", tid=authz.tenant_id)
     outcome = login.passkey_step(
         request=authz, credential=posted_credential(), challenge=challenge, ip=client_ip()
     )
-    return _signed_in(outcome, authz)
+    return complete_sign_in(outcome, authz)
 
 
 # A passkey as the second factor -------------------------------------------------------
@@ -177,7 +178,8 @@ def passkey_second_factor() -> Response:
     # The submitted step is used up: an error shows a fresh one.
     kinds = [str(kind) for kind in pending.get("kinds") or ()]
     show_form_on_error(
-        "second_factor.html", **second_factor_page(authz, user_id, generation, kinds)
+        "second_factor.html",
+        **second_factor_page(authz, user_id, generation, kinds, first=mfa_pages.carried(pending)),
     )
     browser.check_csrf(request.form.get("csrf_token"))
     challenge = ceremony_challenge("second-factor", uid=user_id)
@@ -188,8 +190,9 @@ def passkey_second_factor() -> Response:
         credential=posted_credential(),
         challenge=challenge,
         ip=client_ip(),
+        **mfa_pages.step_first_factor(pending),
     )
-    return _signed_in(outcome, authz)
+    return complete_sign_in(outcome, authz)
 
 
 # The offer to add a passkey right after a password sign-in ----------------------------
@@ -213,7 +216,7 @@ def offer_page(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
     assert outcome.session_id is not None
     browser.rotate_csrf()
     signed_in = browser.seal(SIGNED_IN, {"authz": authz.as_dict(), "sid": outcome.session_id})
-    response = page("passkey_offer.html", app_name=_application_name(authz), signed_in=signed_in)
+    response = page("passkey_offer.html", app_name=application_name(authz), signed_in=signed_in)
     keep_sign_in(response, authz.tenant_id, outcome.session_id)
     return response
 
@@ -270,7 +273,7 @@ def passkey_offer_submit() -> Response:
     authz, session_id = _offered()
     show_form_on_error(
         "passkey_offer.html",
-        app_name=_application_name(authz),
+        app_name=application_name(authz),
         signed_in=request.form.get("signed_in"),
     )
     browser.check_csrf(request.form.get("csrf_token"))

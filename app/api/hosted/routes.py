@@ -26,6 +26,7 @@ from app.applications import authorization, login
 from app.applications import logout as logout_service
 from app.applications.authorization import AuthorizationRequest, with_query
 from app.core.http import accepts_form
+from app.federation import service as federation_service
 
 AUTHORIZE = "authorize-request"
 SECOND_FACTOR = mfa_pages.SECOND_FACTOR
@@ -33,17 +34,29 @@ SIGNED_IN = "signed-in"
 LOGOUT = "logout-request"
 
 
-def _application_name(authz: AuthorizationRequest) -> str:
+def application_name(authz: AuthorizationRequest) -> str:
     return authorization.application_of(authz).name
 
 
-def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
-    context = {
-        "app_name": _application_name(authz),
-        "authz": browser.seal(AUTHORIZE, authz.as_dict()),
+def login_context(
+    authz: AuthorizationRequest, *, sealed: str | None = None, username: str = ""
+) -> dict[str, Any]:
+    """The login page's context: the app, the sealed request (`sealed`, else sealed now),
+    the username to prefill and a button per connection serving the app (also when the
+    page is shown again after an error)."""
+    return {
+        "app_name": application_name(authz),
+        "authz": sealed or browser.seal(AUTHORIZE, authz.as_dict()),
         "username": username,
+        "connections": [
+            {"name": row.name, "label": row.display_name or row.name}
+            for row in federation_service.enabled_connections(authz.client_id)
+        ],
     }
-    return page("login.html", **context)
+
+
+def _login_page(authz: AuthorizationRequest, *, username: str = "") -> Response:
+    return page("login.html", **login_context(authz, username=username))
 
 
 def keep_sign_in(response: Response, tenant_id: str, session_id: str) -> None:
@@ -65,7 +78,7 @@ def _to_client(outcome: login.Outcome, authz: AuthorizationRequest, status: int)
     return response
 
 
-def _signed_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
+def complete_sign_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
     """A sign-in completed: a new CSRF secret for this browser, then on to the client, or
     first to the page that shows the new recovery codes (MFA enrolled in place), or that
     says how many codes failed since the previous sign-in."""
@@ -74,7 +87,7 @@ def _signed_in(outcome: login.Outcome, authz: AuthorizationRequest) -> Response:
         return _to_client(outcome, authz, 303)
     assert outcome.session_id is not None
     context = {
-        "app_name": _application_name(authz),
+        "app_name": application_name(authz),
         "failures": outcome.second_factor_failures,
         "signed_in": browser.seal(SIGNED_IN, {"authz": authz.as_dict(), "sid": outcome.session_id}),
     }
@@ -94,12 +107,14 @@ def second_factor_page(
     kinds: list[str] | tuple[str, ...],
     method: str = mfa_pages.CODE,
     pending: str | None = None,
+    first: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The second-factor page's context (a fresh single-use sealed step unless given)."""
+    """The second-factor page's context (a fresh single-use sealed step unless given,
+    carrying `first`: mfa_pages.first_factor())."""
     if pending is None:
-        pending = mfa_pages.seal_second_factor(authz, user_id, generation, kinds)
+        pending = mfa_pages.seal_second_factor(authz, user_id, generation, kinds, first)
     return mfa_pages.second_factor_context(
-        app_name=_application_name(authz), pending=pending, kinds=kinds, method=method
+        app_name=application_name(authz), pending=pending, kinds=kinds, method=method
     )
 
 
@@ -116,6 +131,10 @@ def authorize() -> Response:
         return _to_client(outcome, authz, 302)
     if "none" in authz.prompt:
         raise authorization.login_required(authz, "The user is not signed in")
+    from app.api.hosted import federation_routes  # imports this module
+
+    if "connection" in request.args:  # Auth0's parameter: straight to that provider
+        return federation_routes.go_upstream(authz, request.args["connection"])
     return _login_page(authz, username=authz.login_hint or "")
 
 
@@ -129,9 +148,7 @@ def authorize_submit() -> Response:
     authz = page_authz()
     g.authz = authz
     username = request.form.get("username", "")[:255]
-    show_form_on_error(
-        "login.html", app_name=_application_name(authz), authz=sealed, username=username
-    )
+    show_form_on_error("login.html", **login_context(authz, sealed=sealed, username=username))
     browser.check_csrf(request.form.get("csrf_token"))
     if "cancel" in request.form:
         raise authorization.access_denied(authz)
@@ -150,7 +167,7 @@ def authorize_submit() -> Response:
         assert outcome.pending_user is not None
         pending = mfa_pages.seal_enrolment(authz, outcome.pending_user, outcome.pending_generation)
         context = mfa_pages.enrolment_context(
-            app_name=_application_name(authz),
+            app_name=application_name(authz),
             pending=pending,
             secret=outcome.enrolment.secret,
             uri=outcome.enrolment.uri,
@@ -163,7 +180,7 @@ def authorize_submit() -> Response:
         return page("second_factor.html", **context)
     if outcome.offer_passkey:
         return passkey_routes.offer_page(outcome, authz)
-    return _signed_in(outcome, authz)
+    return complete_sign_in(outcome, authz)
 
 
 @blp.route("/authorize/second-factor", methods=["POST"])
@@ -180,8 +197,10 @@ def second_factor_submit() -> Response:
     kinds = [str(kind) for kind in pending.get("kinds") or ["totp"]]
     method = mfa_pages.RECOVERY if request.form.get("method") == "recovery" else mfa_pages.CODE
     # The submitted form is used up: an error shows a fresh one.
+    first = mfa_pages.carried(pending)
     show_form_on_error(
-        "second_factor.html", **second_factor_page(authz, user_id, generation, kinds, method)
+        "second_factor.html",
+        **second_factor_page(authz, user_id, generation, kinds, method, first=first),
     )
     browser.check_csrf(request.form.get("csrf_token"))
     form = load_form(CodeForm(), "Enter the code your authenticator app shows.")
@@ -192,8 +211,9 @@ def second_factor_submit() -> Response:
         code=form["code"],
         ip=client_ip(),
         user_agent=request.user_agent.string,
+        **mfa_pages.step_first_factor(pending),
     )
-    return _signed_in(outcome, authz)
+    return complete_sign_in(outcome, authz)
 
 
 @blp.route("/authorize/continue", methods=["POST"])

@@ -151,7 +151,7 @@ def _sign_in_url(authz: AuthorizationRequest | None) -> str | None:
 
 
 def _app_name(authz: AuthorizationRequest | None) -> str | None:
-    return routes._application_name(authz) if authz is not None else None
+    return routes.application_name(authz) if authz is not None else None
 
 
 def _password_hint(tenant_id: str) -> str:

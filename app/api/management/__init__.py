@@ -31,6 +31,8 @@ _ERROR_CODES = {
     "rate_limited": "too_many_requests",
     "job_not_found": "inexistent_job",
     "connection_not_found": "inexistent_connection",
+    "connection_exists": "connection_conflict",
+    "database_connection_readonly": "operation_not_supported",
     "file_too_large": "payload_too_large",
 }
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -84,6 +86,7 @@ def render_error(err: AppError, request_id: str) -> dict[str, Any]:
 
 from app.api.management import (  # noqa: E402,F401
     authentication_method_routes,
+    connection_routes,
     device_routes,
     export_routes,
     identity_routes,

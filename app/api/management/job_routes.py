@@ -1,7 +1,6 @@
-"""Routes of the management surface for connections and jobs: the tenant's one database
-connection (so Auth0 clients find the `connection_id` an import needs), user import jobs
-(a multipart upload streamed into the job's chunks, then run by the Celery worker), user
-export jobs, and a job's status and per-user errors."""
+"""Routes of the management surface for jobs: user import jobs (a multipart upload streamed
+into the job's chunks, then run by the Celery worker) into the tenant's database connection,
+user export jobs, and a job's status and per-user errors."""
 
 from __future__ import annotations
 
@@ -12,114 +11,20 @@ from flask import Response, current_app
 from app.api.auth import current_principal, requires
 from app.api.management import blp
 from app.api.management.job_schemas import (
-    CONNECTION_FIELDS,
-    ConnectionPageSchema,
-    ConnectionQuerySchema,
-    ConnectionSchema,
     CreateExportSchema,
     CreateImportSchema,
     JobFailureSchema,
     JobSchema,
     JobUserErrorsSchema,
-    ListConnectionsQuerySchema,
 )
-from app.api.management.query import field_selection
 from app.api.management.routes import answer
-from app.core.errors import Forbidden, Invalid, NotFound
+from app.core.errors import Forbidden, Invalid
 from app.core.http import upload
 from app.core.smorest import Dumped
 from app.portability import exports, imports, jobs
 from app.portability.models import COMPLETED, EXPORT, FAILED, PENDING, TransferJob
 
-CONNECTION_NAME = "Username-Password-Authentication"
-STRATEGY = "auth0"
-CONNECTIONS_ANSWER = {"oneOf": [ConnectionPageSchema, {"type": "array", "items": ConnectionSchema}]}
 ERRORS_ANSWER = {"oneOf": [{"type": "array", "items": JobUserErrorsSchema}, JobFailureSchema]}
-
-
-def _connection() -> dict[str, Any]:
-    """The tenant's one database connection, as Auth0 shows a database connection."""
-    return {
-        "id": jobs.connection_id(),
-        "name": CONNECTION_NAME,
-        "display_name": CONNECTION_NAME,
-        "strategy": STRATEGY,
-        "realms": [CONNECTION_NAME],
-        "is_domain_connection": False,
-        "enabled_clients": [],
-        "options": {"import_mode": False, "requires_username": False},
-    }
-
-
-def _strategies(values: list[str] | None) -> set[str] | None:
-    if not values:
-        return None
-    return {part.strip() for value in values for part in value.split(",") if part.strip()}
-
-
-def _matching_connections(query: dict[str, Any]) -> list[dict[str, Any]]:
-    connection = _connection()
-    strategies = _strategies(query.get("strategy"))
-    if strategies is not None and connection["strategy"] not in strategies:
-        return []
-    if query.get("name") not in (None, connection["name"]):
-        return []
-    # Checkpoint paging: connections from the id `from` on, in id order.
-    if query.get("from_") and connection["id"] < query["from_"]:
-        return []
-    if query.get("page", 0) * query.get("per_page", 50) > 0:
-        return []  # a page past the one connection
-    return [connection]
-
-
-@blp.route("/api/v2/connections", methods=["GET"])
-@requires("read:connections", user_arg=None)
-@blp.arguments(ListConnectionsQuerySchema, location="query")
-@blp.errors(400)
-@blp.response(200, CONNECTIONS_ANSWER)
-def list_connections(query: dict[str, Any]) -> Dumped:
-    """List the tenant's connections: its one database connection, filtered by strategy and
-    name. A bare array; `{start, limit, length, total, connections}` with include_totals;
-    `{connections}` with checkpoint paging (`from`, `take`)"""
-    found = _matching_connections(query)
-    selection = field_selection(query.get("fields"), query["include_fields"], CONNECTION_FIELDS)
-    if "from_" in query or "take" in query:
-        found = found[: query.get("take", 50)]
-        return answer(ConnectionPageSchema(only=_page_only(selection)), {"connections": found})
-    if query["include_totals"]:
-        per_page = query.get("per_page", 50)
-        page = {
-            "start": query.get("page", 0) * per_page,
-            "limit": per_page,
-            "length": len(found),
-            "total": len(_matching_connections({**query, "page": 0})),
-            "connections": found,
-        }
-        only = _page_only(selection, ("start", "limit", "length", "total"))
-        return answer(ConnectionPageSchema(only=only), page)
-    return answer(ConnectionSchema(many=True, **selection), found)
-
-
-def _page_only(selection: dict[str, Any], extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """`only` for a page: its own keys, and the selected properties of each connection."""
-    names = selection.get("only")
-    if names is None:
-        names = sorted(CONNECTION_FIELDS - set(selection.get("exclude", ())))
-    return (*extra, *(f"connections.{name}" for name in names))
-
-
-@blp.route("/api/v2/connections/<connection_id>", methods=["GET"])
-@requires("read:connections", user_arg=None)
-@blp.arguments(ConnectionQuerySchema, location="query")
-@blp.errors(400, 404)
-@blp.response(200, ConnectionSchema)
-def get_connection(query: dict[str, Any], connection_id: str) -> Dumped:
-    """Get a connection (the tenant's one database connection)"""
-    connection = _connection()
-    if connection_id != connection["id"]:
-        raise NotFound("The connection does not exist", code="connection_not_found")
-    selection = field_selection(query.get("fields"), query["include_fields"], CONNECTION_FIELDS)
-    return answer(ConnectionSchema(**selection), connection)
 
 
 def _check_connection(connection_id: str | None) -> None:

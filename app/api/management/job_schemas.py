@@ -1,6 +1,6 @@
-"""Shapes of the management surface for connections and jobs: Auth0's connection object and
-its list pages, the multipart body of an import job, the JSON body of an export job, a job
-as `GET /api/v2/jobs/{id}` shows it, and the per-user errors of an import."""
+"""Shapes of the management surface for jobs: the multipart body of an import job, the JSON
+body of an export job, a job as `GET /api/v2/jobs/{id}` shows it, and the per-user errors
+of an import."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from flask_smorest.fields import Upload
 from werkzeug.datastructures import FileStorage
 
 from app.api.fields import IsoDateTime, OutputSchema, StrictSchema
-from app.api.management.schemas import PageSchema
 from app.portability import exports
 
 # Auth0's id patterns (its API refuses other shapes with 400 before looking anything up).
@@ -21,47 +20,6 @@ _connection_id = ma.validate.Regexp(
 )
 EXPORT_FORMATS = exports.FORMATS
 MAX_EXPORT_FIELDS = exports.MAX_FIELDS
-
-
-class ConnectionSchema(OutputSchema):
-    id = ma.fields.String()
-    name = ma.fields.String()
-    display_name = ma.fields.String()
-    strategy = ma.fields.String()
-    realms = ma.fields.List(ma.fields.String())
-    is_domain_connection = ma.fields.Boolean()
-    enabled_clients = ma.fields.List(ma.fields.String())
-    options = ma.fields.Dict()
-
-
-CONNECTION_FIELDS = frozenset(ConnectionSchema().fields)
-
-
-class ConnectionPageSchema(PageSchema):
-    """`include_totals=true`: `{start, limit, length, total, connections}`; with checkpoint
-    paging (`from`/`take`): `{connections}` (and `next` while more remain: never, as a
-    tenant has one connection)."""
-
-    connections = ma.fields.List(ma.fields.Nested(ConnectionSchema))
-    next = ma.fields.String()
-
-
-class ListConnectionsQuerySchema(StrictSchema):
-    # One value, several (`strategy=a&strategy=b`, as the SDK sends a list) or comma-separated.
-    strategy = ma.fields.List(ma.fields.String(validate=ma.validate.Length(min=1, max=64)))
-    name = ma.fields.String(validate=ma.validate.Length(max=128))
-    fields = ma.fields.String(validate=ma.validate.Length(max=1024))
-    include_fields = ma.fields.Boolean(load_default=True)
-    include_totals = ma.fields.Boolean(load_default=False)
-    page = ma.fields.Integer(validate=ma.validate.Range(min=0, max=1_000_000))
-    per_page = ma.fields.Integer(validate=ma.validate.Range(min=1, max=100))
-    from_ = ma.fields.String(data_key="from", validate=ma.validate.Length(max=64))
-    take = ma.fields.Integer(validate=ma.validate.Range(min=1, max=100))
-
-
-class ConnectionQuerySchema(StrictSchema):
-    fields = ma.fields.String(validate=ma.validate.Length(max=1024))
-    include_fields = ma.fields.Boolean(load_default=True)
 
 
 class FormBoolean(ma.fields.Boolean):
