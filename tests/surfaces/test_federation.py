@@ -503,7 +503,7 @@ def test_verified_link_is_audited(
     assert event["user_id"] == user_id and event["target"] == "oidc|u-501"
 
 
-def test_enrolled_second_factor_is_still_required(
+def test_enrolled_second_factor_is_still_required_and_the_sign_in_says_federated(
     app: Flask,
     client: FlaskClient,
     tenant: factories.TenantHandle,
@@ -521,9 +521,11 @@ def test_enrolled_second_factor_is_still_required(
     fields = form_fields(page.get_data(as_text=True))
     done = client.post("/authorize/second-factor", data={**fields, "code": next_totp(secret)})
     code = _app_answer(done, web_app)["code"]
-    assert claims(exchange(client, web_app, code, verifier).get_json()["id_token"])["sub"] == (
-        "alice-1"
-    )
+    id_claims = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])
+    assert id_claims["sub"] == "alice-1"
+    assert id_claims["amr"] == ["fed", "otp", "mfa"]
+    methods = [e["data"]["method"] for e in audit_events(client, tenant.headers, "user.signed_in")]
+    assert "federated:corp-idp" in methods and "login_page" not in methods
 
 
 def test_federated_sign_in_says_so_in_amr(
@@ -534,27 +536,6 @@ def test_federated_sign_in_says_so_in_amr(
     assert claims(exchange(client, web_app, code, verifier).get_json()["id_token"])["amr"] == [
         "fed"
     ]
-
-
-def test_second_factor_after_federation_says_federated(
-    app: Flask,
-    client: FlaskClient,
-    tenant: factories.TenantHandle,
-    web_app: AppHandle,
-    connection: str,
-    idp: Idp,
-) -> None:
-    make_alice(app, tenant.id)
-    secret = confirmed_totp(client, sign_in(client, tenant.id, "alice")["access_token"])
-    idp.account("u-601", email="alice@example.com", email_verified=True)
-    page, _, verifier = _sign_in(client, web_app, "u-601")
-    fields = form_fields(page.get_data(as_text=True))
-    done = client.post("/authorize/second-factor", data={**fields, "code": next_totp(secret)})
-    code = _app_answer(done, web_app)["code"]
-    id_claims = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])
-    assert id_claims["amr"] == ["fed", "otp", "mfa"]
-    methods = [e["data"]["method"] for e in audit_events(client, tenant.headers, "user.signed_in")]
-    assert "federated:corp-idp" in methods and "login_page" not in methods
 
 
 def test_email_from_userinfo_when_the_id_token_has_none(
