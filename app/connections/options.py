@@ -30,15 +30,26 @@ PRESET_ISSUERS = {
     APPLE: "https://appleid.apple.com",
 }
 OIDC_STRATEGIES = frozenset({OIDC, *PRESET_ISSUERS})
-# Microsoft's multi-tenant (`common`) endpoint publishes the issuer as a template, and each
-# ID token's `iss` names the signing-in user's own Entra tenant. The flow must not compare
-# `iss` with the configured issuer for it: it takes the token's `tid` claim (a GUID, nothing
-# else), fills this template with it, and requires `iss` to equal the result (as Microsoft
-# documents for multi-tenant apps). Every other strategy compares `iss` exactly.
+# Microsoft's multi-tenant endpoints (`common`: work and personal accounts,
+# `organizations`: work accounts only) publish the issuer as a template, and each ID
+# token's `iss` names the signing-in user's own Entra tenant. The flow accepts the template
+# from these discovery documents only (anyone's document could publish one otherwise), and
+# then requires each token's `iss` to equal the template filled with the token's own `tid`
+# claim (a GUID, nothing else), as Microsoft documents for multi-tenant apps. Every other
+# provider's `iss` is compared exactly.
+TENANT_PLACEHOLDER = "{tenantid}"
 MULTI_TENANT_ISSUERS = {
     "https://login.microsoftonline.com/common/v2.0": (
         "https://login.microsoftonline.com/{tenantid}/v2.0"
     ),
+    "https://login.microsoftonline.com/organizations/v2.0": (
+        "https://login.microsoftonline.com/{tenantid}/v2.0"
+    ),
+}
+# The same, by the discovery document's URL: {discovery URL: issuer template}.
+MULTI_TENANT_DISCOVERY = {
+    f"{issuer}/.well-known/openid-configuration": template
+    for issuer, template in MULTI_TENANT_ISSUERS.items()
 }
 # Where Gatehouse puts what the upstream profile says: {our field: upstream field path}.
 PROFILE_FIELDS = frozenset(

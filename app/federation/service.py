@@ -249,7 +249,11 @@ def finish(
         raise refused("The connection was removed meanwhile")
     issuer = params.get("iss")
     # An OAuth2 connection has no issuer identifier to compare (pending.issuer is "").
-    if issuer is not None and pending.issuer and issuer != pending.issuer:
+    if (
+        issuer is not None
+        and pending.issuer
+        and not upstream.issuer_matches(pending.issuer, issuer)
+    ):
         # RFC 9207: the response comes from another provider than the one we sent the
         # browser to (a mix-up attack): its code is never sent anywhere.
         raise refused("The sign-in response came from another identity provider")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import requests
 from flask import current_app
 
 from app.connections.models import APPLE, GOOGLE, MICROSOFT, Connection
+from app.connections.options import MULTI_TENANT_DISCOVERY, TENANT_PLACEHOLDER
 from app.core.outbound import OutboundRefused, resolve_checked
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,11 @@ PRESET_DISCOVERY = {
     APPLE: "https://appleid.apple.com/.well-known/openid-configuration",
 }
 DEFAULT_SCOPES = "openid profile email"
+# An Entra tenant id (the `tid` claim): a GUID. Nothing else may be put in an issuer
+# template, so a `tid` cannot smuggle a path or another host into the expected issuer.
+TENANT_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 class FederationError(Exception):
@@ -78,7 +85,8 @@ def unavailable(description: str) -> FederationError:
 
 @dataclass(frozen=True)
 class Provider:
-    """The parts of a discovery document a sign-in uses."""
+    """The parts of a discovery document a sign-in uses. `issuer` holds `{tenantid}` only
+    for Microsoft's multi-tenant documents (see issuer_template)."""
 
     issuer: str
     authorization_endpoint: str
@@ -160,6 +168,33 @@ def discovery_url(connection: Connection) -> str:
     raise refused(f"The connection {connection.name} names no issuer or discovery_url")
 
 
+def issuer_template(discovery: str, issuer: str) -> bool:
+    """Whether `issuer`, named by the document at `discovery`, is a multi-tenant template
+    Gatehouse accepts: only the exact template of one of Microsoft's multi-tenant
+    documents (app/connections/options.py MULTI_TENANT_ISSUERS)."""
+    return MULTI_TENANT_DISCOVERY.get(discovery) == issuer
+
+
+def issuer_matches(expected: str, issuer: str, tenant_id: str | None = None) -> bool:
+    """Whether `issuer` is the `expected` one: equal to it, or, for a multi-tenant template,
+    equal to the template filled with `tenant_id` (a GUID; when None, any GUID, for the
+    RFC 9207 `iss` of an authorization response, which comes without a `tid`)."""
+    if TENANT_PLACEHOLDER not in expected:
+        return hmac.compare_digest(expected.encode(), issuer.encode())
+    if tenant_id is None:
+        head, _, tail = expected.partition(TENANT_PLACEHOLDER)
+        middle = issuer[len(head) : len(issuer) - len(tail)]
+        return (
+            len(issuer) > len(head) + len(tail)
+            and issuer.startswith(head)
+            and issuer.endswith(tail)
+            and TENANT_ID.fullmatch(middle) is not None
+        )
+    if not TENANT_ID.fullmatch(tenant_id):
+        return False
+    return expected.replace(TENANT_PLACEHOLDER, tenant_id) == issuer
+
+
 def provider_of(connection: Connection) -> Provider:
     """The connection's provider, from its discovery document (cached for this version of
     the connection)."""
@@ -173,7 +208,14 @@ def provider_of(connection: Connection) -> Provider:
     document = _get_json(url, "discovery")
     issuer = document.get("issuer")
     expected = (connection.options or {}).get("issuer")
-    if not isinstance(issuer, str) or (expected and expected.rstrip("/") != issuer.rstrip("/")):
+    if not isinstance(issuer, str):
+        raise unavailable("The identity provider's discovery document names no issuer")
+    if TENANT_PLACEHOLDER in issuer:
+        # A template is no issuer identifier, except from Microsoft's own multi-tenant
+        # documents; their tokens are then checked against it with their `tid`.
+        if not issuer_template(url, issuer):
+            raise unavailable("The identity provider's discovery document names another issuer")
+    elif expected and expected.rstrip("/") != issuer.rstrip("/"):
         # OIDC Discovery §4.3: the document must name the issuer it was asked for.
         raise unavailable("The identity provider's discovery document names another issuer")
     try:
@@ -311,7 +353,8 @@ def validate_id_token(
     """The ID token's claims once checked (OIDC Core §3.1.3.7): signed by a published key
     with an asymmetric algorithm the provider announced, issued by the provider, for
     `client_id` (and `azp` = client_id when it names several audiences or an azp), not
-    expired, and carrying the nonce this sign-in sent."""
+    expired, and carrying the nonce this sign-in sent. For a multi-tenant template issuer,
+    `iss` must be the template filled with the token's own `tid`."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -320,13 +363,15 @@ def validate_id_token(
     if algorithm not in (provider.algorithms or ("RS256",)):
         raise refused(f"The ID token's algorithm {str(algorithm)[:20]} is not accepted")
     key = signing_key(provider, str(header.get("kid", "")))
+    template = TENANT_PLACEHOLDER in provider.issuer
     try:
         claims = jwt.decode(
             token,
             key,
             algorithms=[algorithm],
             audience=client_id,
-            issuer=provider.issuer,
+            # A template's `iss` is checked below, once the token's `tid` is known.
+            issuer=None if template else provider.issuer,
             leeway=LEEWAY_SECONDS,
             options={"require": ["iss", "sub", "aud", "exp", "iat"]},
         )
@@ -338,6 +383,11 @@ def validate_id_token(
         raise refused("The ID token was issued by another provider") from exc
     except jwt.PyJWTError as exc:
         raise refused(f"The ID token is not valid ({type(exc).__name__})") from exc
+    if template:
+        tid = claims.get("tid")
+        # No `tid` (or not a string): no tenant to fill the template with, so no issuer.
+        if not isinstance(tid, str) or not issuer_matches(provider.issuer, str(claims["iss"]), tid):
+            raise refused("The ID token was issued by another provider")
     audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     azp = claims.get("azp")
     if (len(audiences) > 1 or azp is not None) and azp != client_id:

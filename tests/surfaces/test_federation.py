@@ -212,6 +212,68 @@ def test_mix_up_iss_is_refused(
     assert factories.count_users(app, web_app.tenant_id) == 0
 
 
+@pytest.fixture(scope="module")
+def second_idp_server() -> Iterator[Idp]:
+    """Another oidc-provider instance: another port, so another issuer."""
+    with running_idp() as idp:
+        yield idp
+
+
+def test_mix_up_with_a_second_real_provider_is_refused(
+    app: Flask,
+    client: FlaskClient,
+    web_app: AppHandle,
+    connection: str,
+    idp: Idp,
+    second_idp_server: Idp,
+) -> None:
+    """RFC 9207 with two real providers: a sign-in started with connection A gets an
+    authorization response carrying B's `iss` (and B's code, from a real sign-in at B, as
+    a mix-up attacker would relay it). Refused as an OAuth error to the app, no user, and
+    B's code was never sent to A or B: B's own sign-in still redeems it afterwards."""
+    other = second_idp_server
+    assert other.issuer != idp.issuer
+    other.reset()
+    make_connection(
+        app, web_app.tenant_id, client_id=web_app.client_id, name="other-idp", issuer=other.issuer
+    )
+    started, query, _ = _start(client, web_app)  # connection A (corp-idp)
+    assert started.headers["Location"].startswith(idp.issuer + "/auth?")
+    state_a = query_of(started.headers["Location"])["state"]
+
+    # A real sign-in at B, in another browser.
+    browser_b = app.test_client()
+    verifier_b, challenge_b = pkce_pair()
+    query_b = authorize_query(web_app, challenge_b, connection="other-idp")
+    started_b = browser_b.get("/authorize", query_string=query_b)
+    assert started_b.headers["Location"].startswith(other.issuer + "/auth?")
+    back_b = upstream_sign_in(started_b.headers["Location"], "u-mallory")
+    answer_b = query_of(back_b)
+    assert answer_b["iss"] == other.issuer
+
+    # A's browser gets B's response, with A's state (the attacker relays the code).
+    mixed = {"code": answer_b["code"], "state": state_a, "iss": answer_b["iss"]}
+    answer = _app_answer(client.get("/login/callback", query_string=mixed), web_app)
+    assert answer["state"] == query["state"] and "code" not in answer
+    assert answer["error"] == "access_denied"
+    assert "another identity provider" in answer["error_description"]
+    assert factories.count_users(app, web_app.tenant_id) == 0
+    assert _identities(app, web_app.tenant_id) == []
+
+    # B's code went nowhere: B's own browser still signs in with it.
+    code_b = _app_answer(_callback(browser_b, back_b), web_app)["code"]
+    tokens = exchange(browser_b, web_app, code_b, verifier_b)
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    user_id = verified(browser_b, tokens.get_json()["id_token"], web_app.client_id)["sub"]
+    (identity,) = _identities(app, web_app.tenant_id)
+    assert (identity.user_id, identity.connection, identity.provider_user_id) == (
+        user_id,
+        "other-idp",
+        "u-mallory",
+    )
+    other.reset()
+
+
 @pytest.mark.parametrize(
     ("mode", "error", "says"),
     [

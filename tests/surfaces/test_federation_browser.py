@@ -5,6 +5,8 @@ with …" on the login page (checked with axe), signs in at panva's oidc-provide
 on the app's redirect URI with a code; the test exchanges it and checks Gatehouse's own
 ID token (signed by Gatehouse's JWKS, `iss` Gatehouse, `sub` the Gatehouse user). And
 `/authorize?connection=NAME` goes straight to the provider, as Auth0's parameter does.
+The same journey runs through a GitHub connection, against the GitHub-shaped stand-in
+(tests/github_standin.py), which approves at once and sends the browser back.
 
 The served process's ISSUER is its own address (http://127.0.0.1:PORT), so the redirect
 URI registered at the provider, `{ISSUER}/login/callback`, brings the browser back to
@@ -30,6 +32,7 @@ from tests import factories
 from tests.browser_support import OUTPUT_DIR
 from tests.factories import AppHandle, TenantHandle
 from tests.federation_support import Idp, make_connection, running_idp
+from tests.github_standin import GitHub, running_github
 from tests.oauth_support import authorize_query, pkce_pair, query_of
 from tests.surfaces.hosted_pages import VIEWPORT
 from tests.surfaces.test_browser import served_as
@@ -44,6 +47,7 @@ class Journey:
 
     issuer: str
     idp: Idp
+    github: GitHub
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +56,10 @@ def journey(
 ) -> Iterator[Journey]:
     tmp = tmp_path_factory.mktemp("federation-browser")
     with served_as(app, database_url, tmp, "127.0.0.1") as issuer:
-        with running_idp((f"{issuer}/login/callback",)) as idp:
-            yield Journey(issuer, idp)
+        # The GitHub stand-in sends the browser back to whatever redirect_uri Gatehouse
+        # sent, i.e. this process's {ISSUER}/login/callback.
+        with running_idp((f"{issuer}/login/callback",)) as idp, running_github() as github:
+            yield Journey(issuer, idp, github)
 
 
 @pytest.fixture()
@@ -194,3 +200,59 @@ def test_the_connection_parameter_skips_the_login_page(
     )
     assert first_claims["sub"] == second_claims["sub"] == _identity(app, setup.tenant_id).user_id
     assert factories.count_users(app, setup.tenant_id) == 1
+
+
+def test_a_person_signs_in_with_github_in_a_real_browser(
+    app: Flask, journey: Journey, browser: Any, callback_server: str, tenant: TenantHandle
+) -> None:
+    github = journey.github
+    github.reset()
+    handle = factories.make_application(
+        app, tenant.id, name="Acme Notes", redirect_uris=[callback_server]
+    )
+    make_connection(
+        app,
+        tenant.id,
+        client_id=handle.client_id,
+        name="github",
+        strategy="github",
+        authorizationURL=f"{github.base}/login/oauth/authorize",
+        tokenURL=f"{github.base}/login/oauth/access_token",
+        userinfoURL=f"{github.base}/api/v3/user",
+        scope="read:user user:email",
+    )
+    github.user(583231, "octocat", "octo@example.com")
+    verifier, challenge = pkce_pair()
+    query = authorize_query(handle, challenge)
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        page.goto(f"{journey.issuer}/authorize?{urlencode(query)}")
+        assert page.title() == "Sign in to Acme Notes"
+        page.get_by_role("button", name="Continue with github login").click()
+        # The stand-in approves at once and sends the browser to Gatehouse's callback,
+        # which answers the app.
+        page.wait_for_url(f"{callback_server}?*")
+        assert page.locator("h1").inner_text() == "Back in the app"
+        answer = query_of(page.url)
+    finally:
+        context.close()
+
+    assert answer["state"] == query["state"] and "error" not in answer, answer
+    # The browser went to the stand-in; Gatehouse itself exchanged the code and read the
+    # user and the verified address through the userinfoURL's base.
+    assert github.paths() == [
+        "/login/oauth/authorize",
+        "/login/oauth/access_token",
+        "/api/v3/user",
+        "/api/v3/user/emails",
+    ]
+    claims = _gatehouse_id_token(journey, handle, answer["code"], verifier, query["nonce"])
+    identity = _identity(app, handle.tenant_id)
+    assert claims["sub"] == identity.user_id
+    assert (identity.connection, identity.provider, identity.provider_user_id) == (
+        "github",
+        "github",
+        "583231",
+    )
+    assert factories.count_users(app, handle.tenant_id) == 1
