@@ -49,8 +49,9 @@ MAX_RESPONSE_BYTES = 256 * 1024
 # Asymmetric signatures only: never `none`, never HS* (keyed with the client secret).
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA")
 
-# The oidc presets: their discovery document (options.discovery_url or options.issuer
-# override it). Microsoft's personal accounts answer under "consumers" with a fixed issuer.
+# The oidc presets' discovery documents, used only for a connection whose options name
+# neither discovery_url nor issuer (the Connections API fills in each preset's issuer, so
+# a stored windowslive connection names Microsoft's `common` issuer: see options.py).
 PRESET_DISCOVERY = {
     GOOGLE: "https://accounts.google.com/.well-known/openid-configuration",
     MICROSOFT: "https://login.microsoftonline.com/consumers/v2.0/.well-known/openid-configuration",
