@@ -218,12 +218,17 @@ def unlink(*, actor: Principal, primary: User, provider: str, user_id: str) -> U
     user_service.check_recent_sign_in(actor=actor, user=primary)
     if provider in USER_PROVIDERS and user_id == primary.id:
         raise Invalid("The primary identity cannot be unlinked", code="primary_identity")
+    # Auth0's route names (provider, user_id); since connections, two OIDC connections
+    # may each have linked a subject "123" to one user: the oldest link goes first.
     identity = db.session.scalar(
-        select(Identity).where(
+        select(Identity)
+        .where(
             Identity.user_id == primary.id,
             Identity.provider == (PRIMARY_PROVIDER if provider in USER_PROVIDERS else provider),
             Identity.provider_user_id == user_id,
         )
+        .order_by(Identity.id)
+        .limit(1)
     )
     if identity is None:
         raise NotFound("The user has no such linked identity", code="identity_not_found")

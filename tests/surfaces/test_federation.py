@@ -685,3 +685,37 @@ def test_mfa_required_enrols_in_place_after_federation_and_says_federated(
     assert id_claims["amr"] == ["fed", "otp", "mfa"]
     (event,) = audit_events(client, tenant.headers, "user.signed_in")
     assert event["data"]["method"] == "federated:corp-idp"
+
+
+def test_an_administrator_unlinks_a_federated_identity_through_the_management_api(
+    app: Flask,
+    client: FlaskClient,
+    tenant: factories.TenantHandle,
+    web_app: AppHandle,
+    connection: str,
+    idp: Idp,
+) -> None:
+    """Unlinking goes through the existing `/api/v2` route and the identity leaves the user.
+    The next sign-in with that subject no longer finds it by (connection, subject); its
+    address, verified on both sides, links it again to the same account (audited)."""
+    idp.account("u-700", email="ivy@example.com", email_verified=True)
+    response, _, verifier = _sign_in(client, web_app, "u-700")
+    code = _app_answer(response, web_app)["code"]
+    first = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])["sub"]
+    admin = {"Authorization": f"Bearer {tenant.key}"}
+    shown = client.get(f"/api/v2/users/{first}", headers=admin).get_json()["identities"]
+    assert {"provider": "oidc", "user_id": "u-700", "connection": "corp-idp"}.items() <= (
+        shown[-1].items()
+    )
+    unlinked = client.delete(f"/api/v2/users/{first}/identities/oidc/u-700", headers=admin)
+    assert unlinked.status_code == 200, unlinked.get_data(as_text=True)
+    assert _identities(app, web_app.tenant_id) == []
+    client.delete_cookie("gh_sso_" + web_app.tenant_id)
+    response, _, verifier = _sign_in(client, web_app, "u-700")
+    code = _app_answer(response, web_app)["code"]
+    second = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])["sub"]
+    assert second == first and factories.count_users(app, web_app.tenant_id) == 1
+    (identity,) = _identities(app, web_app.tenant_id)
+    assert (identity.user_id, identity.provider_user_id) == (first, "u-700")
+    linked = audit_events(client, tenant.headers, "identity.linked")
+    assert [event["user_id"] for event in linked] == [first]
