@@ -625,7 +625,7 @@ def _write_identities(written: list[tuple[UserRecord, str]], tenant_id: str) -> 
         from sqlalchemy.dialects.postgresql import insert
 
         statement = insert(table).on_conflict_do_nothing(
-            index_elements=["tenant_id", "provider", "provider_user_id"]
+            index_elements=["tenant_id", "connection", "provider_user_id"]
         )
         db.session.execute(statement, rows)
     else:
@@ -635,7 +635,7 @@ def _write_identities(written: list[tuple[UserRecord, str]], tenant_id: str) -> 
                 .select_from(table)
                 .where(
                     table.c.tenant_id == tenant_id,
-                    table.c.provider == row["provider"],
+                    table.c.connection == row["connection"],
                     table.c.provider_user_id == row["provider_user_id"],
                 )
             )

@@ -70,7 +70,9 @@ def test_the_image_installs_the_runtime_only_and_leaves_tests_out() -> None:
 def test_the_make_targets_install_what_they_need() -> None:
     makefile = (PROJECT_ROOT / "Makefile").read_text()
     assert re.search(r"^run: install-runtime$", makefile, re.M)
-    assert re.search(r"^test: install$", makefile, re.M)
+    # make test also installs the federation tests' upstream provider (tests/idp, npm ci).
+    assert re.search(r"^test: install tests/idp/node_modules$", makefile, re.M)
+    assert "npm ci --prefix tests/idp" in makefile
     assert re.search(r"^lint: install$", makefile, re.M)
     assert "pip install --quiet -r requirements-dev.txt" in makefile
 
