@@ -59,7 +59,7 @@ fuzz: install
 # Faults and load on real processes: its own PostgreSQL and Redis (Debian's server binaries,
 # never the shared ones), gunicorn, Celery worker and beat. About 10 minutes; see docs/development.md.
 test-reliability: install
-	$(BIN)/python -m pytest reliability -v $(PYTEST_ARGS)
+	$(BIN)/python -m pytest reliability -v -o faulthandler_timeout=1200 $(PYTEST_ARGS)
 
 # The real-browser test drives the system's Chromium (browser downloads are not used):
 # install Debian's `chromium` with apt when it is missing and apt can run (root). On a
