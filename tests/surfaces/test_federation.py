@@ -91,6 +91,12 @@ def _sign_in(client: FlaskClient, handle: AppHandle, login: str) -> tuple[Any, d
     return _callback(client, upstream_sign_in(started.headers["Location"], login)), query, verifier
 
 
+def _id_claims(client: FlaskClient, handle: AppHandle, response: Any, verifier: str) -> dict:
+    """The claims of the ID token the app gets for the code in a finished sign-in."""
+    code = _app_answer(response, handle)["code"]
+    return claims(exchange(client, handle, code, verifier).get_json()["id_token"])
+
+
 def _identities(app: Flask, tenant_id: str) -> list[Identity]:
     with app.app_context(), tenant_scope(tenant_id):
         return list(app.extensions["sqlalchemy"].session.scalars(select(Identity)))
@@ -504,8 +510,7 @@ def test_link_asks_for_the_accounts_second_factor_first(
     assert "Failed attempts to enter a code" in done.get_data(as_text=True)
     assert [i.user_id for i in _identities(app, web_app.tenant_id)] == ["alice-1"]
     done = client.post("/authorize/continue", data=form_fields(done.get_data(as_text=True)))
-    code = _app_answer(done, web_app)["code"]
-    id_claims = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])
+    id_claims = _id_claims(client, web_app, done, verifier)
     assert id_claims["sub"] == "alice-1" and id_claims["amr"] == ["pwd", "otp", "mfa"]
     assert [i.user_id for i in _identities(app, web_app.tenant_id)] == ["alice-1"]
 
@@ -582,8 +587,7 @@ def test_enrolled_second_factor_is_still_required_and_the_sign_in_says_federated
     assert "gh_sso_" not in str(page.headers)  # not signed in before the code
     fields = form_fields(page.get_data(as_text=True))
     done = client.post("/authorize/second-factor", data={**fields, "code": next_totp(secret)})
-    code = _app_answer(done, web_app)["code"]
-    id_claims = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])
+    id_claims = _id_claims(client, web_app, done, verifier)
     assert id_claims["sub"] == "alice-1"
     assert id_claims["amr"] == ["fed", "otp", "mfa"]
     methods = [e["data"]["method"] for e in audit_events(client, tenant.headers, "user.signed_in")]
@@ -680,8 +684,7 @@ def test_mfa_required_enrols_in_place_after_federation_and_says_federated(
     codes_page = post_form(client, page, "/authorize/enrol", code=factories.totp_code(secret))
     assert codes_page.status_code == 200, codes_page.get_data(as_text=True)[:400]
     done = post_form(client, codes_page, "/authorize/continue")
-    code = _app_answer(done, web_app)["code"]
-    id_claims = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])
+    id_claims = _id_claims(client, web_app, done, verifier)
     assert id_claims["amr"] == ["fed", "otp", "mfa"]
     (event,) = audit_events(client, tenant.headers, "user.signed_in")
     assert event["data"]["method"] == "federated:corp-idp"
@@ -700,8 +703,7 @@ def test_an_administrator_unlinks_a_federated_identity_through_the_management_ap
     address, verified on both sides, links it again to the same account (audited)."""
     idp.account("u-700", email="ivy@example.com", email_verified=True)
     response, _, verifier = _sign_in(client, web_app, "u-700")
-    code = _app_answer(response, web_app)["code"]
-    first = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])["sub"]
+    first = _id_claims(client, web_app, response, verifier)["sub"]
     admin = {"Authorization": f"Bearer {tenant.key}"}
     shown = client.get(f"/api/v2/users/{first}", headers=admin).get_json()["identities"]
     assert {"provider": "oidc", "user_id": "u-700", "connection": "corp-idp"}.items() <= (
@@ -712,8 +714,7 @@ def test_an_administrator_unlinks_a_federated_identity_through_the_management_ap
     assert _identities(app, web_app.tenant_id) == []
     client.delete_cookie("gh_sso_" + web_app.tenant_id)
     response, _, verifier = _sign_in(client, web_app, "u-700")
-    code = _app_answer(response, web_app)["code"]
-    second = claims(exchange(client, web_app, code, verifier).get_json()["id_token"])["sub"]
+    second = _id_claims(client, web_app, response, verifier)["sub"]
     assert second == first and factories.count_users(app, web_app.tenant_id) == 1
     (identity,) = _identities(app, web_app.tenant_id)
     assert (identity.user_id, identity.provider_user_id) == (first, "u-700")
