@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.applications.models import CONFIDENTIAL, PUBLIC, Application, ApplicationOrigin
@@ -47,7 +48,9 @@ def _invalid(field: str, message: str) -> Invalid:
 def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
     """`uri` when an app may register it (RFC 9700 §2.1, RFC 8252 §7): an absolute URI
     without a fragment; https, or http on a loopback host, or a private-use scheme of a
-    native app (reverse domain name, so it holds a dot). Invalid otherwise."""
+    native app (reverse domain name, so it holds a dot); or a page of this issuer itself
+    (the admin console's callback), trusted by configuration whatever its scheme (production
+    refuses an insecure ISSUER unless told). Invalid otherwise."""
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if not scheme or parts.fragment or "#" in uri:
@@ -56,12 +59,22 @@ def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
         raise _invalid(field, f"{uri!r} must name its host without userinfo, with a valid port")
     if scheme == "https" and parts.hostname:
         return uri
+    if _is_issuer_page(parts):
+        return uri
     if scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
         return uri
     if scheme not in ("http", "https") and "." in scheme:
         return uri
     raise _invalid(
         field, f"{uri!r} must use https (http only on localhost, or an app's own scheme)"
+    )
+
+
+def _is_issuer_page(parts: SplitResult) -> bool:
+    issuer = urlsplit(str(current_app.config["ISSUER"]))
+    return (parts.scheme.lower(), parts.netloc.lower()) == (
+        issuer.scheme.lower(),
+        issuer.netloc.lower(),
     )
 
 

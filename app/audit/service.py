@@ -61,6 +61,9 @@ ACTIONS = frozenset(
         "webhook.deleted",
         "webhook.secret_rotated",
         "webhook.disabled",
+        # issue 28: who may use the admin console (app.console).
+        "console.member_granted",
+        "console.member_revoked",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

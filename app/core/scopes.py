@@ -61,6 +61,7 @@ CATALOGUE: tuple[Scope, ...] = (
     Scope("write:current_user_properties", USER, "create, change and delete its own properties"),
     Scope("manage:applications", KEY, "register, change and delete the tenant's applications"),
     Scope("manage:webhooks", KEY, "register, change, test and delete the tenant's webhooks"),
+    Scope("manage:console", KEY, "grant, list and revoke the tenant's console members"),
 )
 
 BY_NAME = {scope.name: scope for scope in CATALOGUE}

@@ -36,6 +36,7 @@ SETTINGS_FIELDS = (
     "signup_enabled",
     "signup_fields",
     "mfa_required",
+    "console_require_mfa",
     "branding",
 )
 # password_policy's keys and the columns that hold them (password_min_length is also a
@@ -60,6 +61,7 @@ def create_tenant(*, name: str, settings: dict[str, Any] | None = None) -> Tenan
         signup_enabled=False,
         signup_fields=[],
         mfa_required=False,
+        console_require_mfa=False,
         branding={},
     )
     _apply_settings(tenant, settings or {})

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "portability": 7,
     "applications": 8,
     "webhooks": 8,
+    "console": 8,
     "api": 9,
 }
 WIRING = {"__init__", "cli", "encryption", "extensions", "models", "periodic", "startup"}

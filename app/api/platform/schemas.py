@@ -87,6 +87,9 @@ class TenantSettingsInSchema(StrictSchema):
     mfa_required = StrictBoolean(
         metadata={"description": "every sign-in needs a second factor (enrolled in place)"}
     )
+    console_require_mfa = StrictBoolean(
+        metadata={"description": "the admin console admits only sign-ins with a second factor"}
+    )
     branding = ma.fields.Nested(BrandingInSchema)
 
 
@@ -103,6 +106,7 @@ class TenantSettingsOutSchema(OutputSchema):
     password_policy = ma.fields.Nested(PasswordPolicyOutSchema)
     signup_fields = ma.fields.List(ma.fields.String())
     mfa_required = ma.fields.Boolean()
+    console_require_mfa = ma.fields.Boolean()
     branding = ma.fields.Nested(BrandingOutSchema)
 
 
