@@ -19,7 +19,7 @@ from app.applications.models import PUBLIC, Application
 from app.audit import service as audit_service
 from app.console.models import ConsoleClient, ConsoleMember
 from app.core import security
-from app.core.db import db, lock_until_commit, utcnow
+from app.core.db import db, independent_write, lock_until_commit, utcnow
 from app.core.errors import Forbidden, Invalid, NotFound
 from app.core.tenancy import Principal
 from app.tenants import service as tenant_service
@@ -65,6 +65,7 @@ def grant_member(*, tenant_id: str, user_id: str, role: str, actor: Principal) -
     `console.member_granted`; the tenant's console client is made if it is missing.
     Invalid `invalid_console_role`, NotFound `user_not_found` (also another tenant's)."""
     _check_role(role)
+    tenant_service.get_tenant(tenant_id)
     user = user_service.get_user(user_id)
     ensure_console_application(tenant_id=tenant_id)
     # Two grants of one user at once: the second waits and changes the first's row.
@@ -108,12 +109,19 @@ def grant_member_by_email(
     return grant_member(tenant_id=tenant_id, user_id=users[0].id, role=role, actor=actor)
 
 
-def revoke_member(*, tenant_id: str, user_id: str, actor: Principal) -> None:
-    """Take the user's console role away (effective on the member's next request),
-    audited as `console.member_revoked`; NotFound `console_member_not_found`."""
+def get_member(*, tenant_id: str, user_id: str) -> ConsoleMember:
+    """The console member `user_id`; NotFound `console_member_not_found` (also for another
+    tenant's)."""
     member = _member(user_id)
     if member is None:
         raise NotFound("Console member not found", code="console_member_not_found")
+    return member
+
+
+def revoke_member(*, tenant_id: str, user_id: str, actor: Principal) -> None:
+    """Take the user's console role away (effective on the member's next request),
+    audited as `console.member_revoked`; NotFound `console_member_not_found`."""
+    member = get_member(tenant_id=tenant_id, user_id=user_id)
     audit_service.record(
         action="console.member_revoked",
         actor=actor.label,
@@ -252,7 +260,9 @@ def complete_sign_in(
         )
     app_session = str(claims["sid"])
     parent = login_service.sign_in_session_of(session_id=app_session)
-    token_service.revoke_session(app_session)
+    # Ended in a transaction of its own: also when the user is not admitted below.
+    with independent_write() as ending:
+        token_service.revoke_session(app_session, into=ending)
     if parent is None:
         raise Forbidden("The sign-in has ended; sign in again", code="console_signin_ended")
     user_id = str(claims["sub"])
