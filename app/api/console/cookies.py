@@ -21,7 +21,7 @@ SIGNIN_PURPOSE = "console-sign-in"
 # How long the hosted login may take before the console's callback refuses it.
 SIGNIN_TTL = 15 * 60
 TENANT = re.compile(r"[0-9a-f]{1,32}")
-HOME = "/console/"
+HOME = "/console"
 
 
 def _secret() -> str:
@@ -70,6 +70,11 @@ def forget_session(response: Response) -> None:
     browser.forget_cookie(response, browser.cookie_name(SESSION_COOKIE))
 
 
+def _is_console_path(path: str) -> bool:
+    """Whether the page to return to after sign-in is the console's (never elsewhere)."""
+    return path == HOME or path.startswith((HOME + "/", HOME + "?"))
+
+
 @dataclass(frozen=True)
 class PendingSignIn:
     """A sign-in the console sent to the hosted login: what the callback must match."""
@@ -88,7 +93,7 @@ def start_sign_in(response: Response, tenant_id: str, next_path: str) -> Pending
         state=security.random_token(24),
         nonce=security.random_token(24),
         verifier=security.random_token(48),
-        next=next_path if next_path.startswith(HOME) else HOME,
+        next=next_path if _is_console_path(next_path) else HOME,
     )
     value = security.signed_dumps(_secret(), SIGNIN_PURPOSE, pending.__dict__)
     browser.set_cookie(response, browser.cookie_name(SIGNIN_COOKIE), value, SIGNIN_TTL)

@@ -14,6 +14,7 @@ from app.api.console import blp, page, show_form_on_error
 from app.api.console.edge import console_tenant, console_view, current
 from app.api.hosted.forms import load_form
 from app.console import service as console_service
+from app.core.http import accepts_form
 
 ROLE_LABELS = {
     console_service.ADMIN: "Admin",
@@ -60,6 +61,7 @@ def members() -> Response:
 
 
 @blp.route("/members", methods=["POST"])
+@accepts_form
 @public(tenant_from=console_tenant)
 @console_view(action="admin")
 def grant_member() -> Response:
@@ -95,6 +97,7 @@ def confirm_revoke(user_id: str) -> Response:
 
 
 @blp.route("/members/<user_id>/revoke", methods=["POST"])
+@accepts_form
 @public(tenant_from=console_tenant)
 @console_view(action="admin")
 def revoke_member(user_id: str) -> Response:

@@ -22,6 +22,7 @@ from app.api.hosted import browser
 from app.console import service as console_service
 from app.core import ratelimit, security
 from app.core.errors import Forbidden, Invalid
+from app.core.http import accepts_form
 
 
 @blp.route("/sign-in", methods=["GET"])
@@ -71,6 +72,7 @@ def callback() -> Response:
 
 
 @blp.route("/logout", methods=["POST"])
+@accepts_form
 @public(tenant_from=session_tenant)
 def logout() -> Response:
     """Sign out: end the hosted sign-in session under the console, forget the cookie"""
@@ -84,7 +86,8 @@ def logout() -> Response:
     return response
 
 
-@blp.route("/", methods=["GET"])
+# "/console" (the app routes "/console/" as "/console": core.http.StripTrailingSlash).
+@blp.route("", methods=["GET"])
 @public(tenant_from=console_tenant)
 @console_view(action="read")
 def dashboard() -> Response:
