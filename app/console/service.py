@@ -79,15 +79,19 @@ def grant_member(*, tenant_id: str, user_id: str, role: str, actor: Principal) -
     member.role = role
     member.granted_by = actor.label
     db.session.flush()
-    audit_service.record(
-        action="console.member_granted",
-        actor=actor.label,
-        user_id=user.id,
-        target=user.id,
-        ip=actor.ip,
-        data={"role": role},
-    )
+    _audit("console.member_granted", member, actor)
     return member
+
+
+def _audit(action: str, member: ConsoleMember, actor: Principal) -> None:
+    audit_service.record(
+        action=action,
+        actor=actor.label,
+        user_id=member.user_id,
+        target=member.user_id,
+        ip=actor.ip,
+        data={"role": member.role},
+    )
 
 
 def grant_member_by_email(
@@ -122,14 +126,7 @@ def revoke_member(*, tenant_id: str, user_id: str, actor: Principal) -> None:
     """Take the user's console role away (effective on the member's next request),
     audited as `console.member_revoked`; NotFound `console_member_not_found`."""
     member = get_member(tenant_id=tenant_id, user_id=user_id)
-    audit_service.record(
-        action="console.member_revoked",
-        actor=actor.label,
-        user_id=member.user_id,
-        target=member.user_id,
-        ip=actor.ip,
-        data={"role": member.role},
-    )
+    _audit("console.member_revoked", member, actor)
     db.session.delete(member)
     db.session.flush()
 

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from app.core.db import db
 from app.tenants import service as tenant_service
 from tests import factories
+from tests.browser_support import csp_violations
 from tests.console_support import grant
 from tests.factories import TenantHandle
 from tests.oauth_support import PASSWORD, confirmed_totp, make_alice, next_totp, sign_in
@@ -46,11 +47,7 @@ def test_an_admin_with_totp_signs_in_and_the_pages_pass_axe(
 
     context = browser.new_context(viewport={"width": 1024, "height": 768})
     page = context.new_page()
-    csp_errors: list[str] = []
-    page.on(
-        "console",
-        lambda msg: csp_errors.append(msg.text) if "Content Security Policy" in msg.text else None,
-    )
+    csp_errors = csp_violations(page)
     try:
         page.goto(f"{live_server}/console?tenant={tenant.id}")
         page.get_by_label(re.compile("Username")).fill("alice")

@@ -24,6 +24,7 @@ def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str
         "password_policy": {"block_common": False},
         "signup_fields": ["name"],
         "mfa_required": True,
+        "console_require_mfa": True,
         "branding": {"display_name": "Acme", "primary_color": "#0a5f3c"},
     }
     r = client.post("/tenants", json={"name": "Acme", "settings": settings}, headers=root_headers)
@@ -44,6 +45,7 @@ def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str
         "password_policy": {"min_length": 12, "block_common": False},
         "signup_fields": ["name"],
         "mfa_required": True,
+        "console_require_mfa": True,
         "branding": {
             "display_name": "Acme",
             "logo_url": None,
@@ -72,6 +74,7 @@ def test_tenant_defaults(client: FlaskClient, root_headers: dict[str, str]) -> N
         "password_policy": {"min_length": 8, "block_common": True},
         "signup_fields": [],
         "mfa_required": False,
+        "console_require_mfa": False,
         "branding": {
             "display_name": None,
             "logo_url": None,

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, g, render_template
 from werkzeug.exceptions import HTTPException
 
-from app.api.hosted import browser
+from app.api.hosted import browser, with_error_headers
 from app.core.errors import AppError, to_app_error
 
 log = logging.getLogger(__name__)
@@ -95,16 +95,15 @@ def render_error_page(exc: Exception) -> Response:
         log.error("console page failed: %s", type(exc).__name__, exc_info=exc)
     form: FormOnScreen | None = g.get("console_form")
     if form is not None and err.status < 500 and err.code != "console_action_refused":
-        return page(form.template, err.status, error=err.message, **form.context)
-    return page("error.html", err.status, message=err.message, code=err.code)
+        response = page(form.template, err.status, error=err.message, **form.context)
+    else:
+        response = page("error.html", err.status, message=err.message, code=err.code)
+    return with_error_headers(response, err)
 
 
 @blp.after_request
 def page_headers(response: Response) -> Response:
-    browser.set_csrf_cookie(response)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+    return browser.finish_page(response, SECURITY_HEADERS)
 
 
 # Importing the route modules registers their routes on blp (after blp exists).

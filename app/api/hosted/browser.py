@@ -12,6 +12,7 @@ that comes back without its cookie says so rather than "expired"."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, current_app, g, request
@@ -113,6 +114,15 @@ def check_csrf(token: str | None) -> None:
 def set_csrf_cookie(response: Response) -> None:
     if g.get("csrf_new"):
         set_cookie(response, csrf_cookie(), g.csrf_value, None)
+
+
+def finish_page(response: Response, headers: Mapping[str, str]) -> Response:
+    """Every page's last step (the hosted pages', the console's): the CSRF cookie when it
+    is new, and the page's security headers unless the view set its own."""
+    set_csrf_cookie(response)
+    for name, value in headers.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def seal(purpose: str, payload: dict[str, Any], *, once: bool = False) -> str:
