@@ -662,6 +662,11 @@ def random_bytes(nbytes: int) -> bytes:
     return secrets.token_bytes(nbytes)
 
 
+def random_string(alphabet: str, length: int) -> str:
+    """`length` characters drawn uniformly from `alphabet` (codes a person types)."""
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
 # --- webhook signatures (Standard Webhooks)
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
