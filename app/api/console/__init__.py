@@ -56,6 +56,7 @@ class NavItem:
 # Webhooks, Connections, Audit log, Settings: each adds its line here.
 NAV: list[NavItem] = [
     NavItem("Dashboard", "console.dashboard"),
+    NavItem("Users", "console.users"),
     NavItem("Members", "console.members"),
 ]
 
@@ -95,7 +96,11 @@ def render_error_page(exc: Exception) -> Response:
         log.error("console page failed: %s", type(exc).__name__, exc_info=exc)
     form: FormOnScreen | None = g.get("console_form")
     if form is not None and err.status < 500 and err.code != "console_action_refused":
-        response = page(form.template, err.status, error=err.message, **form.context)
+        # The fields' own messages go beside their fields (aria-describedby).
+        field_errors = err.fields if isinstance(err.fields, dict) else {}
+        response = page(
+            form.template, err.status, error=err.message, field_errors=field_errors, **form.context
+        )
     else:
         response = page("error.html", err.status, message=err.message, code=err.code)
     return with_error_headers(response, err)
@@ -110,6 +115,8 @@ def page_headers(response: Response) -> Response:
 from app.api.console import (  # noqa: E402
     member_routes,  # noqa: F401  (/console/members)
     routes,  # noqa: F401  (sign-in, callback, sign-out, the dashboard)
+    user_actions,  # noqa: F401  (/console/users/<id>/…: block, delete, MFA, sessions, …)
+    user_routes,  # noqa: F401  (/console/users: search, a user's page)
 )
 
 __all__ = ["NAV", "NavItem", "blp", "page"]
