@@ -56,6 +56,8 @@ ACTIONS = frozenset(
         "user.updated",
         "application.created",
         "application.deleted",
+        # issue 28 (the console's APIs): a confidential app's client secret replaced.
+        "application.secret_rotated",
         "webhook.created",
         "webhook.updated",
         "webhook.deleted",
