@@ -92,6 +92,7 @@ from app.api.management import (  # noqa: E402,F401
     identity_routes,
     job_routes,
     routes,
+    session_routes,
 )
 
 __all__ = ["ErrorSchema", "blp", "render_error"]
