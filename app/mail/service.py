@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import requests
 from flask import current_app
@@ -262,6 +264,22 @@ def count_by_status_all_tenants() -> dict[str, int]:
     rows = execute_all_tenants(
         select(EmailDelivery.status, func.count()).group_by(EmailDelivery.status)
     )
+    return _by_status(rows)
+
+
+def _by_status(rows: Iterable[Any]) -> dict[str, int]:
     counts = {QUEUED: 0, SENDING: 0, SENT: 0, FAILED: 0}
-    counts.update({status: count for status, count in rows})
+    counts.update({status: int(count) for status, count in rows})
     return counts
+
+
+def count_by_status(*, within: timedelta) -> dict[str, int]:
+    """How many of the current tenant's deliveries created `within` the time up to now are
+    in each state."""
+    since = utcnow() - within
+    rows = db.session.execute(
+        select(EmailDelivery.status, func.count(EmailDelivery.id))
+        .where(EmailDelivery.created_at >= since)
+        .group_by(EmailDelivery.status)
+    )
+    return _by_status(rows)

@@ -21,8 +21,10 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -188,8 +190,24 @@ def count_by_status_all_tenants() -> dict[str, int]:
     rows = execute_all_tenants(
         select(WebhookMessage.status, func.count()).group_by(WebhookMessage.status)
     )
+    return _by_status(rows)
+
+
+def count_by_status(*, within: timedelta) -> dict[str, int]:
+    """How many of the current tenant's messages written `within` the time up to now are
+    in each state."""
+    since = utcnow() - within
+    rows = db.session.execute(
+        select(WebhookMessage.status, func.count(WebhookMessage.id))
+        .where(WebhookMessage.created_at >= since)
+        .group_by(WebhookMessage.status)
+    )
+    return _by_status(rows)
+
+
+def _by_status(rows: Iterable[Any]) -> dict[str, int]:
     counts = {PENDING: 0, DELIVERED: 0, FAILED: 0}
-    counts.update({status: count for status, count in rows})
+    counts.update({status: int(count) for status, count in rows})
     return counts
 
 
