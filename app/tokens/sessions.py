@@ -137,15 +137,7 @@ def sign_out_session(*, user: User, session_id: str, actor: str, ip: str | None)
     if session_id not in listed:
         raise NotFound("This session has already ended.", code="session_not_found")
     ended = _end([session_id])
-    audit_service.record(
-        action="session.revoked",
-        actor=actor,
-        user_id=user.id,
-        target=session_id,
-        ip=ip,
-        data={"sessions_ended": ended},
-    )
-    db.session.flush()
+    _audit_ended(user=user, target=session_id, ended=ended, actor=actor, ip=ip)
 
 
 def sign_out_others(*, user: User, keep_session_id: str, actor: str, ip: str | None) -> int:
@@ -160,15 +152,7 @@ def sign_out_others(*, user: User, keep_session_id: str, actor: str, ip: str | N
         else:
             others.append(view.id)
     ended = _end(others)
-    audit_service.record(
-        action="session.revoked",
-        actor=actor,
-        user_id=user.id,
-        target="others",
-        ip=ip,
-        data={"sessions_ended": ended},
-    )
-    db.session.flush()
+    _audit_ended(user=user, target="others", ended=ended, actor=actor, ip=ip)
     return ended
 
 
@@ -178,16 +162,20 @@ def sign_out_everywhere(*, user: User, actor: str, ip: str | None) -> int:
     right now); audited `session.revoked` (target "all"). How many live sessions ended."""
     ended = len(_flatten(live_sessions(user=user, current_session_id=None)))
     token_service.revoke_user_sessions(user=user)
+    _audit_ended(user=user, target="all", ended=ended, actor=actor, ip=ip)
+    return ended
+
+
+def _audit_ended(*, user: User, target: str, ended: int, actor: str, ip: str | None) -> None:
     audit_service.record(
         action="session.revoked",
         actor=actor,
         user_id=user.id,
-        target="all",
+        target=target,
         ip=ip,
         data={"sessions_ended": ended},
     )
     db.session.flush()
-    return ended
 
 
 def reauthenticated(*, session_id: str) -> None:
