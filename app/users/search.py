@@ -9,8 +9,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, func, or_, select
+from sqlalchemy.orm import aliased
 
+from app.core.db import db
 from app.core.errors import Invalid
 from app.core.pagination import OffsetPage, Page, paginate_by_creation, paginate_by_offset
 from app.users.models import User
@@ -75,7 +77,11 @@ def _like_prefix(value: str) -> str:
 
 def _match(column: Any, value: str, prefix: bool) -> ColumnElement[bool]:
     if prefix:
-        return column.like(_like_prefix(value), escape="\\")
+        # The pattern is written into the SQL, not bound: a prepared statement's generic
+        # plan cannot use the prefix indexes for `LIKE $1` (its pattern is unknown), and
+        # psycopg prepares a statement after a few runs; then every search scans the table.
+        pattern = bindparam(None, _like_prefix(value), type_=String, literal_execute=True)
+        return column.like(pattern, escape="\\")
     return column == value
 
 
@@ -121,14 +127,34 @@ def search_users(*, query: UserQuery, paging: SearchPage) -> OffsetPage[User]:
     )
 
 
+# Below this many matches, a search collects its matches first and sorts them (cheap);
+# from it on they are dense enough to walk the (created_at, id) index newest first.
+FEW_MATCHES = 2000
+
+
+def _has_few_matches(statement: Select[tuple[User]]) -> bool:
+    """Whether `statement` matches fewer than FEW_MATCHES users (a bounded count)."""
+    capped = statement.with_only_columns(User.id).limit(FEW_MATCHES).subquery()
+    return int(db.session.scalar(select(func.count()).select_from(capped)) or 0) < FEW_MATCHES
+
+
 def search_newest(*, query: UserQuery, limit: int | None, cursor: str | None) -> Page[User]:
     """The current tenant's users matching `query`, newest first, keyset paged on
-    (created_at, id): a page costs the same however deep it is, and nothing is counted.
-    Invalid `invalid_cursor`, `invalid_limit`."""
+    (created_at, id): a page costs the same however deep it is, and nothing is counted
+    beyond FEW_MATCHES. Invalid `invalid_cursor`, `invalid_limit`."""
+    statement = _filtered(query)
+    entity: Any = User
+    if query.terms and db.session.get_bind().dialect.name == "postgresql":
+        if _has_few_matches(statement):
+            # Few matches: take them all through the search indexes, then sort. Left to
+            # itself the planner may walk the creation index instead, hoping to meet the
+            # matches early, and read most of a million rows when they are the oldest.
+            entity = aliased(User, statement.cte("matches").prefix_with("MATERIALIZED"))
+            statement = select(entity)
     return paginate_by_creation(
-        _filtered(query),
-        created_col=User.created_at,
-        id_col=User.id,
+        statement,
+        created_col=entity.created_at,
+        id_col=entity.id,
         limit=limit,
         cursor=cursor,
         newest_first=True,
