@@ -1,7 +1,8 @@
 """The console in headless Chromium: an admin with TOTP opens /console, signs in on the
 hosted login page with the password and the code, lands on the dashboard, and axe-core
-finds no WCAG 2.1 A/AA violation on the dashboard or the Members page (under the
-console's own Content-Security-Policy, which allows no script)."""
+finds no WCAG 2.1 A/AA violation on the dashboard, the Members page or the Users pages
+(search, a user, delete confirmation and metadata form, with their errors shown), under
+the console's own Content-Security-Policy, which allows no script."""
 
 from __future__ import annotations
 
@@ -68,6 +69,34 @@ def test_an_admin_with_totp_signs_in_and_the_pages_pass_axe(
         page.wait_for_load_state()
         assert page.locator("h1").inner_text() == "Members"
         assert "bob@example.com" in page.locator("table").inner_text()
+        results = axe.run(page, options=WCAG_AA)
+        assert results.violations_count == 0, results.generate_report()
+
+        # The Users pages: the search (and a refused query), a user's page, the delete
+        # confirmation and the metadata form (and its errors).
+        page.get_by_role("link", name="Users").click()
+        page.get_by_label("Search users").fill("phone:1")
+        page.get_by_label("Search users").press("Enter")
+        assert "Cannot search on" in page.locator("#q-error").inner_text()
+        page.get_by_label("Search users").fill("bob")
+        page.get_by_label("Search users").press("Enter")
+        page.get_by_role("link", name="bob@example.com").click()
+        assert page.locator("h1").inner_text() == "bob@example.com"
+        results = axe.run(page, options=WCAG_AA)
+        assert results.violations_count == 0, results.generate_report()
+        page.get_by_role("link", name="Delete the user…").click()
+        page.get_by_label(re.compile("Type the user's email address")).fill("nope")
+        page.get_by_role("button", name="Delete the user").click()
+        assert (
+            page.locator("#confirm-error").inner_text() == "This is not the user's email address."
+        )
+        results = axe.run(page, options=WCAG_AA)
+        assert results.violations_count == 0, results.generate_report()
+        page.get_by_role("link", name="Cancel").click()
+        page.get_by_role("link", name="Edit the metadata").click()
+        page.get_by_label("app_metadata").fill("[1]")
+        page.get_by_role("button", name="Save").click()
+        assert "Enter a JSON object" in page.locator("#app_metadata-error").inner_text()
         results = axe.run(page, options=WCAG_AA)
         assert results.violations_count == 0, results.generate_report()
         assert not csp_errors, csp_errors
