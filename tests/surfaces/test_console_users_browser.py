@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from bench.seed import copy_users
 from tests import factories
 from tests.browser_support import csp_violations
-from tests.console_support import grant
+from tests.console_support import assert_axe_clean, browser_sign_in, grant
 from tests.factories import TenantHandle, bearer
 from tests.oauth_support import (
     PASSWORD,
@@ -28,17 +28,9 @@ from tests.oauth_support import (
     refresh,
     sign_in,
 )
-from tests.surfaces.test_hosted_a11y import WCAG_AA
 
 pytestmark = pytest.mark.browser
 CAROL = "carol-1"
-
-
-def _axe_clean(page: Any) -> None:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page, options=WCAG_AA)
-    assert results.violations_count == 0, results.generate_report()
 
 
 def _methods(client: FlaskClient, tenant: TenantHandle) -> list[dict[str, Any]]:
@@ -73,24 +65,20 @@ def test_support_finds_blocks_resets_mfa_and_signs_out_a_user_among_10000(
     page = context.new_page()
     csp_errors = csp_violations(page)
     try:
-        page.goto(f"{live_server}/console?tenant={tenant.id}")
-        page.get_by_label(re.compile("Username")).fill("alice")
-        page.locator("#password").fill(PASSWORD)
-        page.locator("#password").press("Enter")
-        page.wait_for_url(re.compile(r"/console\?tenant="))
+        browser_sign_in(page, live_server, tenant.id)
 
         # Find carol by part of her address, with the keyboard.
         page.get_by_role("link", name="Users").click()
         assert page.locator("h1").inner_text() == "Users"
         assert page.locator("tbody tr").count() == 50  # the newest, one page
-        _axe_clean(page)
+        assert_axe_clean(page)
         page.get_by_label("Search users").fill("carol.k")
         page.get_by_label("Search users").press("Enter")
         page.wait_for_url(re.compile(r"q=carol\.k"))
         assert page.locator("tbody tr").count() == 1
         page.get_by_role("link", name="carol.kent@example.com").click()
         assert page.locator("h1").inner_text() == "carol.kent@example.com"
-        _axe_clean(page)
+        assert_axe_clean(page)
 
         # Block: her earlier token is refused. Unblock: a new sign-in works.
         page.get_by_role("button", name="Block").click()
