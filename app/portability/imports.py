@@ -114,7 +114,7 @@ _NEW_ROW = {
     "session_generation": 0,
     "scope_version": 0,
     "version": 1,
-    "profile_version": 0,  # on PostgreSQL its trigger numbers the row (users.models)
+    "profile_version": 0,  # never numbered yet (users.models)
 }
 
 

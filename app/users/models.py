@@ -68,9 +68,10 @@ class User(TenantScoped, TimestampMixin, Base):
     version: Mapped[int] = mapped_column(default=1)
     # Moves on every change of what a profile view prints: the row, its policies, its linked
     # identities, whoever writes them (ORM, Core, COPY, SQL by hand). On PostgreSQL database
-    # triggers set it from one sequence (migration 3ad285f9be70), so a deleted user made
-    # again never repeats a number; the bearer check keeps each caller's view per worker
-    # under it (users.read_model.ViewCache). The embedded SQLite keeps no views and 0 here.
+    # triggers set it from one sequence at every UPDATE (migration 3ad285f9be70), so a
+    # number is never given twice; the bearer check keeps each caller's view per worker
+    # under it (users.read_model.ViewCache). 0 means never numbered (a new row, and always
+    # on the embedded SQLite): such a view is never kept.
     profile_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
     policies: Mapped[list[Policy]] = relationship(

@@ -9,7 +9,9 @@ more small selects.
 On PostgreSQL a worker also keeps recently read views (ViewCache) under the row's
 `profile_version`, which database triggers move on every change of what a view prints
 (migration 3ad285f9be70): the bearer check then reads the revocation columns and that
-version only, and the whole view again only when the version moved.
+version only, and the whole view again only when the version moved. A row not updated
+since it was made has no number yet (0) and is read whole every time; the first update
+(a sign-in counts one) numbers it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ JSON_KEYS = (*JSON_COLUMNS, "policies", "linked_identities")
 # Views kept per worker, least recently used dropped first: a view costs a few KB (its
 # columns, policies and identities), so this bounds the cache near 10 MB.
 VIEW_CACHE_SIZE = 2048
+# The profile_version of a row no trigger has numbered yet (see ViewCache.put).
+UNNUMBERED = 0
 
 
 class UserView:
@@ -164,9 +168,15 @@ class ViewCache:
         return view
 
     def put(self, view: UserView) -> None:
+        """Keep `view`; one never numbered (version 0: a row not updated since it was
+        made, which a user deleted and made again could share) drops the user's instead."""
+        key = (view.tenant_id, view.id)
         with self._lock:
-            self._views[(view.tenant_id, view.id)] = view
-            self._views.move_to_end((view.tenant_id, view.id))
+            if view.profile_version == UNNUMBERED:
+                self._views.pop(key, None)
+                return
+            self._views[key] = view
+            self._views.move_to_end(key)
             while len(self._views) > self.size:
                 self._views.popitem(last=False)
 

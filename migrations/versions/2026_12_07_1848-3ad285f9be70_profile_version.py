@@ -1,13 +1,15 @@
 """profile version: a user's profile_version, moved by triggers on PostgreSQL
 
-Every INSERT or UPDATE of a user row takes the next number of one sequence (so a user
-deleted and made again never repeats a number a worker may still hold), and every
-INSERT, UPDATE or DELETE of a policy or a linked identity touches the owning user's row,
-which moves it. Triggers, not the application, because Core statements, bulk imports,
-the CLI and SQL typed by hand all write these tables. Statement-level triggers with
-transition tables for the children: a bulk insert of identities touches each owner once
-per statement, not once per row. SQLite (the embedded mode) keeps no cached views and
-gets the column only.
+A new row has 0, "never numbered", whose view no worker keeps. Every UPDATE of a user row
+takes the next number of one sequence, so a number is never given twice, not even to a
+user deleted and made again under the same id. Every INSERT, UPDATE or DELETE of a policy
+or a linked identity touches the owning user's row, which moves it, unless the owner is
+still unnumbered (a bulk import adding identities to the users it just made does not
+rewrite every one of them). Triggers, not the application, because Core statements, bulk
+imports, the CLI and SQL typed by hand all write these tables. Statement-level triggers
+with transition tables for the children: a bulk insert touches each owner once per
+statement, not once per row. SQLite (the embedded mode) keeps no views and gets the column
+only.
 
 Revision ID: 3ad285f9be70
 Revises: f985ce239d4f
@@ -51,12 +53,13 @@ def upgrade():
     op.execute(
         """
         CREATE TRIGGER user_account_profile_version
-        BEFORE INSERT OR UPDATE ON user_account
+        BEFORE UPDATE ON user_account
         FOR EACH ROW EXECUTE FUNCTION user_account_next_profile_version()
         """
     )
     # Touching the owner's row is enough: its own trigger above moves the version. On an
     # UPDATE both the old and the new owner are touched (an identity moved to another user).
+    # An unnumbered owner (0) needs no touch: no worker keeps its view.
     op.execute(
         """
         CREATE FUNCTION user_account_touch_profile_owners() RETURNS trigger
@@ -66,11 +69,13 @@ def upgrade():
                 UPDATE user_account AS u SET profile_version = u.profile_version
                 FROM (SELECT tenant_id, user_id FROM changed_rows
                       UNION SELECT tenant_id, user_id FROM old_rows) AS c
-                WHERE u.tenant_id = c.tenant_id AND u.id = c.user_id;
+                WHERE u.tenant_id = c.tenant_id AND u.id = c.user_id
+                  AND u.profile_version <> 0;
             ELSE
                 UPDATE user_account AS u SET profile_version = u.profile_version
                 FROM (SELECT DISTINCT tenant_id, user_id FROM changed_rows) AS c
-                WHERE u.tenant_id = c.tenant_id AND u.id = c.user_id;
+                WHERE u.tenant_id = c.tenant_id AND u.id = c.user_id
+                  AND u.profile_version <> 0;
             END IF;
             RETURN NULL;
         END $$

@@ -32,6 +32,10 @@ from tests.oauth_support import claims, exchange, sign_in_through_page
 HOST = "app.example.com"
 RESET_LINK = re.compile(r"https://app\.example\.com/reset-password\?token=([^\s\"'<>&]+)")
 NEW_PASSWORD = "a brand new staple 42"
+POLICY = (
+    "INSERT INTO policy (tenant_id, user_id, resource, resource_type, type)"
+    " VALUES (:tenant, :id, :name, 'doc', 'read')"
+)
 
 
 class Answer:
@@ -306,11 +310,7 @@ def test_profile_changes_show_on_the_next_read_in_the_other_worker(
     # A policy added (its own statement, no scope change): also by hand.
     with app.app_context():
         db.session.execute(
-            text(
-                "INSERT INTO policy (tenant_id, user_id, resource, resource_type, type)"
-                " VALUES (:tenant, :id, 'orders', 'table', 'read')"
-            ),
-            {"tenant": tenant.id, "id": caller.user_id},
+            text(POLICY), {"tenant": tenant.id, "id": caller.user_id, "name": "orders"}
         )
         db.session.commit()
     [policy] = _read_in_both(workers[::-1], access)["permissions"]
@@ -331,8 +331,8 @@ def test_profile_changes_show_on_the_next_read_in_the_other_worker(
 def test_a_user_deleted_and_made_again_is_read_afresh(
     app: Flask, workers: list[Worker], tenant: TenantHandle
 ) -> None:
-    """The version comes from one sequence: a new row under a kept user's id never
-    repeats the number the old row's view was kept under."""
+    """A new row under a kept user's id starts unnumbered (0, never kept) and its sign-in
+    numbers it from the sequence: never the number the old row's view was kept under."""
     first, second = workers
     caller = _caller(app, tenant, first, first_name="Old")
     assert _read_in_both(workers, caller.tokens["access_token"])["first_name"] == "Old"
@@ -353,7 +353,12 @@ def test_versions_move_on_every_write_of_the_row_and_its_children(
                 text("SELECT profile_version FROM user_account WHERE id = :id"), {"id": user_id}
             )
 
+    assert version() == 0  # never numbered: no view of it is kept
+    with app.app_context():  # so a child's change needs no touch (a bulk import's case)
+        db.session.execute(text(POLICY), {"id": user_id, "tenant": tenant.id, "name": "first"})
+        db.session.commit()
     seen = [version()]
+    assert seen == [0]
     statements = [
         "UPDATE user_account SET last_activity_at = now() WHERE id = :id",
         "INSERT INTO policy (tenant_id, user_id, resource, resource_type, type)"
@@ -373,13 +378,7 @@ def test_versions_move_on_every_write_of_the_row_and_its_children(
         seen.append(version())
     assert len(set(seen)) == len(seen), seen
     with app.app_context():  # a cascade from the user's delete touches a row already gone
-        db.session.execute(
-            text(
-                "INSERT INTO policy (tenant_id, user_id, resource, resource_type, type)"
-                " VALUES (:tenant, :id, 'x', 'doc', 'read')"
-            ),
-            {"id": user_id, "tenant": tenant.id},
-        )
+        db.session.execute(text(POLICY), {"id": user_id, "tenant": tenant.id, "name": "last"})
         db.session.execute(text("DELETE FROM user_account WHERE id = :id"), {"id": user_id})
         db.session.commit()
     assert factories.count_users(app, tenant.id) == 0
