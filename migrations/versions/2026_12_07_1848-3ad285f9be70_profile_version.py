@@ -12,7 +12,7 @@ statement, not once per row. SQLite (the embedded mode) keeps no views and gets 
 only.
 
 Revision ID: 3ad285f9be70
-Revises: f985ce239d4f
+Revises: 19bdaac3958c
 Create Date: 2026-12-07 18:48:45.940738
 
 """
@@ -24,7 +24,7 @@ import app.core.db
 
 # revision identifiers, used by Alembic.
 revision = '3ad285f9be70'
-down_revision = 'f985ce239d4f'
+down_revision = '19bdaac3958c'
 branch_labels = None
 depends_on = None
 
