@@ -129,7 +129,7 @@ def webhook(webhook_id: str) -> Response:
         notice=NOTICES.get(request.args.get("done", "")),
         endpoint=_endpoint_row(endpoint),
         deliveries=[_message_row(m) for m in found.items],
-        status=status,
+        filter_status=status,
         statuses=STATUSES,
         paged=cursor is not None,
         older=url_for(
