@@ -20,7 +20,7 @@ from tests import factories
 from tests.browser_support import csp_violations
 from tests.console_support import grant
 from tests.factories import TenantHandle
-from tests.oauth_support import PASSWORD, assert_oauth_error, make_alice
+from tests.oauth_support import PASSWORD, app_password_grant, assert_oauth_error, make_alice
 from tests.surfaces.test_hosted_a11y import WCAG_AA
 from tests.webhook_receiver import Receiver
 
@@ -77,19 +77,6 @@ def shown_secret(page: Any) -> str:
     return str(page.locator("#secret-value").input_value())
 
 
-def _password_grant(client: FlaskClient, client_id: str, secret: str) -> Any:
-    return client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": PASSWORD,
-            "client_id": client_id,
-            "client_secret": secret,
-        },
-    )
-
-
 def test_an_admin_registers_an_application_and_rotates_its_secret(
     console: Any, client: FlaskClient
 ) -> None:
@@ -109,7 +96,7 @@ def test_an_admin_registers_an_application_and_rotates_its_secret(
     passes_axe(page)
     old = shown_secret(page)
     client_id = page.locator("dd code").nth(1).inner_text()
-    assert _password_grant(client, client_id, old).status_code == 200
+    assert app_password_grant(client, client_id, old).status_code == 200
 
     page.get_by_role("link", name="Go to the application").click()
     page.wait_for_load_state()
@@ -122,8 +109,8 @@ def test_an_admin_registers_an_application_and_rotates_its_secret(
     new = shown_secret(page)
     assert new and new != old
 
-    assert_oauth_error(_password_grant(client, client_id, old), 401, "invalid_client")
-    assert _password_grant(client, client_id, new).status_code == 200
+    assert_oauth_error(app_password_grant(client, client_id, old), 401, "invalid_client")
+    assert app_password_grant(client, client_id, new).status_code == 200
 
 
 def test_an_admin_creates_a_scoped_key_and_revokes_it(

@@ -7,51 +7,18 @@ the lists without actions and the server refuses its forms; another tenant's ids
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import factories
-from tests.console_support import console_sign_in, csrf_of, grant
+from tests.console_support import csrf_of, post_form, shown_secret, signed_in_admin
 from tests.factories import AppHandle, TenantHandle, assert_error, assert_surface_error
-from tests.oauth_support import PASSWORD, assert_oauth_error, audit_events, make_alice
-
-
-def signed_in_admin(
-    app: Flask, client: FlaskClient, tenant_id: str, role: str = "console:admin"
-) -> str:
-    """Alice, signed in to the console with `role`; her id."""
-    alice = make_alice(app, tenant_id)
-    grant(app, tenant_id, alice, role)
-    assert console_sign_in(client, tenant_id).status_code == 303
-    return alice
-
-
-def post_form(client: FlaskClient, path: str, data: dict[str, Any], page: str | None = None) -> Any:
-    """POST a console form with the CSRF token read from `page` (default: `path`)."""
-    csrf = csrf_of(client.get(page or path).get_data(as_text=True))
-    return client.post(path, data={"csrf_token": csrf, **data})
-
-
-def shown_secret(html: str) -> str:
-    found = re.search(r'id="secret-value"[^>]*value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-def _password_grant(client: FlaskClient, client_id: str, secret: str) -> Any:
-    return client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": PASSWORD,
-            "client_id": client_id,
-            "client_secret": secret,
-        },
-    )
+from tests.oauth_support import (
+    PASSWORD,
+    app_password_grant,
+    assert_oauth_error,
+    audit_events,
+)
 
 
 def test_an_admin_registers_edits_rotates_and_deletes_an_application(
@@ -98,7 +65,7 @@ def test_an_admin_registers_edits_rotates_and_deletes_an_application(
     assert backend["redirect_uris"] == ["https://app.example.com/cb"]
     assert backend["allowed_origins"] == ["https://app.example.com"]
     client_id = backend["client_id"]
-    assert _password_grant(client, client_id, secret).status_code == 200
+    assert app_password_grant(client, client_id, secret).status_code == 200
     page = client.get(f"/console/applications/{client_id}").get_data(as_text=True)
     assert secret not in page and "Rotate the client secret" in page
 
@@ -124,8 +91,8 @@ def test_an_admin_registers_edits_rotates_and_deletes_an_application(
     rotated = post_form(client, f"/console/applications/{client_id}/rotate-secret", {})
     new = shown_secret(rotated.get_data(as_text=True))
     assert new != secret and rotated.headers["Cache-Control"] == "no-store"
-    assert_oauth_error(_password_grant(client, client_id, secret), 401, "invalid_client")
-    assert _password_grant(client, client_id, new).status_code == 200
+    assert_oauth_error(app_password_grant(client, client_id, secret), 401, "invalid_client")
+    assert app_password_grant(client, client_id, new).status_code == 200
     (event,) = audit_events(client, tenant.headers, "application.secret_rotated")
     assert event["actor"] == f"user:{alice}" and event["target"] == client_id
     (created,) = [

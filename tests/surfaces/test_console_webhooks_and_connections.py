@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 
 from app.core.tenancy import tenant_scope
 from app.webhooks import service as webhook_service
+from tests.console_support import csrf_of, post_form, shown_secret, signed_in_admin
 from tests.factories import TenantHandle, make_application
-from tests.surfaces.test_console_apps_and_keys import post_form, shown_secret, signed_in_admin
 from tests.webhooks.support import ROOT, quiet_message, register
 
 RECEIVER = "http://127.0.0.1:9/hook"  # never contacted: registering does not call it
@@ -186,8 +186,6 @@ def test_a_viewer_is_refused_every_webhook_and_connection_action(
 
 
 def csrf_from(client: FlaskClient) -> str:
-    from tests.console_support import csrf_of
-
     return csrf_of(client.get("/console").get_data(as_text=True))
 
 

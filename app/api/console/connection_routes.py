@@ -18,7 +18,6 @@ from app.api.console.edge import console_tenant, console_view, current
 from app.applications import service as application_service
 from app.connections import service as connection_service
 from app.connections.models import STRATEGIES, Connection
-from app.connections.options import ALLOWED_OPTIONS, OIDC_STRATEGIES
 from app.core.http import accepts_form
 
 NOTICES = {
@@ -34,7 +33,8 @@ STRATEGY_LABELS = {
     "windowslive": "Microsoft",
     "apple": "Apple",
 }
-# The options the form offers, in its order (a strategy takes some: ALLOWED_OPTIONS).
+# The options the form offers; each strategy takes some (connections.options says which
+# and refuses the others, next to their fields).
 OPTION_KEYS = (
     "client_id",
     "client_secret",
@@ -133,8 +133,6 @@ def _form_context(**extra: Any) -> dict[str, Any]:
     return {
         "strategies": STRATEGY_LABELS,
         "applications": _applications(),
-        "oidc_options": sorted(ALLOWED_OPTIONS["oidc"] - {"client_id", "client_secret"}),
-        "oidc_strategies": sorted(OIDC_STRATEGIES),
         **extra,
     }
 
