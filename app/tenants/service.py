@@ -234,13 +234,20 @@ def list_api_keys(*, tenant_id: str) -> list[ApiKey]:
     return list(db.session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
-def revoke_api_key(*, tenant_id: str, key_id: str) -> None:
-    """Revoke a key of the tenant in scope (idempotent); NotFound for an unknown key or
-    tenant."""
+def get_api_key(*, tenant_id: str, key_id: str) -> ApiKey:
+    """A key of the tenant in scope, revoked or not; NotFound `api_key_not_found` (also
+    for another tenant's key) or `tenant_not_found`."""
     get_tenant(tenant_id)
     api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
     if api_key is None:
         raise NotFound("API key not found", code="api_key_not_found")
+    return api_key
+
+
+def revoke_api_key(*, tenant_id: str, key_id: str) -> None:
+    """Revoke a key of the tenant in scope (idempotent); NotFound for an unknown key or
+    tenant."""
+    api_key = get_api_key(tenant_id=tenant_id, key_id=key_id)
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
         db.session.flush()

@@ -1,7 +1,7 @@
 """The console in headless Chromium: an admin with TOTP opens /console, signs in on the
 hosted login page with the password and the code, lands on the dashboard, and axe-core
-finds no WCAG 2.1 A/AA violation on the dashboard or the Members page (under the
-console's own Content-Security-Policy, which allows no script)."""
+finds no WCAG 2.1 A/AA violation on the dashboard, the Members page or the admin pages
+(under the console's own Content-Security-Policy, which allows no script)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,14 @@ def test_an_admin_with_totp_signs_in_and_the_pages_pass_axe(
         assert "bob@example.com" in page.locator("table").inner_text()
         results = axe.run(page, options=WCAG_AA)
         assert results.violations_count == 0, results.generate_report()
+
+        # The admin pages (their forms and answers are checked in test_console_admin_browser).
+        for name in ("Applications", "API keys", "Webhooks", "Connections"):
+            page.get_by_role("navigation", name="Console").get_by_role("link", name=name).click()
+            page.wait_for_load_state()
+            assert page.locator("h1").inner_text() == name
+            results = axe.run(page, options=WCAG_AA)
+            assert results.violations_count == 0, (name, results.generate_report())
         assert not csp_errors, csp_errors
     finally:
         context.close()
