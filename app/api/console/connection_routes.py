@@ -178,6 +178,7 @@ def create_connection() -> Response:
         name=form["name"],
         strategy=form["strategy"],
         known_clients=_known_clients(),
+        actor=current().actor,
         **_fields(form),
     )
     return redirect(
@@ -212,7 +213,10 @@ def update_connection(connection_id: str) -> Response:
     )
     form = read_form(ConnectionForm(), "Check the highlighted fields.", multi=MULTI)
     connection_service.update_connection(
-        connection_id, fields=_fields(form), known_clients=_known_clients()
+        connection_id,
+        fields=_fields(form),
+        known_clients=_known_clients(),
+        actor=current().actor,
     )
     return redirect(
         url_for("console.connection", connection_id=connection_id, done="saved"), code=303
@@ -242,5 +246,5 @@ def confirm_delete_connection(connection_id: str) -> Response:
 @console_view(action="admin")
 def delete_connection(connection_id: str) -> Response:
     """Delete a connection"""
-    connection_service.delete_connection(connection_id)
+    connection_service.delete_connection(connection_id, actor=current().actor)
     return redirect(url_for("console.connections", done="deleted"), code=303)  # type: ignore[return-value]

@@ -89,7 +89,10 @@ def create_api_key() -> Response:
     show_form_on_error("api_keys.html", values=posted(multi=["scopes"]), **_list_context())
     form = read_form(CreateKeyForm(), "Check the highlighted fields.", multi=["scopes"])
     issued = tenant_service.issue_api_key(
-        tenant_id=_tenant_id(), name=form["name"], scopes=form["scopes"]
+        tenant_id=_tenant_id(),
+        name=form["name"],
+        scopes=form["scopes"],
+        actor=current().actor,
     )
     return page(
         "shown_once.html",
@@ -132,5 +135,5 @@ def confirm_revoke_api_key(key_id: str) -> Response:
 @console_view(action="admin")
 def revoke_api_key(key_id: str) -> Response:
     """Revoke an API key"""
-    tenant_service.revoke_api_key(tenant_id=_tenant_id(), key_id=key_id)
+    tenant_service.revoke_api_key(tenant_id=_tenant_id(), key_id=key_id, actor=current().actor)
     return redirect(url_for("console.api_keys", done="revoked"), code=303)  # type: ignore[return-value]
