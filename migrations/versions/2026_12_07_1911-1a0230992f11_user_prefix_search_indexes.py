@@ -5,7 +5,7 @@ id and lower(name), through the pattern operator classes: fast at 1 M users what
 database collation.
 
 Revision ID: 1a0230992f11
-Revises: 19bdaac3958c
+Revises: 3ad285f9be70
 Create Date: 2026-12-07 19:11:44.361570
 
 """
@@ -17,7 +17,7 @@ import app.core.db
 
 # revision identifiers, used by Alembic.
 revision = '1a0230992f11'
-down_revision = '19bdaac3958c'
+down_revision = '3ad285f9be70'
 branch_labels = None
 depends_on = None
 

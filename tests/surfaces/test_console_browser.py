@@ -1,8 +1,8 @@
 """The console in headless Chromium: an admin with TOTP opens /console, signs in on the
 hosted login page with the password and the code, lands on the dashboard, and axe-core
-finds no WCAG 2.1 A/AA violation on the dashboard, the Members page or the Users pages
-(search, a user, delete confirmation and metadata form, with their errors shown), under
-the console's own Content-Security-Policy, which allows no script."""
+finds no WCAG 2.1 A/AA violation on the dashboard, the Members page, the admin pages or
+the Users pages (search, a user, delete confirmation and metadata form, with their errors
+shown), under the console's own Content-Security-Policy, which allows no script."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_an_admin_with_totp_signs_in_and_the_pages_pass_axe(
 
         # The Users pages: the search (and a refused query), a user's page, the delete
         # confirmation and the metadata form (and its errors).
-        page.get_by_role("link", name="Users").click()
+        page.get_by_role("navigation", name="Console").get_by_role("link", name="Users").click()
         page.get_by_label("Search users").fill("phone:1")
         page.get_by_label("Search users").press("Enter")
         assert "Cannot search on" in page.locator("#q-error").inner_text()
@@ -83,6 +83,13 @@ def test_an_admin_with_totp_signs_in_and_the_pages_pass_axe(
         page.get_by_role("button", name="Save").click()
         assert "Enter a JSON object" in page.locator("#app_metadata-error").inner_text()
         assert_axe_clean(page)
+
+        # The admin pages (their forms and answers are checked in test_console_admin_browser).
+        for name in ("Applications", "API keys", "Webhooks", "Connections"):
+            page.get_by_role("navigation", name="Console").get_by_role("link", name=name).click()
+            page.wait_for_load_state()
+            assert page.locator("h1").inner_text() == name
+            assert_axe_clean(page)
         assert not csp_errors, csp_errors
     finally:
         context.close()

@@ -52,11 +52,15 @@ class NavItem:
     action: str = "read"
 
 
-# The menu, in order. The pages still to come (issue 28): Users, Applications, API keys,
-# Webhooks, Connections, Audit log, Settings: each adds its line here.
+# The menu, in order. The pages still to come (issue 28): Users, Audit log, Settings: each
+# adds its line here.
 NAV: list[NavItem] = [
     NavItem("Dashboard", "console.dashboard"),
     NavItem("Users", "console.users"),
+    NavItem("Applications", "console.applications"),
+    NavItem("API keys", "console.api_keys"),
+    NavItem("Webhooks", "console.webhooks"),
+    NavItem("Connections", "console.connections"),
     NavItem("Members", "console.members"),
 ]
 
@@ -96,10 +100,14 @@ def render_error_page(exc: Exception) -> Response:
         log.error("console page failed: %s", type(exc).__name__, exc_info=exc)
     form: FormOnScreen | None = g.get("console_form")
     if form is not None and err.status < 500 and err.code != "console_action_refused":
-        # The fields' own messages go beside their fields (aria-describedby).
-        field_errors = err.fields if isinstance(err.fields, dict) else {}
+        # The fields' own messages go next to their fields (aria-describedby).
         response = page(
-            form.template, err.status, error=err.message, field_errors=field_errors, **form.context
+            form.template,
+            err.status,
+            error=err.message,
+            error_code=err.code,
+            error_fields=err.fields or {},
+            **form.context,
         )
     else:
         response = page("error.html", err.status, message=err.message, code=err.code)
@@ -113,10 +121,14 @@ def page_headers(response: Response) -> Response:
 
 # Importing the route modules registers their routes on blp (after blp exists).
 from app.api.console import (  # noqa: E402
+    application_routes,  # noqa: F401  (/console/applications)
+    connection_routes,  # noqa: F401  (/console/connections)
+    key_routes,  # noqa: F401  (/console/api-keys)
     member_routes,  # noqa: F401  (/console/members)
     routes,  # noqa: F401  (sign-in, callback, sign-out, the dashboard)
     user_actions,  # noqa: F401  (/console/users/<id>/…: block, delete, MFA, sessions, …)
     user_routes,  # noqa: F401  (/console/users: search, a user's page)
+    webhook_routes,  # noqa: F401  (/console/webhooks)
 )
 
 __all__ = ["NAV", "NavItem", "blp", "page"]
