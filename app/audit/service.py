@@ -64,6 +64,8 @@ ACTIONS = frozenset(
         # issue 28: who may use the admin console (app.console).
         "console.member_granted",
         "console.member_revoked",
+        # the console's Settings page (issue 28): which tenant settings a member changed.
+        "tenant.settings_changed",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})

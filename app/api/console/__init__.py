@@ -57,6 +57,8 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("Dashboard", "console.dashboard"),
     NavItem("Members", "console.members"),
+    NavItem("Audit log", "console.audit"),
+    NavItem("Settings", "console.settings"),
 ]
 
 
@@ -72,6 +74,21 @@ class FormOnScreen:
 
 def show_form_on_error(template: str, **context: Any) -> None:
     g.console_form = FormOnScreen(template, context)
+
+
+def field_errors(fields: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A refused form's messages by field, nested ones under dotted names
+    (`branding.primary_color`): the first message of each, for the text under its input."""
+    flat: dict[str, str] = {}
+    for name, messages in fields.items():
+        key = f"{prefix}{name}"
+        if isinstance(messages, dict):
+            flat.update(field_errors(messages, f"{key}."))
+        elif isinstance(messages, list | tuple) and messages:
+            flat[key] = str(messages[0])
+        else:
+            flat[key] = str(messages)
+    return flat
 
 
 def page(template: str, status: int = 200, **context: Any) -> Response:
@@ -95,7 +112,10 @@ def render_error_page(exc: Exception) -> Response:
         log.error("console page failed: %s", type(exc).__name__, exc_info=exc)
     form: FormOnScreen | None = g.get("console_form")
     if form is not None and err.status < 500 and err.code != "console_action_refused":
-        response = page(form.template, err.status, error=err.message, **form.context)
+        errors = field_errors(err.fields or {})
+        response = page(
+            form.template, err.status, error=err.message, field_errors=errors, **form.context
+        )
     else:
         response = page("error.html", err.status, message=err.message, code=err.code)
     return with_error_headers(response, err)
@@ -108,8 +128,11 @@ def page_headers(response: Response) -> Response:
 
 # Importing the route modules registers their routes on blp (after blp exists).
 from app.api.console import (  # noqa: E402
+    audit_routes,  # noqa: F401  (/console/audit)
+    dashboard_routes,  # noqa: F401  (/console, the dashboard)
     member_routes,  # noqa: F401  (/console/members)
-    routes,  # noqa: F401  (sign-in, callback, sign-out, the dashboard)
+    routes,  # noqa: F401  (sign-in, callback, sign-out)
+    settings_routes,  # noqa: F401  (/console/settings)
 )
 
 __all__ = ["NAV", "NavItem", "blp", "page"]
