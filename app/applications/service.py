@@ -1,5 +1,6 @@
-"""Registered applications: create (secret shown once), read, update, delete; client look-up
-and authentication for the token endpoint; redirect-URI and CORS-origin checks."""
+"""Registered applications: create (secret shown once), read, update, rotate the secret,
+delete; client look-up and authentication for the token endpoint; redirect-URI and
+CORS-origin checks."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from app.applications.models import CONFIDENTIAL, PUBLIC, Application, Applicati
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
-from app.core.errors import Invalid, NotFound, Unauthenticated
+from app.core.errors import Conflict, Invalid, NotFound, Unauthenticated
 from app.core.jobs import execute_all_tenants
 from app.core.scopes import APP_SCOPES, unknown_scope_message
 from app.core.tenancy import Principal, find_by_global_id
@@ -241,6 +242,24 @@ def update_application(*, tenant_id: str, client_id: str, fields: dict[str, Any]
     application.updated_at = utcnow()
     db.session.flush()
     return application
+
+
+def rotate_secret(*, tenant_id: str, client_id: str, actor: Principal) -> IssuedApplication:
+    """Give a confidential app a new secret (returned once, stored as a hash): the old one
+    is refused from now on; audited `application.secret_rotated`. NotFound; Conflict
+    `application_has_no_secret` for a public app, which authenticates with none."""
+    application = get_application(tenant_id=tenant_id, client_id=client_id)
+    if not application.is_confidential:
+        raise Conflict(
+            "A public application has no client secret to rotate",
+            code="application_has_no_secret",
+        )
+    secret = security.random_token(32)
+    application.secret_hash = security.sha256_hex(secret)
+    application.updated_at = utcnow()
+    db.session.flush()
+    _audit("application.secret_rotated", application, actor)
+    return IssuedApplication(application, secret)
 
 
 def delete_application(*, tenant_id: str, client_id: str, actor: Principal | None = None) -> None:

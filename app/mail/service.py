@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import requests
 from flask import current_app
 from postmarker.core import PostmarkClient
 from postmarker.exceptions import ClientError
-from sqlalchemy import ColumnElement, Select, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 
 from app.core import security
 from app.core.db import db, utcnow
@@ -252,3 +254,21 @@ def _old(now: datetime) -> ColumnElement[bool]:
 # deliveries older than DELIVERY_RETENTION_DAYS; the /metrics gauge of rows by state.
 OLD_DELIVERIES = Cleanup("old mail deliveries", EmailDelivery, _old)
 BY_STATUS = Count(EmailDelivery.status, (QUEUED, SENDING, SENT, FAILED))
+
+
+def _by_status(rows: Iterable[Any]) -> dict[str, int]:
+    counts = {QUEUED: 0, SENDING: 0, SENT: 0, FAILED: 0}
+    counts.update({status: int(count) for status, count in rows})
+    return counts
+
+
+def count_by_status(*, within: timedelta) -> dict[str, int]:
+    """How many of the current tenant's deliveries created `within` the time up to now are
+    in each state."""
+    since = utcnow() - within
+    rows = db.session.execute(
+        select(EmailDelivery.status, func.count(EmailDelivery.id))
+        .where(EmailDelivery.created_at >= since)
+        .group_by(EmailDelivery.status)
+    )
+    return _by_status(rows)

@@ -21,8 +21,10 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, func, select, update
@@ -180,6 +182,24 @@ def due_messages(now: datetime) -> Select[tuple[str, str]]:
         .where(due.c.place <= DUE_PER_ENDPOINT)
         .order_by(due.c.next_attempt_at)
     )
+
+
+def count_by_status(*, within: timedelta) -> dict[str, int]:
+    """How many of the current tenant's messages written `within` the time up to now are
+    in each state."""
+    since = utcnow() - within
+    rows = db.session.execute(
+        select(WebhookMessage.status, func.count(WebhookMessage.id))
+        .where(WebhookMessage.created_at >= since)
+        .group_by(WebhookMessage.status)
+    )
+    return _by_status(rows)
+
+
+def _by_status(rows: Iterable[Any]) -> dict[str, int]:
+    counts = {PENDING: 0, DELIVERED: 0, FAILED: 0}
+    counts.update({status: int(count) for status, count in rows})
+    return counts
 
 
 def next_due_for(endpoint_id: str) -> str | None:
