@@ -13,7 +13,7 @@ from app.webhooks import delivery as webhook_delivery
 WINDOWS = {"last_24h": timedelta(days=1), "last_30d": timedelta(days=30)}
 
 
-def delivery_health() -> dict[str, dict[str, dict[str, int]]]:
+def tenant_delivery_health() -> dict[str, dict[str, dict[str, int]]]:
     """{"mail"|"webhooks": {window: {status: count}}} of the current tenant."""
     return {
         "mail": {name: mail_service.count_by_status(within=span) for name, span in WINDOWS.items()},

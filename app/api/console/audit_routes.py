@@ -99,8 +99,5 @@ def audit_export() -> Response:
     """Download the filtered audit events as CSV (the newest EXPORT_MAX_ROWS)"""
     _typed, filters = _filters()
     filters.pop("cursor", None)
-    text, next_cursor = audit_csv(filters)
-    headers = {"Content-Disposition": 'attachment; filename="audit-events.csv"'}
-    if next_cursor:
-        headers["X-Next-Cursor"] = next_cursor
+    text, headers = audit_csv(filters)
     return Response(text, mimetype="text/csv", headers=headers)

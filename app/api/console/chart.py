@@ -97,8 +97,8 @@ def daily_chart(days: Sequence[Day], today: date) -> Chart:
                 y=y,
                 width=round(slot * BAR_SHARE, 1),
                 height=round(baseline - y, 1),
-                title=f"{day.label}: {day.signins} sign-ins, {day.failed} failed, "
-                f"{day.signups} sign-ups",
+                title=f"{day.label}: sign-ins {day.signins}, failed sign-ins {day.failed}, "
+                f"sign-ups {day.signups}",
                 today=day.day == today,
             )
         )

@@ -11,7 +11,7 @@ from app.api.auth import public
 from app.api.console import blp, page
 from app.api.console.chart import Day, daily_chart
 from app.api.console.edge import console_tenant, console_view, current
-from app.api.delivery_health import delivery_health
+from app.api.delivery_health import tenant_delivery_health
 from app.audit import service as audit_service
 from app.core.db import utcnow
 from app.users import stats as user_stats
@@ -40,5 +40,5 @@ def dashboard() -> Response:
             "signups": sum(d.signups for d in days),
         },
         chart=daily_chart(days, today),
-        health=delivery_health(),
+        health=tenant_delivery_health(),
     )

@@ -23,7 +23,7 @@ BRANDING = {
     "display_name": "Display name",
     "logo_url": "Logo URL (https)",
     "primary_color": "Primary colour (#rrggbb)",
-    "support_url": "Support URL (https or mailto)",
+    "support_url": "Support URL (https)",
 }
 FLAGS = ("signup_enabled", "mfa_required", "console_require_mfa")
 SIGNUP_LABELS = {

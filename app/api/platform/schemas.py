@@ -6,6 +6,7 @@ from datetime import UTC
 
 import marshmallow as ma
 
+from app.api.audit_export import AuditEventSchema
 from app.api.fields import IsoDateTime, OutputSchema, ScopeName, StrictSchema
 from app.api.tenant_settings import TenantSettingsInSchema
 from app.audit.service import EXPORT_MAX_ROWS
@@ -128,20 +129,6 @@ class AuditExportQuerySchema(AuditFilterSchema):
         validate=ma.validate.Range(min=1, max=EXPORT_MAX_ROWS),
         metadata={"description": f"rows in this answer (at most {EXPORT_MAX_ROWS}, the default)"},
     )
-
-
-class AuditEventSchema(OutputSchema):
-    id = ma.fields.String()
-    action = ma.fields.String()
-    actor = ma.fields.String()
-    user_id = ma.fields.String(allow_none=True)
-    target = ma.fields.String(allow_none=True)
-    ip = ma.fields.String(allow_none=True)
-    created_at = IsoDateTime()
-    data = ma.fields.Dict()
-
-
-AUDIT_CSV_COLUMNS = tuple(AuditEventSchema().fields)
 
 
 class AuditPageSchema(OutputSchema):
