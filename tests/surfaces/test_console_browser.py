@@ -1,7 +1,7 @@
 """The console in headless Chromium: an admin with TOTP opens /console, signs in on the
 hosted login page with the password and the code, lands on the dashboard, and axe-core
-finds no WCAG 2.1 A/AA violation on the dashboard or the Members page (under the
-console's own Content-Security-Policy, which allows no script)."""
+finds no WCAG 2.1 A/AA violation on the dashboard, Members, Audit log or Settings page
+(under the console's own Content-Security-Policy, which allows no script)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,13 @@ def test_an_admin_with_totp_signs_in_and_the_pages_pass_axe(
         assert "bob@example.com" in page.locator("table").inner_text()
         results = axe.run(page, options=WCAG_AA)
         assert results.violations_count == 0, results.generate_report()
+
+        for label in ("Audit log", "Settings"):
+            page.get_by_role("link", name=label).click()
+            page.wait_for_load_state()
+            assert page.locator("h1").inner_text() == label
+            results = axe.run(page, options=WCAG_AA)
+            assert results.violations_count == 0, f"{label}:\n{results.generate_report()}"
         assert not csp_errors, csp_errors
     finally:
         context.close()
