@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 
 WIDTH, HEIGHT = 720, 260
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 36
+LEFT, RIGHT, TOP, BOTTOM = 48, 28, 12, 36
 BAR_SHARE = 0.6  # of a day's slot
 
 
