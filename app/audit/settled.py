@@ -23,15 +23,9 @@ _BREAKER = "gatehouse.audit.settled.breaker"
 
 
 def _redis() -> tuple[redis.Redis, redis_client.Breaker] | None:
-    client = redis_client.client()
-    if client is None:
-        return None
-    breaker = current_app.extensions.get(_BREAKER)
-    if breaker is None:
-        breaker = current_app.extensions[_BREAKER] = redis_client.Breaker(
-            "settled daily stats", "daily stats are counted from the audit log every time"
-        )
-    return (client, breaker) if breaker.should_try() else None
+    return redis_client.with_breaker(
+        _BREAKER, "settled daily stats", "daily stats are counted from the audit log every time"
+    )
 
 
 def _key(day: date) -> str:
