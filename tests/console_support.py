@@ -1,9 +1,11 @@
-"""Helpers of the console tests: grant a role through the service, and sign in to
-/console through the hosted login page with a test client (redirect, login form, second
-factor when the user has one, callback), as a browser would."""
+"""Helpers of the console tests: grant a role through the service, sign in to /console
+through the hosted login page with a test client (redirect, login form, second factor
+when the user has one, callback), as a browser would; post a page's form with its CSRF
+token, and read a secret a page shows once."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +15,7 @@ from flask.testing import FlaskClient
 from app.console import service as console_service
 from app.core.db import db
 from app.core.tenancy import Principal, tenant_scope
-from tests.oauth_support import PASSWORD, form_fields, next_totp
+from tests.oauth_support import PASSWORD, form_fields, make_alice, next_totp
 
 
 def grant(app: Flask, tenant_id: str, user_id: str, role: str = "console:admin") -> None:
@@ -71,3 +73,26 @@ def console_sign_in(
 
 def csrf_of(html: str) -> str:
     return form_fields(html)["csrf_token"]
+
+
+def signed_in_admin(
+    app: Flask, client: FlaskClient, tenant_id: str, role: str = "console:admin"
+) -> str:
+    """Alice, signed in to the console with `role`; her id."""
+    alice = make_alice(app, tenant_id)
+    grant(app, tenant_id, alice, role)
+    assert console_sign_in(client, tenant_id).status_code == 303
+    return alice
+
+
+def post_form(client: FlaskClient, path: str, data: dict[str, Any], page: str | None = None) -> Any:
+    """POST a console form with the CSRF token read from `page` (default: `path`)."""
+    csrf = csrf_of(client.get(page or path).get_data(as_text=True))
+    return client.post(path, data={"csrf_token": csrf, **data})
+
+
+def shown_secret(html: str) -> str:
+    """The secret a console page shows once (a key, a client or signing secret)."""
+    found = re.search(r'id="secret-value"[^>]*value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)

@@ -70,6 +70,13 @@ ACTIONS = frozenset(
         # issue 28: who may use the admin console (app.console).
         "console.member_granted",
         "console.member_revoked",
+        # issue 28: the rest of what an admin changes, so the console's (and the API's) key
+        # and connection changes are in the trail too.
+        "api_key.created",
+        "api_key.revoked",
+        "connection.created",
+        "connection.updated",
+        "connection.deleted",
         # the console's Settings page (issue 28): which tenant settings a member changed.
         "tenant.settings_changed",
     }

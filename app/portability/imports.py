@@ -126,6 +126,7 @@ _NEW_ROW = {
     "session_generation": 0,
     "scope_version": 0,
     "version": 1,
+    "profile_version": 0,  # never numbered yet (users.models)
 }
 
 

@@ -222,10 +222,15 @@ class IssuedKey:
 
 
 def issue_api_key(
-    *, tenant_id: str, name: str | None = None, scopes: list[str] | None = None
+    *,
+    tenant_id: str,
+    name: str | None = None,
+    scopes: list[str] | None = None,
+    actor: Principal | None = None,
 ) -> IssuedKey:
     """Create an API key for a tenant (the tenant in scope); the raw key is returned once
-    and never stored. Invalid `unknown_scope` for a scope outside the catalogue; NotFound."""
+    and never stored; audited `api_key.created`. Invalid `unknown_scope` for a scope
+    outside the catalogue; NotFound."""
     unknown = unknown_key_scopes(scopes or [])
     if unknown:
         raise Invalid(unknown_scope_message(unknown[0]), code="unknown_scope")
@@ -242,6 +247,7 @@ def issue_api_key(
     )
     db.session.add(api_key)
     db.session.flush()
+    _audit_key("api_key.created", api_key, actor)
     return IssuedKey(api_key, raw_key)
 
 
@@ -252,16 +258,34 @@ def list_api_keys(*, tenant_id: str) -> list[ApiKey]:
     return list(db.session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
-def revoke_api_key(*, tenant_id: str, key_id: str) -> None:
-    """Revoke a key of the tenant in scope (idempotent); NotFound for an unknown key or
-    tenant."""
+def get_api_key(*, tenant_id: str, key_id: str) -> ApiKey:
+    """A key of the tenant in scope, revoked or not; NotFound `api_key_not_found` (also
+    for another tenant's key) or `tenant_not_found`."""
     get_tenant(tenant_id)
     api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
     if api_key is None:
         raise NotFound("API key not found", code="api_key_not_found")
+    return api_key
+
+
+def revoke_api_key(*, tenant_id: str, key_id: str, actor: Principal | None = None) -> None:
+    """Revoke a key of the tenant in scope (idempotent: audited `api_key.revoked` the first
+    time only); NotFound for an unknown key or tenant."""
+    api_key = get_api_key(tenant_id=tenant_id, key_id=key_id)
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
         db.session.flush()
+        _audit_key("api_key.revoked", api_key, actor)
+
+
+def _audit_key(action: str, api_key: ApiKey, actor: Principal | None) -> None:
+    audit_service.record(
+        action=action,
+        actor=actor.label if actor else "system",
+        target=api_key.id,
+        ip=actor.ip if actor else None,
+        data={"name": api_key.name, "scopes": list(api_key.scopes)},
+    )
 
 
 def get_api_key_all_tenants(key_id: str) -> ApiKey:

@@ -8,26 +8,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import factories
-from tests.factories import AppHandle, TenantHandle, assert_error
-from tests.oauth_support import PASSWORD, assert_oauth_error, audit_events, make_alice
+from tests.factories import TenantHandle, assert_error
+from tests.oauth_support import app_password_grant, assert_oauth_error, audit_events, make_alice
 
 
 def _rotate(tenant_id: str, client_id: str) -> str:
     return f"/tenants/{tenant_id}/applications/{client_id}/rotate-secret"
-
-
-def _password_grant(client: FlaskClient, handle: AppHandle, secret: str) -> object:
-    """A password sign-in naming the confidential app, which must prove its secret."""
-    return client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": PASSWORD,
-            "client_id": handle.client_id,
-            "client_secret": secret,
-        },
-    )
 
 
 def test_the_new_secret_works_and_the_old_one_is_refused(
@@ -36,7 +22,7 @@ def test_the_new_secret_works_and_the_old_one_is_refused(
     make_alice(app, tenant.id)
     backend = factories.make_application(app, tenant.id, type="confidential")
     old = backend.secret or ""
-    assert _password_grant(client, backend, old).status_code == 200
+    assert app_password_grant(client, backend.client_id, old).status_code == 200
 
     rotated = client.post(_rotate(tenant.id, backend.client_id), headers=tenant.headers)
 
@@ -45,8 +31,8 @@ def test_the_new_secret_works_and_the_old_one_is_refused(
     new = body["client_secret"]
     assert isinstance(new, str) and len(new) >= 40 and new != old
     assert body["client_id"] == backend.client_id and body["type"] == "confidential"
-    assert_oauth_error(_password_grant(client, backend, old), 401, "invalid_client")
-    assert _password_grant(client, backend, new).status_code == 200
+    assert_oauth_error(app_password_grant(client, backend.client_id, old), 401, "invalid_client")
+    assert app_password_grant(client, backend.client_id, new).status_code == 200
     read = client.get(
         f"/tenants/{tenant.id}/applications/{backend.client_id}", headers=tenant.headers
     )

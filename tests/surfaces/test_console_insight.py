@@ -263,9 +263,10 @@ def test_bad_settings_show_the_form_again_and_save_nothing(
     html = answer.get_data(as_text=True)
     assert answer.status_code == 400
     assert "Nothing was saved" in html
-    for field in ("branding-primary_color", "branding-logo_url", "password-min-length"):
+    for field in ("branding-primary_color", "branding-logo_url", "password_policy-min_length"):
         assert f'id="{field}-error"' in html
-        assert re.search(f'aria-invalid="true" aria-describedby="[^"]*{field}-error"', html)
+        assert re.search(f'aria-describedby="[^"]*{field}-error" aria-invalid="true"', html)
+    assert 'id="signup_fields-error"' in html
     assert 'value="Still here"' in html and 'value="red"' in html and 'value="0"' in html
     assert 'id="mfa_required" name="mfa_required" type="checkbox" value="on" checked' in html
     assert _settings(app, tenant.id) == before

@@ -8,6 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.factories import TenantHandle
+from tests.oauth_support import audit_events
 
 
 def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str, str]) -> None:
@@ -334,3 +335,24 @@ def test_openapi_and_docs_served_without_external_hosts(client: FlaskClient) -> 
         asset = client.get(url)
         assert asset.status_code == 200, url
         assert len(asset.data) > 1000
+
+
+def test_api_key_creation_and_revocation_are_audited_once(
+    client: FlaskClient, root_headers: dict[str, str], tenant: TenantHandle
+) -> None:
+    issued = client.post(
+        f"/tenants/{tenant.id}/api-keys",
+        json={"name": "audited", "scopes": ["read:users"]},
+        headers=root_headers,
+    ).get_json()
+    for _ in range(2):  # the second revocation changes nothing, so records nothing
+        revoked = client.delete(
+            f"/tenants/{tenant.id}/api-keys/{issued['id']}", headers=root_headers
+        )
+        assert revoked.status_code == 204
+    for action in ("api_key.created", "api_key.revoked"):
+        # (the fixture's own key, made by the service with no actor, is "system")
+        events = [e for e in audit_events(client, tenant.headers, action) if e["actor"] != "system"]
+        assert [(e["target"], e["actor"]) for e in events] == [(issued["id"], "root")], action
+        assert events[0]["data"] == {"name": "audited", "scopes": ["read:users"]}
+        assert issued["key"] not in str(events)

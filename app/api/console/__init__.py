@@ -52,10 +52,13 @@ class NavItem:
     action: str = "read"
 
 
-# The menu, in order. The pages still to come (issue 28): Users, Applications, API keys,
-# Webhooks, Connections, Audit log, Settings: each adds its line here.
+# The menu, in order. The page still to come (issue 28), Users, adds its line here.
 NAV: list[NavItem] = [
     NavItem("Dashboard", "console.dashboard"),
+    NavItem("Applications", "console.applications"),
+    NavItem("API keys", "console.api_keys"),
+    NavItem("Webhooks", "console.webhooks"),
+    NavItem("Connections", "console.connections"),
     NavItem("Members", "console.members"),
     NavItem("Audit log", "console.audit"),
     NavItem("Settings", "console.settings"),
@@ -76,18 +79,21 @@ def show_form_on_error(template: str, **context: Any) -> None:
     g.console_form = FormOnScreen(template, context)
 
 
-def field_errors(fields: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """A refused form's messages by field, nested ones under dotted names
-    (`branding.primary_color`): the first message of each, for the text under its input."""
-    flat: dict[str, str] = {}
+def field_errors(fields: dict[str, Any], prefix: str = "") -> dict[str, list[str]]:
+    """A refused form's messages by field name, a nested schema's under dotted names
+    (`branding.primary_color`, as the settings form names its inputs)."""
+    flat: dict[str, list[str]] = {}
     for name, messages in fields.items():
         key = f"{prefix}{name}"
-        if isinstance(messages, dict):
+        if isinstance(messages, dict) and all(isinstance(k, int) for k in messages):
+            # A list field's items (`signup_fields`): their messages are the field's.
+            flat[key] = sorted(
+                {m for item in messages.values() for m in field_errors({"": item})[""]}
+            )
+        elif isinstance(messages, dict):
             flat.update(field_errors(messages, f"{key}."))
-        elif isinstance(messages, list | tuple) and messages:
-            flat[key] = str(messages[0])
         else:
-            flat[key] = str(messages)
+            flat[key] = [str(m) for m in (messages if isinstance(messages, list) else [messages])]
     return flat
 
 
@@ -112,9 +118,14 @@ def render_error_page(exc: Exception) -> Response:
         log.error("console page failed: %s", type(exc).__name__, exc_info=exc)
     form: FormOnScreen | None = g.get("console_form")
     if form is not None and err.status < 500 and err.code != "console_action_refused":
-        errors = field_errors(err.fields or {})
+        # The fields' own messages go next to their fields (aria-describedby).
         response = page(
-            form.template, err.status, error=err.message, field_errors=errors, **form.context
+            form.template,
+            err.status,
+            error=err.message,
+            error_code=err.code,
+            error_fields=field_errors(err.fields or {}),
+            **form.context,
         )
     else:
         response = page("error.html", err.status, message=err.message, code=err.code)
@@ -128,11 +139,15 @@ def page_headers(response: Response) -> Response:
 
 # Importing the route modules registers their routes on blp (after blp exists).
 from app.api.console import (  # noqa: E402
+    application_routes,  # noqa: F401  (/console/applications)
     audit_routes,  # noqa: F401  (/console/audit)
+    connection_routes,  # noqa: F401  (/console/connections)
     dashboard_routes,  # noqa: F401  (/console, the dashboard)
+    key_routes,  # noqa: F401  (/console/api-keys)
     member_routes,  # noqa: F401  (/console/members)
     routes,  # noqa: F401  (sign-in, callback, sign-out)
     settings_routes,  # noqa: F401  (/console/settings)
+    webhook_routes,  # noqa: F401  (/console/webhooks)
 )
 
 __all__ = ["NAV", "NavItem", "blp", "page"]

@@ -8,7 +8,14 @@ from typing import Any
 from flask import current_app, g
 
 from app.api.audit_export import audit_csv
-from app.api.auth import client_ip, public, requires, root_only, root_only_in_path_tenant
+from app.api.auth import (
+    client_ip,
+    current_principal,
+    public,
+    requires,
+    root_only,
+    root_only_in_path_tenant,
+)
 from app.api.platform import blp
 from app.api.platform.schemas import (
     ApiKeySchema,
@@ -102,7 +109,10 @@ def patch_tenant(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
 def create_api_key(body: dict[str, Any], tenant_id: str) -> tenant_service.IssuedKey:
     """Create an API key (the key is shown only in this answer)"""
     return tenant_service.issue_api_key(
-        tenant_id=tenant_id, name=body.get("name"), scopes=body.get("scopes")
+        tenant_id=tenant_id,
+        name=body.get("name"),
+        scopes=body.get("scopes"),
+        actor=current_principal(),
     )
 
 
@@ -119,7 +129,7 @@ def list_api_keys(tenant_id: str) -> list[ApiKey]:
 @blp.response(204)
 def revoke_api_key(tenant_id: str, key_id: str) -> None:
     """Revoke an API key"""
-    tenant_service.revoke_api_key(tenant_id=tenant_id, key_id=key_id)
+    tenant_service.revoke_api_key(tenant_id=tenant_id, key_id=key_id, actor=current_principal())
 
 
 @blp.route("/audit-events", methods=["GET"])
