@@ -14,6 +14,7 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -368,8 +369,6 @@ def _link_account(scene: Scene) -> None:
 def _console(scene: Scene, path: str = "/console") -> None:
     """alice, console admin of a tenant with 30 days of sign-ins, signed in to the console
     and on `path` (the console's pages share the hosted login; their screenshots too)."""
-    from datetime import UTC, datetime, timedelta
-
     from tests.console_support import grant
 
     scene.monkeypatch.setitem(scene.app.config, "ISSUER", scene.live_server)
@@ -445,7 +444,8 @@ PAGES: list[HostedPage] = [
     HostedPage("console-dashboard", _console, checked_by="test_console_browser.py"),
     HostedPage(
         "console-audit",
-        lambda scene: _console(scene, "/console/audit"),
+        # Today's events: the sign-in, the role granted, the console client registered.
+        lambda scene: _console(scene, f"/console/audit?from={datetime.now(UTC):%Y-%m-%dT00:00}"),
         checked_by="test_console_browser.py",
     ),
 ]
