@@ -12,7 +12,7 @@ PORT ?= 5000
 PEER_VENV ?= .venv-bench-peer
 PEER_STAMP := $(PEER_VENV)/.installed-$(shell cat bench/peers/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: translations screenshots install install-runtime run test test-reliability lint format bench bench-import bench-profile bench-rehash bench-webhooks bench-reset fuzz clean browser
+.PHONY: translations screenshots install install-runtime run test test-reliability lint format bench bench-import bench-profile bench-rehash bench-webhooks bench-console bench-reset fuzz clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -109,6 +109,7 @@ bench: install $(PEER_STAMP)
 	$(BIN)/python bench/rehash.py
 	$(BIN)/python bench/import_users.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/console.py
 
 # The first sign-in of an imported bcrypt user against a native one (bench/README.md).
 bench-rehash: install
@@ -122,6 +123,10 @@ bench-import: install
 # rate to a local receiver (bench/README.md).
 bench-webhooks: install
 	$(BIN)/python bench/webhooks.py
+
+# The admin console's pages, server time in the 1 000 000-user tenant (bench/README.md).
+bench-console: install
+	$(BIN)/python bench/console.py
 
 # Where a request's CPU goes, in-process, against the bench database (bench/README.md).
 bench-profile: install

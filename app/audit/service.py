@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
+from app.audit import settled
 from app.audit.models import AuditEvent, PlatformEvent
 from app.core import metrics, security
 from app.core.db import db, utcnow
@@ -76,6 +77,8 @@ ACTIONS = frozenset(
         "connection.created",
         "connection.updated",
         "connection.deleted",
+        # the console's Settings page (issue 28): which tenant settings a member changed.
+        "tenant.settings_changed",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})
@@ -253,8 +256,9 @@ def daily_stats(*, first: date | None = None, last: date | None = None) -> list[
     """Sign-ins, sign-ups and failed sign-ins of the current tenant per UTC day, every day
     from `first` (default: STATS_DEFAULT_DAYS days before `last`) to `last` (default:
     today) inclusive, oldest first. One grouped query over the (tenant_id, action, created_at)
-    index. Invalid `invalid_range` when `first` is after `last` or the range is longer
-    than STATS_MAX_DAYS days."""
+    index, for the days whose counts Redis does not keep (audit.settled: days that ended
+    more than a day ago are counted once an hour). Invalid `invalid_range` when `first` is
+    after `last` or the range is longer than STATS_MAX_DAYS days."""
     today = utcnow().date()
     last = last or today
     first = first or last - timedelta(days=STATS_DEFAULT_DAYS - 1)
@@ -262,6 +266,42 @@ def daily_stats(*, first: date | None = None, last: date | None = None) -> list[
         raise Invalid("from must not be after to", code="invalid_range")
     if (last - first).days >= STATS_MAX_DAYS:
         raise Invalid(f"The range is at most {STATS_MAX_DAYS} days", code="invalid_range")
+    days = {
+        first + timedelta(days=n): DailyStats(date=first + timedelta(days=n))
+        for n in range((last - first).days + 1)
+    }
+    settled_days = [when for when in days if when < today - timedelta(days=1)]
+    kept = settled.read(settled_days)
+    for when, values in kept.items():
+        days[when] = _from_kept(when, values)
+    counted = [when for when in days if when not in kept]
+    if counted:
+        _count_days(days, min(counted), max(counted))
+        settled.keep({when: _kept(days[when]) for when in counted if when in settled_days})
+    return list(days.values())
+
+
+_KEPT_COUNTS = ("logins", "signups", "failed_logins")
+
+
+def _kept(stats: DailyStats) -> dict[str, Any]:
+    moments = {name: getattr(stats, name) for name in ("created_at", "updated_at")}
+    return {
+        **{name: getattr(stats, name) for name in _KEPT_COUNTS},
+        **{name: moment.isoformat() if moment else None for name, moment in moments.items()},
+    }
+
+
+def _from_kept(when: date, values: dict[str, Any]) -> DailyStats:
+    moments = {
+        name: datetime.fromisoformat(values[name]) if values.get(name) else None
+        for name in ("created_at", "updated_at")
+    }
+    return DailyStats(date=when, **{name: int(values[name]) for name in _KEPT_COUNTS}, **moments)
+
+
+def _count_days(days: dict[date, DailyStats], first: date, last: date) -> None:
+    """Count the events of the days from `first` to `last` into `days`."""
     start = datetime.combine(first, time.min, UTC)
     end = datetime.combine(last + timedelta(days=1), time.min, UTC)
     day = _utc_day(AuditEvent.created_at).label("day")
@@ -280,10 +320,6 @@ def daily_stats(*, first: date | None = None, last: date | None = None) -> list[
         )
         .group_by(day, AuditEvent.action)
     )
-    days = {
-        first + timedelta(days=n): DailyStats(date=first + timedelta(days=n))
-        for n in range((last - first).days + 1)
-    }
     field_of = {SIGNIN: "logins", SIGNIN_FAILED: "failed_logins", SIGNUP: "signups"}
     for when, action, count, earliest, latest in rows:
         stats = days[date.fromisoformat(str(when))]
@@ -291,7 +327,6 @@ def daily_stats(*, first: date | None = None, last: date | None = None) -> list[
         earliest, latest = _aware(earliest), _aware(latest)
         stats.created_at = min(filter(None, (stats.created_at, earliest)))
         stats.updated_at = max(filter(None, (stats.updated_at, latest)))
-    return list(days.values())
 
 
 def _aware(value: datetime | str) -> datetime:

@@ -31,15 +31,11 @@ def _hash_name(kind: str) -> str:
 
 def _redis() -> tuple[redis.Redis, redis_client.Breaker] | None:
     """The Redis client and this process's breaker for it, unless embedded or failing."""
-    client = redis_client.client()
-    if client is None:
-        return None
-    breaker = current_app.extensions.get(_BREAKER)
-    if breaker is None:
-        breaker = current_app.extensions[_BREAKER] = redis_client.Breaker(
-            "activity buffers", "activity is written to the database, at most once a minute"
-        )
-    return (client, breaker) if breaker.should_try() else None
+    return redis_client.with_breaker(
+        _BREAKER,
+        "activity buffers",
+        "activity is written to the database, at most once a minute",
+    )
 
 
 def record(kind: str, key: str, at: float | None = None) -> bool:

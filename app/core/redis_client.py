@@ -75,3 +75,15 @@ def init_redis_client(app: Flask) -> None:
 def client() -> redis.Redis | None:
     """The Redis client, or None in embedded mode."""
     return current_app.extensions.get(_EXTENSION)
+
+
+def with_breaker(name: str, purpose: str, fallback: str) -> tuple[redis.Redis, Breaker] | None:
+    """The Redis client and this process's breaker `name` (made on first use, saying
+    `purpose` and `fallback` in its log lines), unless embedded or failing recently."""
+    found = client()
+    if found is None:
+        return None
+    breaker = current_app.extensions.get(name)
+    if breaker is None:
+        breaker = current_app.extensions[name] = Breaker(purpose, fallback)
+    return (found, breaker) if breaker.should_try() else None

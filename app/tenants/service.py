@@ -138,14 +138,32 @@ def delete_tenant(
 
 
 def update_tenant(
-    *, tenant_id: str, name: str | None = None, settings: dict[str, Any] | None = None
+    *,
+    tenant_id: str,
+    name: str | None = None,
+    settings: dict[str, Any] | None = None,
+    actor: Principal | None = None,
 ) -> Tenant:
-    """Rename a tenant and/or merge `settings` into its settings; NotFound."""
+    """Rename a tenant and/or merge `settings` into its settings; NotFound. With an
+    `actor` (a caller acting in the tenant's scope: the console), a change is audited as
+    `tenant.settings_changed` naming the settings whose value changed."""
     tenant = get_tenant(tenant_id)
+    before = tenant_settings(tenant) if actor is not None else {}
     if name is not None:
         tenant.name = name
     _apply_settings(tenant, settings or {})
     db.session.flush()
+    if actor is not None:
+        after = tenant_settings(tenant)
+        changed = sorted(key for key in after if after[key] != before.get(key))
+        if changed:
+            audit_service.record(
+                action="tenant.settings_changed",
+                actor=actor.label,
+                target=tenant.id,
+                ip=actor.ip,
+                data={"changed": changed},
+            )
     return tenant
 
 

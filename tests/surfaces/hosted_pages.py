@@ -14,6 +14,7 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -365,6 +366,33 @@ def _link_account(scene: Scene) -> None:
         scene.page.get_by_role("heading", name="Link corp-idp login to your account").wait_for()
 
 
+def _console(scene: Scene, path: str = "/console") -> None:
+    """alice, console admin of a tenant with 30 days of sign-ins, signed in to the console
+    and on `path` (the console's pages share the hosted login; their screenshots too)."""
+    from tests.console_support import grant
+
+    scene.monkeypatch.setitem(scene.app.config, "ISSUER", scene.live_server)
+    scene.user()
+    grant(scene.app, scene.tenant.id, "u-alice")
+    now = datetime.now(UTC)
+    events = []
+    for day in range(1, 30):
+        at = now - timedelta(days=day, hours=1)
+        for action, count in (
+            ("user.signed_in", 20 + (day * 7) % 23),
+            ("user.signin_failed", (day * 5) % 7),
+            ("user.created", 2 + (day * 3) % 5),
+        ):
+            events += [{"action": action, "actor": "api_key:1f2e", "at": at}] * count
+    factories.record_events(scene.app, scene.tenant.id, events)
+    scene.page.goto(f"{scene.live_server}/console?tenant={scene.tenant.id}")
+    scene.submit_password()
+    scene.page.get_by_role("heading", name="Dashboard").wait_for()
+    if path != "/console":
+        scene.page.goto(f"{scene.live_server}{path}")
+        scene.page.locator("h1").wait_for()
+
+
 @dataclass(frozen=True)
 class HostedPage:
     name: str
@@ -412,4 +440,12 @@ PAGES: list[HostedPage] = [
     HostedPage("passkey-offer", _passkey_offer, checked_by="test_passkeys_browser.py"),
     HostedPage("account-passkeys", _account_passkeys),
     HostedPage("link-account", _link_account),
+    # The admin console's pages (axe: test_console_browser.py), for their screenshots.
+    HostedPage("console-dashboard", _console, checked_by="test_console_browser.py"),
+    HostedPage(
+        "console-audit",
+        # Today's events: the sign-in, the role granted, the console client registered.
+        lambda scene: _console(scene, f"/console/audit?from={datetime.now(UTC):%Y-%m-%dT00:00}"),
+        checked_by="test_console_browser.py",
+    ),
 ]

@@ -1,8 +1,9 @@
 """The console in headless Chromium: an admin with TOTP opens /console, signs in on the
 hosted login page with the password and the code, lands on the dashboard, and axe-core
-finds no WCAG 2.1 A/AA violation on the dashboard, the Members page, the admin pages or
-the Users pages (search, a user, delete confirmation and metadata form, with their errors
-shown), under the console's own Content-Security-Policy, which allows no script."""
+finds no WCAG 2.1 A/AA violation on the dashboard, the Members page, the admin pages, the
+Users pages (search, a user, delete confirmation and metadata form, with their errors
+shown), the Audit log and the Settings page, under the console's own
+Content-Security-Policy, which allows no script."""
 
 from __future__ import annotations
 
@@ -84,8 +85,16 @@ def test_an_admin_with_totp_signs_in_and_the_pages_pass_axe(
         assert "Enter a JSON object" in page.locator("#app_metadata-error").inner_text()
         assert_axe_clean(page)
 
-        # The admin pages (their forms and answers are checked in test_console_admin_browser).
-        for name in ("Applications", "API keys", "Webhooks", "Connections"):
+        # The admin pages (their forms and answers are checked in test_console_admin_browser),
+        # the audit log and the settings (test_console_insight_browser).
+        for name in (
+            "Applications",
+            "API keys",
+            "Webhooks",
+            "Connections",
+            "Audit log",
+            "Settings",
+        ):
             page.get_by_role("navigation", name="Console").get_by_role("link", name=name).click()
             page.wait_for_load_state()
             assert page.locator("h1").inner_text() == name

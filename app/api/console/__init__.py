@@ -52,8 +52,7 @@ class NavItem:
     action: str = "read"
 
 
-# The menu, in order. The pages still to come (issue 28): Users, Audit log, Settings: each
-# adds its line here.
+# The menu, in order.
 NAV: list[NavItem] = [
     NavItem("Dashboard", "console.dashboard"),
     NavItem("Users", "console.users"),
@@ -62,6 +61,8 @@ NAV: list[NavItem] = [
     NavItem("Webhooks", "console.webhooks"),
     NavItem("Connections", "console.connections"),
     NavItem("Members", "console.members"),
+    NavItem("Audit log", "console.audit"),
+    NavItem("Settings", "console.settings"),
 ]
 
 
@@ -77,6 +78,24 @@ class FormOnScreen:
 
 def show_form_on_error(template: str, **context: Any) -> None:
     g.console_form = FormOnScreen(template, context)
+
+
+def field_errors(fields: dict[str, Any], prefix: str = "") -> dict[str, list[str]]:
+    """A refused form's messages by field name, a nested schema's under dotted names
+    (`branding.primary_color`, as the settings form names its inputs)."""
+    flat: dict[str, list[str]] = {}
+    for name, messages in fields.items():
+        key = f"{prefix}{name}"
+        if isinstance(messages, dict) and all(isinstance(k, int) for k in messages):
+            # A list field's items (`signup_fields`): their messages are the field's.
+            flat[key] = sorted(
+                {m for item in messages.values() for m in field_errors({"": item})[""]}
+            )
+        elif isinstance(messages, dict):
+            flat.update(field_errors(messages, f"{key}."))
+        else:
+            flat[key] = [str(m) for m in (messages if isinstance(messages, list) else [messages])]
+    return flat
 
 
 def page(template: str, status: int = 200, **context: Any) -> Response:
@@ -106,7 +125,7 @@ def render_error_page(exc: Exception) -> Response:
             err.status,
             error=err.message,
             error_code=err.code,
-            error_fields=err.fields or {},
+            error_fields=field_errors(err.fields or {}),
             **form.context,
         )
     else:
@@ -122,10 +141,13 @@ def page_headers(response: Response) -> Response:
 # Importing the route modules registers their routes on blp (after blp exists).
 from app.api.console import (  # noqa: E402
     application_routes,  # noqa: F401  (/console/applications)
+    audit_routes,  # noqa: F401  (/console/audit)
     connection_routes,  # noqa: F401  (/console/connections)
+    dashboard_routes,  # noqa: F401  (/console, the dashboard)
     key_routes,  # noqa: F401  (/console/api-keys)
     member_routes,  # noqa: F401  (/console/members)
-    routes,  # noqa: F401  (sign-in, callback, sign-out, the dashboard)
+    routes,  # noqa: F401  (sign-in, callback, sign-out)
+    settings_routes,  # noqa: F401  (/console/settings)
     user_actions,  # noqa: F401  (/console/users/<id>/…: block, delete, MFA, sessions, …)
     user_routes,  # noqa: F401  (/console/users: search, a user's page)
     webhook_routes,  # noqa: F401  (/console/webhooks)

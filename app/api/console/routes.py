@@ -1,7 +1,7 @@
-"""Signing in to the console and out of it, and its home page. The console is an OIDC
-client of this Gatehouse: `/console/…` without a session goes to `/authorize` (edge.py),
-and `/console/callback` exchanges the code through the token endpoint's own grant code
-(no HTTP call to itself), checks the ID token and admits the member
+"""Signing in to the console and out of it. The console is an OIDC client of this
+Gatehouse: `/console/…` without a session goes to `/authorize` (edge.py), and
+`/console/callback` exchanges the code through the token endpoint's own grant code (no
+HTTP call to itself), checks the ID token and admits the member
 (app.console.service.complete_sign_in)."""
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from app.api.auth import client_ip, public
 from app.api.console import blp, cookies, page
 from app.api.console.cookies import ConsoleCookie
 from app.api.console.edge import (
-    console_tenant,
-    console_view,
-    current,
     pending_tenant,
     session_tenant,
 )
@@ -84,12 +81,3 @@ def logout() -> Response:
         browser.forget_session(response, cookie.tenant_id)
     cookies.forget_session(response)
     return response
-
-
-# "/console" (the app routes "/console/" as "/console": core.http.StripTrailingSlash).
-@blp.route("", methods=["GET"])
-@public(tenant_from=console_tenant)
-@console_view(action="read")
-def dashboard() -> Response:
-    """The console's home page"""
-    return page("dashboard.html", tenant_name=current().tenant_name)

@@ -4,6 +4,7 @@ the page shows above the form again."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import marshmallow as ma
@@ -35,10 +36,13 @@ class PasswordForm(ma.Schema):
     password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1024))
 
 
-def load_form(schema: ma.Schema, message: str) -> dict[str, Any]:
-    """The posted form as `schema` loads it; Invalid `invalid_form` (with `message` and
+def load_form(
+    schema: ma.Schema, message: str, data: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The posted form (or `data`, a form's values already gathered: a query's, a
+    multi-valued form's) as `schema` loads it; Invalid `invalid_form` (with `message` and
     the fields' messages) when it does not."""
     try:
-        return schema.load(request.form.to_dict())
+        return schema.load(request.form.to_dict() if data is None else data)
     except ma.ValidationError as exc:
         raise Invalid(message, code="invalid_form", fields=exc.normalized_messages()) from exc

@@ -4,19 +4,15 @@ dashboard). The root key, or the tenant's key with `read:audit` or `manage:webho
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import marshmallow as ma
 
 from app.api.auth import root_or_tenant_key
+from app.api.delivery_health import tenant_delivery_health
 from app.api.fields import OutputSchema
 from app.api.platform import blp
-from app.mail import service as mail_service
 from app.tenants import service as tenant_service
-from app.webhooks import delivery as webhook_delivery
-
-WINDOWS = {"last_24h": timedelta(days=1), "last_30d": timedelta(days=30)}
 
 
 # Kept here rather than in schemas.py: the shapes of this module's one route.
@@ -56,9 +52,4 @@ class DeliveryHealthSchema(OutputSchema):
 def delivery_health(tenant_id: str) -> dict[str, Any]:
     """Count the tenant's mail deliveries and webhook messages by status (24 h, 30 days)"""
     tenant_service.get_tenant(tenant_id)
-    return {
-        "mail": {name: mail_service.count_by_status(within=span) for name, span in WINDOWS.items()},
-        "webhooks": {
-            name: webhook_delivery.count_by_status(within=span) for name, span in WINDOWS.items()
-        },
-    }
+    return tenant_delivery_health()

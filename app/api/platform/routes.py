@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app, g
 
+from app.api.audit_export import audit_csv
 from app.api.auth import (
     client_ip,
     current_principal,
@@ -15,12 +16,9 @@ from app.api.auth import (
     root_only,
     root_only_in_path_tenant,
 )
-from app.api.csv_text import csv_text
 from app.api.platform import blp
 from app.api.platform.schemas import (
-    AUDIT_CSV_COLUMNS,
     ApiKeySchema,
-    AuditEventSchema,
     AuditExportQuerySchema,
     AuditPageSchema,
     AuditQuerySchema,
@@ -156,12 +154,8 @@ def list_audit_events(query: dict[str, Any]) -> Page[Any]:
 )
 def export_audit_events(query: dict[str, Any]) -> tuple[str, int, dict[str, str]]:
     """Export the tenant's audit events as CSV (the same filters as the list)"""
-    page = audit_service.list_events(**query, most=audit_service.EXPORT_MAX_ROWS)
-    headers = {"Content-Disposition": 'attachment; filename="audit-events.csv"'}
-    if page.next_cursor:
-        headers["X-Next-Cursor"] = page.next_cursor
-    rows = AuditEventSchema(many=True).dump(page.items)
-    return csv_text(AUDIT_CSV_COLUMNS, rows), 200, headers
+    text, headers = audit_csv(query)
+    return text, 200, headers
 
 
 @blp.route("/healthz", methods=["GET"])
