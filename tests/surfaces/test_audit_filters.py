@@ -11,8 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import delete
 
 from app.api.csv_text import safe_cell
+from app.audit.models import AuditEvent
+from app.core.db import db
+from app.core.tenancy import tenant_scope
 from tests import factories
 from tests.factories import TenantHandle, assert_error
 
@@ -25,6 +29,15 @@ def _at(hours_ago: int) -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture(autouse=True)
+def only_the_tests_events(app: Flask, tenant: TenantHandle) -> None:
+    """The tenant's events from before the test (its key's `api_key.created`) are cleared,
+    so each test checks the filters against exactly the events it recorded."""
+    with app.app_context(), tenant_scope(tenant.id):
+        db.session.execute(delete(AuditEvent))
+        db.session.commit()
 
 
 @pytest.fixture()
