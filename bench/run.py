@@ -496,7 +496,7 @@ FLOORS = [
     ("profile_over_healthz", "`GET /user/profile` ÷ `GET /healthz` (req/s)", ">=", 0.5),
     ("profile_cpu_over_healthz_cpu", "server CPU per request: profile ÷ healthz", "", 0),
     ("profile_cpu_ms", "server CPU per request of the profile read (ms)", "<=", 0.7),
-    ("profile_open_loop_p99_ms", "p99 of that read open-loop at 50 % of its req/s", "<", 10.0),
+    ("profile_open_loop_p99_ms", "p99 of that read open-loop at 50 % of its req/s (ms)", "<", 10.0),
     ("profile_p99_ms", "p99 of that read closed-loop at 32 connections (ms)", "", 0),
     ("profile_over_peer", "same read ÷ fastapi-users `GET /users/me` (req/s)", ">=", 3.0),
     ("peer_cpu_over_profile_cpu", "server CPU per request: peer ÷ profile", ">=", 2.5),
