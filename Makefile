@@ -11,8 +11,12 @@ PORT ?= 5000
 
 PEER_VENV ?= .venv-bench-peer
 PEER_STAMP := $(PEER_VENV)/.installed-$(shell cat bench/peers/requirements.txt | cksum | cut -d' ' -f1)
+# Granian and orjson, measured by the bench against gunicorn and Flask's json (never in the
+# service's venv: pip --target, put on the served app's PYTHONPATH by bench/run.py).
+VARIANTS_DIR ?= .venv-bench-variants
+VARIANTS_STAMP := $(VARIANTS_DIR)/.installed-$(shell cat bench/variants/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: translations screenshots install install-runtime run test test-reliability lint format bench bench-import bench-profile bench-rehash bench-webhooks bench-console bench-reset fuzz clean browser
+.PHONY: translations screenshots install install-runtime run test test-reliability lint format bench bench-compare bench-import bench-profile bench-rehash bench-webhooks bench-console bench-reset fuzz clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,9 +107,14 @@ $(PEER_STAMP): bench/peers/requirements.txt
 	rm -f $(PEER_VENV)/.installed-*
 	touch $(PEER_STAMP)
 
+$(VARIANTS_STAMP): bench/variants/requirements.txt | $(BIN)/python
+	rm -rf $(VARIANTS_DIR)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(VARIANTS_DIR) -r bench/variants/requirements.txt
+	touch $(VARIANTS_STAMP)
+
 # Figures of SPEC §9 beside the fastapi-users peer (bench/README.md); installs wrk if it can.
-bench: install $(PEER_STAMP)
-	BENCH_PEER_PYTHON=$(PEER_VENV)/bin/python $(BIN)/python bench/run.py
+bench: install $(PEER_STAMP) $(VARIANTS_STAMP)
+	BENCH_PEER_PYTHON=$(PEER_VENV)/bin/python BENCH_VARIANTS_PATH=$(VARIANTS_DIR) $(BIN)/python bench/run.py
 	$(BIN)/python bench/rehash.py
 	$(BIN)/python bench/import_users.py
 	$(BIN)/python bench/webhooks.py
@@ -131,6 +140,11 @@ bench-console: install
 # Where a request's CPU goes, in-process, against the bench database (bench/README.md).
 bench-profile: install
 	$(BIN)/python bench/profile.py
+
+# gunicorn against Granian (or against orjson: BENCH_COMPARE=gunicorn,gunicorn+orjson), back
+# to back, by server CPU per request and req/s (bench/README.md, "Server and JSON, measured").
+bench-compare: install $(VARIANTS_STAMP)
+	BENCH_VARIANTS_PATH=$(VARIANTS_DIR) $(BIN)/python bench/compare.py
 
 # Drop the bench's databases (kept between runs so seeding happens once).
 bench-reset: install

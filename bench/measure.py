@@ -1,5 +1,7 @@
-"""Measuring tools of `make bench`: free ports, servers started and stopped, `wrk` runs, and
-the CPU a server (its processes and their PostgreSQL backends) spent per request.
+"""Measuring tools of `make bench`: free ports, servers started and stopped, `wrk` runs
+(closed loop: each connection sends its next request when the answer came), open-loop runs
+at a fixed rate (the soak's client, reliability/client.py), and the CPU a server (its
+processes and their PostgreSQL backends) spent per request.
 
 CPU per request is read from /proc before and after each run: on a shared machine it
 moves far less than requests per second, so it is printed beside every throughput.
@@ -21,6 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+from reliability import client  # noqa: E402  (the soak's client: one driver for both)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -197,4 +204,48 @@ def wrk(
         errors=errors,
         cpu_ms=(app_after - app_before + db_after - db_before) * 1000 / max(requests, 1),
         db_cpu_ms=(db_after - db_before) * 1000 / max(requests, 1),
+    )
+
+
+@dataclass
+class OpenLoop:
+    """One open-loop run: requests started at `target_rps` whatever the answers' pace."""
+
+    target_rps: float
+    achieved_rps: float  # what the Python client held (it shares the cores with the server)
+    dropped: int  # requests dropped from the schedule when over a second behind
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    cpu_ms: float  # server processes + their PostgreSQL backends, per request
+    db_cpu_ms: float
+
+
+def open_loop(
+    server: Server, path: str, *, rate: float, seconds: float, headers: dict[str, str]
+) -> OpenLoop:
+    """GET `path` at `rate` per second for `seconds` with the soak's open-loop driver (a new
+    connection per request, as the soak sends them); latency from sending to the whole
+    answer."""
+    answers: list[client.Answer] = []
+
+    def send() -> None:
+        answers.append(client.call(server.url, "GET", path, headers=headers))
+
+    app_before, db_before = server.cpu()
+    achieved, dropped = client.open_loop(send, rate, seconds)
+    app_after, db_after = server.cpu()
+    seconds_each = [answer.seconds for answer in answers]
+    count = max(len(answers), 1)
+    return OpenLoop(
+        target_rps=rate,
+        achieved_rps=achieved,
+        dropped=dropped,
+        requests=len(answers),
+        errors=sum(1 for answer in answers if answer.status != 200),
+        p50_ms=client.percentile(seconds_each, 0.5) * 1000,
+        p99_ms=client.percentile(seconds_each, 0.99) * 1000,
+        cpu_ms=(app_after - app_before + db_after - db_before) * 1000 / count,
+        db_cpu_ms=(db_after - db_before) * 1000 / count,
     )

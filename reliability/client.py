@@ -1,12 +1,17 @@
-"""A small HTTP client for the scenarios: one connection per call (gunicorn's sync workers
-close it anyway), a hard timeout, and the time each answer took."""
+"""A small HTTP client for the scenarios and the bench: one connection per call (gunicorn's
+sync workers close it anyway), a hard timeout, the time each answer took, and an open-loop
+driver that starts calls at a fixed rate whatever the answers' pace (the soak's traffic and
+`make bench`'s latency at half the measured capacity both use it)."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,3 +71,49 @@ def call(
         return Answer(0, {}, b"", time.perf_counter() - started, type(exc).__name__)
     finally:
         connection.close()
+
+
+def open_loop(
+    send: Callable[[], object], rate: float, seconds: float, in_flight: int = 32
+) -> tuple[float, int]:
+    """Call `send` `rate` times per second for `seconds`, each call started on schedule
+    whatever the earlier answers' pace (an open loop: a slow answer does not slow the
+    clients that follow, so latency is not hidden by backing off). At most `in_flight`
+    wait at once: when the service (on a shared machine) falls more than a second behind,
+    the calls it could not take are dropped from the schedule rather than piled up.
+    Returns the rate achieved and how many calls were dropped."""
+    interval = 1.0 / rate
+    slots = threading.Semaphore(in_flight)
+    started = time.perf_counter()
+    due = started
+    sent = dropped = 0
+
+    def one() -> None:
+        try:
+            send()
+        finally:
+            slots.release()
+
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        while due - started < seconds:
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            slots.acquire()
+            behind = time.perf_counter() - due
+            if behind > 1.0:
+                skipped = int(behind / interval)
+                dropped += skipped
+                due += skipped * interval
+            pool.submit(one)
+            sent += 1
+            due += interval
+    return sent / (time.perf_counter() - started), dropped
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which `fraction` of `values` lie (0.0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

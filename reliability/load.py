@@ -11,10 +11,9 @@ import secrets
 import statistics
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from reliability.client import Answer
+from reliability.client import Answer, open_loop, percentile
 from reliability.deployment import Deployment
 
 # kind -> weight (per 100 requests)
@@ -210,44 +209,9 @@ class Traffic:
         return (len(self.outcomes) - before) / (time.monotonic() - started)
 
     def open_loop(self, rate: float, seconds: float, in_flight: int = 32) -> tuple[float, int]:
-        """Start `rate` requests per second for `seconds`, whatever the answers' pace. At
-        most `in_flight` wait at once: when the service (on a shared machine) falls more
-        than a second behind, the requests it could not take are dropped from the schedule
-        rather than piled up. Returns the rate achieved and how many were dropped."""
-        interval = 1.0 / rate
-        slots = threading.Semaphore(in_flight)
-        started = time.perf_counter()
-        due = started
-        sent = dropped = 0
-
-        def send() -> None:
-            try:
-                self.one()
-            finally:
-                slots.release()
-
-        with ThreadPoolExecutor(max_workers=in_flight) as pool:
-            while due - started < seconds:
-                now = time.perf_counter()
-                if due > now:
-                    time.sleep(due - now)
-                slots.acquire()
-                behind = time.perf_counter() - due
-                if behind > 1.0:
-                    skipped = int(behind / interval)
-                    dropped += skipped
-                    due += skipped * interval
-                pool.submit(send)
-                sent += 1
-                due += interval
-        return sent / (time.perf_counter() - started), dropped
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        """The mix at `rate` requests per second for `seconds` (reliability.client.open_loop):
+        the rate achieved and how many requests were dropped from the schedule."""
+        return open_loop(self.one, rate, seconds, in_flight)
 
 
 def summary(outcomes: list[Outcome]) -> dict[str, float]:
