@@ -448,4 +448,14 @@ PAGES: list[HostedPage] = [
         lambda scene: _console(scene, f"/console/audit?from={datetime.now(UTC):%Y-%m-%dT00:00}"),
         checked_by="test_console_browser.py",
     ),
+    HostedPage(
+        "console-users",
+        lambda scene: _console(scene, "/console/users"),
+        checked_by="test_console_browser.py",
+    ),
+    HostedPage(
+        "console-user",
+        lambda scene: _console(scene, "/console/users/u-alice"),
+        checked_by="test_console_browser.py",
+    ),
 ]
