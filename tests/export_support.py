@@ -126,6 +126,7 @@ VOLATILE = {
     "password_tag",
     "session_generation",
     "scope_version",
+    "profile_version",  # the kept views' cache version: numbered by the database
     "second_factor_failures",
     "last_activity_at",
     "tokens_valid_after",
