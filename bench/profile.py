@@ -2,8 +2,11 @@
 
 Runs against the bench database that `make bench` seeded and prints the thread CPU per
 request of `GET /healthz`, of `GET /user/profile` split by phase, and of a password
-sign-in split by phase. Thread CPU leaves out the time spent waiting on PostgreSQL, so
-the split holds up on a busy machine better than wall time. For a sampling profile of
+sign-in split by phase (as the bench sends it, and with a `scope` that leaves out
+`openid`), each followed by its round trips to PostgreSQL and Redis and the statements
+they carried, counted on the wire by one more request (bench/roundtrips.py). Thread CPU
+leaves out the time spent waiting on PostgreSQL, so the split holds up on a busy machine
+better than wall time. For a sampling profile of
 the real server under load, see bench/README.md (py-spy).
 """
 
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrips  # noqa: E402
 import seed  # noqa: E402
 
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -93,6 +97,18 @@ def _report(title: str, total_us: float, count: int) -> None:
     SPENT.clear()
 
 
+def _wire(app: Any, path: str, headers: dict[str, str], body: bytes = b"") -> None:
+    """Print the round trips of one more request (traced: its CPU is not counted)."""
+    from app.core.db import db
+
+    with app.app_context():
+        engine = db.engine
+    with roundtrips.traced(engine) as wire:
+        _run(app, path, headers, 1, body)
+    SPENT.clear()
+    print("   on the wire: " + wire.describe())
+
+
 def main() -> None:
     url = seed.db_url(ADMIN_URL, seed.DB_NAME)
     state = seed._read_state(url)
@@ -118,12 +134,15 @@ def main() -> None:
         _run(app, path, headers, 100)
         SPENT.clear()
         _report(f"GET {path}", _run(app, path, headers, reads), reads)
+        _wire(app, path, headers)
     signins = int(os.environ.get("BENCH_PROFILE_SIGNINS", "40"))
-    _run(app, "/oauth/token", tenant, 3, login)
-    SPENT.clear()
-    _report(
-        "POST /oauth/token (password)", _run(app, "/oauth/token", tenant, signins, login), signins
-    )
+    without_openid = login[:-1] + b', "scope": "read:current_user"}'
+    for title, body in (("", login), (", scope without openid", without_openid)):
+        _run(app, "/oauth/token", tenant, 3, body)
+        SPENT.clear()
+        spent = _run(app, "/oauth/token", tenant, signins, body)
+        _report(f"POST /oauth/token (password{title})", spent, signins)
+        _wire(app, "/oauth/token", tenant, body)
     seed.drop_queue(REDIS_URL)
 
 

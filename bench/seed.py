@@ -141,10 +141,10 @@ def _seed_in_process(env: dict[str, str]) -> dict[str, Any]:
     app = create_app()
     with app.app_context():
         tenant = tenant_service.create_tenant(name="bench")
-        key = tenant_service.issue_api_key(tenant_id=tenant.id, name="bench")
         small = tenant_service.create_tenant(name="scale-small")
         big = tenant_service.create_tenant(name="scale-big")
         with tenant_scope(tenant.id):
+            key = tenant_service.issue_api_key(tenant_id=tenant.id, name="bench")
             user = user_service.create_user(
                 user_id="bench-user", email="bench@example.com", password=PASSWORD
             )
