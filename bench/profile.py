@@ -42,35 +42,49 @@ def _timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _instrument() -> None:
-    """Wrap the phases worth naming (module attributes, looked up at call time)."""
+    """Wrap the phases worth naming (module attributes, looked up at call time); a phase
+    this checkout does not have is left out."""
     import flask_smorest.response
     import sqlalchemy.orm.scoping
 
     from app.api import auth, dump
-    from app.core import prepared, security
+    from app.core import prepared, ratelimit, security
     from app.signin import flow
-    from app.tenants import service as tenant_service
     from app.tokens import bearer, signing
     from app.tokens import service as token_service
-    from app.users import passwords
 
-    prepared.fetch_one = _timed("  the one select (prepared)", prepared.fetch_one)
-    bearer.authenticate_access_token = _timed(" bearer check", bearer.authenticate_access_token)
-    auth.authenticate = _timed(
-        "authenticate (credential, bearer check, activity)", auth.authenticate
-    )
-    dump.CompiledOutputSchema.dump = _timed("schema dump", dump.CompiledOutputSchema.dump)
-    flask_smorest.response.jsonify = _timed("jsonify", flask_smorest.response.jsonify)
-    security.verify_password = _timed(" argon2id verify", security.verify_password)
-    flow.password_grant = _timed("password grant", flow.password_grant)
-    passwords.login_candidates = _timed(" candidates select", passwords.login_candidates)
-    token_service.record_login = _timed(" login count + audit", token_service.record_login)
-    token_service.issue_session = _timed(" issue tokens", token_service.issue_session)
-    signing.sign = _timed("  RS256 signatures", signing.sign)
-    tenant_service.find_tenant = _timed(" tenant select", tenant_service.find_tenant)
-    scoped = sqlalchemy.orm.scoping.scoped_session
-    scoped.flush = _timed(" ORM flush (INSERTs)", scoped.flush)  # type: ignore[method-assign]
-    scoped.commit = _timed("commit", scoped.commit)  # type: ignore[method-assign]
+    wrapped = [
+        (prepared, "fetch_one", "  the one select (prepared)"),
+        (bearer, "authenticate_access_token", " bearer check"),
+        (auth, "authenticate", "authenticate (credential, bearer check, activity)"),
+        (dump.CompiledOutputSchema, "dump", "schema dump"),
+        (flask_smorest.response, "jsonify", "jsonify"),
+        (security, "verify_password", " argon2id verify"),
+        (flow, "password_grant", "password grant"),
+        (signing, "sign", "  RS256 signatures"),
+        (ratelimit, "check_all", " rate limits (one Redis pipeline)"),
+        (ratelimit, "check", " rate limit (one at a time)"),
+        # before: the ORM's statements one by one
+        ("app.users.passwords", "login_candidates", " candidates select"),
+        ("app.tenants.service", "find_tenant", " tenant select"),
+        (token_service, "record_login", " login count + audit"),
+        (token_service, "issue_session", " issue tokens"),
+        (sqlalchemy.orm.scoping.scoped_session, "flush", " ORM flush (INSERTs)"),
+        # after: one read, one write
+        ("app.signin.lookup", "find", " the one read (tenant, candidates, TOTP, policies)"),
+        ("app.tokens.login", "sign_in", " the one write, with the signing before it"),
+        (prepared, "write", "  the write statement (prepared)"),
+        (sqlalchemy.orm.scoping.scoped_session, "commit", "commit"),
+    ]
+    import importlib
+
+    for owner, name, label in wrapped:
+        try:
+            target = importlib.import_module(owner) if isinstance(owner, str) else owner
+        except ImportError:
+            continue
+        if hasattr(target, name):
+            setattr(target, name, _timed(label, getattr(target, name)))
 
 
 def _run(app: Any, path: str, headers: dict[str, str], count: int, body: bytes = b"") -> float:

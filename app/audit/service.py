@@ -81,6 +81,41 @@ def listen(listener: AuditListener) -> None:
         _LISTENERS.append(listener)
 
 
+def _event(
+    *,
+    action: str,
+    actor: str,
+    user_id: str | None,
+    target: str | None,
+    ip: str | None,
+    data: dict[str, Any] | None,
+    at: datetime | None,
+) -> AuditEvent:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    data = data or {}
+    leaked = _FORBIDDEN_DATA_KEYS & set(data)
+    if leaked:
+        raise ValueError(f"audit data must not hold {sorted(leaked)}")
+    return AuditEvent(
+        id=security.random_hex(16),
+        action=action,
+        actor=actor,
+        user_id=user_id,
+        target=target,
+        ip=ip,
+        data=data,
+        created_at=at or utcnow(),
+    )
+
+
+def _announce(event: AuditEvent, session: Session) -> None:
+    for listener in _LISTENERS:
+        listener(event, session)
+    if event.action in _SIGNIN_ACTIONS:
+        metrics.count_signin(event.action == "user.signed_in")
+
+
 def record(
     *,
     action: str,
@@ -94,28 +129,49 @@ def record(
 ) -> AuditEvent:
     """Add one audit event to the current transaction (tenant from the current scope), or
     to `session` (an `independent_write()`: kept even if the request then fails)."""
-    if action not in ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}")
-    data = data or {}
-    leaked = _FORBIDDEN_DATA_KEYS & set(data)
-    if leaked:
-        raise ValueError(f"audit data must not hold {sorted(leaked)}")
-    event = AuditEvent(
-        id=security.random_hex(16),
-        action=action,
-        actor=actor,
-        user_id=user_id,
-        target=target,
-        ip=ip,
-        data=data,
-        created_at=at or utcnow(),
+    event = _event(
+        action=action, actor=actor, user_id=user_id, target=target, ip=ip, data=data, at=at
     )
     (session or db.session).add(event)
-    for listener in _LISTENERS:
-        listener(event, session or db.session)
-    if action in _SIGNIN_ACTIONS:
-        metrics.count_signin(action == "user.signed_in")
+    _announce(event, session or db.session)
     return event
+
+
+def record_written_by_caller(
+    *,
+    action: str,
+    actor: str,
+    user_id: str | None = None,
+    target: str | None = None,
+    ip: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """One audit event whose row the caller inserts itself, in the very statement that
+    makes the change (a sign-in's one write, app.tokens.login): checked as `record`
+    checks, and handed to the listeners now, in the request's unit of work. What they
+    write there (the webhooks' outbox rows) opens its transaction, and the caller's
+    statement then joins it (core.prepared.write), so the two commit together. The event
+    is not added to any session: the caller must write it (`row_of`)."""
+    event = _event(
+        action=action, actor=actor, user_id=user_id, target=target, ip=ip, data=data, at=None
+    )
+    _announce(event, db.session)
+    return event
+
+
+def row_of(event: AuditEvent, *, tenant_id: str) -> dict[str, Any]:
+    """The columns of an event for an INSERT the caller runs (`record_written_by_caller`)."""
+    return {
+        "id": event.id,
+        "tenant_id": tenant_id,
+        "action": event.action,
+        "actor": event.actor,
+        "user_id": event.user_id,
+        "target": event.target,
+        "ip": event.ip,
+        "created_at": event.created_at,
+        "data": event.data,
+    }
 
 
 PLATFORM_ACTIONS = frozenset({"tenant.deleted", "encryption.rotated"})

@@ -105,25 +105,75 @@ def _id_token(
     return signing.sign({k: v for k, v in claims.items() if v not in (None, "")})
 
 
-def _new_refresh_token(user: User, tenant: Tenant, session: AuthSession, now: datetime) -> str:
+def refresh_row(
+    user: User, tenant: Tenant, session: AuthSession, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """A new refresh token of `session`: the raw token (shown once) and its row (hashed)."""
     raw = f"{REFRESH_PREFIX}{user.tenant_id}_{security.random_token(32)}"
-    db.session.add(
-        RefreshToken(
-            id=security.random_hex(16),
-            tenant_id=user.tenant_id,
-            token_hash=security.sha256_hex(raw),
-            family_id=session.id,
-            user_id=user.id,
-            created_at=now,
-            expires_at=now + timedelta(seconds=_refresh_ttl(tenant)),
-        )
-    )
+    row = {
+        "id": security.random_hex(16),
+        "tenant_id": user.tenant_id,
+        "token_hash": security.sha256_hex(raw),
+        "family_id": session.id,
+        "user_id": user.id,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=_refresh_ttl(tenant)),
+    }
+    return raw, row
+
+
+def _new_refresh_token(user: User, tenant: Tenant, session: AuthSession, now: datetime) -> str:
+    raw, row = refresh_row(user, tenant, session, now)
+    db.session.add(RefreshToken(**row))
     return raw
 
 
 def session_expiry(tenant: Tenant, now: datetime) -> datetime:
     """When a session touched now can have no valid token left (refresh or access)."""
     return now + timedelta(seconds=max(_refresh_ttl(tenant), access_ttl(tenant)))
+
+
+def new_session(
+    *,
+    user: User,
+    tenant: Tenant,
+    now: datetime,
+    client_id: str | None = None,
+    auth_time: datetime | None = None,
+    expires_at: datetime | None = None,
+    scope: list[str] | None = None,
+    amr: list[str] | None = None,
+    parent_id: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> AuthSession:
+    """A new sign-in session (refresh family) of `user`, under its current generation, not
+    yet added to any unit of work (start_session adds it; a sign-in's one write inserts
+    it itself, app.tokens.login). `auth_time` is when the user entered a password (now
+    unless a browser sign-in session carried it over), `client_id` the registered
+    application it is for and `scope` what that application was granted
+    (application_scopes); refreshes never widen it. `amr` says how the user authenticated
+    (OIDC amr: pwd, otp, hwk, swk, mfa), `parent_id` names the browser sign-in session an
+    application's session was issued through (ending that one ends this one), `ip` and
+    `user_agent` where it began (the account page lists them)."""
+    if client_id is not None and scope is None:
+        raise ValueError("an application's session needs the scopes it was granted")
+    return AuthSession(
+        id=security.random_hex(16),
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        generation=user.session_generation or 0,
+        auth_time=auth_time or now,
+        created_at=now,
+        expires_at=expires_at or session_expiry(tenant, now),
+        client_id=client_id,
+        scope=" ".join(scope) if client_id is not None and scope is not None else None,
+        amr=list(amr) if amr else None,
+        parent_id=parent_id,
+        ip=ip[:64] if ip else None,
+        user_agent=user_agent[:255] if user_agent else None,
+        last_seen_at=now,
+    )
 
 
 def start_session(
@@ -141,31 +191,20 @@ def start_session(
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> AuthSession:
-    """A new sign-in session (refresh family) of `user`, under its current generation;
-    `auth_time` is when the user entered a password (now unless a browser sign-in session
-    carried it over), `client_id` the registered application it is for and `scope` what
-    that application was granted (application_scopes); refreshes never widen it. `into`
-    is the unit of work to add it to (the request's unless given). `amr` says how the
-    user authenticated (OIDC amr: pwd, otp, hwk, swk, mfa), `parent_id` names the browser
-    sign-in session an application's session was issued through (ending that one ends
-    this one), `ip` and `user_agent` where it began (the account page lists them)."""
-    if client_id is not None and scope is None:
-        raise ValueError("an application's session needs the scopes it was granted")
-    session = AuthSession(
-        id=security.random_hex(16),
-        tenant_id=user.tenant_id,
-        user_id=user.id,
-        generation=user.session_generation or 0,
-        auth_time=auth_time or now,
-        created_at=now,
-        expires_at=expires_at or session_expiry(tenant, now),
+    """A new sign-in session of `user` (see new_session), added to `into`, the unit of
+    work to add it to (the request's unless given)."""
+    session = new_session(
+        user=user,
+        tenant=tenant,
+        now=now,
         client_id=client_id,
-        scope=" ".join(scope) if client_id is not None and scope is not None else None,
-        amr=list(amr) if amr else None,
+        auth_time=auth_time,
+        expires_at=expires_at,
+        scope=scope,
+        amr=amr,
         parent_id=parent_id,
-        ip=ip[:64] if ip else None,
-        user_agent=user_agent[:255] if user_agent else None,
-        last_seen_at=now,
+        ip=ip,
+        user_agent=user_agent,
     )
     (into or db.session).add(session)
     return session
@@ -206,6 +245,40 @@ def issue_session(
         user_agent=user_agent,
     )
     granted = scope if scope is not None else session_scopes(user, session)
+    access, id_token, ttl = mint(
+        user=user, tenant=tenant, session=session, now=now, granted=granted, nonce=nonce
+    )
+    return TokenSet(
+        access_token=access,
+        expires_in=ttl,
+        scope=" ".join(granted),
+        id_token=id_token,
+        refresh_token=_new_refresh_token(user, tenant, session, now)
+        if is_offline(session)
+        else None,
+        user_id=user.id,
+    )
+
+
+def is_offline(session: AuthSession) -> bool:
+    """Whether the session gets refresh tokens: an application's only when granted
+    `offline_access`; a session without an application (a password grant naming no app,
+    a custom token) always does."""
+    return session.scope is None or scope_catalogue.OFFLINE_ACCESS in session.scope.split()
+
+
+def mint(
+    *,
+    user: User,
+    tenant: Tenant,
+    session: AuthSession,
+    now: datetime,
+    granted: list[str],
+    nonce: str | None = None,
+    id_token: bool = True,
+) -> tuple[str, str | None, int]:
+    """The signed access token of `session` holding `granted`, its ID token (unless
+    `id_token` is False: a grant that did not ask for `openid`) and their lifetime."""
     ttl = access_ttl(tenant)
     claims: dict[str, Any] = {
         "iss": current_app.config["ISSUER"],
@@ -225,17 +298,12 @@ def issue_session(
         # what it may do on the user's behalf (link_with) depends on it.
         claims["azp"] = session.client_id
     access = signing.sign(claims)
-    offline = session.scope is None or scope_catalogue.OFFLINE_ACCESS in session.scope.split()
-    return TokenSet(
-        access_token=access,
-        expires_in=ttl,
-        scope=claims["scope"],
-        id_token=_id_token(
-            user, tenant, now, ttl, session, access_token=access, scope=granted, nonce=nonce
-        ),
-        refresh_token=_new_refresh_token(user, tenant, session, now) if offline else None,
-        user_id=user.id,
+    if not id_token:
+        return access, None, ttl
+    about = _id_token(
+        user, tenant, now, ttl, session, access_token=access, scope=granted, nonce=nonce
     )
+    return access, about, ttl
 
 
 def spend_once(*, jti: str, user_id: str, ttl: int, used: AppError) -> None:

@@ -1,0 +1,211 @@
+"""A password sign-in's one write: the new session, its refresh token, the `user.signed_in`
+audit row and the login count (logins_count, last_login_at) in a single statement, run
+after the tokens are signed (core.prepared.write: alone in autocommit, one round trip,
+unless the request wrote something before it, whose transaction it then joins).
+
+The count is conditional: the user must still be unblocked and under the session
+generation it was read with, so a sign-in racing a block, a deletion, a password change
+or reset writes nothing and is refused (the tokens it signed are thrown away), instead of
+issuing tokens that the next request would refuse. The rows are inserted only if the
+count was. On PostgreSQL a WITH of data-modifying statements does this in one round trip;
+elsewhere (the embedded SQLite) the same statements run one by one in the transaction.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import CTE, Select, bindparam, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.audit import service as audit_service
+from app.audit.models import AuditEvent
+from app.core import prepared
+from app.core.db import db, utcnow
+from app.core.tenancy import current_tenant_id
+from app.tenants.models import Tenant
+from app.tokens.claims import session_scopes
+from app.tokens.models import AuthSession, RefreshToken
+from app.tokens.service import TokenSet, is_offline, mint, new_session, refresh_row
+from app.users.models import User
+
+USER = User.__table__
+SESSION = AuthSession.__table__
+REFRESH = RefreshToken.__table__
+AUDIT = AuditEvent.__table__
+SESSION_COLUMNS = (
+    "id",
+    "tenant_id",
+    "user_id",
+    "generation",
+    "auth_time",
+    "created_at",
+    "expires_at",
+    "client_id",
+    "scope",
+    "amr",
+    "ip",
+    "user_agent",
+    "last_seen_at",
+)
+REFRESH_COLUMNS = (
+    "id",
+    "tenant_id",
+    "token_hash",
+    "family_id",
+    "user_id",
+    "created_at",
+    "expires_at",
+)
+AUDIT_COLUMNS = (
+    "id",
+    "tenant_id",
+    "action",
+    "actor",
+    "user_id",
+    "target",
+    "ip",
+    "created_at",
+    "data",
+)
+
+
+def _inserted(table: Any, prefix: str, names: tuple[str, ...], counted: CTE) -> CTE:
+    """INSERT one row of `table` from bind parameters `<prefix><column>`, only if the
+    login was counted (a SELECT from that CTE: no row there, no row here)."""
+    values = select(*(bindparam(prefix + name, type_=table.c[name].type) for name in names))
+    return (
+        insert(table).from_select(list(names), values.select_from(counted)).cte(f"{prefix}inserted")
+    )
+
+
+def _count() -> Any:
+    return (
+        update(USER)
+        .where(
+            # Not named after a column: SQLAlchemy would SET a column its name matches.
+            USER.c.tenant_id == bindparam("of_tenant"),
+            USER.c.id == bindparam("of_user"),
+            USER.c.blocked.is_(False),
+            USER.c.session_generation == bindparam("generation"),
+        )
+        # A sign-in is no edit of the user: version and updated_at (the ETag) stay.
+        .values(
+            logins_count=USER.c.logins_count + 1,
+            last_login_at=bindparam("now", type_=USER.c.last_login_at.type),
+            updated_at=USER.c.updated_at,
+        )
+    )
+
+
+@cache
+def _statement(with_refresh: bool) -> Select[Any]:
+    # Built once per process per shape (core.prepared caches its compiled form).
+    counted = _count().returning(USER.c.logins_count).cte("counted")
+    written = [
+        _inserted(SESSION, "s_", SESSION_COLUMNS, counted),
+        _inserted(AUDIT, "a_", AUDIT_COLUMNS, counted),
+    ]
+    if with_refresh:
+        written.append(_inserted(REFRESH, "r_", REFRESH_COLUMNS, counted))
+    return select(counted.c.logins_count).add_cte(*written)
+
+
+def _one_by_one(params: dict[str, Any], with_refresh: bool) -> int | None:
+    """The same write as _statement's, statement by statement in the transaction (for
+    databases without data-modifying WITH): the new login count, or None."""
+    connection = db.session.connection()
+    keys = {name: params[name] for name in ("of_tenant", "of_user", "generation", "now")}
+    counted = connection.execute(_count(), keys)
+    if counted.rowcount != 1:
+        return None
+    for table, prefix, names in (
+        (SESSION, "s_", SESSION_COLUMNS),
+        (AUDIT, "a_", AUDIT_COLUMNS),
+        *([(REFRESH, "r_", REFRESH_COLUMNS)] if with_refresh else []),
+    ):
+        connection.execute(insert(table).values({name: params[prefix + name] for name in names}))
+    return connection.scalar(
+        select(USER.c.logins_count).where(
+            USER.c.tenant_id == params["of_tenant"], USER.c.id == params["of_user"]
+        )
+    )
+
+
+def _prefixed(prefix: str, row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {prefix + name: row[name] for name in names}
+
+
+def sign_in(
+    *,
+    user: User,
+    tenant: Tenant,
+    method: str,
+    ip: str | None,
+    client_id: str | None = None,
+    scope: list[str] | None = None,
+    amr: list[str] | None = None,
+    user_agent: str | None = None,
+    id_token: bool = True,
+    audit_data: dict[str, Any] | None = None,
+) -> TokenSet | None:
+    """Start a session of `user` (for the registered application `client_id`, granted
+    `scope`, when given), issue its tokens (the ID token only if `id_token`), count the
+    login and audit it `user.signed_in` with `method` and `audit_data`: signed first,
+    then written in one statement. None when the user was blocked, deleted or had its
+    sessions revoked since it was read: nothing was written, the tokens are dropped."""
+    now = utcnow()
+    session = new_session(
+        user=user,
+        tenant=tenant,
+        now=now,
+        client_id=client_id,
+        scope=scope,
+        amr=amr,
+        ip=ip,
+        user_agent=user_agent,
+    )
+    granted = scope if scope is not None else session_scopes(user, session)
+    access, signed_id_token, ttl = mint(
+        user=user, tenant=tenant, session=session, now=now, granted=granted, id_token=id_token
+    )
+    tenant_id = current_tenant_id()
+    event = audit_service.record_written_by_caller(
+        action="user.signed_in",
+        actor=f"user:{user.id}",
+        user_id=user.id,
+        ip=ip,
+        data={"method": method, **(audit_data or {})},
+    )
+    params: dict[str, Any] = {
+        "of_tenant": tenant_id,
+        "of_user": user.id,
+        "generation": session.generation,
+        "now": now,
+        **_prefixed(
+            "s_", {name: getattr(session, name) for name in SESSION_COLUMNS}, SESSION_COLUMNS
+        ),
+        **_prefixed("a_", audit_service.row_of(event, tenant_id=tenant_id), AUDIT_COLUMNS),
+    }
+    refresh_token = None
+    if is_offline(session):
+        refresh_token, row = refresh_row(user, tenant, session, now)
+        params.update(_prefixed("r_", row, REFRESH_COLUMNS))
+    if db.engine.dialect.name == "postgresql":
+        rows = prepared.write(_statement(refresh_token is not None), params)
+        count = rows[0]["logins_count"] if rows else None
+    else:
+        count = _one_by_one(params, refresh_token is not None)
+    if count is None:
+        return None
+    set_committed_value(user, "logins_count", count)
+    set_committed_value(user, "last_login_at", now)
+    return TokenSet(
+        access_token=access,
+        expires_in=ttl,
+        scope=" ".join(granted),
+        id_token=signed_id_token,
+        refresh_token=refresh_token,
+        user_id=user.id,
+    )
