@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-_MESSAGE = re.compile(r"^F\t\d+\t(\w+)\t?(.*)$")
+# A message line of libpq's trace: its timestamp, who sent it (F: us, B: the server), its
+# type and its fields; a statement's text may run on over further lines.
+_LINE = re.compile(r"^(\S+ \S+)\t([FB])\t\d+\t(\w+)\t?(.*)$")
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 
 
@@ -66,24 +68,25 @@ def _head(statement: str) -> str:
     return verb
 
 
-def parse(trace: str, named: dict[str, str] | None = None) -> list[list[str]]:
-    """Round trips (the statements each carried) of a libpq trace; `named` holds the
-    statements the connections had prepared before the trace began."""
-    messages: list[tuple[str, str]] = []
+def parse(trace: str, named: dict[str, str] | None = None) -> list[tuple[str, list[str]]]:
+    """Round trips of one connection's libpq trace: (when it began, the statements it
+    carried); `named` holds what the connection had prepared before the trace began."""
+    messages: list[list[str]] = []
     for line in trace.splitlines():
-        found = _MESSAGE.match(line)
+        found = _LINE.match(line)
         if found:
-            messages.append((found.group(1), found.group(2)))
-        elif line.startswith("B\t"):
-            messages.append(("", ""))
-        elif messages and messages[-1][0]:
-            kind, text = messages[-1]
-            messages[-1] = (kind, text + "\n" + line)
+            messages.append(list(found.groups()))
+        elif messages:
+            messages[-1][3] += "\n" + line
     named = dict(named or {})
-    trips: list[list[str]] = []
+    trips: list[tuple[str, list[str]]] = []
     current: list[str] = []
+    began = ""
     bound = ""
-    for kind, text in messages:
+    for moment, sender, kind, text in messages:
+        if sender != "F":
+            continue
+        began = began or moment
         quoted = _QUOTED.findall(text)
         if kind == "Parse" and len(quoted) >= 2:
             named[quoted[0]] = quoted[1]
@@ -91,42 +94,40 @@ def parse(trace: str, named: dict[str, str] | None = None) -> list[list[str]]:
             bound = named.get(quoted[1], "?")
         elif kind == "Execute":
             current.append(_head(bound))
-        elif kind == "Sync":
-            trips.append(current)
-            current = []
-        elif kind == "Query":
-            trips.append([*current, _head(quoted[0] if quoted else text)])
-            current = []
+        elif kind in ("Sync", "Query"):
+            if kind == "Query":
+                current.append(_head(quoted[0] if quoted else text))
+            trips.append((began, current))
+            current, began = [], ""
     return trips
 
 
 @contextmanager
 def traced(engine: Any) -> Iterator[Wire]:
-    """Trace every connection `engine` hands out, and Redis sends, until the block ends."""
+    """Trace every connection `engine` hands out, and Redis sends, until the block ends.
+    Each connection traces to a file of its own (a prepared statement's name is the
+    connection's own); their round trips are merged in time order."""
     import psycopg
     import redis.connection
     from sqlalchemy import event
 
     wire = Wire()
-    handle, path = tempfile.mkstemp(suffix=".pqtrace")
-    connections: list[Any] = []
-    flags = psycopg.pq.Trace.SUPPRESS_TIMESTAMPS
-    IDLE = psycopg.pq.TransactionStatus.IDLE  # noqa: N806
-
-    prepared: dict[str, str] = {}
+    traces: list[tuple[Any, int, str, dict[str, str]]] = []
+    idle = psycopg.pq.TransactionStatus.IDLE
 
     def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        if dbapi_connection not in connections:
-            # What psycopg prepared on earlier requests is bound by name only: read the
-            # names' statements first (outside the trace; no transaction left open).
-            before = dbapi_connection.info.transaction_status
-            rows = dbapi_connection.execute("SELECT name, statement FROM pg_prepared_statements")
-            prepared.update(rows.fetchall())
-            if before == IDLE and dbapi_connection.info.transaction_status != IDLE:
-                dbapi_connection.rollback()
-            dbapi_connection.pgconn.trace(handle)
-            dbapi_connection.pgconn.set_trace_flags(flags)
-            connections.append(dbapi_connection)
+        if any(traced is dbapi_connection for traced, *_ in traces):
+            return
+        # What psycopg prepared on earlier requests is bound by name only: read the
+        # names' statements first (outside the trace; no transaction left open).
+        before = dbapi_connection.info.transaction_status
+        rows = dbapi_connection.execute("SELECT name, statement FROM pg_prepared_statements")
+        prepared = dict(rows.fetchall())
+        if before == idle and dbapi_connection.info.transaction_status != idle:
+            dbapi_connection.rollback()
+        handle, path = tempfile.mkstemp(suffix=".pqtrace")
+        dbapi_connection.pgconn.trace(handle)
+        traces.append((dbapi_connection, handle, path, prepared))
 
     original: Callable[..., Any] = redis.connection.AbstractConnection.send_packed_command
 
@@ -141,9 +142,11 @@ def traced(engine: Any) -> Iterator[Wire]:
     finally:
         redis.connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
         event.remove(engine, "checkout", checkout)
-        for connection in connections:
+        trips: list[tuple[str, list[str]]] = []
+        for connection, handle, path, prepared in traces:
             connection.pgconn.untrace()
-        os.close(handle)
-        with open(path, encoding="utf-8", errors="replace") as trace:
-            wire.postgres = parse(trace.read(), prepared)
-        os.unlink(path)
+            os.close(handle)
+            with open(path, encoding="utf-8", errors="replace") as trace:
+                trips += parse(trace.read(), prepared)
+            os.unlink(path)
+        wire.postgres = [statements for _began, statements in sorted(trips, key=lambda t: t[0])]

@@ -145,33 +145,19 @@ def record_written_by_caller(
     target: str | None = None,
     ip: str | None = None,
     data: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> AuditEvent:
     """One audit event whose row the caller inserts itself, in the very statement that
     makes the change (a sign-in's one write, app.tokens.login): checked as `record`
     checks, and handed to the listeners now, in the request's unit of work. What they
     write there (the webhooks' outbox rows) opens its transaction, and the caller's
     statement then joins it (core.prepared.write), so the two commit together. The event
-    is not added to any session: the caller must write it (`row_of`)."""
+    is not added to any session: the caller must write its columns."""
     event = _event(
-        action=action, actor=actor, user_id=user_id, target=target, ip=ip, data=data, at=None
+        action=action, actor=actor, user_id=user_id, target=target, ip=ip, data=data, at=at
     )
     _announce(event, db.session)
     return event
-
-
-def row_of(event: AuditEvent, *, tenant_id: str) -> dict[str, Any]:
-    """The columns of an event for an INSERT the caller runs (`record_written_by_caller`)."""
-    return {
-        "id": event.id,
-        "tenant_id": tenant_id,
-        "action": event.action,
-        "actor": event.actor,
-        "user_id": event.user_id,
-        "target": event.target,
-        "ip": event.ip,
-        "created_at": event.created_at,
-        "data": event.data,
-    }
 
 
 PLATFORM_ACTIONS = frozenset({"tenant.deleted", "encryption.rotated"})

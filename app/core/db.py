@@ -25,6 +25,7 @@ from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
     Session,
+    configure_mappers,
     declared_attr,
     make_transient_to_detached,
     mapped_column,
@@ -134,8 +135,13 @@ def loaded(model: type[Model], values: dict[str, Any]) -> Model:
     held = session.identity_map.get(key)
     if held is not None:
         return held  # type: ignore[return-value]
-    instance = model(**values)
-    make_transient_to_detached(instance)  # its values count as loaded, not as changes
+    # As the ORM's own loading does: a new instance without __init__, its values set in
+    # its __dict__ (no attribute events), then marked as loaded under its identity.
+    if not mapper.configured:
+        configure_mappers()  # what a query or a constructor would do first
+    instance = mapper.class_manager.new_instance()
+    instance.__dict__.update(values)
+    make_transient_to_detached(instance)
     session.add(instance)
     session.info.setdefault("gatehouse.loaded", []).append(instance)
     return instance

@@ -23,7 +23,7 @@ from typing import Any
 
 from psycopg.types.json import Json
 from sqlalchemy import Select
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 
 from app.core.db import db
@@ -40,9 +40,12 @@ def _compiled(statement: Select[Any], dialect: Dialect) -> tuple[str, dict[str, 
 
 
 @contextmanager
-def _driver_errors(pooled: Any, sql: str, values: dict[str, Any]) -> Iterator[None]:
+def _driver_errors(
+    pooled: Any, sql: str, values: dict[str, Any], owner: Connection | None
+) -> Iterator[None]:
     """The driver's errors as SQLAlchemy's (a lost server is an OperationalError, so 503),
-    invalidating a connection the server dropped."""
+    invalidating a connection the server dropped (through `owner`, the unit of work's
+    Connection, when it holds it: the unit of work then knows, and rolls back cleanly)."""
     engine = db.engine
     dbapi_error = engine.dialect.loaded_dbapi.Error
     try:
@@ -50,7 +53,7 @@ def _driver_errors(pooled: Any, sql: str, values: dict[str, Any]) -> Iterator[No
     except dbapi_error as exc:
         disconnected = engine.dialect.is_disconnect(exc, pooled.dbapi_connection, None)
         if disconnected:
-            pooled.invalidate(exc)
+            (owner or pooled).invalidate(exc)
         raise DBAPIError.instance(
             sql,
             values,
@@ -62,11 +65,14 @@ def _driver_errors(pooled: Any, sql: str, values: dict[str, Any]) -> Iterator[No
         ) from exc
 
 
-def _run(pooled: Any, statement: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run `statement` prepared on the pooled connection `pooled`; its rows as dicts."""
+def _run(
+    pooled: Any, statement: Select[Any], params: dict[str, Any], owner: Connection | None = None
+) -> list[dict[str, Any]]:
+    """Run `statement` prepared on the pooled connection `pooled` (of the unit of work's
+    Connection `owner`, if given); its rows as dicts."""
     sql, defaults, names = _compiled(statement, db.engine.dialect)
     values = {**defaults, **params}
-    with _driver_errors(pooled, sql, values):
+    with _driver_errors(pooled, sql, values, owner):
         # One cursor per connection, kept: it keeps its loaders between executions. The
         # binary format spares both sides formatting and parsing numbers and timestamps.
         cursor = pooled.info.get(_CURSOR)
@@ -76,10 +82,17 @@ def _run(pooled: Any, statement: Select[Any], params: dict[str, Any]) -> list[di
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def fetch_all(statement: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+def fetch_all(
+    statement: Select[Any], params: dict[str, Any], *, before_write: bool = False
+) -> list[dict[str, Any]]:
     """The rows of a read-only `statement` as dicts keyed by column label. Database errors
-    surface as SQLAlchemy's, connecting included."""
+    surface as SQLAlchemy's, connecting included. `before_write`: the request writes next
+    (`write`), so the read runs on the unit of work's connection, which the write then
+    uses too (one checkout from the pool, not two)."""
     engine = db.engine
+    if before_write and engine.dialect.driver == "psycopg":
+        connection = db.session.connection()
+        return _run(connection.connection, statement, params, connection)
     # A unit of work already under way may hold writes of its own: read through it, so
     # they are seen. The fast path is for requests that have not touched the session.
     in_unit_of_work = db.session.registry.has() and db.session().in_transaction()
@@ -132,4 +145,4 @@ def write(statement: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]
     # What SQLAlchemy's JSON type would serialize, the driver is told is JSON (a list
     # would otherwise go as an array).
     values = {k: Json(v) if isinstance(v, dict | list) else v for k, v in params.items()}
-    return _run(pooled, statement, values)
+    return _run(pooled, statement, values, connection)

@@ -107,7 +107,8 @@ def find(*, tenant_id: str, username: str | None, email: str | None) -> Found | 
         "username": username.casefold() if username else None,
         "email": email.casefold() if email else None,
     }
-    rows = prepared.fetch_all(_statement(db.engine.dialect.name), params)
+    # On the request's connection: the sign-in's one write follows on the same one.
+    rows = prepared.fetch_all(_statement(db.engine.dialect.name), params, before_write=True)
     if not rows:
         return None
     tenant = loaded(Tenant, _part(rows[0], T))

@@ -34,50 +34,50 @@ USER = User.__table__
 SESSION = AuthSession.__table__
 REFRESH = RefreshToken.__table__
 AUDIT = AuditEvent.__table__
-SESSION_COLUMNS = (
-    "id",
-    "tenant_id",
-    "user_id",
-    "generation",
-    "auth_time",
-    "created_at",
-    "expires_at",
-    "client_id",
-    "scope",
-    "amr",
-    "ip",
-    "user_agent",
-    "last_seen_at",
-)
-REFRESH_COLUMNS = (
-    "id",
-    "tenant_id",
-    "token_hash",
-    "family_id",
-    "user_id",
-    "created_at",
-    "expires_at",
-)
-AUDIT_COLUMNS = (
-    "id",
-    "tenant_id",
-    "action",
-    "actor",
-    "user_id",
-    "target",
-    "ip",
-    "created_at",
-    "data",
-)
+# Each inserted column and the bind parameter it takes: what the rows share (the tenant,
+# the user, the moment) is one parameter, sent once.
+SESSION_ROW = {
+    "id": "session_id",
+    "tenant_id": "of_tenant",
+    "user_id": "of_user",
+    "generation": "generation",
+    "auth_time": "now",
+    "created_at": "now",
+    "expires_at": "session_expires_at",
+    "client_id": "client_id",
+    "scope": "scope",
+    "amr": "amr",
+    "ip": "session_ip",
+    "user_agent": "user_agent",
+    "last_seen_at": "now",
+}
+AUDIT_ROW = {
+    "id": "event_id",
+    "tenant_id": "of_tenant",
+    "action": "action",
+    "actor": "actor",
+    "user_id": "of_user",
+    "target": "event_target",
+    "ip": "event_ip",
+    "created_at": "now",
+    "data": "event_data",
+}
+REFRESH_ROW = {
+    "id": "refresh_id",
+    "tenant_id": "of_tenant",
+    "token_hash": "token_hash",
+    "family_id": "session_id",
+    "user_id": "of_user",
+    "created_at": "now",
+    "expires_at": "refresh_expires_at",
+}
 
 
-def _inserted(table: Any, prefix: str, names: tuple[str, ...], counted: CTE) -> CTE:
-    """INSERT one row of `table` from bind parameters `<prefix><column>`, only if the
-    login was counted (a SELECT from that CTE: no row there, no row here)."""
-    values = select(*(bindparam(prefix + name, type_=table.c[name].type) for name in names))
-    return (
-        insert(table).from_select(list(names), values.select_from(counted)).cte(f"{prefix}inserted")
-    )
+def _inserted(table: Any, row: dict[str, str], counted: CTE) -> CTE:
+    """INSERT one row of `table` from its bind parameters, only if the login was counted
+    (a SELECT from that CTE: no row there, no row here)."""
+    values = select(*(bindparam(param, type_=table.c[name].type) for name, param in row.items()))
+    return insert(table).from_select(list(row), values.select_from(counted)).cte(table.name)
 
 
 def _count() -> Any:
@@ -99,16 +99,17 @@ def _count() -> Any:
     )
 
 
+def _rows(with_refresh: bool) -> list[tuple[Any, dict[str, str]]]:
+    return [(SESSION, SESSION_ROW), (AUDIT, AUDIT_ROW)] + (
+        [(REFRESH, REFRESH_ROW)] if with_refresh else []
+    )
+
+
 @cache
 def _statement(with_refresh: bool) -> Select[Any]:
     # Built once per process per shape (core.prepared caches its compiled form).
     counted = _count().returning(USER.c.logins_count).cte("counted")
-    written = [
-        _inserted(SESSION, "s_", SESSION_COLUMNS, counted),
-        _inserted(AUDIT, "a_", AUDIT_COLUMNS, counted),
-    ]
-    if with_refresh:
-        written.append(_inserted(REFRESH, "r_", REFRESH_COLUMNS, counted))
+    written = [_inserted(table, row, counted) for table, row in _rows(with_refresh)]
     return select(counted.c.logins_count).add_cte(*written)
 
 
@@ -117,24 +118,15 @@ def _one_by_one(params: dict[str, Any], with_refresh: bool) -> int | None:
     databases without data-modifying WITH): the new login count, or None."""
     connection = db.session.connection()
     keys = {name: params[name] for name in ("of_tenant", "of_user", "generation", "now")}
-    counted = connection.execute(_count(), keys)
-    if counted.rowcount != 1:
+    if connection.execute(_count(), keys).rowcount != 1:
         return None
-    for table, prefix, names in (
-        (SESSION, "s_", SESSION_COLUMNS),
-        (AUDIT, "a_", AUDIT_COLUMNS),
-        *([(REFRESH, "r_", REFRESH_COLUMNS)] if with_refresh else []),
-    ):
-        connection.execute(insert(table).values({name: params[prefix + name] for name in names}))
+    for table, row in _rows(with_refresh):
+        connection.execute(insert(table).values({name: params[p] for name, p in row.items()}))
     return connection.scalar(
         select(USER.c.logins_count).where(
             USER.c.tenant_id == params["of_tenant"], USER.c.id == params["of_user"]
         )
     )
-
-
-def _prefixed(prefix: str, row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    return {prefix + name: row[name] for name in names}
 
 
 def sign_in(
@@ -170,28 +162,38 @@ def sign_in(
     access, signed_id_token, ttl = mint(
         user=user, tenant=tenant, session=session, now=now, granted=granted, id_token=id_token
     )
-    tenant_id = current_tenant_id()
     event = audit_service.record_written_by_caller(
         action="user.signed_in",
         actor=f"user:{user.id}",
         user_id=user.id,
         ip=ip,
         data={"method": method, **(audit_data or {})},
+        at=now,
     )
     params: dict[str, Any] = {
-        "of_tenant": tenant_id,
+        "of_tenant": current_tenant_id(),
         "of_user": user.id,
         "generation": session.generation,
         "now": now,
-        **_prefixed(
-            "s_", {name: getattr(session, name) for name in SESSION_COLUMNS}, SESSION_COLUMNS
-        ),
-        **_prefixed("a_", audit_service.row_of(event, tenant_id=tenant_id), AUDIT_COLUMNS),
+        "session_id": session.id,
+        "session_expires_at": session.expires_at,
+        "client_id": session.client_id,
+        "scope": session.scope,
+        "amr": session.amr,
+        "session_ip": session.ip,
+        "user_agent": session.user_agent,
+        "event_id": event.id,
+        "action": event.action,
+        "actor": event.actor,
+        "event_target": event.target,
+        "event_ip": event.ip,
+        "event_data": event.data,
     }
     refresh_token = None
     if is_offline(session):
         refresh_token, row = refresh_row(user, tenant, session, now)
-        params.update(_prefixed("r_", row, REFRESH_COLUMNS))
+        params.update(refresh_id=row["id"], token_hash=row["token_hash"])
+        params["refresh_expires_at"] = row["expires_at"]
     if db.engine.dialect.name == "postgresql":
         rows = prepared.write(_statement(refresh_token is not None), params)
         count = rows[0]["logins_count"] if rows else None
