@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import models  # noqa: F401  (every model registered on the metadata)
+from app.core import sweeps
 from app.core.db import db, install_pool_checks
 from app.core.errors import register_error_handlers
 from app.core.http import StripTrailingSlash, install_http_hooks
@@ -76,24 +78,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     # /readyz also tells whether the key ring opens the data (a ring changed under a
     # running instance would otherwise only show as 500s).
     app.extensions["gatehouse.readiness"] = {"keyring": encryption.keyring_status}
-    from app.mail.service import count_by_status_all_tenants
-
-    add_gauge(
-        app,
-        "gatehouse_mail_deliveries",
-        "Email deliveries by state.",
-        "state",
-        count_by_status_all_tenants,
-    )
-    from app.webhooks import delivery as webhook_delivery
-
-    add_gauge(
-        app,
-        "gatehouse_webhook_messages",
-        "Webhook messages by state.",
-        "state",
-        webhook_delivery.count_by_status_all_tenants,
-    )
+    _add_row_gauges(app)
     _wire_webhooks()
     _serve_swagger_assets(app)
     install_request_metrics(app)  # first, so its clock starts before the other hooks
@@ -108,6 +93,18 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])  # type: ignore[method-assign]
     app.wsgi_app = StripTrailingSlash(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def _add_row_gauges(app: Flask) -> None:
+    """Rows by state, all tenants together, counted by core.sweeps when /metrics is scraped."""
+    from app.mail import service as mail_service
+    from app.webhooks import delivery as webhook_delivery
+
+    for name, documentation, declared in (
+        ("gatehouse_mail_deliveries", "Email deliveries by state.", mail_service.BY_STATUS),
+        ("gatehouse_webhook_messages", "Webhook messages by state.", webhook_delivery.BY_STATUS),
+    ):
+        add_gauge(app, name, documentation, "state", partial(sweeps.count, declared))
 
 
 def _wire_webhooks() -> None:

@@ -1,6 +1,6 @@
 """Operator commands: `flask bootstrap`, `flask tenants create|list|delete`, `flask keys
 create|revoke|rotate-signing|rotate-encryption`, `flask run-periodic`, `flask users
-import|export`."""
+import|export`, `flask console grant`."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from flask.cli import AppGroup
 
 from app import encryption
 from app.audit import service as audit_service
+from app.console import service as console_service
 from app.core.db import db
 from app.core.errors import AppError
 from app.core.jobs import in_tenant
 from app.core.security import keyring
+from app.core.tenancy import Principal
 from app.credentials.foreign_hashes import FirebaseHashConfig
 from app.periodic import JOBS, run_job
 from app.portability import gatehouse_format as export_format
@@ -409,6 +411,54 @@ def _check_encryption() -> None:
         )
 
 
+# `flask console grant`: the operator's first console access, granted once from a shell
+# (never by pasting the root key into a page).
+console = AppGroup("console", help="Grant access to the admin console.")
+
+
+def _only_tenant() -> str:
+    """The instance's only tenant; a ClickException asking for --tenant otherwise."""
+    found = tenant_service.list_tenants(limit=2).items
+    if len(found) != 1:
+        raise click.ClickException(
+            "This instance has no tenant"
+            if not found
+            else "Several tenants: name one with --tenant ID"
+        )
+    return found[0].id
+
+
+@console.command("grant")
+@click.argument("email")
+@click.option("--tenant", "tenant_id", default=None, help="The tenant (default: the only one).")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "support", "viewer"]),
+    default="admin",
+    show_default=True,
+    help="The console role to give.",
+)
+def grant_console_command(email: str, tenant_id: str | None, role: str) -> None:
+    """Give the user with EMAIL a console role, and print the console's address."""
+    tenant_id = tenant_id or _only_tenant()
+    try:
+        with in_tenant(tenant_id):
+            member = console_service.grant_member_by_email(
+                tenant_id=tenant_id,
+                email=email,
+                role=f"console:{role}",
+                actor=Principal(tenant_id=tenant_id, kind="cli"),
+            )
+            user_id = member.user_id
+    except AppError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from exc
+    db.session.commit()
+    issuer = str(current_app.config["ISSUER"]).rstrip("/")
+    click.echo(f"{email} ({user_id}) is console:{role} of tenant {tenant_id}")
+    click.echo(f"console: {issuer}/console/?tenant={tenant_id}")
+
+
 def register_cli(app: Flask) -> None:
     @app.cli.command("bootstrap")
     def bootstrap_command() -> None:
@@ -428,6 +478,7 @@ def register_cli(app: Flask) -> None:
         db.session.commit()
 
     app.cli.add_command(users)
+    app.cli.add_command(console)
 
     secrets_group = AppGroup("secrets", help="Manage per-user secrets.")
     app.cli.add_command(secrets_group)

@@ -3,6 +3,7 @@
 from app.applications.models import Application, ApplicationOrigin, AuthorizationCode
 from app.audit.models import AuditEvent
 from app.connections.models import Connection
+from app.console.models import ConsoleClient, ConsoleMember
 from app.credentials.models import (
     DeviceCredential,
     MfaEnrolment,
@@ -27,6 +28,8 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Connection",
+    "ConsoleClient",
+    "ConsoleMember",
     "CustomTokenUse",
     "DeviceCredential",
     "EmailDelivery",

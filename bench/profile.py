@@ -4,9 +4,11 @@ Runs against the bench database that `make bench` seeded and prints the thread C
 request of `GET /healthz`, of `GET /user/profile` split by phase, and of a password
 sign-in split by phase (as the bench sends it, and with a `scope` that leaves out
 `openid`), each followed by its round trips to PostgreSQL and Redis and the statements
-they carried, counted on the wire by one more request (bench/roundtrips.py). Thread CPU
-leaves out the time spent waiting on PostgreSQL, so the split holds up on a busy machine
-better than wall time. For a sampling profile of
+they carried, counted on the wire by one more request (bench/roundtrips.py); then the
+bearer check's select alone in its two forms (the whole view, read when a worker keeps
+none or a stale one, and the revocation columns and version, read while the kept view
+holds), interleaved. Thread CPU leaves out the time spent waiting on PostgreSQL, so the
+split holds up on a busy machine better than wall time. For a sampling profile of
 the real server under load, see bench/README.md (py-spy).
 """
 
@@ -123,6 +125,39 @@ def _wire(app: Any, path: str, headers: dict[str, str], body: bytes = b"") -> No
     print("   on the wire: " + wire.describe())
 
 
+def _selects(app: Any, access_token: str) -> None:
+    """The bearer check's select alone, whole against kept, in alternating blocks of 25
+    (so both forms meet the same load): median thread CPU per select, client side."""
+    import statistics
+
+    import jwt
+
+    from app.core import prepared
+    from app.core.db import db
+    from app.tokens import bearer
+
+    claims = jwt.decode(access_token, options={"verify_signature": False})
+    params = {"tenant_id": claims["tid"], "user_id": claims["sub"], "session_id": claims["sid"]}
+    rounds, block = int(os.environ.get("BENCH_PROFILE_SELECT_ROUNDS", "200")), 25
+    with app.app_context():
+        dialect = db.engine.dialect.name
+        forms = {
+            "whole view (none kept, or stale)": bearer._caller_select(dialect, whole=True),
+            "revocation columns + version (view kept)": bearer._caller_select(dialect, whole=False),
+        }
+        spent: dict[str, list[float]] = {label: [] for label in forms}
+        for _ in range(rounds):
+            for label, statement in forms.items():
+                started = time.thread_time_ns()
+                for _ in range(block):
+                    prepared.fetch_one(statement, params)
+                spent[label].append((time.thread_time_ns() - started) / block / 1000)
+    SPENT.clear()
+    print("the bearer check's select alone (client side, median of blocks)")
+    for label, blocks in spent.items():
+        print(f"   {label:52s} {statistics.median(blocks):8,.0f} us")
+
+
 def main() -> None:
     url = seed.db_url(ADMIN_URL, seed.DB_NAME)
     state = seed._read_state(url)
@@ -149,6 +184,7 @@ def main() -> None:
         SPENT.clear()
         _report(f"GET {path}", _run(app, path, headers, reads), reads)
         _wire(app, path, headers)
+    _selects(app, token.get_json()["access_token"])
     signins = int(os.environ.get("BENCH_PROFILE_SIGNINS", "40"))
     without_openid = login[:-1] + b', "scope": "read:current_user"}'
     for title, body in (("", login), (", scope without openid", without_openid)):

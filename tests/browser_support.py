@@ -39,6 +39,17 @@ _LEFT_OUT: list[str] = []
 OTHER_HOST = "gatehouse.example"
 
 
+def csp_violations(page: Any) -> list[str]:
+    """The browser's console messages about the page's Content-Security-Policy, as they
+    come (a list the caller asserts empty: nothing on the page breaks its own policy)."""
+    found: list[str] = []
+    page.on(
+        "console",
+        lambda msg: found.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    return found
+
+
 def chromium_path() -> str | None:
     """CHROMIUM (a path) if set, else the first Chromium or Chrome on PATH."""
     configured = os.environ.get("CHROMIUM")

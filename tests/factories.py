@@ -508,3 +508,14 @@ def make_application(
         handle = AppHandle(issued.application.id, issued.client_secret, uris[0], tenant_id)
         db.session.commit()
         return handle
+
+
+def record_events(app: Flask, tenant_id: str, events: list[dict[str, Any]]) -> list[str]:
+    """Record audit events through the audit service (each dict: action, actor, and
+    optionally user_id, target, data, `at` for a past time); their ids."""
+    from app.audit import service as audit_service
+
+    with app.app_context(), tenant_scope(tenant_id):
+        ids = [audit_service.record(**event).id for event in events]
+        db.session.commit()
+        return ids

@@ -1,5 +1,5 @@
 """Auth0 bulk-import users holding a password hash of every algorithm Auth0 lists, made with
-the reference libraries (hashlib, hmac, bcrypt, argon2-cffi; MD4 by app.core.security.md4, which
+the reference libraries (hashlib, hmac, bcrypt, argon2-cffi; MD4 by app.core.security, which
 tests/domain/test_foreign_hashes.py proves against RFC 1320), never by the code under test.
 Between them they use salt prefix and suffix, and hex, base64 and utf8 encodings."""
 
@@ -14,7 +14,7 @@ from typing import Any
 import bcrypt
 from argon2 import PasswordHasher, Type
 
-from app.core.security.md4 import MD4
+from app.core.security import MD4
 
 
 def b64(raw: bytes) -> str:

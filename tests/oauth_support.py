@@ -41,6 +41,23 @@ def token_request(
     return client.post("/oauth/token", data=fields, headers=headers)
 
 
+def app_password_grant(
+    client: FlaskClient, client_id: str, client_secret: str, login: str = "alice"
+) -> Any:
+    """A password sign-in naming a confidential application, which must prove its client
+    secret (the grant a secret's rotation is checked with)."""
+    return client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "password",
+            "username": login,
+            "password": PASSWORD,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        },
+    )
+
+
 def refresh(client: FlaskClient, refresh_token: str, tenant_id: str | None = None) -> Any:
     return token_request(client, tenant_id, grant_type="refresh_token", refresh_token=refresh_token)
 

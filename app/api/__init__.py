@@ -51,9 +51,11 @@ def register_surfaces(api: Api) -> None:
 
 
 def register_pages(app: Flask) -> None:
-    """The hosted pages (HTML for people, not in the API document) and CORS for apps."""
-    from app.api import hosted
+    """The hosted pages and the admin console (HTML for people, not in the API document)
+    and CORS for apps."""
+    from app.api import console, hosted
     from app.api.cors import init_cors
 
     app.register_blueprint(hosted.blp)
+    app.register_blueprint(console.blp)
     init_cors(app)

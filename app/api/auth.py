@@ -227,11 +227,13 @@ def api_key_only(scope: str) -> Callable[[F], F]:
     return decorate
 
 
-def root_or_tenant_key(scope: str, *, tenant_arg: str = "tenant_id") -> Callable[[F], F]:
+def root_or_tenant_key(
+    scope: str | tuple[str, ...], *, tenant_arg: str = "tenant_id"
+) -> Callable[[F], F]:
     """Allow the root key, or an API key of the tenant the path names (view argument
-    `tenant_arg`) holding `scope`. Another tenant's key gets 404, as for any id of another
-    tenant; a user token gets 403. The view runs in that tenant's scope (its services
-    answer 404 for a tenant that does not exist)."""
+    `tenant_arg`) holding `scope` (or one of several). Another tenant's key gets 404, as
+    for any id of another tenant; a user token gets 403. The view runs in that tenant's
+    scope (its services answer 404 for a tenant that does not exist)."""
 
     def decorate(view: F) -> F:
         @wraps(view)
@@ -244,18 +246,20 @@ def root_or_tenant_key(scope: str, *, tenant_arg: str = "tenant_id") -> Callable
             if principal.kind != "root":
                 if principal.tenant_id != tenant_id:
                     raise NotFound("Tenant not found", code="tenant_not_found")
-                if not principal.has(scope):
+                if not any(principal.has(one) for one in scopes):
                     raise Forbidden(
-                        f"This credential lacks the scope {scope}", code="insufficient_scope"
+                        f"This credential lacks the scope {' or '.join(scopes)}",
+                        code="insufficient_scope",
                     )
             g.principal = replace(principal, tenant_id=tenant_id)
             with tenant_scope(tenant_id):
                 return _run_in_transaction(view, *args, **kwargs)
 
         # The path names the tenant; a tenant key's header, if sent, must agree.
-        auth = AuthDoc(API_KEY_SCHEMES, True, _KEY_STATUSES, (scope,))
+        auth = AuthDoc(API_KEY_SCHEMES, True, _KEY_STATUSES, (" or ".join(scopes),))
         return cast(F, document_auth(wrapper, auth))
 
+    scopes = _alternatives(scope)
     return decorate
 
 

@@ -16,7 +16,7 @@ from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, independent_write, utcnow
 from app.core.errors import AppError, Invalid, InvalidGrant
-from app.core.jobs import delete_all_tenants
+from app.core.sweeps import Cleanup
 from app.tenants import service as tenant_service
 from app.tokens import claims as token_claims
 from app.tokens import service as token_service
@@ -147,10 +147,10 @@ def authorization_code_grant(
     return tokens
 
 
-def purge_expired_all_tenants(*, batch_size: int) -> int:
-    """Delete up to `batch_size` codes expired more than REPLAY_MEMORY ago (all tenants)."""
-    return delete_all_tenants(
-        AuthorizationCode,
-        AuthorizationCode.expires_at < utcnow() - REPLAY_MEMORY,
-        batch_size=batch_size,
-    )
+# What the periodic clean-up deletes (core.sweeps runs it across tenants): codes expired
+# more than REPLAY_MEMORY ago.
+EXPIRED_CODES = Cleanup(
+    "expired authorization codes",
+    AuthorizationCode,
+    lambda now: AuthorizationCode.expires_at < now - REPLAY_MEMORY,
+)

@@ -445,3 +445,12 @@ def signed_in_user(*, tenant_id: str, session_id: str) -> str | None:
     """The user id of a live browser sign-in session, or None."""
     found = _live_session(session_id)
     return found[0].id if found else None
+
+
+def sign_in_session_of(*, session_id: str) -> str | None:
+    """The browser sign-in session an application's session was issued through (by an
+    authorization code), when that one is still live; else None."""
+    session = db.session.get(AuthSession, session_id)
+    if session is None or session.parent_id is None:
+        return None
+    return session.parent_id if _live_session(session.parent_id) is not None else None

@@ -1,20 +1,22 @@
-"""Registered applications: create (secret shown once), read, update, delete; client look-up
-and authentication for the token endpoint; redirect-URI and CORS-origin checks."""
+"""Registered applications: create (secret shown once), read, update, rotate the secret,
+delete; client look-up and authentication for the token endpoint; redirect-URI and
+CORS-origin checks."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.applications.models import CONFIDENTIAL, PUBLIC, Application, ApplicationOrigin
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
-from app.core.errors import Invalid, NotFound, Unauthenticated
+from app.core.errors import Conflict, Invalid, NotFound, Unauthenticated
 from app.core.jobs import execute_all_tenants
 from app.core.scopes import APP_SCOPES, unknown_scope_message
 from app.core.tenancy import Principal, find_by_global_id
@@ -47,7 +49,9 @@ def _invalid(field: str, message: str) -> Invalid:
 def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
     """`uri` when an app may register it (RFC 9700 §2.1, RFC 8252 §7): an absolute URI
     without a fragment; https, or http on a loopback host, or a private-use scheme of a
-    native app (reverse domain name, so it holds a dot). Invalid otherwise."""
+    native app (reverse domain name, so it holds a dot); or a page of this issuer itself
+    (the admin console's callback), trusted by configuration whatever its scheme (production
+    refuses an insecure ISSUER unless told). Invalid otherwise."""
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if not scheme or parts.fragment or "#" in uri:
@@ -56,12 +60,22 @@ def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
         raise _invalid(field, f"{uri!r} must name its host without userinfo, with a valid port")
     if scheme == "https" and parts.hostname:
         return uri
+    if _is_issuer_page(parts):
+        return uri
     if scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
         return uri
     if scheme not in ("http", "https") and "." in scheme:
         return uri
     raise _invalid(
         field, f"{uri!r} must use https (http only on localhost, or an app's own scheme)"
+    )
+
+
+def _is_issuer_page(parts: SplitResult) -> bool:
+    issuer = urlsplit(str(current_app.config["ISSUER"]))
+    return (parts.scheme.lower(), parts.netloc.lower()) == (
+        issuer.scheme.lower(),
+        issuer.netloc.lower(),
     )
 
 
@@ -228,6 +242,24 @@ def update_application(*, tenant_id: str, client_id: str, fields: dict[str, Any]
     application.updated_at = utcnow()
     db.session.flush()
     return application
+
+
+def rotate_secret(*, tenant_id: str, client_id: str, actor: Principal) -> IssuedApplication:
+    """Give a confidential app a new secret (returned once, stored as a hash): the old one
+    is refused from now on; audited `application.secret_rotated`. NotFound; Conflict
+    `application_has_no_secret` for a public app, which authenticates with none."""
+    application = get_application(tenant_id=tenant_id, client_id=client_id)
+    if not application.is_confidential:
+        raise Conflict(
+            "A public application has no client secret to rotate",
+            code="application_has_no_secret",
+        )
+    secret = security.random_token(32)
+    application.secret_hash = security.sha256_hex(secret)
+    application.updated_at = utcnow()
+    db.session.flush()
+    _audit("application.secret_rotated", application, actor)
+    return IssuedApplication(application, secret)
 
 
 def delete_application(*, tenant_id: str, client_id: str, actor: Principal | None = None) -> None:

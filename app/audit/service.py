@@ -1,18 +1,21 @@
-"""Record audit events and list them newest first with keyset paging."""
+"""Record audit events, list them newest first with keyset paging (filtered by user,
+action, actor and time), and count sign-ins and sign-ups per day."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent, PlatformEvent
 from app.core import metrics, security
 from app.core.db import db, utcnow
-from app.core.pagination import Page, paginate_by_creation
+from app.core.errors import Invalid
+from app.core.pagination import MAX_LIMIT, Page, paginate_by_creation
 
 # Fixed names clients filter on (SPEC §8), plus the hosted sign-in's own (issue 19):
 # `user.email_verified` (a verification link was used) and `token.code_reused` (an
@@ -56,11 +59,23 @@ ACTIONS = frozenset(
         "user.updated",
         "application.created",
         "application.deleted",
+        # issue 28 (the console's APIs): a confidential app's client secret replaced.
+        "application.secret_rotated",
         "webhook.created",
         "webhook.updated",
         "webhook.deleted",
         "webhook.secret_rotated",
         "webhook.disabled",
+        # issue 28: who may use the admin console (app.console).
+        "console.member_granted",
+        "console.member_revoked",
+        # issue 28: the rest of what an admin changes, so the console's (and the API's) key
+        # and connection changes are in the trail too.
+        "api_key.created",
+        "api_key.revoked",
+        "connection.created",
+        "connection.updated",
+        "connection.deleted",
     }
 )
 _SIGNIN_ACTIONS = frozenset({"user.signed_in", "user.signin_failed"})
@@ -199,19 +214,40 @@ def list_platform_events(
     )
 
 
+# The most rows one CSV export answers (newest first); the answer's next cursor continues.
+EXPORT_MAX_ROWS = 10_000
+
+
 def list_events(
     *,
     user_id: str | None = None,
     action: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int | None = None,
     cursor: str | None = None,
+    most: int = MAX_LIMIT,
 ) -> Page[AuditEvent]:
-    """The current tenant's events, newest first, optionally filtered; Invalid cursor."""
+    """The current tenant's events, newest first, optionally filtered by user, action,
+    actor and time (`since` inclusive, `until` exclusive); keyset paged with the filters
+    (a cursor continues the same filtered set). `most`: the largest page allowed
+    (EXPORT_MAX_ROWS for an export). Invalid cursor, limit, or `since` after `until`."""
+    if since is not None and until is not None and since > until:
+        raise Invalid(
+            "from must not be after to", code="invalid_range", fields={"from": ["after to"]}
+        )
     query = select(AuditEvent)
     if user_id is not None:
         query = query.where(AuditEvent.user_id == user_id)
     if action is not None:
         query = query.where(AuditEvent.action == action)
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if since is not None:
+        query = query.where(AuditEvent.created_at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.created_at < until)
     return paginate_by_creation(
         query,
         created_col=AuditEvent.created_at,
@@ -219,4 +255,98 @@ def list_events(
         limit=limit,
         cursor=cursor,
         newest_first=True,
+        most=most,
     )
+
+
+# The audit actions the daily stats count (Auth0's logins and signups, plus failed logins).
+SIGNIN, SIGNIN_FAILED, SIGNUP = "user.signed_in", "user.signin_failed", "user.created"
+STATS_MAX_DAYS = 90
+STATS_DEFAULT_DAYS = 30
+ACTIVE_USER_DAYS = 30
+
+
+@dataclass
+class DailyStats:
+    """One UTC day's counts; `created_at`/`updated_at`: its first and last counted event
+    (None for a day without any)."""
+
+    date: date
+    logins: int = 0
+    signups: int = 0
+    failed_logins: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def starts_at(self) -> datetime:
+        """The day's first moment (UTC), as Auth0 names the day."""
+        return datetime.combine(self.date, time.min, UTC)
+
+
+def _utc_day(column: Any) -> Any:
+    # A timestamptz's UTC calendar day; SQLite (the embedded mode) stores naive UTC text.
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)
+
+
+def daily_stats(*, first: date | None = None, last: date | None = None) -> list[DailyStats]:
+    """Sign-ins, sign-ups and failed sign-ins of the current tenant per UTC day, every day
+    from `first` (default: STATS_DEFAULT_DAYS days before `last`) to `last` (default:
+    today) inclusive, oldest first. One grouped query over the (tenant_id, action, created_at)
+    index. Invalid `invalid_range` when `first` is after `last` or the range is longer
+    than STATS_MAX_DAYS days."""
+    today = utcnow().date()
+    last = last or today
+    first = first or last - timedelta(days=STATS_DEFAULT_DAYS - 1)
+    if first > last:
+        raise Invalid("from must not be after to", code="invalid_range")
+    if (last - first).days >= STATS_MAX_DAYS:
+        raise Invalid(f"The range is at most {STATS_MAX_DAYS} days", code="invalid_range")
+    start = datetime.combine(first, time.min, UTC)
+    end = datetime.combine(last + timedelta(days=1), time.min, UTC)
+    day = _utc_day(AuditEvent.created_at).label("day")
+    rows = db.session.execute(
+        select(
+            day,
+            AuditEvent.action,
+            func.count(),
+            func.min(AuditEvent.created_at),
+            func.max(AuditEvent.created_at),
+        )
+        .where(
+            AuditEvent.action.in_((SIGNIN, SIGNIN_FAILED, SIGNUP)),
+            AuditEvent.created_at >= start,
+            AuditEvent.created_at < end,
+        )
+        .group_by(day, AuditEvent.action)
+    )
+    days = {
+        first + timedelta(days=n): DailyStats(date=first + timedelta(days=n))
+        for n in range((last - first).days + 1)
+    }
+    field_of = {SIGNIN: "logins", SIGNIN_FAILED: "failed_logins", SIGNUP: "signups"}
+    for when, action, count, earliest, latest in rows:
+        stats = days[date.fromisoformat(str(when))]
+        setattr(stats, field_of[action], int(count))
+        earliest, latest = _aware(earliest), _aware(latest)
+        stats.created_at = min(filter(None, (stats.created_at, earliest)))
+        stats.updated_at = max(filter(None, (stats.updated_at, latest)))
+    return list(days.values())
+
+
+def _aware(value: datetime | str) -> datetime:
+    # An aggregate skips the column's type on SQLite (naive text back); PostgreSQL's is aware.
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def active_users() -> int:
+    """How many users of the current tenant signed in during the last ACTIVE_USER_DAYS days
+    (distinct users of `user.signed_in` events; a deleted user still counts)."""
+    since = utcnow() - timedelta(days=ACTIVE_USER_DAYS)
+    query = select(func.count(distinct(AuditEvent.user_id))).where(
+        AuditEvent.action == SIGNIN, AuditEvent.created_at >= since
+    )
+    return int(db.session.scalar(query) or 0)

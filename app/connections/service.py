@@ -13,13 +13,14 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
+from app.audit import service as audit_service
 from app.connections import secrets
 from app.connections.models import STRATEGIES, Connection
 from app.connections.options import checked_options, invalid
 from app.core import security
 from app.core.db import add_unique, db
 from app.core.errors import Conflict, Invalid, NotFound
-from app.core.tenancy import current_tenant_id
+from app.core.tenancy import Principal, current_tenant_id
 
 DATABASE_CONNECTION = "Username-Password-Authentication"
 DATABASE_STRATEGY = "auth0"
@@ -79,10 +80,11 @@ def create_connection(
     display_name: str | None = None,
     enabled_clients: list[str] | None = None,
     known_clients: Collection[str] = (),
+    actor: Principal | None = None,
 ) -> Connection:
-    """Create a connection of the current tenant. `known_clients`: the tenant's application
-    ids, which `enabled_clients` must be among. Invalid for a bad name, strategy, option
-    or client; Conflict when the name is taken."""
+    """Create a connection of the current tenant (audited `connection.created`).
+    `known_clients`: the tenant's application ids, which `enabled_clients` must be among.
+    Invalid for a bad name, strategy, option or client; Conflict when the name is taken."""
     if not NAME.fullmatch(name) or name == DATABASE_CONNECTION:
         raise invalid("name", "must be 1-128 letters, digits, '-' or '_', and not reserved")
     if strategy not in STRATEGIES:
@@ -108,6 +110,7 @@ def create_connection(
         connection,
         Conflict("A connection with this name already exists", code="connection_exists"),
     )
+    _audit("connection.created", connection, actor)
     return connection
 
 
@@ -151,11 +154,16 @@ def _stored(connection_id: str) -> Connection:
 
 
 def update_connection(
-    connection_id: str, *, fields: dict[str, Any], known_clients: Collection[str] = ()
+    connection_id: str,
+    *,
+    fields: dict[str, Any],
+    known_clients: Collection[str] = (),
+    actor: Principal | None = None,
 ) -> Connection:
     """Change `display_name`, `enabled_clients` and `options` (replaced as a whole, as
-    Auth0 does; the stored client secret stays unless the new options carry one).
-    NotFound for an unknown id; Invalid for the database connection or a bad value."""
+    Auth0 does; the stored client secret stays unless the new options carry one); audited
+    `connection.updated` with the fields named. NotFound for an unknown id; Invalid for the
+    database connection or a bad value."""
     connection = _stored(connection_id)
     if "options" in fields:
         stored, secret = checked_options(
@@ -173,11 +181,24 @@ def update_connection(
     if "display_name" in fields:
         connection.display_name = fields["display_name"]
     db.session.flush()
+    _audit("connection.updated", connection, actor, changed=sorted(fields))
     return connection
 
 
-def delete_connection(connection_id: str) -> None:
-    """Delete a connection. NotFound for an unknown id; Invalid for the database
-    connection, which every tenant keeps."""
-    db.session.delete(_stored(connection_id))
+def delete_connection(connection_id: str, *, actor: Principal | None = None) -> None:
+    """Delete a connection (audited `connection.deleted`). NotFound for an unknown id;
+    Invalid for the database connection, which every tenant keeps."""
+    connection = _stored(connection_id)
+    _audit("connection.deleted", connection, actor)
+    db.session.delete(connection)
     db.session.flush()
+
+
+def _audit(action: str, connection: Connection, actor: Principal | None, **data: Any) -> None:
+    audit_service.record(
+        action=action,
+        actor=actor.label if actor else "system",
+        target=connection.id,
+        ip=actor.ip if actor else None,
+        data={"name": connection.name, "strategy": connection.strategy, **data},
+    )

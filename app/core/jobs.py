@@ -1,7 +1,7 @@
 """Celery wired into Flask: tasks run in an app context (and, for a tenant's task, in its
 tenant scope) and commit like a request does; work is queued only after the surrounding
-transaction commits. Also the other edges' way into a tenant (`in_tenant`, for the CLI) and
-the periodic clean-up's one cross-tenant statement.
+transaction commits. Also the other edges' way into a tenant (`in_tenant`, for the CLI).
+The periodic jobs' work across tenants is run by core.sweeps.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from celery import Celery, Task, shared_task
 from celery.exceptions import Retry
 from flask import Flask, current_app
 from kombu import Queue
-from sqlalchemy import Executable, Result, delete, event, select
+from sqlalchemy import Executable, Result, event
 from sqlalchemy.orm import Session
 
 from app.core import metrics
@@ -128,24 +128,13 @@ def in_tenant(tenant_id: str) -> Iterator[None]:
 
 
 def execute_all_tenants(statement: Executable) -> Result[Any]:
-    """Run `statement` over every tenant's rows: the one way a domain module reads across
-    tenants (the periodic jobs' look-ups, a preflight that names no tenant, key rotation),
-    in a function whose name ends `_all_tenants`. The filter applies when the statement
-    runs, so the result may be read after this returns."""
+    """Run `statement` over every tenant's rows: the one way a module outside core reads
+    or writes across tenants (a preflight that names no tenant, key rotation), in a
+    function whose name ends `_all_tenants` (the periodic jobs declare theirs to
+    core.sweeps instead). The filter applies when the statement runs, so the result may be
+    read after this returns."""
     with all_tenants():
         return db.session.execute(statement)
-
-
-def delete_all_tenants(model: type[Any], *where: Any, batch_size: int) -> int:
-    """Delete up to `batch_size` rows of `model` matching `where`, whichever tenant they
-    belong to (the periodic clean-up of expired rows, one short statement per batch); how
-    many rows went."""
-    pk = model.__mapper__.primary_key[0]
-    doomed = select(pk).where(*where).limit(batch_size)
-    with all_tenants():
-        return db.session.execute(
-            delete(model).where(pk.in_(doomed)).execution_options(synchronize_session=False)
-        ).rowcount
 
 
 def enqueue_after_commit(task: Task, *args: Any, off_request: bool = False) -> None:
@@ -165,18 +154,6 @@ def send_task(task: Task, *args: Any, countdown: float | None = None) -> None:
     task.apply_async(
         args, countdown=countdown, headers={"gatehouse_request_id": current_request_id()}
     )
-
-
-def send_each(task: Task, rows: list[tuple[str, str]], what: str) -> int:
-    """Queue `task(tenant_id, row_id)` for each row a periodic job found waiting; a broker
-    that is down leaves the rest for the job's next run. How many were found."""
-    for tenant_id, row_id in rows:
-        try:
-            send_task(task, tenant_id, row_id)
-        except Exception:
-            log.warning("broker unavailable; %d %s wait for the next run", len(rows), what)
-            break
-    return len(rows)
 
 
 def _run_pending(session: Session) -> None:
@@ -242,16 +219,3 @@ def _install_after_commit_hooks() -> None:
     if not event.contains(Session, "after_commit", _run_pending):
         event.listen(Session, "after_commit", _run_pending)
         event.listen(Session, "after_soft_rollback", _drop_pending)
-
-
-def run_in_batches(step: Callable[..., int], *, batch_size: int, max_batches: int = 1000) -> int:
-    """Call `step(batch_size=…)` and commit after each call until a batch comes back short:
-    many short transactions instead of one long one. Returns the total."""
-    total = 0
-    for _ in range(max_batches):
-        done = step(batch_size=batch_size)
-        db.session.commit()
-        total += done
-        if done < batch_size:
-            break
-    return total

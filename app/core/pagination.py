@@ -45,12 +45,12 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
     return key
 
 
-def check_limit(limit: int | None) -> int:
-    """The page size to use; Invalid outside 1..MAX_LIMIT."""
+def check_limit(limit: int | None, *, most: int = MAX_LIMIT) -> int:
+    """The page size to use; Invalid outside 1..`most` (MAX_LIMIT unless an export's)."""
     if limit is None:
         return DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise Invalid(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
+    if not 1 <= limit <= most:
+        raise Invalid(f"limit must be between 1 and {most}", code="invalid_limit")
     return limit
 
 
@@ -70,9 +70,11 @@ def paginate_by_creation(
     limit: int | None,
     cursor: str | None,
     newest_first: bool = False,
+    most: int = MAX_LIMIT,
 ) -> Page[Any]:
-    """Keyset paging on (created_at, id): a page costs the same however deep it is."""
-    size = check_limit(limit)
+    """Keyset paging on (created_at, id): a page costs the same however deep it is; a page
+    holds at most `most` rows (an export's may hold more than a page of a list)."""
+    size = check_limit(limit, most=most)
     key = decode_cursor(cursor)
     if key is not None:
         try:

@@ -43,6 +43,9 @@ CATALOGUE: tuple[Scope, ...] = (
     Scope("write:properties", ADMIN, "create, change and delete any user's properties"),
     Scope("create:user_tokens", ADMIN, "mint custom sign-in tokens (tenant setting needed)"),
     Scope("read:audit", ADMIN, "read the tenant's audit events"),
+    Scope("read:stats", ADMIN, "read the tenant's daily sign-in and sign-up counts"),
+    Scope("read:sessions", ADMIN, "list any user's sign-in sessions"),
+    Scope("delete:sessions", ADMIN, "sign any user out of every session"),
     Scope("read:connections", ADMIN, "list and read the tenant's connections"),
     Scope("create:connections", ADMIN, "add a connection to another identity provider"),
     Scope("update:connections", ADMIN, "change a connection's options and applications"),
@@ -61,6 +64,7 @@ CATALOGUE: tuple[Scope, ...] = (
     Scope("write:current_user_properties", USER, "create, change and delete its own properties"),
     Scope("manage:applications", KEY, "register, change and delete the tenant's applications"),
     Scope("manage:webhooks", KEY, "register, change, test and delete the tenant's webhooks"),
+    Scope("manage:console", KEY, "grant, list and revoke the tenant's console members"),
 )
 
 BY_NAME = {scope.name: scope for scope in CATALOGUE}

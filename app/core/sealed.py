@@ -7,27 +7,22 @@ chunks of a 4-byte big-endian length and the sealed bytes. A chunk's nonce is th
 and its 8-byte index; its associated data is the header, the index and a final flag, so a
 reordered, dropped or appended chunk and a file cut after any chunk but the last fail.
 The check value (derived with the key, not from it) tells a wrong passphrase from an
-altered file. Kept next to core/security/: every cipher and KDF lives in core.
+altered file. The framing is here; the cipher (scrypt, AES-256-GCM, the check's constant-time
+compare) is core.security's PassphraseCipher, where every primitive lives.
 """
 
 from __future__ import annotations
 
-import hmac
-import os
 import struct
 from typing import BinaryIO
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from app.core.security import PassphraseCipher, random_bytes
 
 MAGIC = b"GATEHOUSE-ENC1\n"
-SALT_BYTES, PREFIX_BYTES, CHECK_BYTES = 16, 4, 16
+SALT_BYTES, PREFIX_BYTES, CHECK_BYTES = 16, 4, PassphraseCipher.CHECK_BYTES
 HEADER_BYTES = len(MAGIC) + SALT_BYTES + PREFIX_BYTES + CHECK_BYTES
 CHUNK_BYTES = 64 * 1024
-TAG_BYTES = 16
-# scrypt at n=2**15, r=8, p=1 (32 MiB, ~0.1 s): the cost of each passphrase guess.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+TAG_BYTES = PassphraseCipher.TAG_BYTES
 
 
 class SealedError(Exception):
@@ -45,12 +40,6 @@ def is_sealed(start: bytes) -> bool:
     return start.startswith(MAGIC)
 
 
-def _keys(passphrase: str, salt: bytes) -> tuple[AESGCM, bytes]:
-    derived = Scrypt(salt=salt, length=32 + CHECK_BYTES, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
-    material = derived.derive(passphrase.encode("utf-8"))
-    return AESGCM(material[:32]), material[32:]
-
-
 def _associated(header: bytes, index: int, final: bool) -> bytes:
     return header + struct.pack(">QB", index, int(final))
 
@@ -66,9 +55,9 @@ class SealedWriter:
     def __init__(self, out: BinaryIO, passphrase: str) -> None:
         if not passphrase:
             raise ValueError("an empty passphrase protects nothing")
-        salt, prefix = os.urandom(SALT_BYTES), os.urandom(PREFIX_BYTES)
-        self._aead, check = _keys(passphrase, salt)
-        self._header = MAGIC + salt + prefix + check
+        salt, prefix = random_bytes(SALT_BYTES), random_bytes(PREFIX_BYTES)
+        self._cipher = PassphraseCipher(passphrase, salt)
+        self._header = MAGIC + salt + prefix + self._cipher.check
         self._prefix = prefix
         self._out = out
         self._buffer = bytearray()
@@ -80,7 +69,7 @@ class SealedWriter:
         return True
 
     def _seal(self, data: bytes, final: bool) -> None:
-        sealed = self._aead.encrypt(
+        sealed = self._cipher.seal(
             _nonce(self._prefix, self._index), data, _associated(self._header, self._index, final)
         )
         self._out.write(struct.pack(">I", len(sealed)) + sealed)
@@ -118,8 +107,8 @@ class SealedReader:
             raise SealedError("not an encrypted Gatehouse file, or cut in its header", 0)
         salt = header[len(MAGIC) : len(MAGIC) + SALT_BYTES]
         self._prefix = header[len(MAGIC) + SALT_BYTES : len(MAGIC) + SALT_BYTES + PREFIX_BYTES]
-        self._aead, check = _keys(passphrase, salt)
-        if not hmac.compare_digest(check, header[-CHECK_BYTES:]):
+        self._cipher = PassphraseCipher(passphrase, salt)
+        if not self._cipher.check_matches(header[-CHECK_BYTES:]):
             raise SealedError("wrong passphrase", len(MAGIC) + SALT_BYTES + PREFIX_BYTES)
         self._header = header
         self._offset = HEADER_BYTES
@@ -144,11 +133,8 @@ class SealedReader:
         self._offset += 4 + length
         nonce = _nonce(self._prefix, self._index)
         for final in (False, True):
-            try:
-                data = self._aead.decrypt(
-                    nonce, sealed, _associated(self._header, self._index, final)
-                )
-            except InvalidTag:
+            data = self._cipher.unseal(nonce, sealed, _associated(self._header, self._index, final))
+            if data is None:
                 continue
             self._index += 1
             if final:

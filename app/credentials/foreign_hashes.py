@@ -1,7 +1,7 @@
 """Foreign password hashes at import (issue 24): turn what an Auth0 bulk-import file, a
 Firebase `auth:export` (with its project's scrypt parameters), a Django or passlib
 database or an LDAP directory holds into the one string the `password_hash` column keeps
-(the formats are described in app/core/security/password_formats.py).
+(the formats are described in app/core/security.py, its imported-hashes section).
 
 Malformed input is refused with `Invalid(code="invalid_hash")`, an algorithm or format we
 do not take with `Invalid(code="unsupported_hash")`. Neither error quotes the hash: its
@@ -19,11 +19,10 @@ from typing import Any
 
 from app.core import security
 from app.core.errors import Invalid
-from app.core.security import password_formats as formats
 
 # Auth0's custom_password_hash.algorithm values, by how we store them.
 AUTH0_DIGESTS = ("md4", "md5", "sha1", "sha256", "sha512")
-AUTH0_STRING_FORMATS = formats.STRING_FORMATS
+AUTH0_STRING_FORMATS = security.FOREIGN_STRING_FORMATS
 # Beyond Auth0: `pbkdf2` also takes Django's `pbkdf2_sha256$…`/`pbkdf2_sha1$…` strings, so a
 # Django database moves in through the same file format.
 STRING_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -46,8 +45,8 @@ def unsupported(path: str, reason: str) -> Invalid:
     )
 
 
-def _domain_error(error: formats.FormatError, path: str) -> Invalid:
-    # str(error) is one of password_formats' fixed reasons, never a piece of the input.
+def _domain_error(error: security.ForeignHashError, path: str) -> Invalid:
+    # str(error) is one of core.security's fixed reasons, never a piece of the input.
     return (unsupported if error.unsupported else invalid)(path, str(error))
 
 
@@ -56,12 +55,12 @@ def from_string(value: Any, path: str = "password_hash") -> str:
     write it too), Django `pbkdf2_sha256$…`, LDAP `{SSHA}…`; checked, returned unchanged."""
     if not isinstance(value, str) or not value:
         raise invalid(path, "must be a non-empty string")
-    if value.startswith(formats.FOREIGN):
+    if value.startswith(security.FOREIGN_HASH_PREFIX):
         # Our own records come back only through a Gatehouse export, never from a source system.
         raise unsupported(path, "unknown hash format")
     try:
-        formats.check(value)
-    except formats.FormatError as error:
+        security.check_foreign_hash(value)
+    except security.ForeignHashError as error:
         raise _domain_error(error, path) from None
     return value
 
@@ -100,7 +99,7 @@ def _decode(node: Mapping[str, Any], path: str, default: str | None) -> bytes:
         if encoding == "hex":
             return bytes.fromhex(value)
         if encoding == "base64":
-            return formats.b64decode(value)
+            return security.lenient_b64decode(value)
     except (ValueError, binascii.Error):
         raise invalid(f"{path}.value", f"not {encoding}") from None
     return value.encode("utf-8")
@@ -109,7 +108,7 @@ def _decode(node: Mapping[str, Any], path: str, default: str | None) -> bytes:
 def _digest_encoding(value: Any, scheme: str) -> str:
     """The encoding of a digest given without one: hex when it is exactly the digest's hex
     form (a hex digest is twice its size long, its base64 4/3: never both), else base64."""
-    size = formats.digest_size(scheme.removeprefix("hmac-"))
+    size = security.digest_size(scheme.removeprefix("hmac-"))
     if isinstance(value, str) and len(value) == 2 * size:
         try:
             bytes.fromhex(value)
@@ -130,7 +129,7 @@ def from_custom_password_hash(custom: Any) -> str:
     salt_node = _object(custom.get("salt"), f"{path}.salt", required=False)
     password_node = _object(custom.get("password"), f"{path}.password", required=False)
     password_encoding = password_node.get("encoding", "utf8")
-    if password_encoding not in formats.PASSWORD_ENCODINGS:
+    if password_encoding not in security.PASSWORD_ENCODINGS:
         raise unsupported(f"{path}.password.encoding", "unknown password encoding")
 
     if isinstance(algorithm, str) and algorithm in AUTH0_STRING_FORMATS:
@@ -165,12 +164,12 @@ def from_custom_password_hash(custom: Any) -> str:
     salt = b""
     if salt_node:
         salt = _decode(salt_node, f"{path}.salt", "utf8")
-        if salt_node.get("position") not in formats.SALT_POSITIONS:
+        if salt_node.get("position") not in security.SALT_POSITIONS:
             raise invalid(f"{path}.salt.position", "must be prefix or suffix")
         params["p"] = salt_node["position"]
     try:
-        return formats.record(scheme, params, salt, *keys, expected)
-    except formats.FormatError as error:
+        return security.foreign_hash_record(scheme, params, salt, *keys, expected)
+    except security.ForeignHashError as error:
         raise _domain_error(error, f"{path}.hash.value") from None
 
 
@@ -188,17 +187,17 @@ class FirebaseHashConfig:
     def from_mapping(cls, config: Mapping[str, Any]) -> FirebaseHashConfig:
         """From `{base64_signer_key, base64_salt_separator, rounds, mem_cost}`."""
         try:
-            signer_key = formats.b64decode(config["base64_signer_key"])
-            separator = formats.b64decode(config.get("base64_salt_separator", ""))
+            signer_key = security.lenient_b64decode(config["base64_signer_key"])
+            separator = security.lenient_b64decode(config.get("base64_salt_separator", ""))
             rounds, mem_cost = config["rounds"], config["mem_cost"]
-        except (KeyError, TypeError, AttributeError, formats.FormatError):
+        except (KeyError, TypeError, AttributeError, security.ForeignHashError):
             raise invalid("hash_config", "needs base64_signer_key, rounds and mem_cost") from None
         if not signer_key or not all(
             isinstance(number, int) and not isinstance(number, bool)
             for number in (rounds, mem_cost)
         ):
             raise invalid("hash_config", "needs base64_signer_key, rounds and mem_cost")
-        if rounds not in formats.FIREBASE_ROUNDS or mem_cost not in formats.FIREBASE_MEM_COSTS:
+        if rounds not in security.FIREBASE_ROUNDS or mem_cost not in security.FIREBASE_MEM_COSTS:
             raise invalid("hash_config", "rounds 1-8 and mem_cost 1-14")
         return cls(signer_key, separator, rounds, mem_cost)
 
@@ -210,15 +209,15 @@ def from_firebase(password_hash: Any, salt: Any, config: FirebaseHashConfig) -> 
         if not isinstance(value, str) or not value:
             raise invalid(name, "must be a non-empty base64 string")
         try:
-            decoded.append(formats.b64decode(value))
-        except formats.FormatError:
+            decoded.append(security.lenient_b64decode(value))
+        except security.ForeignHashError:
             raise invalid(name, "not base64") from None
     hashed, salt_bytes = decoded
     params: dict[str, str | int] = {"r": config.rounds, "m": config.mem_cost}
     fields = (salt_bytes, config.salt_separator, config.signer_key, hashed)
     try:
-        return formats.record("firebase-scrypt", params, *fields)
-    except formats.FormatError as error:
+        return security.foreign_hash_record("firebase-scrypt", params, *fields)
+    except security.ForeignHashError as error:
         raise _domain_error(error, "passwordHash") from None
 
 
@@ -237,6 +236,6 @@ def is_weak(stored: str) -> bool:
     if not security.is_foreign_hash(stored):
         return False
     try:
-        return formats.is_weak(stored)
-    except formats.FormatError as error:
+        return security.foreign_hash_is_weak(stored)
+    except security.ForeignHashError as error:
         raise _domain_error(error, "password_hash") from None

@@ -15,7 +15,6 @@ wrong code against the account's second-factor budget, as a wrong TOTP code."""
 from __future__ import annotations
 
 import re
-import secrets
 
 from flask import current_app
 from sqlalchemy import delete, func, select, update
@@ -52,7 +51,7 @@ def _digest(user: User, normalized: str) -> str:
 
 
 def _new_code() -> str:
-    raw = "".join(secrets.choice(_ALPHABET) for _ in range(_LENGTH))
+    raw = security.random_string(_ALPHABET, _LENGTH)
     return f"{raw[:5]}-{raw[5:]}"
 
 

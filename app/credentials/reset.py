@@ -22,7 +22,8 @@ from app.audit import service as audit_service
 from app.core import i18n, security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid
-from app.core.jobs import delete_all_tenants, enqueue_after_commit
+from app.core.jobs import enqueue_after_commit
+from app.core.sweeps import Cleanup
 from app.core.tenancy import current_tenant_id
 from app.credentials import mfa as mfa_service
 from app.credentials.models import PasswordResetRequest
@@ -278,8 +279,9 @@ def confirm_reset(
     return ConfirmedReset(user=user, continue_with=_continue_with(claims))
 
 
-def purge_expired_all_tenants(*, batch_size: int) -> int:
-    """Delete up to `batch_size` expired reset requests, in every tenant."""
-    return delete_all_tenants(
-        PasswordResetRequest, PasswordResetRequest.expires_at < utcnow(), batch_size=batch_size
-    )
+# What the periodic clean-up deletes (core.sweeps runs it across tenants).
+EXPIRED = Cleanup(
+    "expired reset requests",
+    PasswordResetRequest,
+    lambda now: PasswordResetRequest.expires_at < now,
+)

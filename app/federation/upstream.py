@@ -19,7 +19,6 @@ between them; the JWKS of a document fetched afresh is fetched afresh too."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import threading
@@ -33,6 +32,7 @@ from flask import current_app
 
 from app.connections.models import APPLE, GOOGLE, MICROSOFT, Connection
 from app.connections.options import MULTI_TENANT_DISCOVERY, TENANT_PLACEHOLDER
+from app.core import security
 from app.core.outbound import OutboundRefused, resolve_checked
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def issuer_matches(expected: str, issuer: str, tenant_id: str | None = None) -> 
     equal to the template filled with `tenant_id` (a GUID; when None, any GUID, for the
     RFC 9207 `iss` of an authorization response, which comes without a `tid`)."""
     if TENANT_PLACEHOLDER not in expected:
-        return hmac.compare_digest(expected.encode(), issuer.encode())
+        return security.constant_time_equals(expected, issuer)
     if tenant_id is None:
         head, _, tail = expected.partition(TENANT_PLACEHOLDER)
         middle = issuer[len(head) : len(issuer) - len(tail)]
@@ -394,7 +394,7 @@ def validate_id_token(
     if (len(audiences) > 1 or azp is not None) and azp != client_id:
         raise refused("The ID token was issued to another application (azp)")
     got = claims.get("nonce")
-    if not isinstance(got, str) or not hmac.compare_digest(got.encode(), nonce.encode()):
+    if not isinstance(got, str) or not security.constant_time_equals(got, nonce):
         raise refused("The ID token does not carry this sign-in's nonce")
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise refused("The ID token names no subject")

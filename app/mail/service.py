@@ -2,8 +2,8 @@
 (postmarker, `POSTMARK_API_URL` honoured) or, in development without a token, into the
 outbox folder. A row is claimed atomically before sending, so it is sent at most once.
 
-A delivery's functions run in its tenant's scope, entered by the task that sends it; the
-periodic jobs' look-ups across tenants are the `…_all_tenants` functions.
+A delivery's functions run in its tenant's scope, entered by the task that sends it; what
+the periodic jobs sweep across tenants is declared here and run by core.sweeps.
 """
 
 from __future__ import annotations
@@ -11,21 +11,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import requests
 from flask import current_app
 from postmarker.core import PostmarkClient
 from postmarker.exceptions import ClientError
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Invalid
-from app.core.jobs import delete_all_tenants, execute_all_tenants
+from app.core.sweeps import Cleanup, Count
 from app.mail.models import FAILED, QUEUED, SENDING, SENT, EmailDelivery
 from app.tenants import service as tenant_service
 
@@ -213,13 +215,13 @@ def _record_failure(delivery: EmailDelivery, error: str, *, final: bool) -> None
     db.session.flush()
 
 
-def stuck_deliveries_all_tenants(*, limit: int = 500) -> list[tuple[str, str]]:
-    """(tenant id, delivery id) of rows still queued well after they were due, or left
-    `sending` by a worker that died mid-send (its claim has run out)."""
-    now = utcnow()
+def stuck_deliveries(now: datetime) -> Select[tuple[str, str]]:
+    """Select (tenant id, delivery id) of rows still queued well after they were due, or
+    left `sending` by a worker that died mid-send (its claim has run out): what the
+    `requeue-stuck` job sends again (mail.tasks.STUCK)."""
     cutoff = now - timedelta(seconds=current_app.config["MAIL_REQUEUE_AFTER_SECONDS"])
     lease_expired = now - timedelta(seconds=_sending_lease())
-    rows = execute_all_tenants(
+    return (
         select(EmailDelivery.tenant_id, EmailDelivery.id)
         .where(
             or_(
@@ -228,9 +230,7 @@ def stuck_deliveries_all_tenants(*, limit: int = 500) -> list[tuple[str, str]]:
             )
         )
         .order_by(EmailDelivery.next_attempt_at)
-        .limit(limit)
     )
-    return [(tenant_id, delivery_id) for tenant_id, delivery_id in rows]
 
 
 def get_delivery(*, tenant_id: str, delivery_id: str) -> EmailDelivery:
@@ -245,23 +245,30 @@ def get_delivery(*, tenant_id: str, delivery_id: str) -> EmailDelivery:
     return delivery
 
 
-def purge_old_all_tenants(*, batch_size: int) -> int:
-    """Delete up to `batch_size` sent or failed deliveries older than the retention, in
-    every tenant."""
-    cutoff = utcnow() - timedelta(days=current_app.config["DELIVERY_RETENTION_DAYS"])
-    return delete_all_tenants(
-        EmailDelivery,
-        EmailDelivery.status.in_((SENT, FAILED)),
-        EmailDelivery.created_at < cutoff,
-        batch_size=batch_size,
-    )
+def _old(now: datetime) -> ColumnElement[bool]:
+    cutoff = now - timedelta(days=current_app.config["DELIVERY_RETENTION_DAYS"])
+    return EmailDelivery.status.in_((SENT, FAILED)) & (EmailDelivery.created_at < cutoff)
 
 
-def count_by_status_all_tenants() -> dict[str, int]:
-    """How many delivery rows are in each state, across tenants (the metrics gauge)."""
-    rows = execute_all_tenants(
-        select(EmailDelivery.status, func.count()).group_by(EmailDelivery.status)
-    )
+# What the periodic jobs sweep across tenants (core.sweeps runs them): sent or failed
+# deliveries older than DELIVERY_RETENTION_DAYS; the /metrics gauge of rows by state.
+OLD_DELIVERIES = Cleanup("old mail deliveries", EmailDelivery, _old)
+BY_STATUS = Count(EmailDelivery.status, (QUEUED, SENDING, SENT, FAILED))
+
+
+def _by_status(rows: Iterable[Any]) -> dict[str, int]:
     counts = {QUEUED: 0, SENDING: 0, SENT: 0, FAILED: 0}
-    counts.update({status: count for status, count in rows})
+    counts.update({status: int(count) for status, count in rows})
     return counts
+
+
+def count_by_status(*, within: timedelta) -> dict[str, int]:
+    """How many of the current tenant's deliveries created `within` the time up to now are
+    in each state."""
+    since = utcnow() - within
+    rows = db.session.execute(
+        select(EmailDelivery.status, func.count(EmailDelivery.id))
+        .where(EmailDelivery.created_at >= since)
+        .group_by(EmailDelivery.status)
+    )
+    return _by_status(rows)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
-from flask import current_app
 
+from app.core import sweeps
 from app.core.db import db
-from app.core.jobs import run_in_batches, send_each, tenant_task
+from app.core.jobs import tenant_task
+from app.core.sweeps import Requeue
 from app.mail import service as mail_service
 from app.mail.models import QUEUED
 
@@ -41,15 +42,17 @@ def send_delivery(self: Task, tenant_id: str, delivery_id: str) -> str:
     return delivery.status
 
 
+# Deliveries the `requeue-stuck` job sends again, whichever tenant's (core.sweeps runs it).
+STUCK = Requeue("deliveries", mail_service.stuck_deliveries, send_delivery, limit=500)
+
+
 @shared_task(name="mail.requeue_stuck")
 def requeue_stuck() -> int:
     """Queue again every delivery still waiting well after it was due (broker outage)."""
-    return send_each(send_delivery, mail_service.stuck_deliveries_all_tenants(), "deliveries")
+    return sweeps.send_again(STUCK)
 
 
 @shared_task(name="mail.cleanup_deliveries")
 def cleanup_deliveries() -> int:
     """Delete old sent/failed delivery rows in bounded batches."""
-    return run_in_batches(
-        mail_service.purge_old_all_tenants, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
-    )
+    return sweeps.clean(mail_service.OLD_DELIVERIES)

@@ -18,13 +18,14 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 
 from app.audit import service as audit_service
 from app.core import security
 from app.core.db import db, utcnow
 from app.core.errors import Forbidden, Invalid, NotFound
-from app.core.jobs import delete_all_tenants, enqueue_after_commit, execute_all_tenants
+from app.core.jobs import enqueue_after_commit
+from app.core.sweeps import Cleanup
 from app.portability import jobs, user_lines
 from app.portability.models import (
     COMPLETED,
@@ -258,22 +259,20 @@ def run_export(job_id: str) -> None:
     )
 
 
-def stale_exports_all_tenants(*, limit: int = 100) -> list[tuple[str, str]]:
-    """(tenant id, job id) of export jobs still unfinished STALE_AFTER after they were
-    created, whatever tenant: their message was lost or their worker died (one still
-    writing holds its row's lock, and the re-queued message then goes at once)."""
-    cutoff = utcnow() - STALE_AFTER
-    rows = execute_all_tenants(
+def stale_exports(now: datetime) -> Select[tuple[str, str]]:
+    """Select (tenant id, job id) of export jobs still unfinished STALE_AFTER after they
+    were created: their message was lost or their worker died (one still writing holds
+    its row's lock, and the re-queued message then goes at once). What the
+    `requeue-stuck` job sends again (portability.tasks.STALE_EXPORTS)."""
+    return (
         select(TransferJob.tenant_id, TransferJob.id)
         .where(
             TransferJob.type == EXPORT,
             TransferJob.status.in_((PENDING, PROCESSING)),
-            TransferJob.created_at < cutoff,
+            TransferJob.created_at < now - STALE_AFTER,
         )
         .order_by(TransferJob.created_at)
-        .limit(limit)
     )
-    return [(tenant_id, job_id) for tenant_id, job_id in rows]
 
 
 def fail_export(job_id: str, reason: str) -> None:
@@ -355,13 +354,13 @@ def open_download(*, job_id: str, token: str) -> Download:
     return Download(filename=filename, size=size, chunks=jobs.read_chunks(job, OUTPUT))
 
 
-def purge_expired_all_tenants(*, batch_size: int) -> int:
-    """Delete up to `batch_size` export jobs older than EXPORT_RETENTION_SECONDS (their
-    files go with them), in every tenant."""
-    cutoff = utcnow() - timedelta(seconds=current_app.config["EXPORT_RETENTION_SECONDS"])
-    return delete_all_tenants(
-        TransferJob,
-        TransferJob.type == EXPORT,
-        or_(TransferJob.finished_at < cutoff, TransferJob.created_at < cutoff),
-        batch_size=batch_size,
+def _expired(now: datetime) -> ColumnElement[bool]:
+    cutoff = now - timedelta(seconds=current_app.config["EXPORT_RETENTION_SECONDS"])
+    return (TransferJob.type == EXPORT) & or_(
+        TransferJob.finished_at < cutoff, TransferJob.created_at < cutoff
     )
+
+
+# What the periodic clean-up deletes (core.sweeps runs it across tenants): export jobs
+# older than EXPORT_RETENTION_SECONDS, their files with them.
+EXPIRED = Cleanup("expired exports", TransferJob, _expired)

@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 from typing import IO, Any, BinaryIO
 
 from app.audit import service as audit_service
-from app.core import sealed
+from app.core import sealed, security
 from app.core.errors import Invalid
-from app.core.security import password_formats
 from app.core.tenancy import current_tenant_id
 from app.credentials import foreign_hashes
 from app.portability import sources, user_lines
@@ -378,11 +377,11 @@ def _password_hash(errors: Any, value: Any) -> str | None:
     format foreign_hashes takes."""
     if value is None:
         return None
-    if isinstance(value, str) and value.startswith(("$argon2id$", password_formats.FOREIGN)):
+    if isinstance(value, str) and value.startswith(("$argon2id$", security.FOREIGN_HASH_PREFIX)):
         try:
-            password_formats.check(value)
+            security.check_foreign_hash(value)
             return value
-        except password_formats.FormatError as error:
+        except security.ForeignHashError as error:
             code = "UNSUPPORTED_HASH" if error.unsupported else "INVALID_HASH"
             errors.add(code, f"The password hash is malformed: {error}", "password_hash")
             return None

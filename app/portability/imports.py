@@ -49,13 +49,25 @@ from typing import Any, BinaryIO
 
 import psycopg
 from flask import current_app
-from sqlalchemy import ARRAY, JSON, String, any_, func, literal, or_, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Select,
+    String,
+    any_,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from app.audit import service as audit_service
 from app.core.db import db, lock_until_commit, utcnow
 from app.core.errors import Conflict, PayloadTooLarge
-from app.core.jobs import enqueue_after_commit, execute_all_tenants
+from app.core.jobs import enqueue_after_commit
 from app.core.tenancy import current_tenant_id
 from app.credentials import foreign_hashes, mfa
 from app.credentials.models import MfaEnrolment
@@ -114,6 +126,7 @@ _NEW_ROW = {
     "session_generation": 0,
     "scope_version": 0,
     "version": 1,
+    "profile_version": 0,  # never numbered yet (users.models)
 }
 
 
@@ -956,14 +969,15 @@ def _finish(job_id: str, status: str, details: str | None = None) -> None:
     db.session.commit()
 
 
-def stale_imports_all_tenants(*, limit: int = 100) -> list[tuple[str, str]]:
-    """(tenant id, job id) of import jobs still pending or processing whose worker has
-    not shown a sign of life for IMPORT_STALE_SECONDS (killed, or its message was lost)."""
+def stale_imports(now: datetime) -> Select[tuple[str, str]]:
+    """Select (tenant id, job id) of import jobs still pending or processing whose worker
+    has not shown a sign of life for IMPORT_STALE_SECONDS (killed, or its message was
+    lost): what the `requeue-stuck` job sends again (portability.tasks.STALE_IMPORTS)."""
     # A batch of BATCH_SIZE users takes about a quarter of a second, so a live worker
     # touches its job far more often than this (300 s by default).
-    cutoff = utcnow() - timedelta(seconds=current_app.config["IMPORT_STALE_SECONDS"])
+    cutoff = now - timedelta(seconds=current_app.config["IMPORT_STALE_SECONDS"])
     table = TransferJob.__table__
-    rows = execute_all_tenants(
+    return (
         select(table.c.tenant_id, table.c.id)
         .where(
             table.c.type == IMPORT,
@@ -971,6 +985,4 @@ def stale_imports_all_tenants(*, limit: int = 100) -> list[tuple[str, str]]:
             func.coalesce(table.c.heartbeat_at, table.c.created_at) < cutoff,
         )
         .order_by(table.c.created_at)
-        .limit(limit)
     )
-    return [(tenant_id, job_id) for tenant_id, job_id in rows]

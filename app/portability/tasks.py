@@ -5,13 +5,13 @@ periodic `requeue-stuck` job), and delete expired exports (the periodic clean-up
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from celery import shared_task
-from flask import current_app
 
+from app.core import sweeps
 from app.core.db import db
-from app.core.jobs import run_in_batches, send_task, tenant_task
+from app.core.jobs import tenant_task
+from app.core.sweeps import Requeue
 from app.portability import exports, imports
 
 log = logging.getLogger(__name__)
@@ -23,22 +23,14 @@ def run_import_job(tenant_id: str, job_id: str) -> None:
     imports.run_import(job_id)
 
 
-def _requeue(task: Any, stale: list[tuple[str, str]], kind: str) -> int:
-    """Send `task` again for each (tenant, job); a broker outage leaves the rest to the
-    next periodic run (the rows stay as they are)."""
-    for tenant_id, job_id in stale:
-        try:
-            send_task(task, tenant_id, job_id)
-        except Exception:
-            log.warning("broker unavailable; %d %s jobs wait for the next run", len(stale), kind)
-            break
-    return len(stale)
+# Jobs the `requeue-stuck` job sends again, whichever tenant's (core.sweeps runs it).
+STALE_IMPORTS = Requeue("import jobs", imports.stale_imports, run_import_job, limit=100)
 
 
 @shared_task(name="portability.requeue_stale_imports")
 def requeue_stale_imports() -> int:
     """Queue again every import job whose worker stopped sending heartbeats."""
-    return _requeue(run_import_job, imports.stale_imports_all_tenants(), "import")
+    return sweeps.send_again(STALE_IMPORTS)
 
 
 @tenant_task(name="portability.run_export_job", acks_late=True, reject_on_worker_lost=True)
@@ -53,15 +45,16 @@ def run_export_job(tenant_id: str, job_id: str) -> None:
         exports.fail_export(job_id, "The export failed; create a new export job")
 
 
+STALE_EXPORTS = Requeue("export jobs", exports.stale_exports, run_export_job, limit=100)
+
+
 @shared_task(name="portability.requeue_stale_exports")
 def requeue_stale_exports() -> int:
     """Queue again every export job left unfinished (its message lost, its worker dead)."""
-    return _requeue(run_export_job, exports.stale_exports_all_tenants(), "export")
+    return sweeps.send_again(STALE_EXPORTS)
 
 
 @shared_task(name="portability.cleanup_exports")
 def cleanup_exports() -> int:
     """Delete export jobs (and their files) past EXPORT_RETENTION_SECONDS."""
-    return run_in_batches(
-        exports.purge_expired_all_tenants, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
-    )
+    return sweeps.clean(exports.EXPIRED)

@@ -37,6 +37,8 @@ class Tenant(TimestampMixin, Base):
     signup_fields: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
     # Every user must sign in with a second factor (enrolled in place when missing).
     mfa_required: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The admin console (app.console) admits only sign-ins with a second factor.
+    console_require_mfa: Mapped[bool] = mapped_column(default=False, server_default=false())
     # {display_name, logo_url, primary_color (#rrggbb), support_url}: the hosted pages' look.
     branding: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 

@@ -20,7 +20,7 @@ from app.core.db import db, utcnow
 from app.core.errors import Invalid, NotFound, Unauthenticated
 from app.core.pagination import Page, paginate_by_creation
 from app.core.scopes import unknown_key_scopes, unknown_scope_message
-from app.core.tenancy import find_by_global_id
+from app.core.tenancy import Principal, find_by_global_id
 from app.tenants.models import ApiKey, Tenant
 
 KEY_PREFIX = "gh_"
@@ -36,6 +36,7 @@ SETTINGS_FIELDS = (
     "signup_enabled",
     "signup_fields",
     "mfa_required",
+    "console_require_mfa",
     "branding",
 )
 # password_policy's keys and the columns that hold them (password_min_length is also a
@@ -60,6 +61,7 @@ def create_tenant(*, name: str, settings: dict[str, Any] | None = None) -> Tenan
         signup_enabled=False,
         signup_fields=[],
         mfa_required=False,
+        console_require_mfa=False,
         branding={},
     )
     _apply_settings(tenant, settings or {})
@@ -202,10 +204,15 @@ class IssuedKey:
 
 
 def issue_api_key(
-    *, tenant_id: str, name: str | None = None, scopes: list[str] | None = None
+    *,
+    tenant_id: str,
+    name: str | None = None,
+    scopes: list[str] | None = None,
+    actor: Principal | None = None,
 ) -> IssuedKey:
     """Create an API key for a tenant (the tenant in scope); the raw key is returned once
-    and never stored. Invalid `unknown_scope` for a scope outside the catalogue; NotFound."""
+    and never stored; audited `api_key.created`. Invalid `unknown_scope` for a scope
+    outside the catalogue; NotFound."""
     unknown = unknown_key_scopes(scopes or [])
     if unknown:
         raise Invalid(unknown_scope_message(unknown[0]), code="unknown_scope")
@@ -222,6 +229,7 @@ def issue_api_key(
     )
     db.session.add(api_key)
     db.session.flush()
+    _audit_key("api_key.created", api_key, actor)
     return IssuedKey(api_key, raw_key)
 
 
@@ -232,16 +240,34 @@ def list_api_keys(*, tenant_id: str) -> list[ApiKey]:
     return list(db.session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
-def revoke_api_key(*, tenant_id: str, key_id: str) -> None:
-    """Revoke a key of the tenant in scope (idempotent); NotFound for an unknown key or
-    tenant."""
+def get_api_key(*, tenant_id: str, key_id: str) -> ApiKey:
+    """A key of the tenant in scope, revoked or not; NotFound `api_key_not_found` (also
+    for another tenant's key) or `tenant_not_found`."""
     get_tenant(tenant_id)
     api_key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id))
     if api_key is None:
         raise NotFound("API key not found", code="api_key_not_found")
+    return api_key
+
+
+def revoke_api_key(*, tenant_id: str, key_id: str, actor: Principal | None = None) -> None:
+    """Revoke a key of the tenant in scope (idempotent: audited `api_key.revoked` the first
+    time only); NotFound for an unknown key or tenant."""
+    api_key = get_api_key(tenant_id=tenant_id, key_id=key_id)
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
         db.session.flush()
+        _audit_key("api_key.revoked", api_key, actor)
+
+
+def _audit_key(action: str, api_key: ApiKey, actor: Principal | None) -> None:
+    audit_service.record(
+        action=action,
+        actor=actor.label if actor else "system",
+        target=api_key.id,
+        ip=actor.ip if actor else None,
+        data={"name": api_key.name, "scopes": list(api_key.scopes)},
+    )
 
 
 def get_api_key_all_tenants(key_id: str) -> ApiKey:

@@ -20,7 +20,7 @@ from app.core import scopes as scope_catalogue
 from app.core import security
 from app.core.db import add_unique, db, utcnow
 from app.core.errors import AppError
-from app.core.jobs import delete_all_tenants
+from app.core.sweeps import Cleanup
 from app.tenants import service as tenant_service
 from app.tenants.models import Tenant
 from app.tokens import signing
@@ -422,11 +422,10 @@ def session_state_is_live(
     return revoked_at is None and generation == (user_generation or 0)
 
 
-def purge_expired_all_tenants(*, batch_size: int) -> int:
-    """Delete up to `batch_size` expired refresh tokens, used custom-token ids and ended
-    sessions of each kind, in every tenant; how many rows went."""
-    now = utcnow()
-    return sum(
-        delete_all_tenants(model, model.expires_at < now, batch_size=batch_size)
-        for model in (RefreshToken, CustomTokenUse, AuthSession)
-    )
+# What the periodic clean-up deletes (core.sweeps runs it across tenants): expired
+# refresh tokens, used custom-token ids and ended sessions of each kind.
+EXPIRED: tuple[Cleanup, ...] = (
+    Cleanup("expired refresh tokens", RefreshToken, lambda now: RefreshToken.expires_at < now),
+    Cleanup("used custom-token ids", CustomTokenUse, lambda now: CustomTokenUse.expires_at < now),
+    Cleanup("expired sessions", AuthSession, lambda now: AuthSession.expires_at < now),
+)

@@ -5,7 +5,8 @@ login page's), an application's session (client set; `parent_id` names the brows
 sign-in session it was issued through, if any), and an API sign-in (no client, with
 refresh tokens: the password grant, a custom token). Signing a session out ends every
 session issued through it, so the tokens an app got through a browser stop working
-with it. Runs in the tenant in scope."""
+with it; signing a user out everywhere (an administrator's act) ends them all. Runs in
+the tenant in scope."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import or_, select, update
 from app.audit import service as audit_service
 from app.core.db import db, utcnow
 from app.core.errors import NotFound
+from app.tokens import service as token_service
 from app.tokens.models import AuthSession, RefreshToken
 from app.users.models import User
 
@@ -30,15 +32,20 @@ MAX_LISTED = 200
 @dataclass
 class SessionView:
     """One live session: where it began (`ip`, `user_agent`), when it was last used,
+    when the user authenticated (`auth_time`, how: `amr`) and when it ends at the latest,
     whether it is the one asking (`current`), and the sessions issued through it."""
 
     id: str
+    user_id: str
     kind: str
     client_id: str | None
     ip: str | None
     user_agent: str | None
     created_at: datetime
     last_seen_at: datetime
+    auth_time: datetime
+    expires_at: datetime
+    amr: list[str] = field(default_factory=list)
     current: bool = False
     children: list[SessionView] = field(default_factory=list)
 
@@ -79,12 +86,16 @@ def live_sessions(*, user: User, current_session_id: str | None) -> list[Session
     views = {
         row.id: SessionView(
             id=row.id,
+            user_id=row.user_id,
             kind=APPLICATION if row.client_id else (API if row.id in api else BROWSER),
             client_id=row.client_id,
             ip=row.ip,
             user_agent=row.user_agent,
             created_at=row.created_at,
             last_seen_at=row.last_seen_at or row.created_at,
+            auth_time=row.auth_time,
+            expires_at=row.expires_at,
+            amr=[str(method) for method in row.amr or []],
             current=row.id == current_session_id,
         )
         for row in rows
@@ -126,15 +137,7 @@ def sign_out_session(*, user: User, session_id: str, actor: str, ip: str | None)
     if session_id not in listed:
         raise NotFound("This session has already ended.", code="session_not_found")
     ended = _end([session_id])
-    audit_service.record(
-        action="session.revoked",
-        actor=actor,
-        user_id=user.id,
-        target=session_id,
-        ip=ip,
-        data={"sessions_ended": ended},
-    )
-    db.session.flush()
+    _audit_ended(user=user, target=session_id, ended=ended, actor=actor, ip=ip)
 
 
 def sign_out_others(*, user: User, keep_session_id: str, actor: str, ip: str | None) -> int:
@@ -149,16 +152,30 @@ def sign_out_others(*, user: User, keep_session_id: str, actor: str, ip: str | N
         else:
             others.append(view.id)
     ended = _end(others)
+    _audit_ended(user=user, target="others", ended=ended, actor=actor, ip=ip)
+    return ended
+
+
+def sign_out_everywhere(*, user: User, actor: str, ip: str | None) -> int:
+    """End every session of the user, each app's included, and so every access and
+    refresh token they hold (token_service.revoke_user_sessions: also one being minted
+    right now); audited `session.revoked` (target "all"). How many live sessions ended."""
+    ended = len(_flatten(live_sessions(user=user, current_session_id=None)))
+    token_service.revoke_user_sessions(user=user)
+    _audit_ended(user=user, target="all", ended=ended, actor=actor, ip=ip)
+    return ended
+
+
+def _audit_ended(*, user: User, target: str, ended: int, actor: str, ip: str | None) -> None:
     audit_service.record(
         action="session.revoked",
         actor=actor,
         user_id=user.id,
-        target="others",
+        target=target,
         ip=ip,
         data={"sessions_ended": ended},
     )
     db.session.flush()
-    return ended
 
 
 def reauthenticated(*, session_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base, TenantScoped, TimestampMixin, str32, str128, str255, user_foreign_key
@@ -66,6 +66,13 @@ class User(TenantScoped, TimestampMixin, Base):
     # tokens carry it, so one minted before the change is refused on the next request.
     scope_version: Mapped[int] = mapped_column(default=0, server_default="0")
     version: Mapped[int] = mapped_column(default=1)
+    # Moves on every change of what a profile view prints: the row, its policies, its linked
+    # identities, whoever writes them (ORM, Core, COPY, SQL by hand). On PostgreSQL database
+    # triggers set it from one sequence at every UPDATE (migration 3ad285f9be70), so a
+    # number is never given twice; the bearer check keeps each caller's view per worker
+    # under it (users.read_model.ViewCache). 0 means never numbered (a new row, and always
+    # on the embedded SQLite): such a view is never kept.
+    profile_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
     policies: Mapped[list[Policy]] = relationship(
         back_populates="user",

@@ -5,14 +5,24 @@ loading), which the bearer check extends with the caller's session.
 On PostgreSQL the policies and identities come as JSON aggregates inside that select, so a
 profile costs one round trip; other databases (the embedded SQLite) read them with two
 more small selects.
+
+On PostgreSQL a worker also keeps recently read views (ViewCache) under the row's
+`profile_version`, which database triggers move on every change of what a view prints
+(migration 3ad285f9be70): the bearer check then reads the revocation columns and that
+version only, and the whole view again only when the version moved. A row not updated
+since it was made has no number yet (0) and is read whole every time; the first update
+(a sign-in counts one) numbers it.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import ColumnElement, Select, bindparam, func, literal_column, select, type_coerce
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.types import JSON
@@ -30,6 +40,11 @@ IDENTITY_FIELDS = ("provider", "provider_user_id", "connection", "is_social", "p
 HIDDEN = frozenset({"password_hash"})
 JSON_COLUMNS = ("custom_scopes", "settings", "user_metadata", "app_metadata")
 JSON_KEYS = (*JSON_COLUMNS, "policies", "linked_identities")
+# Views kept per worker, least recently used dropped first: a view costs a few KB (its
+# columns, policies and identities), so this bounds the cache near 10 MB.
+VIEW_CACHE_SIZE = 2048
+# The profile_version of a row no trigger has numbered yet (see ViewCache.put).
+UNNUMBERED = 0
 
 
 class UserView:
@@ -126,3 +141,51 @@ def load_view(*, tenant_id: str, user_id: str) -> UserView | None:
     statement = _view_select(db.engine.dialect.name)
     values = prepared.fetch_one(statement, {"tenant_id": tenant_id, "user_id": user_id})
     return complete(values) if values is not None else None
+
+
+def views_are_versioned(dialect_name: str) -> bool:
+    """Whether the database moves `profile_version` on every change (the PostgreSQL
+    triggers); the embedded SQLite has none, so nothing may be kept there."""
+    return dialect_name == "postgresql"
+
+
+class ViewCache:
+    """Views of recently seen users by (tenant, user id), each as read at its
+    `profile_version`; thread-safe, least recently used dropped first. A view is only
+    ever replaced whole, never changed, so threads may share one."""
+
+    def __init__(self, size: int = VIEW_CACHE_SIZE) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._views: OrderedDict[tuple[str, str], UserView] = OrderedDict()
+
+    def get(self, tenant_id: str, user_id: str) -> UserView | None:
+        key = (tenant_id, user_id)
+        with self._lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+        return view
+
+    def put(self, view: UserView) -> None:
+        """Keep `view`; one never numbered (version 0: a row not updated since it was
+        made, which a user deleted and made again could share) drops the user's instead."""
+        key = (view.tenant_id, view.id)
+        with self._lock:
+            if view.profile_version == UNNUMBERED:
+                self._views.pop(key, None)
+                return
+            self._views[key] = view
+            self._views.move_to_end(key)
+            while len(self._views) > self.size:
+                self._views.popitem(last=False)
+
+
+def kept_views() -> ViewCache | None:
+    """This worker's kept views, or None where versions do not move (SQLite)."""
+    if not views_are_versioned(db.engine.dialect.name):
+        return None
+    views = current_app.extensions.get("gatehouse.views")
+    if views is None:
+        views = current_app.extensions.setdefault("gatehouse.views", ViewCache())
+    return views

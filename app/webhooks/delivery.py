@@ -21,16 +21,18 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 
 from app.audit import service as audit_service
 from app.core import redis_client, security
 from app.core.db import db, utcnow
-from app.core.jobs import delete_all_tenants, execute_all_tenants
+from app.core.sweeps import Cleanup, Count
 from app.webhooks import service, targets
 from app.webhooks.models import DELIVERED, FAILED, PENDING, WebhookEndpoint, WebhookMessage
 
@@ -157,9 +159,10 @@ def record(claimed: Claimed, outcome: Outcome) -> WebhookMessage | None:
     return message
 
 
-def due_messages_all_tenants(limit: int) -> list[tuple[str, str]]:
-    """(tenant id, message id) of pending messages whose attempt is due, oldest first:
-    retries, and messages whose queueing failed (broker down) or whose worker died."""
+def due_messages(now: datetime) -> Select[tuple[str, str]]:
+    """Select (tenant id, message id) of pending messages whose attempt is due, oldest
+    first: retries, and messages whose queueing failed (broker down) or whose worker died
+    (what the `webhooks` job sends, webhooks.tasks.DUE)."""
     # A few per endpoint at a time: one endpoint's backlog cannot fill the batch and hold
     # back every other tenant's retries.
     due = (
@@ -171,25 +174,31 @@ def due_messages_all_tenants(limit: int) -> list[tuple[str, str]]:
             .over(partition_by=WebhookMessage.endpoint_id, order_by=WebhookMessage.next_attempt_at)
             .label("place"),
         )
-        .where(WebhookMessage.status == PENDING, WebhookMessage.next_attempt_at <= utcnow())
+        .where(WebhookMessage.status == PENDING, WebhookMessage.next_attempt_at <= now)
         .subquery()
     )
-    rows = execute_all_tenants(
+    return (
         select(due.c.tenant_id, due.c.id)
         .where(due.c.place <= DUE_PER_ENDPOINT)
         .order_by(due.c.next_attempt_at)
-        .limit(limit)
     )
-    return [(tenant_id, message_id) for tenant_id, message_id in rows]
 
 
-def count_by_status_all_tenants() -> dict[str, int]:
-    """How many messages are in each state, across tenants (the metrics gauge)."""
-    rows = execute_all_tenants(
-        select(WebhookMessage.status, func.count()).group_by(WebhookMessage.status)
+def count_by_status(*, within: timedelta) -> dict[str, int]:
+    """How many of the current tenant's messages written `within` the time up to now are
+    in each state."""
+    since = utcnow() - within
+    rows = db.session.execute(
+        select(WebhookMessage.status, func.count(WebhookMessage.id))
+        .where(WebhookMessage.created_at >= since)
+        .group_by(WebhookMessage.status)
     )
+    return _by_status(rows)
+
+
+def _by_status(rows: Iterable[Any]) -> dict[str, int]:
     counts = {PENDING: 0, DELIVERED: 0, FAILED: 0}
-    counts.update({status: count for status, count in rows})
+    counts.update({status: int(count) for status, count in rows})
     return counts
 
 
@@ -207,15 +216,15 @@ def next_due_for(endpoint_id: str) -> str | None:
     )
 
 
-def purge_old_all_tenants(*, batch_size: int) -> int:
-    """Delete delivered and failed messages older than WEBHOOK_RETENTION_DAYS."""
-    before = utcnow() - timedelta(days=current_app.config["WEBHOOK_RETENTION_DAYS"])
-    return delete_all_tenants(
-        WebhookMessage,
-        WebhookMessage.status != PENDING,
-        WebhookMessage.created_at < before,
-        batch_size=batch_size,
-    )
+def _old(now: datetime) -> ColumnElement[bool]:
+    before = now - timedelta(days=current_app.config["WEBHOOK_RETENTION_DAYS"])
+    return (WebhookMessage.status != PENDING) & (WebhookMessage.created_at < before)
+
+
+# What the periodic jobs sweep across tenants (core.sweeps runs them): delivered and failed
+# messages older than WEBHOOK_RETENTION_DAYS; the /metrics gauge of messages by state.
+OLD_MESSAGES = Cleanup("old webhook messages", WebhookMessage, _old)
+BY_STATUS = Count(WebhookMessage.status, (PENDING, DELIVERED, FAILED))
 
 
 def take_slot(claimed: Claimed) -> bool:

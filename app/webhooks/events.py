@@ -44,6 +44,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "session.revoked",
     "application.created",
     "application.deleted",
+    "application.secret_rotated",
 )
 TEST_EVENT = "webhook.test"  # sent by POST …/test to one endpoint, whatever it subscribes to
 
@@ -61,6 +62,7 @@ _FROM_AUDIT: dict[str, str] = {
     "session.revoked": "session.revoked",
     "application.created": "application.created",
     "application.deleted": "application.deleted",
+    "application.secret_rotated": "application.secret_rotated",
 }
 
 UserPresenter = Callable[[User], dict[str, Any]]

@@ -9,8 +9,10 @@ import logging
 from celery import Task, shared_task
 from flask import current_app
 
+from app.core import sweeps
 from app.core.db import db
-from app.core.jobs import run_in_batches, send_each, send_task, tenant_task
+from app.core.jobs import send_task, tenant_task
+from app.core.sweeps import Requeue
 from app.webhooks import delivery
 from app.webhooks.models import PENDING
 
@@ -75,18 +77,20 @@ def deliver(self: Task, tenant_id: str, message_id: str) -> str:
     return message.status
 
 
+# Messages the `webhooks` job sends, whichever tenant's (core.sweeps runs it).
+DUE = Requeue("webhook messages", delivery.due_messages, deliver, limit=DUE_BATCH)
+
+
 @shared_task(name="webhooks.dispatch_due")
 def dispatch_due() -> int:
     """Queue an attempt for every message that came due and is not being attempted."""
-    return send_each(deliver, delivery.due_messages_all_tenants(DUE_BATCH), "webhook messages")
+    return sweeps.send_again(DUE)
 
 
 @shared_task(name="webhooks.cleanup_messages")
 def cleanup_messages() -> int:
     """Delete old delivered and failed messages in bounded batches."""
-    return run_in_batches(
-        delivery.purge_old_all_tenants, batch_size=current_app.config["CLEANUP_BATCH_SIZE"]
-    )
+    return sweeps.clean(delivery.OLD_MESSAGES)
 
 
 def _later(tenant_id: str, message_id: str, seconds: float) -> None:

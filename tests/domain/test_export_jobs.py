@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from app.core import security
+from app.core import security, sweeps
 from app.core.db import db
 from app.core.tenancy import tenant_scope
 from app.periodic import run_job
 from app.portability import exports, jobs
+from app.portability import tasks as portability_tasks
 from app.portability.models import TransferJob
 from app.users import service as user_service
 from tests import factories
@@ -234,8 +235,7 @@ def test_link_expires_and_old_exports_are_deleted(deployment):
     assert_surface_error(download(client, url), 403, "management", "download_link_expired")
 
     with app.app_context():
-        assert exports.purge_expired_all_tenants(batch_size=10) == 1
-        db.session.commit()
+        assert sweeps.clean(exports.EXPIRED) == 1
         with tenant_scope(handle.id):
             assert db.session.get(TransferJob, job_id) is None
             assert user_service.get_user("p0").email == "p0@example.com"
@@ -251,11 +251,11 @@ def test_a_lost_export_is_requeued_by_the_periodic_job(app, celery_worker, tenan
         db.session.commit()
     fresh = start(app, tenant.id, format="json")
     with app.app_context():
-        assert exports.stale_exports_all_tenants() == [(tenant.id, job_id)]
+        assert sweeps.due(portability_tasks.STALE_EXPORTS) == [(tenant.id, job_id)]
         results = run_job("requeue-stuck")
     assert results["portability.requeue_stale_exports"] == 1
     job, url = finished(app, tenant.id, job_id)
     assert job.status == "completed" and job.total == 1 and url is not None
     assert finished(app, tenant.id, fresh)[0].status == "completed"
     with app.app_context():
-        assert exports.stale_exports_all_tenants() == []
+        assert sweeps.due(portability_tasks.STALE_EXPORTS) == []

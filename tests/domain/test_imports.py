@@ -18,11 +18,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.audit.models import AuditEvent
+from app.core import sweeps
 from app.core.db import db, utcnow
 from app.core.tenancy import tenant_scope
 from app.credentials.models import MfaEnrolment
 from app.periodic import run_job
 from app.portability import imports, jobs, sources
+from app.portability import tasks as portability_tasks
 from app.portability.models import TransferJob
 from app.portability.records import FileError, Rejected, UserRecord
 from app.tenants.models import Tenant
@@ -423,7 +425,7 @@ def test_the_periodic_requeue_runs_a_stale_job_on_the_worker(
         job.status, job.heartbeat_at = "processing", utcnow() - timedelta(minutes=10)
         jobs.lock_job(fresh).heartbeat_at = utcnow()
         db.session.commit()
-        found = imports.stale_imports_all_tenants()
+        found = sweeps.due(portability_tasks.STALE_IMPORTS)
     assert (tenant.id, stale) in found and (tenant.id, fresh) not in found
     with app.app_context():
         results = run_job("requeue-stuck")
@@ -443,11 +445,11 @@ def test_import_stale_seconds_sets_when_a_silent_job_is_queued_again(
         db.session.commit()
     with app.app_context():
         assert app.config["IMPORT_STALE_SECONDS"] == 300  # the default: 20 s is not stale
-        assert (tenant.id, silent) not in imports.stale_imports_all_tenants()
+        assert (tenant.id, silent) not in sweeps.due(portability_tasks.STALE_IMPORTS)
         monkeypatch.setitem(app.config, "IMPORT_STALE_SECONDS", 10)
-        assert (tenant.id, silent) in imports.stale_imports_all_tenants()
+        assert (tenant.id, silent) in sweeps.due(portability_tasks.STALE_IMPORTS)
         monkeypatch.setitem(app.config, "IMPORT_STALE_SECONDS", 30)
-        assert (tenant.id, silent) not in imports.stale_imports_all_tenants()
+        assert (tenant.id, silent) not in sweeps.due(portability_tasks.STALE_IMPORTS)
 
 
 def test_an_api_job_writing_meanwhile_is_seen_by_the_cli_import(

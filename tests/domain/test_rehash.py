@@ -22,7 +22,6 @@ from app.audit.models import AuditEvent
 from app.core import security
 from app.core.db import db, independent_write
 from app.core.redact import REDACTED, RedactingFilter, redact_text
-from app.core.security import password_formats
 from app.core.tenancy import tenant_scope
 from app.credentials import foreign_hashes
 from app.users import passwords
@@ -97,7 +96,7 @@ def test_the_audit_names_each_format_without_the_hash(stored: str, scheme: str, 
     assert security.password_needs_rehash(stored)
     assert security.foreign_hash_origin(stored) == (scheme, weak)
     assert foreign_hashes.is_weak(stored) is weak
-    assert password_formats.scheme(stored) == scheme
+    assert security.foreign_hash_scheme(stored) == scheme
 
 
 def test_our_own_and_malformed_hashes_have_no_origin() -> None:

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.core.db import db
-from app.core.security.password_formats import firebase_scrypt
+from app.core.security import firebase_scrypt
 from app.core.tenancy import tenant_scope
 from app.users.models import Identity, User
 from tests.factories import PASSWORD, TenantHandle, count_users, sign_in

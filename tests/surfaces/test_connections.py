@@ -17,6 +17,7 @@ from app.connections import service as connection_service
 from app.core.db import db
 from app.core.tenancy import tenant_scope
 from tests import factories
+from tests.oauth_support import audit_events
 
 CONNECTIONS = "/api/v2/connections"
 DATABASE = "Username-Password-Authentication"
@@ -413,3 +414,23 @@ def test_another_tenants_connection_is_404(client, tenant, other_tenant):
         DATABASE
     ]
     assert client.get(url, headers=auth(other_tenant)).get_json() == theirs
+
+
+def test_connection_changes_are_audited_without_the_secret(client, tenant):
+    connection_id = created(client, tenant, name="audited-sso")["id"]
+    changed = client.patch(
+        f"{CONNECTIONS}/{connection_id}",
+        json={"display_name": "Audited"},
+        headers=auth(tenant),
+    )
+    assert changed.status_code == 200
+    assert client.delete(f"{CONNECTIONS}/{connection_id}", headers=auth(tenant)).status_code == 204
+    seen = []
+    for action in ("connection.created", "connection.updated", "connection.deleted"):
+        events = audit_events(client, tenant.headers, action)
+        assert [e["target"] for e in events] == [connection_id], action
+        assert events[0]["data"]["name"] == "audited-sso"
+        assert events[0]["actor"].startswith("api_key:")
+        seen.extend(events)
+    assert seen[1]["data"]["changed"] == ["display_name"]
+    assert SECRET not in str(seen)

@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import factories
+from tests.browser_support import csp_violations
 from tests.factories import TenantHandle
 from tests.postmark_fake import FakePostmark
 from tests.surfaces.hosted_pages import PAGES, VIEWPORT, HostedPage, Scene
@@ -55,11 +56,7 @@ def test_every_hosted_page_passes_axe(
         viewport=VIEWPORT, locale=hosted.locale, color_scheme=hosted.color_scheme
     )
     page = context.new_page()
-    csp_errors: list[str] = []
-    page.on(
-        "console",
-        lambda msg: csp_errors.append(msg.text) if "Content Security Policy" in msg.text else None,
-    )
+    csp_errors = csp_violations(page)
     try:
         scene = Scene(
             app, client, live_server, callback_server, mail_tenant, page, postmark, monkeypatch

@@ -8,6 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.factories import TenantHandle
+from tests.oauth_support import audit_events
 
 
 def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str, str]) -> None:
@@ -24,6 +25,7 @@ def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str
         "password_policy": {"block_common": False},
         "signup_fields": ["name"],
         "mfa_required": True,
+        "console_require_mfa": True,
         "branding": {"display_name": "Acme", "primary_color": "#0a5f3c"},
     }
     r = client.post("/tenants", json={"name": "Acme", "settings": settings}, headers=root_headers)
@@ -44,6 +46,7 @@ def test_create_tenant_with_settings(client: FlaskClient, root_headers: dict[str
         "password_policy": {"min_length": 12, "block_common": False},
         "signup_fields": ["name"],
         "mfa_required": True,
+        "console_require_mfa": True,
         "branding": {
             "display_name": "Acme",
             "logo_url": None,
@@ -72,6 +75,7 @@ def test_tenant_defaults(client: FlaskClient, root_headers: dict[str, str]) -> N
         "password_policy": {"min_length": 8, "block_common": True},
         "signup_fields": [],
         "mfa_required": False,
+        "console_require_mfa": False,
         "branding": {
             "display_name": None,
             "logo_url": None,
@@ -331,3 +335,24 @@ def test_openapi_and_docs_served_without_external_hosts(client: FlaskClient) -> 
         asset = client.get(url)
         assert asset.status_code == 200, url
         assert len(asset.data) > 1000
+
+
+def test_api_key_creation_and_revocation_are_audited_once(
+    client: FlaskClient, root_headers: dict[str, str], tenant: TenantHandle
+) -> None:
+    issued = client.post(
+        f"/tenants/{tenant.id}/api-keys",
+        json={"name": "audited", "scopes": ["read:users"]},
+        headers=root_headers,
+    ).get_json()
+    for _ in range(2):  # the second revocation changes nothing, so records nothing
+        revoked = client.delete(
+            f"/tenants/{tenant.id}/api-keys/{issued['id']}", headers=root_headers
+        )
+        assert revoked.status_code == 204
+    for action in ("api_key.created", "api_key.revoked"):
+        # (the fixture's own key, made by the service with no actor, is "system")
+        events = [e for e in audit_events(client, tenant.headers, action) if e["actor"] != "system"]
+        assert [(e["target"], e["actor"]) for e in events] == [(issued["id"], "root")], action
+        assert events[0]["data"] == {"name": "audited", "scopes": ["read:users"]}
+        assert issued["key"] not in str(events)

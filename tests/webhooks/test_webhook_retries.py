@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app.core import redis_client
+from app.core import redis_client, sweeps
 from app.core.db import db
 from app.core.jobs import send_task
 from app.core.tenancy import tenant_scope
@@ -449,7 +449,7 @@ def test_a_message_whose_worker_died_is_sent_again_with_the_same_id(
         assert delivery.claim(message_id) is not None
         db.session.commit()
     with app.app_context():
-        due = delivery.due_messages_all_tenants(100)
+        due = sweeps.due(tasks.DUE)
     assert (webhooks.tenant.id, message_id) not in due  # not while its lease runs
     leased = webhooks.message(endpoint["id"], message_id)
     assert (leased["status"], leased["attempts"]) == ("pending", 0)

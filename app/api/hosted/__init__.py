@@ -102,18 +102,21 @@ def render_error_page(exc: Exception) -> Response:
         )
     else:
         response = page("error.html", err.status, message=page_message(err), code=err.code)
+    return with_error_headers(response, err)
+
+
+def with_error_headers(response: Response, err: AppError) -> Response:
+    """An error page with the error's headers (Retry-After), but no WWW-Authenticate: a
+    page is no API challenge."""
     for name, value in err.headers.items():
-        if name != "WWW-Authenticate":  # a page is no API challenge
+        if name != "WWW-Authenticate":
             response.headers[name] = value
     return response
 
 
 @blp.after_request
 def page_headers(response: Response) -> Response:
-    browser.set_csrf_cookie(response)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+    return browser.finish_page(response, SECURITY_HEADERS)
 
 
 # Importing the route modules registers their routes on blp (after blp exists).

@@ -12,6 +12,7 @@ that comes back without its cookie says so rather than "expired"."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, current_app, g, request
@@ -39,16 +40,18 @@ def _secure() -> bool:
     return bool(current_app.config["LOGIN_COOKIE_SECURE"])
 
 
-def _cookie_name(name: str) -> str:
+def cookie_name(name: str) -> str:
     """A cookie's name: `__Host-` prefixed when the cookies are Secure."""
     return f"{HOST_PREFIX}{name}" if _secure() else name
 
 
 def csrf_cookie() -> str:
-    return _cookie_name(CSRF_COOKIE)
+    return cookie_name(CSRF_COOKIE)
 
 
-def _set_cookie(response: Response, name: str, value: str, max_age: int | None) -> None:
+def set_cookie(response: Response, name: str, value: str, max_age: int | None) -> None:
+    """Set an HttpOnly, SameSite=Lax cookie, Secure as LOGIN_COOKIE_SECURE says (`name`
+    as cookie_name() gives it)."""
     # Path=/ and no Domain: what the __Host- prefix requires.
     response.set_cookie(
         name, value, max_age=max_age, path="/", secure=_secure(), httponly=True, samesite="Lax"
@@ -110,7 +113,16 @@ def check_csrf(token: str | None) -> None:
 
 def set_csrf_cookie(response: Response) -> None:
     if g.get("csrf_new"):
-        _set_cookie(response, csrf_cookie(), g.csrf_value, None)
+        set_cookie(response, csrf_cookie(), g.csrf_value, None)
+
+
+def finish_page(response: Response, headers: Mapping[str, str]) -> Response:
+    """Every page's last step (the hosted pages', the console's): the CSRF cookie when it
+    is new, and the page's security headers unless the view set its own."""
+    set_csrf_cookie(response)
+    for name, value in headers.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def seal(purpose: str, payload: dict[str, Any], *, once: bool = False) -> str:
@@ -159,7 +171,7 @@ def unseal(
 
 
 def session_cookie(tenant_id: str) -> str:
-    return _cookie_name(f"{SESSION_COOKIE_PREFIX}{tenant_id}")
+    return cookie_name(f"{SESSION_COOKIE_PREFIX}{tenant_id}")
 
 
 def read_session(tenant_id: str | None) -> str | None:
@@ -184,7 +196,7 @@ def read_session(tenant_id: str | None) -> str | None:
 def all_sessions() -> dict[str, str]:
     """Every sign-in session cookie of this browser: tenant id → session id."""
     found = {}
-    prefix = _cookie_name(SESSION_COOKIE_PREFIX)
+    prefix = cookie_name(SESSION_COOKIE_PREFIX)
     for name in request.cookies:
         tenant_id = name.removeprefix(prefix)
         if name.startswith(prefix) and _TENANT.fullmatch(tenant_id):
@@ -196,26 +208,29 @@ def all_sessions() -> dict[str, str]:
 
 def keep_session(response: Response, tenant_id: str, session_id: str) -> None:
     value = security.signed_dumps(_secret(), "login-session", {"tid": tenant_id, "sid": session_id})
-    _set_cookie(response, session_cookie(tenant_id), value, current_app.config["LOGIN_SESSION_TTL"])
+    set_cookie(response, session_cookie(tenant_id), value, current_app.config["LOGIN_SESSION_TTL"])
+
+
+def forget_cookie(response: Response, name: str) -> None:
+    """Delete a cookie set by set_cookie (`name` as cookie_name() gives it)."""
+    response.delete_cookie(name, path="/", secure=_secure(), httponly=True, samesite="Lax")
 
 
 def forget_session(response: Response, tenant_id: str) -> None:
-    response.delete_cookie(
-        session_cookie(tenant_id), path="/", secure=_secure(), httponly=True, samesite="Lax"
-    )
+    forget_cookie(response, session_cookie(tenant_id))
 
 
 FEDERATION_COOKIE = "gh_fed"
 
 
 def federation_cookie() -> str:
-    return _cookie_name(FEDERATION_COOKIE)
+    return cookie_name(FEDERATION_COOKIE)
 
 
 def keep_federation(response: Response, pending: str, max_age: int) -> None:
     """Keep a sign-in pending at another provider (app.federation's sealed value): Lax,
     so the provider's redirect back (a top-level GET) brings it."""
-    _set_cookie(response, federation_cookie(), pending, max_age)
+    set_cookie(response, federation_cookie(), pending, max_age)
 
 
 def read_federation() -> str | None:
@@ -223,6 +238,4 @@ def read_federation() -> str | None:
 
 
 def forget_federation(response: Response) -> None:
-    response.delete_cookie(
-        federation_cookie(), path="/", secure=_secure(), httponly=True, samesite="Lax"
-    )
+    forget_cookie(response, federation_cookie())

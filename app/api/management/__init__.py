@@ -34,6 +34,7 @@ _ERROR_CODES = {
     "connection_exists": "connection_conflict",
     "database_connection_readonly": "operation_not_supported",
     "file_too_large": "payload_too_large",
+    "invalid_range": "invalid_query_string",
 }
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -92,6 +93,8 @@ from app.api.management import (  # noqa: E402,F401
     identity_routes,
     job_routes,
     routes,
+    session_routes,
+    stats_routes,
 )
 
 __all__ = ["ErrorSchema", "blp", "render_error"]

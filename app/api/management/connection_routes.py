@@ -111,7 +111,9 @@ def create_connection(body: dict[str, Any]) -> dict[str, Any]:
     windowslive, apple, oauth2 or github); its client secret is stored encrypted and never
     answered"""
     body.pop("is_domain_connection", None)
-    connection = connection_service.create_connection(known_clients=_known_clients(), **body)
+    connection = connection_service.create_connection(
+        known_clients=_known_clients(), actor=current_principal(), **body
+    )
     return _view(connection)
 
 
@@ -138,7 +140,7 @@ def update_connection(body: dict[str, Any], connection_id: str) -> dict[str, Any
     database connection cannot be changed: 400 operation_not_supported"""
     body.pop("is_domain_connection", None)
     connection = connection_service.update_connection(
-        connection_id, fields=body, known_clients=_known_clients()
+        connection_id, fields=body, known_clients=_known_clients(), actor=current_principal()
     )
     return _view(connection)
 
@@ -150,4 +152,4 @@ def update_connection(body: dict[str, Any], connection_id: str) -> dict[str, Any
 def delete_connection(connection_id: str) -> None:
     """Delete a connection. The database connection cannot be deleted: 400
     operation_not_supported"""
-    connection_service.delete_connection(connection_id)
+    connection_service.delete_connection(connection_id, actor=current_principal())

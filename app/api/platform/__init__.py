@@ -1,6 +1,7 @@
 """The platform surface: tenants and API keys (root key), registered applications (root
-key or `manage:applications`), webhooks (root key or `manage:webhooks`), health and
-readiness."""
+key or `manage:applications`), webhooks (root key or `manage:webhooks`), console members
+(root key or `manage:console`), audit events and their CSV export, delivery health, health
+and readiness."""
 
 from app.core.errors import DefaultErrorSchema as ErrorSchema
 from app.core.errors import render_default as render_error
@@ -15,6 +16,8 @@ blp = Blueprint(
 
 from app.api.platform import (  # noqa: E402,F401  (registers routes)
     application_routes,
+    console_routes,
+    delivery_routes,
     routes,
     webhook_routes,
 )

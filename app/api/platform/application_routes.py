@@ -59,6 +59,19 @@ def patch_application(body: dict[str, Any], tenant_id: str, client_id: str) -> A
     )
 
 
+@blp.route("/tenants/<tenant_id>/applications/<client_id>/rotate-secret", methods=["POST"])
+@root_or_tenant_key(SCOPE)
+@blp.response(200, IssuedApplicationSchema)
+@blp.errors(409)
+def rotate_application_secret(
+    tenant_id: str, client_id: str
+) -> application_service.IssuedApplication:
+    """Rotate a confidential application's client secret (the new one is shown only here)"""
+    return application_service.rotate_secret(
+        tenant_id=tenant_id, client_id=client_id, actor=current_principal()
+    )
+
+
 @blp.route("/tenants/<tenant_id>/applications/<client_id>", methods=["DELETE"])
 @root_or_tenant_key(SCOPE)
 @blp.response(204)

@@ -7,10 +7,21 @@ from typing import Any
 
 from flask import current_app, g
 
-from app.api.auth import client_ip, public, requires, root_only, root_only_in_path_tenant
+from app.api.auth import (
+    client_ip,
+    current_principal,
+    public,
+    requires,
+    root_only,
+    root_only_in_path_tenant,
+)
+from app.api.csv_text import csv_text
 from app.api.platform import blp
 from app.api.platform.schemas import (
+    AUDIT_CSV_COLUMNS,
     ApiKeySchema,
+    AuditEventSchema,
+    AuditExportQuerySchema,
     AuditPageSchema,
     AuditQuerySchema,
     CreateApiKeySchema,
@@ -100,7 +111,10 @@ def patch_tenant(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
 def create_api_key(body: dict[str, Any], tenant_id: str) -> tenant_service.IssuedKey:
     """Create an API key (the key is shown only in this answer)"""
     return tenant_service.issue_api_key(
-        tenant_id=tenant_id, name=body.get("name"), scopes=body.get("scopes")
+        tenant_id=tenant_id,
+        name=body.get("name"),
+        scopes=body.get("scopes"),
+        actor=current_principal(),
     )
 
 
@@ -117,7 +131,7 @@ def list_api_keys(tenant_id: str) -> list[ApiKey]:
 @blp.response(204)
 def revoke_api_key(tenant_id: str, key_id: str) -> None:
     """Revoke an API key"""
-    tenant_service.revoke_api_key(tenant_id=tenant_id, key_id=key_id)
+    tenant_service.revoke_api_key(tenant_id=tenant_id, key_id=key_id, actor=current_principal())
 
 
 @blp.route("/audit-events", methods=["GET"])
@@ -125,8 +139,29 @@ def revoke_api_key(tenant_id: str, key_id: str) -> None:
 @blp.arguments(AuditQuerySchema, location="query")
 @blp.response(200, AuditPageSchema)
 def list_audit_events(query: dict[str, Any]) -> Page[Any]:
-    """List the tenant's audit events, newest first (filter by user_id, action)"""
+    """List the tenant's audit events, newest first (filter by user_id, action, actor, time)"""
     return audit_service.list_events(**query)
+
+
+@blp.route("/audit-events.csv", methods=["GET"])
+@requires("read:audit", user_arg=None)
+@blp.arguments(AuditExportQuerySchema, location="query")
+@blp.response(
+    200,
+    {"type": "string"},
+    content_type="text/csv; charset=utf-8",
+    description="The filtered events, newest first, `limit` of them (at most 10,000); "
+    "`X-Next-Cursor` (when present) is the `cursor` that continues",
+    headers={"X-Next-Cursor": {"schema": {"type": "string"}, "description": "more follow"}},
+)
+def export_audit_events(query: dict[str, Any]) -> tuple[str, int, dict[str, str]]:
+    """Export the tenant's audit events as CSV (the same filters as the list)"""
+    page = audit_service.list_events(**query, most=audit_service.EXPORT_MAX_ROWS)
+    headers = {"Content-Disposition": 'attachment; filename="audit-events.csv"'}
+    if page.next_cursor:
+        headers["X-Next-Cursor"] = page.next_cursor
+    rows = AuditEventSchema(many=True).dump(page.items)
+    return csv_text(AUDIT_CSV_COLUMNS, rows), 200, headers
 
 
 @blp.route("/healthz", methods=["GET"])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import marshmallow as ma
 
 from app.api.fields import IsoDateTime, OutputSchema, ScopeName, StrictBoolean, StrictSchema
+from app.audit.service import EXPORT_MAX_ROWS
 from app.core.scopes import KEY_SCOPES
 
 HOST_REGEX = r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?\Z"
@@ -87,6 +90,9 @@ class TenantSettingsInSchema(StrictSchema):
     mfa_required = StrictBoolean(
         metadata={"description": "every sign-in needs a second factor (enrolled in place)"}
     )
+    console_require_mfa = StrictBoolean(
+        metadata={"description": "the admin console admits only sign-ins with a second factor"}
+    )
     branding = ma.fields.Nested(BrandingInSchema)
 
 
@@ -103,6 +109,7 @@ class TenantSettingsOutSchema(OutputSchema):
     password_policy = ma.fields.Nested(PasswordPolicyOutSchema)
     signup_fields = ma.fields.List(ma.fields.String())
     mfa_required = ma.fields.Boolean()
+    console_require_mfa = ma.fields.Boolean()
     branding = ma.fields.Nested(BrandingOutSchema)
 
 
@@ -164,11 +171,35 @@ class HealthSchema(OutputSchema):
     checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String())
 
 
-class AuditQuerySchema(StrictSchema):
+def _moment(name: str, description: str) -> ma.fields.AwareDateTime:
+    return ma.fields.AwareDateTime(
+        default_timezone=UTC,
+        data_key=name,
+        metadata={"description": f"ISO 8601 time (UTC unless it names a zone), {description}"},
+    )
+
+
+class AuditFilterSchema(StrictSchema):
+    """The filters of the audit log, its CSV export's too; a cursor continues the same set."""
+
     user_id = ma.fields.String(validate=ma.validate.Length(min=1, max=128))
     action = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
-    limit = ma.fields.Integer(validate=ma.validate.Range(min=1, max=100))
+    actor = ma.fields.String(validate=ma.validate.Length(min=1, max=255))
+    since = _moment("from", "inclusive")
+    until = _moment("to", "exclusive")
     cursor = ma.fields.String(validate=ma.validate.Length(max=512))
+
+
+class AuditQuerySchema(AuditFilterSchema):
+    limit = ma.fields.Integer(validate=ma.validate.Range(min=1, max=100))
+
+
+class AuditExportQuerySchema(AuditFilterSchema):
+    limit = ma.fields.Integer(
+        load_default=EXPORT_MAX_ROWS,
+        validate=ma.validate.Range(min=1, max=EXPORT_MAX_ROWS),
+        metadata={"description": f"rows in this answer (at most {EXPORT_MAX_ROWS}, the default)"},
+    )
 
 
 class AuditEventSchema(OutputSchema):
@@ -180,6 +211,9 @@ class AuditEventSchema(OutputSchema):
     ip = ma.fields.String(allow_none=True)
     created_at = IsoDateTime()
     data = ma.fields.Dict()
+
+
+AUDIT_CSV_COLUMNS = tuple(AuditEventSchema().fields)
 
 
 class AuditPageSchema(OutputSchema):
