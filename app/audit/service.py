@@ -96,41 +96,6 @@ def listen(listener: AuditListener) -> None:
         _LISTENERS.append(listener)
 
 
-def _event(
-    *,
-    action: str,
-    actor: str,
-    user_id: str | None,
-    target: str | None,
-    ip: str | None,
-    data: dict[str, Any] | None,
-    at: datetime | None,
-) -> AuditEvent:
-    if action not in ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}")
-    data = data or {}
-    leaked = _FORBIDDEN_DATA_KEYS & set(data)
-    if leaked:
-        raise ValueError(f"audit data must not hold {sorted(leaked)}")
-    return AuditEvent(
-        id=security.random_hex(16),
-        action=action,
-        actor=actor,
-        user_id=user_id,
-        target=target,
-        ip=ip,
-        data=data,
-        created_at=at or utcnow(),
-    )
-
-
-def _announce(event: AuditEvent, session: Session) -> None:
-    for listener in _LISTENERS:
-        listener(event, session)
-    if event.action in _SIGNIN_ACTIONS:
-        metrics.count_signin(event.action == "user.signed_in")
-
-
 def record(
     *,
     action: str,
@@ -141,37 +106,38 @@ def record(
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
     session: Session | None = None,
+    written_by_caller: bool = False,
 ) -> AuditEvent:
     """Add one audit event to the current transaction (tenant from the current scope), or
-    to `session` (an `independent_write()`: kept even if the request then fails)."""
-    event = _event(
-        action=action, actor=actor, user_id=user_id, target=target, ip=ip, data=data, at=at
-    )
-    (session or db.session).add(event)
-    _announce(event, session or db.session)
-    return event
+    to `session` (an `independent_write()`: kept even if the request then fails).
 
-
-def record_written_by_caller(
-    *,
-    action: str,
-    actor: str,
-    user_id: str | None = None,
-    target: str | None = None,
-    ip: str | None = None,
-    data: dict[str, Any] | None = None,
-    at: datetime | None = None,
-) -> AuditEvent:
-    """One audit event whose row the caller inserts itself, in the very statement that
-    makes the change (a sign-in's one write, app.tokens.login): checked as `record`
-    checks, and handed to the listeners now, in the request's unit of work. What they
-    write there (the webhooks' outbox rows) opens its transaction, and the caller's
-    statement then joins it (core.prepared.write), so the two commit together. The event
-    is not added to any session: the caller must write its columns."""
-    event = _event(
-        action=action, actor=actor, user_id=user_id, target=target, ip=ip, data=data, at=at
+    `written_by_caller`: the event goes into no session; the caller inserts its row in the
+    very statement that makes the change (a sign-in's one write, app.tokens.login). It is
+    checked and handed to the listeners all the same, now, in the request's unit of work:
+    what they write there (the webhooks' outbox rows) opens its transaction, and the
+    caller's statement then joins it (core.prepared.write), so the two commit together."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    data = data or {}
+    leaked = _FORBIDDEN_DATA_KEYS & set(data)
+    if leaked:
+        raise ValueError(f"audit data must not hold {sorted(leaked)}")
+    event = AuditEvent(
+        id=security.random_hex(16),
+        action=action,
+        actor=actor,
+        user_id=user_id,
+        target=target,
+        ip=ip,
+        data=data,
+        created_at=at or utcnow(),
     )
-    _announce(event, db.session)
+    if not written_by_caller:
+        (session or db.session).add(event)
+    for listener in _LISTENERS:
+        listener(event, session or db.session)
+    if action in _SIGNIN_ACTIONS:
+        metrics.count_signin(action == "user.signed_in")
     return event
 
 

@@ -25,9 +25,8 @@ from app.core import prepared
 from app.core.db import db, utcnow
 from app.core.tenancy import current_tenant_id
 from app.tenants.models import Tenant
-from app.tokens.claims import session_scopes
 from app.tokens.models import AuthSession, RefreshToken
-from app.tokens.service import TokenSet, is_offline, mint, new_session, refresh_row
+from app.tokens.service import TokenSet, is_offline, mint, refresh_row, start_session
 from app.users.models import User
 
 USER = User.__table__
@@ -148,7 +147,7 @@ def sign_in(
     then written in one statement. None when the user was blocked, deleted or had its
     sessions revoked since it was read: nothing was written, the tokens are dropped."""
     now = utcnow()
-    session = new_session(
+    session = start_session(
         user=user,
         tenant=tenant,
         now=now,
@@ -157,18 +156,19 @@ def sign_in(
         amr=amr,
         ip=ip,
         user_agent=user_agent,
+        added=False,
     )
-    granted = scope if scope is not None else session_scopes(user, session)
-    access, signed_id_token, ttl = mint(
-        user=user, tenant=tenant, session=session, now=now, granted=granted, id_token=id_token
+    access, signed_id_token, ttl, granted = mint(
+        user=user, tenant=tenant, session=session, now=now, scope=scope, id_token=id_token
     )
-    event = audit_service.record_written_by_caller(
+    event = audit_service.record(
         action="user.signed_in",
         actor=f"user:{user.id}",
         user_id=user.id,
         ip=ip,
         data={"method": method, **(audit_data or {})},
         at=now,
+        written_by_caller=True,
     )
     params: dict[str, Any] = {
         "of_tenant": current_tenant_id(),

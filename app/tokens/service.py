@@ -133,7 +133,7 @@ def session_expiry(tenant: Tenant, now: datetime) -> datetime:
     return now + timedelta(seconds=max(_refresh_ttl(tenant), access_ttl(tenant)))
 
 
-def new_session(
+def start_session(
     *,
     user: User,
     tenant: Tenant,
@@ -142,23 +142,25 @@ def new_session(
     auth_time: datetime | None = None,
     expires_at: datetime | None = None,
     scope: list[str] | None = None,
+    into: Session | None = None,
     amr: list[str] | None = None,
     parent_id: str | None = None,
     ip: str | None = None,
     user_agent: str | None = None,
+    added: bool = True,
 ) -> AuthSession:
-    """A new sign-in session (refresh family) of `user`, under its current generation, not
-    yet added to any unit of work (start_session adds it; a sign-in's one write inserts
-    it itself, app.tokens.login). `auth_time` is when the user entered a password (now
-    unless a browser sign-in session carried it over), `client_id` the registered
-    application it is for and `scope` what that application was granted
-    (application_scopes); refreshes never widen it. `amr` says how the user authenticated
-    (OIDC amr: pwd, otp, hwk, swk, mfa), `parent_id` names the browser sign-in session an
-    application's session was issued through (ending that one ends this one), `ip` and
-    `user_agent` where it began (the account page lists them)."""
+    """A new sign-in session (refresh family) of `user`, under its current generation;
+    `auth_time` is when the user entered a password (now unless a browser sign-in session
+    carried it over), `client_id` the registered application it is for and `scope` what
+    that application was granted (application_scopes); refreshes never widen it. `into`
+    is the unit of work to add it to (the request's unless given; with `added` False,
+    none: a sign-in's one write inserts it itself, app.tokens.login). `amr` says how the
+    user authenticated (OIDC amr: pwd, otp, hwk, swk, mfa), `parent_id` names the browser
+    sign-in session an application's session was issued through (ending that one ends
+    this one), `ip` and `user_agent` where it began (the account page lists them)."""
     if client_id is not None and scope is None:
         raise ValueError("an application's session needs the scopes it was granted")
-    return AuthSession(
+    session = AuthSession(
         id=security.random_hex(16),
         tenant_id=user.tenant_id,
         user_id=user.id,
@@ -174,39 +176,8 @@ def new_session(
         user_agent=user_agent[:255] if user_agent else None,
         last_seen_at=now,
     )
-
-
-def start_session(
-    *,
-    user: User,
-    tenant: Tenant,
-    now: datetime,
-    client_id: str | None = None,
-    auth_time: datetime | None = None,
-    expires_at: datetime | None = None,
-    scope: list[str] | None = None,
-    into: Session | None = None,
-    amr: list[str] | None = None,
-    parent_id: str | None = None,
-    ip: str | None = None,
-    user_agent: str | None = None,
-) -> AuthSession:
-    """A new sign-in session of `user` (see new_session), added to `into`, the unit of
-    work to add it to (the request's unless given)."""
-    session = new_session(
-        user=user,
-        tenant=tenant,
-        now=now,
-        client_id=client_id,
-        auth_time=auth_time,
-        expires_at=expires_at,
-        scope=scope,
-        amr=amr,
-        parent_id=parent_id,
-        ip=ip,
-        user_agent=user_agent,
-    )
-    (into or db.session).add(session)
+    if added:
+        (into or db.session).add(session)
     return session
 
 
@@ -244,9 +215,8 @@ def issue_session(
         ip=ip,
         user_agent=user_agent,
     )
-    granted = scope if scope is not None else session_scopes(user, session)
-    access, id_token, ttl = mint(
-        user=user, tenant=tenant, session=session, now=now, granted=granted, nonce=nonce
+    access, id_token, ttl, granted = mint(
+        user=user, tenant=tenant, session=session, now=now, scope=scope, nonce=nonce
     )
     return TokenSet(
         access_token=access,
@@ -273,12 +243,15 @@ def mint(
     tenant: Tenant,
     session: AuthSession,
     now: datetime,
-    granted: list[str],
+    scope: list[str] | None = None,
     nonce: str | None = None,
     id_token: bool = True,
-) -> tuple[str, str | None, int]:
-    """The signed access token of `session` holding `granted`, its ID token (unless
-    `id_token` is False: a grant that did not ask for `openid`) and their lifetime."""
+) -> tuple[str, str | None, int, list[str]]:
+    """The signed access token of `session`, its ID token (unless `id_token` is False: a
+    grant that did not ask for `openid`), their lifetime, and the scopes the access token
+    holds: `scope` (an application's grant, or a narrowing of the session's asked for by
+    a refresh), else the session's (session_scopes)."""
+    granted = scope if scope is not None else session_scopes(user, session)
     ttl = access_ttl(tenant)
     claims: dict[str, Any] = {
         "iss": current_app.config["ISSUER"],
@@ -299,11 +272,11 @@ def mint(
         claims["azp"] = session.client_id
     access = signing.sign(claims)
     if not id_token:
-        return access, None, ttl
+        return access, None, ttl, granted
     about = _id_token(
         user, tenant, now, ttl, session, access_token=access, scope=granted, nonce=nonce
     )
-    return access, about, ttl
+    return access, about, ttl, granted
 
 
 def spend_once(*, jti: str, user_id: str, ttl: int, used: AppError) -> None:
