@@ -109,7 +109,9 @@ def _write_state(url: str, state: State) -> None:
             conn.execute("INSERT INTO bench_state VALUES (%s, %s)", (key, str(value)))
 
 
-def _copy_users(url: str, tenant_id: str, count: int) -> None:
+def copy_users(url: str, tenant_id: str, count: int) -> None:
+    """Bulk-load `count` users (userNNNNNNNN, userNNNNNNNN@example.com, no password) into
+    a tenant with COPY: the bench's million, and the browser tests' thousands."""
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         with cur.copy(
             "COPY user_account (tenant_id, id, username, username_normalized, email,"
@@ -189,8 +191,8 @@ def prepare(admin_url: str, env: dict[str, str], big_users: int) -> State:
         return prepare(admin_url, env, big_users)
     print(f"seeding {DB_NAME}: 1 000 + {big_users:,} users (kept for later runs) …", flush=True)
     values = _seed_in_process(env)
-    _copy_users(url, values["small_tenant_id"], SMALL_USERS)
-    _copy_users(url, values["big_tenant_id"], big_users)
+    copy_users(url, values["small_tenant_id"], SMALL_USERS)
+    copy_users(url, values["big_tenant_id"], big_users)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")  # the bulk load's I/O must not land on the timings

@@ -16,6 +16,7 @@ from app.console import service as console_service
 from app.core.db import db
 from app.core.tenancy import Principal, tenant_scope
 from tests.oauth_support import PASSWORD, form_fields, make_alice, next_totp
+from tests.surfaces.test_hosted_a11y import WCAG_AA
 
 
 def grant(app: Flask, tenant_id: str, user_id: str, role: str = "console:admin") -> None:
@@ -73,6 +74,34 @@ def console_sign_in(
 
 def csrf_of(html: str) -> str:
     return form_fields(html)["csrf_token"]
+
+
+def browser_sign_in(
+    page: Any,
+    live_server: str,
+    tenant_id: str,
+    login: str = "alice",
+    totp_secret: str | None = None,
+) -> None:
+    """In a Playwright page: open the console, sign in on the hosted login page (and the
+    code of `totp_secret`), land on the dashboard."""
+    page.goto(f"{live_server}/console?tenant={tenant_id}")
+    page.get_by_label(re.compile("Username")).fill(login)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("#password").press("Enter")
+    if totp_secret is not None:
+        page.wait_for_load_state()
+        page.locator("input[name=code]").fill(next_totp(totp_secret))
+        page.locator("input[name=code]").press("Enter")
+    page.wait_for_url(re.compile(r"/console\?tenant="))
+
+
+def assert_axe_clean(page: Any) -> None:
+    """axe-core finds no WCAG 2.1 A/AA violation on the page."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options=WCAG_AA)
+    assert results.violations_count == 0, results.generate_report()
 
 
 def signed_in_admin(

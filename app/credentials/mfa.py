@@ -31,6 +31,8 @@ PENDING, CONFIRMED = "pending", "confirmed"
 # Management API provider names that mean the TOTP enrolment ("duo" is never enrolled here).
 TOTP_PROVIDERS = frozenset({"google-authenticator"})
 KNOWN_PROVIDERS = TOTP_PROVIDERS | {"duo"}
+# How the audit log names the recovery codes when they are removed.
+RECOVERY_CODE = "recovery-code"
 VALID_WINDOW = 1  # one time-step either side, for clock drift
 
 
@@ -270,6 +272,24 @@ def forget_recovery_codes_if_no_factor(user: User) -> None:
     """After a second factor was removed: the recovery codes go with the last one."""
     if not second_factor_kinds(user):
         recovery.forget(user)
+
+
+def remove_recovery_codes(*, actor: Principal, user: User) -> int:
+    """Delete every recovery code of the user (an administrator's reset of a user who
+    lost them), audited `mfa.removed` with provider `recovery-code`; how many there were
+    (0: nothing audited). Unauthenticated `reauthentication_required` for a user whose
+    sign-in is not recent."""
+    user_service.check_recent_sign_in(actor=actor, user=user)
+    removed = recovery.forget(user)
+    if removed:
+        audit_service.record(
+            action="mfa.removed",
+            actor=actor.label,
+            user_id=user.id,
+            ip=actor.ip,
+            data={"provider": RECOVERY_CODE, "codes": removed},
+        )
+    return removed
 
 
 def regenerate_recovery_codes(*, actor: Principal, user: User) -> list[str]:

@@ -125,8 +125,7 @@ def request_reset(
     `mail_not_configured` when mail is not configured. Answers the same whether or not a
     user matched."""
     base = _link_base(tenant_id, host)
-    settings = mail_service.mail_settings(tenant_id)
-    ttl = current_app.config["PASSWORD_RESET_TTL"]
+    sender = mail_service.mail_settings(tenant_id).sender
     users = _matching_users(username, email)
     if not users:
         # Written for a miss too: the log shows probing, and both paths do a write.
@@ -138,46 +137,69 @@ def request_reset(
             data={"matched": False},
         )
     for user in users:
-        now = utcnow()
-        reset = PasswordResetRequest(
-            id=security.random_hex(16),
-            tenant_id=tenant_id,
-            user_id=user.id,
-            created_at=now,
-            expires_at=now + timedelta(seconds=ttl),
-        )
-        db.session.add(reset)
-        claims: dict[str, Any] = {
-            "tid": tenant_id,
-            "uid": user.id,
-            "rid": reset.id,
-            "fp": _fingerprint(user),
-        }
-        if continue_with is not None:
-            claims["az"] = continue_with
-        token = security.signed_dumps(current_app.config["SECRET_KEY"], PURPOSE, claims)
-        text, markup = _mail_bodies(
-            f"{base}/reset-password?token={quote(token)}",
-            mfa_service.second_factors(user),
-        )
-        delivery = mail_service.create_delivery(
-            tenant_id=tenant_id,
-            kind="password_reset",
-            to=user.email or "",
-            sender=settings.sender,
-            subject=_("Reset your password"),
-            text=text,
-            html=markup,
-        )
-        audit_service.record(
-            action="password_reset.requested",
-            actor="anonymous",
-            user_id=user.id,
-            target=delivery.id,
-            ip=ip,
-        )
-        enqueue_after_commit(mail_tasks.send_delivery, tenant_id, delivery.id)
+        _mail_link(tenant_id, user, base, sender, "anonymous", ip, continue_with)
     db.session.flush()
+
+
+def send_reset(*, tenant_id: str, user: User, actor: str, ip: str | None) -> None:
+    """Mail `user` a link to the hosted reset page, as request_reset does for a matching
+    user, at an administrator's request (audited `password_reset.requested` with `actor`).
+    Invalid `user_has_no_email` for a user without an address, `mail_not_configured`."""
+    if not user.email:
+        raise Invalid("This user has no email address to mail", code="user_has_no_email")
+    base, sender = _link_base(tenant_id, None), mail_service.mail_settings(tenant_id).sender
+    _mail_link(tenant_id, user, base, sender, actor, ip)
+    db.session.flush()
+
+
+def _mail_link(
+    tenant_id: str,
+    user: User,
+    base: str,
+    sender: str,
+    actor: str,
+    ip: str | None,
+    continue_with: dict[str, Any] | None = None,
+) -> None:
+    """One reset request of `user` and the mail with its link (sent after the commit)."""
+    now = utcnow()
+    reset = PasswordResetRequest(
+        id=security.random_hex(16),
+        tenant_id=tenant_id,
+        user_id=user.id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=current_app.config["PASSWORD_RESET_TTL"]),
+    )
+    db.session.add(reset)
+    claims: dict[str, Any] = {
+        "tid": tenant_id,
+        "uid": user.id,
+        "rid": reset.id,
+        "fp": _fingerprint(user),
+    }
+    if continue_with is not None:
+        claims["az"] = continue_with
+    token = security.signed_dumps(current_app.config["SECRET_KEY"], PURPOSE, claims)
+    text, markup = _mail_bodies(
+        f"{base}/reset-password?token={quote(token)}", mfa_service.second_factors(user)
+    )
+    delivery = mail_service.create_delivery(
+        tenant_id=tenant_id,
+        kind="password_reset",
+        to=user.email or "",
+        sender=sender,
+        subject=_("Reset your password"),
+        text=text,
+        html=markup,
+    )
+    audit_service.record(
+        action="password_reset.requested",
+        actor=actor,
+        user_id=user.id,
+        target=delivery.id,
+        ip=ip,
+    )
+    enqueue_after_commit(mail_tasks.send_delivery, tenant_id, delivery.id)
 
 
 def _invalid_token() -> Invalid:

@@ -1,14 +1,20 @@
 """User search: a typed filter (exact or prefix terms on email, username, name and id, all
-of which must match), a sort, and numbered pages with a total."""
+of which must match), parsed from Auth0's `q` syntax (parse_q), then either numbered pages
+with a sort and a total (the Management API's) or keyset pages newest first (the
+console's). Prefix terms use the `*_prefix` pattern indexes of user_account."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, func, or_, select
+from sqlalchemy.orm import aliased
 
-from app.core.pagination import OffsetPage, paginate_by_offset
+from app.core.db import db
+from app.core.errors import Invalid
+from app.core.pagination import OffsetPage, Page, paginate_by_creation, paginate_by_offset
 from app.users.models import User
 
 SEARCH_FIELDS = ("email", "username", "name", "user_id")
@@ -71,7 +77,11 @@ def _like_prefix(value: str) -> str:
 
 def _match(column: Any, value: str, prefix: bool) -> ColumnElement[bool]:
     if prefix:
-        return column.like(_like_prefix(value), escape="\\")
+        # The pattern is written into the SQL, not bound: a prepared statement's generic
+        # plan cannot use the prefix indexes for `LIKE $1` (its pattern is unknown), and
+        # psycopg prepares a statement after a few runs; then every search scans the table.
+        pattern = bindparam(None, _like_prefix(value), type_=String, literal_execute=True)
+        return column.like(pattern, escape="\\")
     return column == value
 
 
@@ -92,12 +102,17 @@ def _condition(term: Term) -> ColumnElement[bool]:
     return or_(*(_field_condition(name, term.value, term.prefix) for name in SEARCH_FIELDS))
 
 
-def search_users(*, query: UserQuery, paging: SearchPage) -> OffsetPage[User]:
-    """A numbered page of the current tenant's users matching `query`, in `paging.sort`
-    order (ties broken by id); Invalid for a page size outside 1..100."""
+def _filtered(query: UserQuery) -> Select[tuple[User]]:
     statement = select(User)
     if query.terms:
         statement = statement.where(and_(*(_condition(term) for term in query.terms)))
+    return statement
+
+
+def search_users(*, query: UserQuery, paging: SearchPage) -> OffsetPage[User]:
+    """A numbered page of the current tenant's users matching `query`, in `paging.sort`
+    order (ties broken by id); Invalid for a page size outside 1..100."""
+    statement = _filtered(query)
     column = SORT_FIELDS[paging.sort.field]
     if paging.sort.descending:
         order = (column.desc().nulls_last(), User.id.desc())
@@ -110,3 +125,93 @@ def search_users(*, query: UserQuery, paging: SearchPage) -> OffsetPage[User]:
         per_page=paging.per_page,
         with_total=paging.with_total,
     )
+
+
+# Below this many matches, a search collects its matches first and sorts them (cheap);
+# from it on they are dense enough to walk the (created_at, id) index newest first.
+FEW_MATCHES = 2000
+
+
+def _has_few_matches(statement: Select[tuple[User]]) -> bool:
+    """Whether `statement` matches fewer than FEW_MATCHES users (a bounded count)."""
+    capped = statement.with_only_columns(User.id).limit(FEW_MATCHES).subquery()
+    return int(db.session.scalar(select(func.count()).select_from(capped)) or 0) < FEW_MATCHES
+
+
+def search_newest(*, query: UserQuery, limit: int | None, cursor: str | None) -> Page[User]:
+    """The current tenant's users matching `query`, newest first, keyset paged on
+    (created_at, id): a page costs the same however deep it is, and nothing is counted
+    beyond FEW_MATCHES. Invalid `invalid_cursor`, `invalid_limit`."""
+    statement = _filtered(query)
+    entity: Any = User
+    if query.terms and db.session.get_bind().dialect.name == "postgresql":
+        if _has_few_matches(statement):
+            # Few matches: take them all through the search indexes, then sort. Left to
+            # itself the planner may walk the creation index instead, hoping to meet the
+            # matches early, and read most of a million rows when they are the oldest.
+            entity = aliased(User, statement.cte("matches").prefix_with("MATERIALIZED"))
+            statement = select(entity)
+    return paginate_by_creation(
+        statement,
+        created_col=entity.created_at,
+        id_col=entity.id,
+        limit=limit,
+        cursor=cursor,
+        newest_first=True,
+    )
+
+
+# --- Auth0's `q`, parsed -----------------------------------------------------------------
+
+MAX_TERMS = 10
+_TERM = re.compile(
+    r"""\s*(?:(?P<field>[A-Za-z_][A-Za-z0-9_.]*):)?"""
+    r"""(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^\s"()]+))"""
+)
+_RESERVED = frozenset({"OR", "NOT", "||", "&&", "TO"})
+
+
+def _invalid(message: str) -> Invalid:
+    return Invalid(message, code="invalid_query", fields={"q": [message]})
+
+
+def parse_q(q: str | None, *, bare_prefix: bool = False) -> UserQuery:
+    """The terms of `q`; Invalid (`invalid_query`) for syntax outside the subset.
+
+    `q`: terms separated by spaces (or `AND`), all of which must match; a term is
+    `field:value`, `field:"quoted value"` or a bare value (matching email, username, name
+    or user_id); a value ending in `*` matches as a prefix. Fields: email, username, name,
+    user_id. Anything else (OR, NOT, ranges, other fields) is refused. With `bare_prefix`
+    (the console's search box) every unquoted value matches as a prefix, `*` or not."""
+    if q is None or not q.strip():
+        return UserQuery()
+    terms: list[Term] = []
+    position = 0
+    while position < len(q):
+        if not q[position:].strip():
+            break
+        match = _TERM.match(q, position)
+        if match is None:
+            raise _invalid(f"Cannot parse the query near {q[position : position + 20]!r}")
+        position = match.end()
+        if position < len(q) and not q[position].isspace():
+            raise _invalid(f"Cannot parse the query near {q[match.start() : position + 1]!r}")
+        field, quoted, bare = match.group("field"), match.group("quoted"), match.group("bare")
+        if field is None and bare == "AND":
+            continue
+        if field is None and bare in _RESERVED:
+            raise _invalid(f"{bare} is not supported: every term must match")
+        if field is not None and field not in SEARCH_FIELDS:
+            raise _invalid(f"Cannot search on {field!r}; use {', '.join(SEARCH_FIELDS)}")
+        if quoted is not None:
+            value, prefix = re.sub(r"\\(.)", r"\1", quoted), False
+        else:
+            value, prefix = bare.removesuffix("*"), bare.endswith("*") or bare_prefix
+            if "*" in value or "?" in value:
+                raise _invalid("Wildcards are supported only at the end of a value")
+        if not value:
+            raise _invalid("Empty value in the query")
+        terms.append(Term(value=value, field=field, prefix=prefix))
+        if len(terms) > MAX_TERMS:
+            raise _invalid(f"At most {MAX_TERMS} terms")
+    return UserQuery(terms=tuple(terms))

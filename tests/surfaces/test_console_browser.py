@@ -1,7 +1,8 @@
 """The console in headless Chromium: an admin with TOTP opens /console, signs in on the
 hosted login page with the password and the code, lands on the dashboard, and axe-core
-finds no WCAG 2.1 A/AA violation on the dashboard, the Members page or the admin pages
-(under the console's own Content-Security-Policy, which allows no script)."""
+finds no WCAG 2.1 A/AA violation on the dashboard, the Members page, the admin pages or
+the Users pages (search, a user, delete confirmation and metadata form, with their errors
+shown), under the console's own Content-Security-Policy, which allows no script."""
 
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ from app.core.db import db
 from app.tenants import service as tenant_service
 from tests import factories
 from tests.browser_support import csp_violations
-from tests.console_support import grant
+from tests.console_support import assert_axe_clean, browser_sign_in, grant
 from tests.factories import TenantHandle
-from tests.oauth_support import PASSWORD, confirmed_totp, make_alice, next_totp, sign_in
-from tests.surfaces.test_hosted_a11y import WCAG_AA
+from tests.oauth_support import confirmed_totp, make_alice, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -32,8 +32,6 @@ def test_an_admin_with_totp_signs_in_and_the_pages_pass_axe(
     tenant: TenantHandle,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from axe_playwright_python.sync_playwright import Axe
-
     # The console's callback is `{ISSUER}/console/callback`: here, the served app.
     monkeypatch.setitem(app.config, "ISSUER", live_server)
     alice = make_alice(app, tenant.id)
@@ -49,35 +47,49 @@ def test_an_admin_with_totp_signs_in_and_the_pages_pass_axe(
     page = context.new_page()
     csp_errors = csp_violations(page)
     try:
-        page.goto(f"{live_server}/console?tenant={tenant.id}")
-        page.get_by_label(re.compile("Username")).fill("alice")
-        page.locator("#password").fill(PASSWORD)
-        page.locator("#password").press("Enter")
-        page.wait_for_load_state()
-        page.locator("input[name=code]").fill(next_totp(secret))
-        page.locator("input[name=code]").press("Enter")
-        page.wait_for_url(re.compile(r"/console\?tenant="))
+        browser_sign_in(page, live_server, tenant.id, totp_secret=secret)
 
         assert page.locator("h1").inner_text() == "Dashboard"
         assert "alice@example.com" in page.locator("header").inner_text()
-        axe = Axe()
-        results = axe.run(page, options=WCAG_AA)
-        assert results.violations_count == 0, results.generate_report()
+        assert_axe_clean(page)
 
         page.get_by_role("link", name="Members").click()
         page.wait_for_load_state()
         assert page.locator("h1").inner_text() == "Members"
         assert "bob@example.com" in page.locator("table").inner_text()
-        results = axe.run(page, options=WCAG_AA)
-        assert results.violations_count == 0, results.generate_report()
+        assert_axe_clean(page)
+
+        # The Users pages: the search (and a refused query), a user's page, the delete
+        # confirmation and the metadata form (and its errors).
+        page.get_by_role("navigation", name="Console").get_by_role("link", name="Users").click()
+        page.get_by_label("Search users").fill("phone:1")
+        page.get_by_label("Search users").press("Enter")
+        assert "Cannot search on" in page.locator("#q-error").inner_text()
+        page.get_by_label("Search users").fill("bob")
+        page.get_by_label("Search users").press("Enter")
+        page.get_by_role("link", name="bob@example.com").click()
+        assert page.locator("h1").inner_text() == "bob@example.com"
+        assert_axe_clean(page)
+        page.get_by_role("link", name="Delete the user…").click()
+        page.get_by_label(re.compile("Type the user's email address")).fill("nope")
+        page.get_by_role("button", name="Delete the user").click()
+        assert (
+            page.locator("#confirm-error").inner_text() == "This is not the user's email address."
+        )
+        assert_axe_clean(page)
+        page.get_by_role("link", name="Cancel").click()
+        page.get_by_role("link", name="Edit the metadata").click()
+        page.get_by_label("app_metadata").fill("[1]")
+        page.get_by_role("button", name="Save").click()
+        assert "Enter a JSON object" in page.locator("#app_metadata-error").inner_text()
+        assert_axe_clean(page)
 
         # The admin pages (their forms and answers are checked in test_console_admin_browser).
         for name in ("Applications", "API keys", "Webhooks", "Connections"):
             page.get_by_role("navigation", name="Console").get_by_role("link", name=name).click()
             page.wait_for_load_state()
             assert page.locator("h1").inner_text() == name
-            results = axe.run(page, options=WCAG_AA)
-            assert results.violations_count == 0, (name, results.generate_report())
+            assert_axe_clean(page)
         assert not csp_errors, csp_errors
     finally:
         context.close()

@@ -56,6 +56,7 @@ class NavItem:
 # adds its line here.
 NAV: list[NavItem] = [
     NavItem("Dashboard", "console.dashboard"),
+    NavItem("Users", "console.users"),
     NavItem("Applications", "console.applications"),
     NavItem("API keys", "console.api_keys"),
     NavItem("Webhooks", "console.webhooks"),
@@ -125,6 +126,8 @@ from app.api.console import (  # noqa: E402
     key_routes,  # noqa: F401  (/console/api-keys)
     member_routes,  # noqa: F401  (/console/members)
     routes,  # noqa: F401  (sign-in, callback, sign-out, the dashboard)
+    user_actions,  # noqa: F401  (/console/users/<id>/…: block, delete, MFA, sessions, …)
+    user_routes,  # noqa: F401  (/console/users: search, a user's page)
     webhook_routes,  # noqa: F401  (/console/webhooks)
 )
 

@@ -9,7 +9,7 @@ import marshmallow as ma
 
 from app.api.auth import current_principal, requires
 from app.api.management import blp
-from app.api.management.query import field_selection, parse_q, parse_sort
+from app.api.management.query import field_selection, parse_sort
 from app.api.management.schemas import (
     PAGE_FIELDS,
     USER_FIELDS,
@@ -88,7 +88,7 @@ def list_users(query: dict[str, Any]) -> Dumped:
         with_total=query["include_totals"],
         sort=parse_sort(query.get("sort")),
     )
-    found = search_service.search_users(query=parse_q(query.get("q")), paging=paging)
+    found = search_service.search_users(query=search_service.parse_q(query.get("q")), paging=paging)
     return page_answer(
         found,
         key="users",
