@@ -192,8 +192,9 @@ def sign_in(
     refresh_token = None
     if is_offline(session):
         refresh_token, row = refresh_row(user, tenant, session, now)
-        params.update(refresh_id=row["id"], token_hash=row["token_hash"])
-        params["refresh_expires_at"] = row["expires_at"]
+        params.update(
+            refresh_id=row["id"], token_hash=row["token_hash"], refresh_expires_at=row["expires_at"]
+        )
     if db.engine.dialect.name == "postgresql":
         rows = prepared.write(_statement(refresh_token is not None), params)
         count = rows[0]["logins_count"] if rows else None
