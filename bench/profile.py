@@ -2,11 +2,13 @@
 
 Runs against the bench database that `make bench` seeded and prints the thread CPU per
 request of `GET /healthz`, of `GET /user/profile` split by phase, and of a password
-sign-in split by phase, then the bearer check's select alone in its two forms (the whole
-view, read when a worker keeps none or a stale one, and the revocation columns and
-version, read while the kept view holds), interleaved. Thread CPU leaves out the time
-spent waiting on PostgreSQL, so the split holds up on a busy machine better than wall
-time. For a sampling profile of
+sign-in split by phase (as the bench sends it, and with a `scope` that leaves out
+`openid`), each followed by its round trips to PostgreSQL and Redis and the statements
+they carried, counted on the wire by one more request (bench/roundtrips.py); then the
+bearer check's select alone in its two forms (the whole view, read when a worker keeps
+none or a stale one, and the revocation columns and version, read while the kept view
+holds), interleaved. Thread CPU leaves out the time spent waiting on PostgreSQL, so the
+split holds up on a busy machine better than wall time. For a sampling profile of
 the real server under load, see bench/README.md (py-spy).
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrips  # noqa: E402
 import seed  # noqa: E402
 
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -41,35 +44,49 @@ def _timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _instrument() -> None:
-    """Wrap the phases worth naming (module attributes, looked up at call time)."""
+    """Wrap the phases worth naming (module attributes, looked up at call time); a phase
+    this checkout does not have is left out."""
     import flask_smorest.response
     import sqlalchemy.orm.scoping
 
     from app.api import auth, dump
-    from app.core import prepared, security
+    from app.core import prepared, ratelimit, security
     from app.signin import flow
-    from app.tenants import service as tenant_service
     from app.tokens import bearer, signing
     from app.tokens import service as token_service
-    from app.users import passwords
 
-    prepared.fetch_one = _timed("  the one select (prepared)", prepared.fetch_one)
-    bearer.authenticate_access_token = _timed(" bearer check", bearer.authenticate_access_token)
-    auth.authenticate = _timed(
-        "authenticate (credential, bearer check, activity)", auth.authenticate
-    )
-    dump.CompiledOutputSchema.dump = _timed("schema dump", dump.CompiledOutputSchema.dump)
-    flask_smorest.response.jsonify = _timed("jsonify", flask_smorest.response.jsonify)
-    security.verify_password = _timed(" argon2id verify", security.verify_password)
-    flow.password_grant = _timed("password grant", flow.password_grant)
-    passwords.login_candidates = _timed(" candidates select", passwords.login_candidates)
-    token_service.record_login = _timed(" login count + audit", token_service.record_login)
-    token_service.issue_session = _timed(" issue tokens", token_service.issue_session)
-    signing.sign = _timed("  RS256 signatures", signing.sign)
-    tenant_service.find_tenant = _timed(" tenant select", tenant_service.find_tenant)
-    scoped = sqlalchemy.orm.scoping.scoped_session
-    scoped.flush = _timed(" ORM flush (INSERTs)", scoped.flush)  # type: ignore[method-assign]
-    scoped.commit = _timed("commit", scoped.commit)  # type: ignore[method-assign]
+    wrapped = [
+        (prepared, "fetch_one", "  the one select (prepared)"),
+        (bearer, "authenticate_access_token", " bearer check"),
+        (auth, "authenticate", "authenticate (credential, bearer check, activity)"),
+        (dump.CompiledOutputSchema, "dump", "schema dump"),
+        (flask_smorest.response, "jsonify", "jsonify"),
+        (security, "verify_password", " argon2id verify"),
+        (flow, "password_grant", "password grant"),
+        (signing, "sign", "  RS256 signatures"),
+        (ratelimit, "check_all", " rate limits (one Redis pipeline)"),
+        (ratelimit, "check", " rate limit (one at a time)"),
+        # before: the ORM's statements one by one
+        ("app.users.passwords", "login_candidates", " candidates select"),
+        ("app.tenants.service", "find_tenant", " tenant select"),
+        (token_service, "record_login", " login count + audit"),
+        (token_service, "issue_session", " issue tokens"),
+        (sqlalchemy.orm.scoping.scoped_session, "flush", " ORM flush (INSERTs)"),
+        # after: one read, one write
+        ("app.signin.lookup", "find", " the one read (tenant, candidates, TOTP, policies)"),
+        ("app.tokens.login", "sign_in", " the one write, with the signing before it"),
+        (prepared, "write", "  the write statement (prepared)"),
+        (sqlalchemy.orm.scoping.scoped_session, "commit", "commit"),
+    ]
+    import importlib
+
+    for owner, name, label in wrapped:
+        try:
+            target = importlib.import_module(owner) if isinstance(owner, str) else owner
+        except ImportError:
+            continue
+        if hasattr(target, name):
+            setattr(target, name, _timed(label, getattr(target, name)))
 
 
 def _run(app: Any, path: str, headers: dict[str, str], count: int, body: bytes = b"") -> float:
@@ -94,6 +111,18 @@ def _report(title: str, total_us: float, count: int) -> None:
     for label, spent in sorted(SPENT.items(), key=lambda item: -item[1]):
         print(f"   {label:52s} {spent / count / 1000:8,.0f} us")
     SPENT.clear()
+
+
+def _wire(app: Any, path: str, headers: dict[str, str], body: bytes = b"") -> None:
+    """Print the round trips of one more request (traced: its CPU is not counted)."""
+    from app.core.db import db
+
+    with app.app_context():
+        engine = db.engine
+    with roundtrips.traced(engine) as wire:
+        _run(app, path, headers, 1, body)
+    SPENT.clear()
+    print("   on the wire: " + wire.describe())
 
 
 def _selects(app: Any, access_token: str) -> None:
@@ -154,13 +183,16 @@ def main() -> None:
         _run(app, path, headers, 100)
         SPENT.clear()
         _report(f"GET {path}", _run(app, path, headers, reads), reads)
+        _wire(app, path, headers)
     _selects(app, token.get_json()["access_token"])
     signins = int(os.environ.get("BENCH_PROFILE_SIGNINS", "40"))
-    _run(app, "/oauth/token", tenant, 3, login)
-    SPENT.clear()
-    _report(
-        "POST /oauth/token (password)", _run(app, "/oauth/token", tenant, signins, login), signins
-    )
+    without_openid = login[:-1] + b', "scope": "read:current_user"}'
+    for title, body in (("", login), (", scope without openid", without_openid)):
+        _run(app, "/oauth/token", tenant, 3, body)
+        SPENT.clear()
+        spent = _run(app, "/oauth/token", tenant, signins, body)
+        _report(f"POST /oauth/token (password{title})", spent, signins)
+        _wire(app, "/oauth/token", tenant, body)
     seed.drop_queue(REDIS_URL)
 
 

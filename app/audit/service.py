@@ -109,9 +109,16 @@ def record(
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
     session: Session | None = None,
+    written_by_caller: bool = False,
 ) -> AuditEvent:
     """Add one audit event to the current transaction (tenant from the current scope), or
-    to `session` (an `independent_write()`: kept even if the request then fails)."""
+    to `session` (an `independent_write()`: kept even if the request then fails).
+
+    `written_by_caller`: the event goes into no session; the caller inserts its row in the
+    very statement that makes the change (a sign-in's one write, app.tokens.login). It is
+    checked and handed to the listeners all the same, now, in the request's unit of work:
+    what they write there (the webhooks' outbox rows) opens its transaction, and the
+    caller's statement then joins it (core.prepared.write), so the two commit together."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     data = data or {}
@@ -128,7 +135,8 @@ def record(
         data=data,
         created_at=at or utcnow(),
     )
-    (session or db.session).add(event)
+    if not written_by_caller:
+        (session or db.session).add(event)
     for listener in _LISTENERS:
         listener(event, session or db.session)
     if action in _SIGNIN_ACTIONS:

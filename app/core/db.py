@@ -6,7 +6,7 @@ import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
@@ -25,7 +25,9 @@ from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
     Session,
+    configure_mappers,
     declared_attr,
+    make_transient_to_detached,
     mapped_column,
     registry,
 )
@@ -115,6 +117,34 @@ def add_unique(row: Any, conflict: Exception) -> None:
             db.session.add(row)
     except IntegrityError as exc:
         raise conflict from exc
+
+
+Model = TypeVar("Model", bound=Base)
+
+
+def loaded(model: type[Model], values: dict[str, Any]) -> Model:
+    """An instance of `model` in the request's session as if the session had loaded it
+    from `values` (every column, by attribute name: a missing one would be read on first
+    use), without SQL: for rows a hand-made select already read (app.signin.lookup). The
+    instance the session already holds for that primary key, if any, wins (it may have
+    changes of its own). The session keeps a reference to it until the request ends: the
+    identity map alone holds instances weakly, and a later `get` must find it."""
+    session = db.session()
+    mapper = model.__mapper__
+    key = mapper.identity_key_from_primary_key([values[c.key] for c in mapper.primary_key])
+    held = session.identity_map.get(key)
+    if held is not None:
+        return held  # type: ignore[return-value]
+    # As the ORM's own loading does: a new instance without __init__, its values set in
+    # its __dict__ (no attribute events), then marked as loaded under its identity.
+    if not mapper.configured:
+        configure_mappers()  # what a query or a constructor would do first
+    instance = mapper.class_manager.new_instance()
+    instance.__dict__.update(values)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    session.info.setdefault("gatehouse.loaded", []).append(instance)
+    return instance
 
 
 def lock_until_commit(key: str) -> None:

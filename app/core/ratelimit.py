@@ -24,6 +24,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from flask import Flask, current_app
@@ -164,20 +165,41 @@ class RateLimits:
         self.breaker.succeeded()
         return allowed, self.limiter
 
-    def check(self, setting: str, limit_text: str, *identity: str) -> None:
-        """Count one hit against `limit_text` for this identity; RateLimited when over."""
-        if not self.enabled:
-            return
-        item = parse(limit_text)
-        allowed, limiter = self._hit(item, setting, *identity)
-        if allowed:
-            return
+    def _hit_all(
+        self, hits: list[tuple[RateLimitItem, tuple[str, ...]]]
+    ) -> list[tuple[bool, FixedWindowRateLimiter]]:
+        """Count each hit; in Redis with one round trip (a pipeline of the limits library's
+        own increment script, so the keys and windows are those `_hit` counts), in memory
+        while Redis fails."""
+        if self.fallback is None or not self.breaker.should_try():
+            return [self._hit(item, *keys) for item, keys in hits]
+        storage: Any = self.storage
         try:
-            stats = limiter.get_window_stats(item, setting, *identity)
+            pipe = storage.storage.pipeline(transaction=False)
+            for item, keys in hits:
+                # EVAL with the text, not EVALSHA: a pipeline of a registered script first
+                # asks Redis whether it knows it, which costs the round trip saved here.
+                key = storage.prefixed_key(item.key_for(*keys))
+                pipe.eval(storage.SCRIPT_INCR_EXPIRE, 1, key, item.get_expiry(), 1)
+            counts = pipe.execute()
+        except self.storage.base_exceptions as exc:
+            self.breaker.failed(exc)
+            return [(self.fallback.hit(item, *keys), self.fallback) for item, keys in hits]
+        self.breaker.succeeded()
+        return [
+            (int(count) <= item.amount, self.limiter)
+            for (item, _keys), count in zip(hits, counts, strict=True)
+        ]
+
+    def _refusal(
+        self, item: RateLimitItem, limiter: FixedWindowRateLimiter, *keys: str
+    ) -> RateLimited:
+        try:
+            stats = limiter.get_window_stats(item, *keys)
         except self.storage.base_exceptions:  # Redis went away between the two calls
             stats = WindowStats(time.time() + item.get_expiry(), 0)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        raise RateLimited(
+        return RateLimited(
             "Too many requests; try again later",
             headers={
                 "Retry-After": str(retry_after),
@@ -186,6 +208,25 @@ class RateLimits:
                 "x-ratelimit-reset": str(int(stats.reset_time)),
             },
         )
+
+    def check(self, setting: str, limit_text: str, *identity: str) -> None:
+        """Count one hit against `limit_text` for this identity; RateLimited when over."""
+        if not self.enabled:
+            return
+        item = parse(limit_text)
+        allowed, limiter = self._hit(item, setting, *identity)
+        if not allowed:
+            raise self._refusal(item, limiter, setting, *identity)
+
+    def check_all(self, limits: list[tuple[str, str, tuple[str, ...]]]) -> None:
+        """Count one hit against each (setting, limit text, identity), all at once: every
+        one is counted, then RateLimited for the first that is over."""
+        if not self.enabled or not limits:
+            return
+        hits = [(parse(text), (setting, *identity)) for setting, text, identity in limits]
+        for (item, keys), (allowed, limiter) in zip(hits, self._hit_all(hits), strict=True):
+            if not allowed:
+                raise self._refusal(item, limiter, *keys)
 
     def _redis(self) -> redis.Redis | None:
         """The Redis client while Redis is usable, else None (memory it is)."""
@@ -285,6 +326,14 @@ def login_keys(*identifiers: str | None) -> list[str]:
     keyed on a login counts against every one of them, so pairing the real address with
     a fresh username each time cannot dodge it."""
     return sorted({value.casefold() for value in identifiers if value})
+
+
+def check_all(*limits: tuple[str, tuple[str, ...]]) -> None:
+    """Apply several limits (config setting, identity) with one round trip to Redis: each
+    is counted, then RateLimited for the first one over (in the order given)."""
+    rate_limits: RateLimits = current_app.extensions[_EXTENSION]
+    config = current_app.config
+    rate_limits.check_all([(setting, config[setting], identity) for setting, identity in limits])
 
 
 def check_each(setting: str, scope: str, identifiers: list[str], *extra: str) -> None:

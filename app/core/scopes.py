@@ -74,13 +74,14 @@ ADMIN_SCOPES = tuple(s.name for s in CATALOGUE if s.holders == ADMIN)
 KEY_SCOPES = (ALL, *(s.name for s in CATALOGUE))
 # OpenID Connect's scopes: they ask for claims and a refresh token, not for permissions.
 OFFLINE_ACCESS = "offline_access"
-OIDC_SCOPES = ("openid", "profile", "email", OFFLINE_ACCESS)
+OPENID = "openid"  # asks for an ID token
+OIDC_SCOPES = (OPENID, "profile", "email", OFFLINE_ACCESS)
 # What an application may ask for, and be allowed (never a key-only scope).
 APP_SCOPES = (*OIDC_SCOPES, *CURRENT_USER_SCOPES, *ADMIN_SCOPES)
 # An application's allowed_scopes until it is given others: no any-user (admin) scope.
 DEFAULT_APP_SCOPES = (*OIDC_SCOPES, *CURRENT_USER_SCOPES)
 # What an application that names no scope asks for (RFC 6749 §3.3's pre-defined value).
-DEFAULT_REQUESTED = ("openid",)
+DEFAULT_REQUESTED = (OPENID,)
 
 
 def unknown_key_scopes(scopes: list[str]) -> list[str]:

@@ -31,14 +31,17 @@ from dataclasses import dataclass
 
 from app.audit import service as audit_service
 from app.core import ratelimit, security
-from app.core.db import db, independent_write
+from app.core.db import independent_write
 from app.core.errors import Forbidden, Invalid, InvalidGrant, RateLimited
+from app.core.scopes import OPENID
 from app.credentials import foreign_hashes, recovery
 from app.credentials import mfa as mfa_service
 from app.credentials import passkeys as passkey_service
 from app.credentials.passkeys import Assertion, PasskeyRefused
-from app.tenants import service as tenant_service
+from app.signin import lookup
+from app.tenants.models import Tenant
 from app.tokens import claims as token_claims
+from app.tokens import login as token_login
 from app.tokens import service as token_service
 from app.tokens.service import TokenSet
 from app.users import passwords
@@ -72,20 +75,22 @@ class SignedIn:
     second_factor_failures: int
 
 
-def _limit(tenant_id: str, ip: str | None, identifiers: Iterable[str | None]) -> None:
-    """Per client IP, then per identifier sent (each with the IP): RateLimited."""
+IP_LIMIT, ACCOUNT_LIMIT = "RATELIMIT_SIGNIN_PER_IP", "RATELIMIT_SIGNIN_PER_ACCOUNT"
+
+
+def _limits(
+    tenant_id: str, ip: str | None, identifiers: Iterable[str | None], accounts: Iterable[str]
+) -> None:
+    """Per client IP, per identifier sent (each with the IP), and per resolved account
+    (with the IP: a username and an email of one account share a budget, so alternating
+    them gains nothing), all counted at once (one round trip to Redis): RateLimited for
+    the first one over, in that order."""
     where = ip or "-"
-    ratelimit.check("RATELIMIT_SIGNIN_PER_IP", where)
-    ratelimit.check_each(
-        "RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, ratelimit.login_keys(*identifiers), where
+    ratelimit.check_all(
+        (IP_LIMIT, (where,)),
+        *((ACCOUNT_LIMIT, (tenant_id, key, where)) for key in ratelimit.login_keys(*identifiers)),
+        *((ACCOUNT_LIMIT, (tenant_id, "account", user_id, where)) for user_id in accounts),
     )
-
-
-def _limit_accounts(tenant_id: str, ip: str | None, users: Iterable[User]) -> None:
-    """Per resolved account (with the IP): a username and an email of one account share a
-    budget, so alternating them gains nothing."""
-    for user in users:
-        ratelimit.check("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, "account", user.id, ip or "-")
 
 
 def _record_failure(
@@ -129,10 +134,22 @@ def check_password(
     RateLimited; InvalidGrant (audited) with the same answer and cost whether or not the
     user exists; Forbidden `password_reset_required` (audited) for a right password on a
     weak imported hash when the tenant requires a reset for those."""
+    return _check_password(
+        tenant_id=tenant_id, ip=ip, username=username, email=email, password=password
+    )[0]
+
+
+def _check_password(
+    *, tenant_id: str, ip: str | None, username: str | None, email: str | None, password: str
+) -> tuple[User, lookup.Found]:
+    """check_password, with what the sign-in's one read found (the tenant, and the state
+    of the user's TOTP enrolment). Invalid for an unknown tenant (nothing counted)."""
     login = username or email or ""
-    _limit(tenant_id, ip, (username, email))
-    candidates = passwords.login_candidates(username=username, email=email or username)
-    _limit_accounts(tenant_id, ip, candidates)
+    found = lookup.find(tenant_id=tenant_id, username=username, email=email or username)
+    if found is None:
+        raise Invalid("X-Tenant-ID names no tenant", code="invalid_request")
+    candidates = found.candidates
+    _limits(tenant_id, ip, (username, email), (user.id for user in candidates))
     user = _verify(candidates, password)
     if user is None:
         named = candidates[0] if len(candidates) == 1 else None
@@ -142,23 +159,21 @@ def check_password(
     if user.blocked:
         _record_failure(ip=ip, user=user, reason="blocked", login=login)
         raise InvalidGrant("Wrong username, email or password")
-    _check_weak_hash(tenant_id=tenant_id, ip=ip, user=user, login=login)
-    return user
+    _check_weak_hash(tenant=found.tenant, ip=ip, user=user, login=login)
+    return user, found
 
 
 WEAK_HASHES_RESET = "reset"
 
 
-def _check_weak_hash(*, tenant_id: str, ip: str | None, user: User, login: str) -> None:
+def _check_weak_hash(*, tenant: Tenant, ip: str | None, user: User, login: str) -> None:
     """Forbidden `password_reset_required` (audited) when the password just verified is
     held by a weak imported hash and the tenant requires a reset for those: the password
-    was right, so this tells nothing to someone who lacks it. The tenant is read only for
-    such a hash, so a native sign-in costs no extra query."""
+    was right, so this tells nothing to someone who lacks it."""
     stored = user.password_hash
     if not stored or not security.is_foreign_hash(stored) or not foreign_hashes.is_weak(stored):
         return
-    tenant = tenant_service.find_tenant(tenant_id)
-    if tenant is None or tenant.weak_password_hashes != WEAK_HASHES_RESET:
+    if tenant.weak_password_hashes != WEAK_HASHES_RESET:
         return
     _record_failure(ip=ip, user=user, reason="password_reset_required", login=login)
     raise Forbidden(
@@ -233,13 +248,13 @@ def check_passkey(*, tenant_id: str, ip: str | None, credential: str, challenge:
     """Sign in with a passkey (a discoverable credential, no username): limits per client
     IP, then per account; PasskeyRefused (an InvalidGrant, audited `user.signin_failed`,
     and `passkey.clone_detected` for a cloned authenticator); RateLimited."""
-    _limit(tenant_id, ip, ())
+    _limits(tenant_id, ip, (), ())
     try:
         assertion = passkey_service.verify_assertion(credential=credential, challenge=challenge)
     except PasskeyRefused as refused:
         _passkey_refused(ip, refused, f"passkey_{refused.reason}")
         raise
-    _limit_accounts(tenant_id, ip, [assertion.user])
+    ratelimit.check(ACCOUNT_LIMIT, tenant_id, "account", assertion.user.id, ip or "-")
     return assertion
 
 
@@ -277,8 +292,7 @@ def pending_user(*, tenant_id: str, ip: str | None, user_id: str, generation: in
     account. InvalidGrant `signin_restart` when the user was deleted or blocked since, or
     the user's sessions were revoked (a password change or reset bumps the generation the
     step was bound to)."""
-    _limit(tenant_id, ip, ())
-    ratelimit.check("RATELIMIT_SIGNIN_PER_ACCOUNT", tenant_id, "account", user_id, ip or "-")
+    _limits(tenant_id, ip, (), (user_id,))
     user = user_service.find_user(user_id)
     if user is None or user.blocked or (user.session_generation or 0) != generation:
         raise InvalidGrant(
@@ -288,22 +302,40 @@ def pending_user(*, tenant_id: str, ip: str | None, user_id: str, generation: in
     return user
 
 
+def _settle(*, user: User, ip: str | None, password: str | None) -> int:
+    """What every completed sign-in writes before the login is counted: the password's
+    hash and tag kept current (when it was entered in this request), and the count of
+    failed codes started afresh; how many had failed since the previous sign-in."""
+    if password is not None:
+        passwords.keep_current(user, password, ip=ip)
+    return mfa_service.clear_failed_codes(user)
+
+
+def _audit_data(failures: int) -> dict[str, int] | None:
+    return {"second_factor_failures": failures} if failures else None
+
+
 def finish(*, user: User, ip: str | None, method: str, password: str | None = None) -> SignedIn:
     """Complete a sign-in whose factors were checked: keep the password's hash and tag
     current (when it was entered in this request), count the login, whose audit event
     holds `second_factor_failures` when codes failed since the previous sign-in, and
     start that count afresh."""
-    if password is not None:
-        passwords.keep_current(user, password, ip=ip)
-    failures = mfa_service.clear_failed_codes(user)
+    failures = _settle(user=user, ip=ip, password=password)
     token_service.record_login(
-        user,
-        actor=f"user:{user.id}",
-        ip=ip,
-        method=method,
-        data={"second_factor_failures": failures} if failures else None,
+        user, actor=f"user:{user.id}", ip=ip, method=method, data=_audit_data(failures)
     )
     return SignedIn(user=user, second_factor_failures=failures)
+
+
+def wants_id_token(scope: str | None, granted: list[str] | None) -> bool:
+    """Whether a password grant's answer carries an ID token: only for `openid` (OIDC
+    Core §3.1.2.1). An application's grant asks for it unless it names scopes without it
+    (`granted`: application_scopes puts `openid` in when it names none); a grant without
+    an application that names no scope gets one, as SPEC §4's answer has it, and one
+    whose `scope` leaves `openid` out does not."""
+    if granted is not None:
+        return OPENID in granted
+    return not scope or OPENID in scope.split()
 
 
 def password_grant(
@@ -322,20 +354,23 @@ def password_grant(
     """Sign in with a password (and `otp` when the user has a second factor): tokens, of
     the registered application `client_id` names if given, holding the `scope` it asks for
     that the user holds and `allowed_scopes` (the app's) names; without an application,
-    everything the user holds. Invalid without a login, for an unknown tenant or scope;
-    RateLimited; InvalidGrant (same answer and cost whether or not the user exists);
+    everything the user holds. The ID token only when `openid` is asked for
+    (wants_id_token). Invalid without a login, for an unknown tenant or scope;
+    RateLimited; InvalidGrant (same answer and cost whether or not the user exists, and
+    for a user blocked or whose sessions were revoked while this sign-in ran);
     Forbidden `mfa_required` without a needed code, `password_reset_required` for a weak
     imported hash under the tenant's "reset" policy. `user_agent` is kept with the session
-    (the account page lists it)."""
+    (the account page lists it).
+
+    Three round trips on the common path: one read (app.signin.lookup), the limits in
+    one Redis pipeline, one write after the signing (app.tokens.login)."""
     if not (username or email):
         raise Invalid("username or email is required", code="invalid_request")
-    if tenant_service.find_tenant(tenant_id) is None:  # kept: issuing tokens reads it again
-        raise Invalid("X-Tenant-ID names no tenant", code="invalid_request")
-    user = check_password(
+    user, found = _check_password(
         tenant_id=tenant_id, ip=ip, username=username, email=email, password=password
     )
     amr = ["pwd"]
-    if needs_second_factor(user):
+    if mfa_service.needs_otp(user, found.totp.get(user.id)):
         if not otp:
             raise Forbidden(
                 "Multi-factor authentication is required (send otp)", code="mfa_required"
@@ -347,9 +382,20 @@ def password_grant(
         if client_id
         else None
     )
-    finish(user=user, ip=ip, method=PASSWORD_METHOD, password=password)
-    tokens = token_service.issue_session(
-        user=user, client_id=client_id, scope=granted, amr=amr, ip=ip, user_agent=user_agent
+    failures = _settle(user=user, ip=ip, password=password)
+    tokens = token_login.sign_in(
+        user=user,
+        tenant=found.tenant,
+        method=PASSWORD_METHOD,
+        ip=ip,
+        client_id=client_id,
+        scope=granted,
+        amr=amr,
+        user_agent=user_agent,
+        id_token=wants_id_token(scope, granted),
+        audit_data=_audit_data(failures),
     )
-    db.session.flush()
+    if tokens is None:
+        _record_failure(ip=ip, user=user, reason="account_changed", login=username or email)
+        raise InvalidGrant("Wrong username, email or password")
     return tokens

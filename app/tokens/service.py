@@ -105,19 +105,26 @@ def _id_token(
     return signing.sign({k: v for k, v in claims.items() if v not in (None, "")})
 
 
-def _new_refresh_token(user: User, tenant: Tenant, session: AuthSession, now: datetime) -> str:
+def refresh_row(
+    user: User, tenant: Tenant, session: AuthSession, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """A new refresh token of `session`: the raw token (shown once) and its row (hashed)."""
     raw = f"{REFRESH_PREFIX}{user.tenant_id}_{security.random_token(32)}"
-    db.session.add(
-        RefreshToken(
-            id=security.random_hex(16),
-            tenant_id=user.tenant_id,
-            token_hash=security.sha256_hex(raw),
-            family_id=session.id,
-            user_id=user.id,
-            created_at=now,
-            expires_at=now + timedelta(seconds=_refresh_ttl(tenant)),
-        )
-    )
+    row = {
+        "id": security.random_hex(16),
+        "tenant_id": user.tenant_id,
+        "token_hash": security.sha256_hex(raw),
+        "family_id": session.id,
+        "user_id": user.id,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=_refresh_ttl(tenant)),
+    }
+    return raw, row
+
+
+def _new_refresh_token(user: User, tenant: Tenant, session: AuthSession, now: datetime) -> str:
+    raw, row = refresh_row(user, tenant, session, now)
+    db.session.add(RefreshToken(**row))
     return raw
 
 
@@ -140,12 +147,14 @@ def start_session(
     parent_id: str | None = None,
     ip: str | None = None,
     user_agent: str | None = None,
+    added: bool = True,
 ) -> AuthSession:
     """A new sign-in session (refresh family) of `user`, under its current generation;
     `auth_time` is when the user entered a password (now unless a browser sign-in session
     carried it over), `client_id` the registered application it is for and `scope` what
     that application was granted (application_scopes); refreshes never widen it. `into`
-    is the unit of work to add it to (the request's unless given). `amr` says how the
+    is the unit of work to add it to (the request's unless given; with `added` False,
+    none: a sign-in's one write inserts it itself, app.tokens.login). `amr` says how the
     user authenticated (OIDC amr: pwd, otp, hwk, swk, mfa), `parent_id` names the browser
     sign-in session an application's session was issued through (ending that one ends
     this one), `ip` and `user_agent` where it began (the account page lists them)."""
@@ -167,7 +176,8 @@ def start_session(
         user_agent=user_agent[:255] if user_agent else None,
         last_seen_at=now,
     )
-    (into or db.session).add(session)
+    if added:
+        (into or db.session).add(session)
     return session
 
 
@@ -205,6 +215,42 @@ def issue_session(
         ip=ip,
         user_agent=user_agent,
     )
+    access, id_token, ttl, granted = mint(
+        user=user, tenant=tenant, session=session, now=now, scope=scope, nonce=nonce
+    )
+    return TokenSet(
+        access_token=access,
+        expires_in=ttl,
+        scope=" ".join(granted),
+        id_token=id_token,
+        refresh_token=_new_refresh_token(user, tenant, session, now)
+        if is_offline(session)
+        else None,
+        user_id=user.id,
+    )
+
+
+def is_offline(session: AuthSession) -> bool:
+    """Whether the session gets refresh tokens: an application's only when granted
+    `offline_access`; a session without an application (a password grant naming no app,
+    a custom token) always does."""
+    return session.scope is None or scope_catalogue.OFFLINE_ACCESS in session.scope.split()
+
+
+def mint(
+    *,
+    user: User,
+    tenant: Tenant,
+    session: AuthSession,
+    now: datetime,
+    scope: list[str] | None = None,
+    nonce: str | None = None,
+    id_token: bool = True,
+) -> tuple[str, str | None, int, list[str]]:
+    """The signed access token of `session`, its ID token (unless `id_token` is False: a
+    grant that did not ask for `openid`), their lifetime, and the scopes the access token
+    holds: `scope` (an application's grant, or a narrowing of the session's asked for by
+    a refresh), else the session's (session_scopes)."""
     granted = scope if scope is not None else session_scopes(user, session)
     ttl = access_ttl(tenant)
     claims: dict[str, Any] = {
@@ -225,17 +271,12 @@ def issue_session(
         # what it may do on the user's behalf (link_with) depends on it.
         claims["azp"] = session.client_id
     access = signing.sign(claims)
-    offline = session.scope is None or scope_catalogue.OFFLINE_ACCESS in session.scope.split()
-    return TokenSet(
-        access_token=access,
-        expires_in=ttl,
-        scope=claims["scope"],
-        id_token=_id_token(
-            user, tenant, now, ttl, session, access_token=access, scope=granted, nonce=nonce
-        ),
-        refresh_token=_new_refresh_token(user, tenant, session, now) if offline else None,
-        user_id=user.id,
+    if not id_token:
+        return access, None, ttl, granted
+    about = _id_token(
+        user, tenant, now, ttl, session, access_token=access, scope=granted, nonce=nonce
     )
+    return access, about, ttl, granted
 
 
 def spend_once(*, jti: str, user_id: str, ttl: int, used: AppError) -> None:

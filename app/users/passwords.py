@@ -18,7 +18,7 @@ import functools
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit_service
@@ -40,26 +40,17 @@ def set_password(user: User, password: str) -> None:
     user.password_tag = tag_of(user, password)
 
 
-def login_candidates(*, username: str | None, email: str | None) -> list[User]:
-    """The users a login may name: the owner of the username; else the password users
-    holding the address: its verified holders when there are any (the mailbox proved it
-    theirs; anyone may type the address onto an account), else every holder; oldest first.
+def choose_candidates(
+    matches: list[User], *, username: str | None, email: str | None
+) -> list[User]:
+    """The users a login may name among `matches` (the users holding the username or the
+    address, oldest first): the owner of the username; else the password users holding
+    the address: its verified holders when there are any (the mailbox proved it theirs;
+    anyone may type the address onto an account), else every holder.
 
     Standard OAuth clients only send `username`, so the caller passes it as `email` too.
-    There is no cap: tags keep the cost of a sign-in at one verification."""
-    conditions = []
-    if username:
-        conditions.append(User.username_normalized == username.casefold())
-    if email:
-        conditions.append(
-            (User.email_normalized == email.casefold()) & User.password_hash.is_not(None)
-        )
-    if not conditions:
-        return []
-    # No eager policies: only the one that signs in needs them (for its token's scopes),
-    # and a join would multiply the rows of an address many accounts hold.
-    query = select(User).where(or_(*conditions)).order_by(User.created_at, User.id)
-    matches = list(db.session.scalars(query))
+    There is no cap: tags keep the cost of a sign-in at one verification. The read that
+    finds the matches is the sign-in's own (app.signin.lookup)."""
     if username:
         folded = username.casefold()
         by_name = [u for u in matches if u.username_normalized == folded]
