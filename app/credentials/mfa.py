@@ -30,9 +30,9 @@ TOTP = "totp"
 PENDING, CONFIRMED = "pending", "confirmed"
 # Management API provider names that mean the TOTP enrolment ("duo" is never enrolled here).
 TOTP_PROVIDERS = frozenset({"google-authenticator"})
-KNOWN_PROVIDERS = TOTP_PROVIDERS | {"duo"}
-# How the audit log names the recovery codes when they are removed.
+# The recovery codes: the provider name that removes them, and how the audit log names them.
 RECOVERY_CODE = "recovery-code"
+KNOWN_PROVIDERS = TOTP_PROVIDERS | {"duo", RECOVERY_CODE}
 VALID_WINDOW = 1  # one time-step either side, for clock drift
 
 
@@ -371,13 +371,16 @@ def clear_failed_codes(user: User) -> int:
 
 def remove(*, actor: Principal, user: User, provider: str) -> bool:
     """Remove the user's enrolment for a Management API provider name (audited
-    `mfa.removed`); False when nothing was enrolled. Invalid for an unknown provider,
+    `mfa.removed`): `google-authenticator` is the TOTP enrolment, `recovery-code` every
+    recovery code; False when nothing was enrolled. Invalid for an unknown provider,
     Unauthenticated `reauthentication_required` for a user whose sign-in is not recent."""
     if provider not in KNOWN_PROVIDERS:
         raise Invalid(
             f"provider must be one of {', '.join(sorted(KNOWN_PROVIDERS))}",
             code="invalid_mfa_provider",
         )
+    if provider == RECOVERY_CODE:
+        return remove_recovery_codes(actor=actor, user=user) > 0
     user_service.check_recent_sign_in(actor=actor, user=user)
     if provider not in TOTP_PROVIDERS:
         return False

@@ -223,3 +223,27 @@ def test_changing_the_second_factor_needs_a_recent_sign_in(app, client, base_url
         "tess", "google-authenticator"
     )
     assert password_grant(client, tenant.id).status_code == 200
+
+
+def test_recovery_codes_are_removed_through_the_multifactor_route(
+    app, client, base_url, tenant, tess
+):
+    """An administrator's reset of a user who lost their codes: the console's "Remove
+    recovery codes" is this public route (provider `recovery-code`)."""
+    from app.credentials import recovery
+    from app.users import service as user_service
+
+    with app.app_context(), tenant_scope(tenant.id):
+        codes = recovery.issue_first(user_service.get_user("tess"))
+        db.session.commit()
+    assert len(codes) == 10
+    sdk = auth0_client(base_url, tenant.key)
+    sdk.users.multifactor.delete_provider("tess", "recovery-code")
+    with app.app_context(), tenant_scope(tenant.id):
+        assert recovery.remaining(user_service.get_user("tess")) == 0
+    [removed] = audit_events(client, tenant.headers, "mfa.removed")
+    assert removed["user_id"] == "tess"
+    assert removed["data"] == {"provider": "recovery-code", "codes": 10}
+    # Nothing left: still 204, and nothing more is recorded.
+    sdk.users.multifactor.delete_provider("tess", "recovery-code")
+    assert len(audit_events(client, tenant.headers, "mfa.removed")) == 1

@@ -100,9 +100,10 @@ def remove_method(user_id: str, method_id: str) -> Response:
 @public(tenant_from=console_tenant)
 @console_view(action="act")
 def remove_recovery_codes(user_id: str) -> Response:
-    """Remove every recovery code of the user"""
+    """Remove every recovery code of the user (as DELETE
+    /api/v2/users/{id}/multifactor/recovery-code does)"""
     user = _user(user_id)
-    mfa_service.remove_recovery_codes(actor=_acting(), user=user)
+    mfa_service.remove(actor=_acting(), user=user, provider=mfa_service.RECOVERY_CODE)
     return _back(user_id, "codes_removed")
 
 
