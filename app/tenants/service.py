@@ -145,8 +145,9 @@ def update_tenant(
     actor: Principal | None = None,
 ) -> Tenant:
     """Rename a tenant and/or merge `settings` into its settings; NotFound. With an
-    `actor` (a caller acting in the tenant's scope: the console), a change is audited as
-    `tenant.settings_changed` naming the settings whose value changed."""
+    `actor` (a caller acting in the tenant's scope: the platform API, the console), a
+    change is audited as `tenant.settings_changed` naming the settings whose value
+    changed."""
     tenant = get_tenant(tenant_id)
     before = tenant_settings(tenant) if actor is not None else {}
     if name is not None:

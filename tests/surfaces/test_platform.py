@@ -356,3 +356,19 @@ def test_api_key_creation_and_revocation_are_audited_once(
         assert [(e["target"], e["actor"]) for e in events] == [(issued["id"], "root")], action
         assert events[0]["data"] == {"name": "audited", "scopes": ["read:users"]}
         assert issued["key"] not in str(events)
+
+
+def test_a_settings_change_through_the_api_is_audited(
+    client: FlaskClient, root_headers: dict[str, str], tenant: TenantHandle
+) -> None:
+    for _ in range(2):  # the second PATCH changes nothing, so records nothing
+        r = client.patch(
+            f"/tenants/{tenant.id}",
+            json={"settings": {"password_min_length": 12}},
+            headers=root_headers,
+        )
+        assert r.status_code == 200
+    [event] = audit_events(client, tenant.headers, "tenant.settings_changed")
+    assert (event["actor"], event["target"]) == ("root", tenant.id)
+    # (password_policy is the view that holds the minimum length too)
+    assert "password_min_length" in event["data"]["changed"]

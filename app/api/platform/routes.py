@@ -91,13 +91,17 @@ def get_tenant(tenant_id: str) -> dict[str, Any]:
 
 
 @blp.route("/tenants/<tenant_id>", methods=["PATCH"])
-@root_only
+@root_only_in_path_tenant
 @blp.arguments(PatchTenantSchema)
 @blp.response(200, TenantSchema)
 def patch_tenant(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
-    """Rename a tenant or merge its settings"""
+    """Rename a tenant or merge its settings (a change of a setting is audited
+    `tenant.settings_changed`)"""
     tenant = tenant_service.update_tenant(
-        tenant_id=tenant_id, name=body.get("name"), settings=body.get("settings")
+        tenant_id=tenant_id,
+        name=body.get("name"),
+        settings=body.get("settings"),
+        actor=current_principal(),
     )
     return _tenant_view(tenant)
 
