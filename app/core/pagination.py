@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, func, or_
+from sqlalchemy import ColumnElement, Select, and_, func, or_
 from sqlalchemy import inspect as sa_inspect
 
 from app.core.db import db
@@ -62,6 +62,26 @@ def page_from_rows(rows: list[T], limit: int, key_of: Any) -> Page[T]:
     return Page(rows, None)
 
 
+def after_creation_cursor(
+    cursor: str | None, *, created_col: Any, id_col: Any, newest_first: bool = False
+) -> ColumnElement[bool] | None:
+    """The rows after a (created_at, id) keyset cursor, or None without one; Invalid
+    `invalid_cursor` for one we did not issue."""
+    key = decode_cursor(cursor)
+    if key is None:
+        return None
+    try:
+        at, last_id = datetime.fromisoformat(key[0]), key[1]
+    except (IndexError, TypeError, ValueError) as exc:
+        raise Invalid("The cursor is not valid", code="invalid_cursor") from exc
+    # The cursors we issue hold an aware time and a string id; anything else was forged.
+    if at.tzinfo is None or not isinstance(last_id, str):
+        raise Invalid("The cursor is not valid", code="invalid_cursor")
+    if newest_first:
+        return or_(created_col < at, and_(created_col == at, id_col < last_id))
+    return or_(created_col > at, and_(created_col == at, id_col > last_id))
+
+
 def paginate_by_creation(
     query: Select[Any],
     *,
@@ -75,19 +95,10 @@ def paginate_by_creation(
     """Keyset paging on (created_at, id): a page costs the same however deep it is; a page
     holds at most `most` rows (an export's may hold more than a page of a list)."""
     size = check_limit(limit, most=most)
-    key = decode_cursor(cursor)
-    if key is not None:
-        try:
-            at, last_id = datetime.fromisoformat(key[0]), key[1]
-        except (IndexError, TypeError, ValueError) as exc:
-            raise Invalid("The cursor is not valid", code="invalid_cursor") from exc
-        # The cursors we issue hold an aware time and a string id; anything else was forged.
-        if at.tzinfo is None or not isinstance(last_id, str):
-            raise Invalid("The cursor is not valid", code="invalid_cursor")
-        if newest_first:
-            after = or_(created_col < at, and_(created_col == at, id_col < last_id))
-        else:
-            after = or_(created_col > at, and_(created_col == at, id_col > last_id))
+    after = after_creation_cursor(
+        cursor, created_col=created_col, id_col=id_col, newest_first=newest_first
+    )
+    if after is not None:
         query = query.where(after)
     order = (created_col.desc(), id_col.desc()) if newest_first else (created_col, id_col)
     rows = list(db.session.scalars(query.order_by(*order).limit(size + 1)))

@@ -14,7 +14,13 @@ from sqlalchemy.orm import aliased
 
 from app.core.db import db
 from app.core.errors import Invalid
-from app.core.pagination import OffsetPage, Page, paginate_by_creation, paginate_by_offset
+from app.core.pagination import (
+    OffsetPage,
+    Page,
+    after_creation_cursor,
+    paginate_by_creation,
+    paginate_by_offset,
+)
 from app.users.models import User
 
 SEARCH_FIELDS = ("email", "username", "name", "user_id")
@@ -127,38 +133,45 @@ def search_users(*, query: UserQuery, paging: SearchPage) -> OffsetPage[User]:
     )
 
 
-# Below this many matches, a search collects its matches first and sorts them (cheap);
-# from it on they are dense enough to walk the (created_at, id) index newest first.
-FEW_MATCHES = 2000
-
-
-def _has_few_matches(statement: Select[tuple[User]]) -> bool:
-    """Whether `statement` matches fewer than FEW_MATCHES users (a bounded count)."""
-    capped = statement.with_only_columns(User.id).limit(FEW_MATCHES).subquery()
-    return int(db.session.scalar(select(func.count()).select_from(capped)) or 0) < FEW_MATCHES
+# A search walks the (created_at, id) index newest first, looking at the newest WINDOW users
+# after the cursor only: a page of matches found there is the page. Matches that are few,
+# or all older than that (a broad prefix of the oldest addresses), are then collected
+# through the search indexes and sorted, instead of a walk through a million rows.
+WINDOW = 2_000
 
 
 def search_newest(*, query: UserQuery, limit: int | None, cursor: str | None) -> Page[User]:
     """The current tenant's users matching `query`, newest first, keyset paged on
-    (created_at, id): a page costs the same however deep it is, and nothing is counted
-    beyond FEW_MATCHES. Invalid `invalid_cursor`, `invalid_limit`."""
+    (created_at, id): a page costs the same however deep it is, and nothing is counted.
+    Invalid `invalid_cursor`, `invalid_limit`."""
     statement = _filtered(query)
-    entity: Any = User
-    if query.terms and db.session.get_bind().dialect.name == "postgresql":
-        if _has_few_matches(statement):
-            # Few matches: take them all through the search indexes, then sort. Left to
-            # itself the planner may walk the creation index instead, hoping to meet the
-            # matches early, and read most of a million rows when they are the oldest.
-            entity = aliased(User, statement.cte("matches").prefix_with("MATERIALIZED"))
-            statement = select(entity)
-    return paginate_by_creation(
-        statement,
-        created_col=entity.created_at,
-        id_col=entity.id,
-        limit=limit,
-        cursor=cursor,
-        newest_first=True,
+
+    def newest(rows: Select[Any], entity: Any = User) -> Page[User]:
+        return paginate_by_creation(
+            rows,
+            created_col=entity.created_at,
+            id_col=entity.id,
+            limit=limit,
+            cursor=cursor,
+            newest_first=True,
+        )
+
+    if not query.terms or db.session.get_bind().dialect.name != "postgresql":
+        return newest(statement)
+    after = after_creation_cursor(
+        cursor, created_col=User.created_at, id_col=User.id, newest_first=True
     )
+    recent = select(User.id).order_by(User.created_at.desc(), User.id.desc()).limit(WINDOW)
+    if after is not None:
+        recent = recent.where(after)
+    # Looked up by primary key, the newest WINDOW users (after the cursor) are a prefix of
+    # the order: their first page of matches, when they hold one, is the first page of all.
+    found = newest(statement.where(User.id.in_(recent.scalar_subquery())))
+    if found.next_cursor is not None:
+        return found
+    # MATERIALIZED: left to itself the planner may walk the creation index again.
+    matches = aliased(User, statement.cte("matches").prefix_with("MATERIALIZED"))
+    return newest(select(matches), matches)
 
 
 # --- Auth0's `q`, parsed -----------------------------------------------------------------
