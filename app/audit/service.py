@@ -67,6 +67,8 @@ ACTIONS = frozenset(
         "webhook.deleted",
         "webhook.secret_rotated",
         "webhook.disabled",
+        # issue 28: a delivery sent again by hand (API or console), so the trail shows it.
+        "webhook.message_replayed",
         # issue 28: who may use the admin console (app.console).
         "console.member_granted",
         "console.member_revoked",

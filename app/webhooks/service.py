@@ -200,15 +200,23 @@ def get_message(*, endpoint_id: str, message_id: str) -> WebhookMessage:
     return message
 
 
-def replay(*, endpoint_id: str, message_id: str) -> WebhookMessage:
+def replay(*, actor: Principal, endpoint_id: str, message_id: str) -> WebhookMessage:
     """Send a message again (same `webhook-id`, same body), whatever its status: a fresh
-    round of attempts. Conflict when the endpoint is disabled."""
+    round of attempts; audited `webhook.message_replayed`. Conflict when the endpoint is
+    disabled."""
     message = get_message(endpoint_id=endpoint_id, message_id=message_id)
-    if not get_endpoint(endpoint_id).enabled:
+    endpoint = get_endpoint(endpoint_id)
+    if not endpoint.enabled:
         raise Conflict("The webhook endpoint is disabled", code="webhook_disabled")
     message.status, message.attempts, message.next_attempt_at = PENDING, 0, utcnow()
     message.last_error = None
     events.queue_after_commit([message.id])
+    _audit(
+        actor,
+        "webhook.message_replayed",
+        endpoint,
+        {"message_id": message.id, "event_type": message.event_type},
+    )
     return message
 
 

@@ -2,7 +2,8 @@
 them: register a confidential application and rotate its secret (the old one refused at
 /oauth/token, the new one taken); create an API key with chosen scopes (it works where
 its scope is needed and is refused elsewhere), then revoke it; replay a webhook delivery
-that failed (a real worker, and a receiver that fails once, then succeeds). axe-core
+that failed (a real worker, and a receiver that fails once, then succeeds); each journey
+ends by reading its own trail in the console's audit log. axe-core
 finds no WCAG 2.1 A/AA violation on any page met on the way (forms refused and shown
 again included), and nothing breaks the pages' Content-Security-Policy."""
 
@@ -77,6 +78,21 @@ def shown_secret(page: Any) -> str:
     return str(page.locator("#secret-value").input_value())
 
 
+def trail_shows(page: Any, *actions: str) -> None:
+    """The console's audit log, filtered to the signed-in admin's own actions (the actor
+    its hint names as "you"), lists each of `actions`: the journey's trail, read where an
+    admin reads it."""
+    open_menu(page, "Audit log")
+    you = re.search(r"e\.g\. (user:\S+) \(you\)", page.content())
+    assert you is not None
+    page.get_by_label("Actor").fill(you.group(1))
+    submit(page, "Filter")
+    rows = page.locator("table tbody").inner_text()
+    for action in actions:
+        assert action in rows, (action, rows)
+    passes_axe(page)
+
+
 def test_an_admin_registers_an_application_and_rotates_its_secret(
     console: Any, client: FlaskClient
 ) -> None:
@@ -111,6 +127,7 @@ def test_an_admin_registers_an_application_and_rotates_its_secret(
 
     assert_oauth_error(app_password_grant(client, client_id, old), 401, "invalid_client")
     assert app_password_grant(client, client_id, new).status_code == 200
+    trail_shows(page, "application.created", "application.secret_rotated")
 
 
 def test_an_admin_creates_a_scoped_key_and_revokes_it(
@@ -141,6 +158,7 @@ def test_an_admin_creates_a_scoped_key_and_revokes_it(
     submit(page, "Revoke the key")
     assert "was revoked" in page.get_by_role("status").inner_text()
     assert client.get("/api/v2/users", headers=headers).status_code == 401
+    trail_shows(page, "api_key.created", "api_key.revoked")
 
 
 def test_an_admin_replays_a_failed_delivery(
@@ -184,6 +202,7 @@ def test_an_admin_replays_a_failed_delivery(
         submit(page, "Filter")
         assert "Delivered" in page.locator("table tbody").inner_text()
         passes_axe(page)
+        trail_shows(page, "webhook.created", "webhook.message_replayed")
     finally:
         receiver.stop()
 

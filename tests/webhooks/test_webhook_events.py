@@ -23,6 +23,7 @@ from tests import factories
 from tests.account_support import account_page, account_sign_in, browser_client, post_form
 from tests.conftest import ROOT_KEY
 from tests.factories import PASSWORD, TenantHandle, bearer, totp_code
+from tests.oauth_support import audit_events
 from tests.postmark_fake import FakePostmark
 from tests.webhook_receiver import Received, Receiver, verify
 from tests.webhooks.support import ROOT, register
@@ -539,3 +540,7 @@ def test_a_failed_message_is_replayed_with_the_same_webhook_id(
         "delivered",
         204,
     )
+    # The replay is in the trail, with who asked for it.
+    [audited] = audit_events(client, hooked.headers, "webhook.message_replayed")
+    assert (audited["actor"], audited["target"]) == ("root", endpoint["id"])
+    assert audited["data"] == {"message_id": message["id"], "event_type": "user.created"}

@@ -173,7 +173,7 @@ def test_webhook(webhook_id: str) -> Response:
 @console_view(action="admin")
 def replay_webhook_message(webhook_id: str, message_id: str) -> Response:
     """Send a delivery again, with the same webhook-id and body"""
-    webhook_service.replay(endpoint_id=webhook_id, message_id=message_id)
+    webhook_service.replay(actor=current().actor, endpoint_id=webhook_id, message_id=message_id)
     return _back(webhook_id, "replayed")
 
 

@@ -104,4 +104,6 @@ def list_webhook_messages(
 @blp.errors(409)
 def replay_webhook_message(tenant_id: str, webhook_id: str, message_id: str) -> WebhookMessage:
     """Send a message again, with the same webhook-id and body (409 when disabled)"""
-    return webhook_service.replay(endpoint_id=webhook_id, message_id=message_id)
+    return webhook_service.replay(
+        actor=current_principal(), endpoint_id=webhook_id, message_id=message_id
+    )
