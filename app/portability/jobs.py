@@ -43,8 +43,18 @@ def get_job(job_id: str) -> TransferJob:
 
 
 def lock_job(job_id: str) -> TransferJob | None:
-    """The job's row, locked until the transaction ends (None once it was deleted)."""
-    return db.session.scalar(select(TransferJob).where(TransferJob.id == job_id).with_for_update())
+    """The job's row, locked until the transaction ends (None once it was deleted), with
+    the values the lock read: populate_existing, since an instance the session already
+    holds (loaded earlier in this transaction, e.g. for the file reader) would otherwise
+    keep its older values, and a second worker on the job would pass the resume check on a
+    stale `records_done` and write a batch the first one already wrote."""
+    statement = (
+        select(TransferJob)
+        .where(TransferJob.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalar(statement)
 
 
 def touch(job: TransferJob) -> None:
