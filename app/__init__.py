@@ -17,7 +17,7 @@ from app import models  # noqa: F401  (every model registered on the metadata)
 from app.core import sweeps
 from app.core.db import db, install_pool_checks
 from app.core.errors import register_error_handlers
-from app.core.http import StripTrailingSlash, install_http_hooks
+from app.core.http import GatehouseFlask, StripTrailingSlash, install_http_hooks
 from app.core.i18n import select_locale
 from app.core.inputs import install_input_guards
 from app.core.jobs import celery_init_app
@@ -36,7 +36,7 @@ from config import Config, ConfigError
 def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     """Build the Flask app from `config` (read from the environment when not given)."""
     config = config or Config()
-    app = Flask(__name__, instance_path=config.INSTANCE_PATH, static_folder=None)
+    app = GatehouseFlask(__name__, instance_path=config.INSTANCE_PATH, static_folder=None)
     app.config.update(config.as_dict())
     app.config.update(overrides)
     _private_instance_files(app)

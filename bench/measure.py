@@ -223,18 +223,32 @@ class OpenLoop:
 
 
 def open_loop(
-    server: Server, path: str, *, rate: float, seconds: float, headers: dict[str, str]
+    server: Server,
+    path: str,
+    *,
+    rate: float,
+    seconds: float,
+    headers: dict[str, str],
+    kept: bool = True,
 ) -> OpenLoop:
-    """GET `path` at `rate` per second for `seconds` with the soak's open-loop driver (a new
-    connection per request, as the soak sends them); latency from sending to the whole
-    answer."""
+    """GET `path` at `rate` per second for `seconds` with the soak's open-loop driver, over
+    kept connections (one per client thread, as an app's HTTP client keeps them, and as wrk
+    measured the capacity) or, `kept=False`, a new connection per request (as the soak sends
+    them); latency from sending to the whole answer."""
     answers: list[client.Answer] = []
+    connections = client.KeptConnections(server.url)
 
     def send() -> None:
-        answers.append(client.call(server.url, "GET", path, headers=headers))
+        if kept:
+            answers.append(connections.get(path, headers))
+        else:
+            answers.append(client.call(server.url, "GET", path, headers=headers))
 
     app_before, db_before = server.cpu()
-    achieved, dropped = client.open_loop(send, rate, seconds)
+    try:
+        achieved, dropped = client.open_loop(send, rate, seconds)
+    finally:
+        connections.close()
     app_after, db_after = server.cpu()
     seconds_each = [answer.seconds for answer in answers]
     count = max(len(answers), 1)

@@ -1,7 +1,8 @@
-"""A small HTTP client for the scenarios and the bench: one connection per call (gunicorn's
-sync workers close it anyway), a hard timeout, the time each answer took, and an open-loop
-driver that starts calls at a fixed rate whatever the answers' pace (the soak's traffic and
-`make bench`'s latency at half the measured capacity both use it)."""
+"""A small HTTP client for the scenarios and the bench: one connection per call (the
+scenarios kill and restart servers under it), or kept connections, one per thread (as an
+app's HTTP client keeps them: the bench's open loop); a hard timeout, the time each answer
+took, and an open-loop driver that starts calls at a fixed rate whatever the answers' pace
+(the soak's traffic and `make bench`'s latency at half the measured capacity both use it)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,21 @@ def call(
     started = time.perf_counter()
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     try:
-        connection.request(method, path, body=data, headers=sent)
+        return _exchange(connection, method, path, data, sent, started)
+    finally:
+        connection.close()
+
+
+def _exchange(
+    connection: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    data: bytes | None,
+    headers: dict[str, str],
+    started: float,
+) -> Answer:
+    try:
+        connection.request(method, path, body=data, headers=headers)
         response = connection.getresponse()
         body = response.read()
         return Answer(
@@ -68,9 +83,35 @@ def call(
             time.perf_counter() - started,
         )
     except (OSError, http.client.HTTPException) as exc:
+        connection.close()  # the next call on it connects again
         return Answer(0, {}, b"", time.perf_counter() - started, type(exc).__name__)
-    finally:
-        connection.close()
+
+
+class KeptConnections:
+    """GETs to one server over a kept connection per calling thread (HTTP/1.1 keep-alive;
+    a connection the server closed is opened again on the next call, not retried)."""
+
+    def __init__(self, base: str, timeout: float = 15.0) -> None:
+        url = urllib.parse.urlsplit(base)
+        self._host, self._port, self._timeout = url.hostname, url.port, timeout
+        self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Answer:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        return _exchange(connection, "GET", path, None, dict(headers or {}), time.perf_counter())
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._opened:
+                connection.close()
+            self._opened.clear()
 
 
 def open_loop(

@@ -1,5 +1,5 @@
-"""HTTP plumbing shared by all surfaces: request ids, trailing-slash tolerance, JSON-only
-bodies, and the size limit of the few views that take a file upload.
+"""HTTP plumbing shared by all surfaces: the Flask class, request ids, trailing-slash
+tolerance, JSON-only bodies, and the size limit of the few views that take a file upload.
 """
 
 from __future__ import annotations
@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterable
+from types import FunctionType
 from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
+from flask.sessions import SessionInterface
 
 from app.core.errors import PayloadTooLarge, UnsupportedMediaType
 
@@ -18,6 +20,39 @@ F = TypeVar("F", bound=Callable[..., Any])
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_MIMETYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+class _NoFlaskSession(SessionInterface):
+    """Flask's session cookie is not used: the hosted pages and the console sign cookies of
+    their own (api/hosted/browser.py, api/console/cookies.py). Opening it anyway cost every
+    request a serializer and a cookie parse; `flask.session` is a NullSession here, so a
+    write to it fails loudly instead of setting a cookie nobody reads."""
+
+    def open_session(self, app: Flask, request: Any) -> None:
+        return None  # Flask then uses make_null_session
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        return None
+
+
+class GatehouseFlask(Flask):
+    """Flask without per-request work this app does not need: no session cookie, and each
+    hook's and view's "is it async?" check made once per function instead of on every
+    call (a dozen `inspect` calls per request)."""
+
+    session_interface = _NoFlaskSession()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict[FunctionType, Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if type(func) is not FunctionType:  # bound methods, partials: not kept
+            return super().ensure_sync(func)
+        sync = self._sync_functions.get(func)
+        if sync is None:
+            sync = self._sync_functions[func] = super().ensure_sync(func)
+        return sync
 
 
 class StripTrailingSlash:
@@ -88,7 +123,7 @@ def install_http_hooks(app: Flask) -> None:
 
     @app.before_request
     def assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
+        incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
     @app.before_request
