@@ -247,8 +247,9 @@ def complete_sign_in(
         ip=ip,
         user_agent=user_agent,
     )
-    assert tokens.id_token is not None
-    claims = signing.verify_id_token(tokens.id_token)
+    # The console's client always asks for openid; an answer without an ID token (a
+    # changed grant, a code issued to another client) is not a sign-in for this console.
+    claims = signing.verify_id_token(tokens.id_token) if tokens.id_token else {}
     if claims.get("aud") != client.id or not security.constant_time_equals(
         str(claims.get("nonce", "")), nonce
     ):
