@@ -47,10 +47,13 @@ def test_a_bad_setting_stops_the_cli_with_one_line(
     "command",
     [
         ["gunicorn", "-b", "127.0.0.1:0", "wsgi:app"],
+        # Granian as `make test-reliability RELIABILITY_SERVER=granian` serves (issue 29):
+        # the launcher checks before it imports granian, so this runs without it.
+        ["reliability.granian_serve", "--host", "127.0.0.1", "--port", "0", "wsgi:app"],
         ["celery", "-A", "worker", "worker", "--pool", "solo"],
         ["celery", "-A", "worker", "beat"],
     ],
-    ids=["api", "worker", "beat"],
+    ids=["api", "api-granian-launcher", "worker", "beat"],
 )
 def test_the_api_worker_and_beat_refuse_a_bad_setting(app: Flask, command: list[str]) -> None:
     env = factories.process_env(app, RATELIMIT_SIGNIN_PER_ACCOUNT="often")
