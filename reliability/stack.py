@@ -321,7 +321,8 @@ def granian(env: Mapping[str, str], folder: Path, name: str, workers: int = 2) -
     """Granian in WSGI mode through reliability/granian_serve.py, which does what
     gunicorn.conf.py does in gunicorn's master (the settings check, the metrics folder)
     and sets bench/run.py `_granian()`'s shape; granian itself comes from
-    RELIABILITY_VARIANTS_PATH, on this process's PYTHONPATH only."""
+    RELIABILITY_VARIANTS_PATH, on this process's PYTHONPATH only. gunicorn's `--timeout 60`
+    (a worker silent that long is killed) has no Granian counterpart."""
     if not (VARIANTS_PATH / "granian").is_dir():
         raise RuntimeError(
             f"{VARIANTS_PATH} has no granian: `make {VARIANTS_PATH.name}/.installed-…` "
