@@ -52,17 +52,16 @@ def main() -> None:
     if made_here:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gatehouse-metrics-")
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    try:  # a refused start-up removes the folder too
+        from app.startup import checked_app  # after the variable: prometheus_client reads it
 
-    from app.startup import checked_app  # after the variable: prometheus_client reads it
+        checked_app(serving=True)
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        for stale in metrics_dir.glob("*.db"):
+            stale.unlink()
 
-    checked_app(serving=True)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    for stale in metrics_dir.glob("*.db"):
-        stale.unlink()
+        from granian.cli import entrypoint
 
-    from granian.cli import entrypoint
-
-    try:
         entrypoint()  # reads sys.argv and the GRANIAN_* variables; returns when stopped
     finally:
         if made_here:

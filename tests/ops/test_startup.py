@@ -60,6 +60,15 @@ def test_the_api_worker_and_beat_refuse_a_bad_setting(app: Flask, command: list[
     _refused(factories.run_command(command, env), "RATELIMIT_SIGNIN_PER_ACCOUNT")
 
 
+def test_the_granian_launcher_refusing_leaves_no_metrics_folder(app: Flask, tmp_path: Path) -> None:
+    """The Prometheus folder the launcher made for this server goes with a refused start."""
+    env = factories.process_env(app, RATELIMIT_SIGNIN_PER_ACCOUNT="often", TMPDIR=str(tmp_path))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = ["reliability.granian_serve", "--port", "0", "wsgi:app"]
+    _refused(factories.run_command(command, env), "RATELIMIT_SIGNIN_PER_ACCOUNT")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_key_ring_that_cannot_open_the_data_stops_every_process(deployment) -> None:
     """Finding 3: a `.env` with fresh keys made the existing instance 500 on every sign-in
     while /readyz said ok. Now start-up names the key and /readyz reports it."""
