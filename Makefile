@@ -62,8 +62,9 @@ fuzz: install
 
 # Faults and load on real processes: its own PostgreSQL and Redis (Debian's server binaries,
 # never the shared ones), gunicorn, Celery worker and beat. About 10 minutes; see docs/development.md.
-test-reliability: install
-	$(BIN)/python -m pytest reliability -v -o faulthandler_timeout=1200 $(PYTEST_ARGS)
+# RELIABILITY_SERVER=granian serves the API with Granian from $(VARIANTS_DIR) instead (issue 29).
+test-reliability: install $(if $(filter granian,$(RELIABILITY_SERVER)),$(VARIANTS_STAMP))
+	RELIABILITY_VARIANTS_PATH=$(VARIANTS_DIR) $(BIN)/python -m pytest reliability -v -o faulthandler_timeout=1200 $(PYTEST_ARGS)
 
 # The real-browser test drives the system's Chromium (browser downloads are not used):
 # install Debian's `chromium` with apt when it is missing and apt can run (root). On a

@@ -1,5 +1,5 @@
 """Fixtures of `make test-reliability`: a private PostgreSQL and Redis for the whole run,
-the Postmark stand-in, and per scenario a fresh database with gunicorn, a Celery worker
+the Postmark stand-in, and per scenario a fresh database with the API server, a Celery worker
 and beat started as a deployment starts them. Each scenario reports what it injected and
 what it counted; the figures are printed at the end of the run.
 """

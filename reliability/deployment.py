@@ -73,7 +73,7 @@ class Deployment:
     # processes -------------------------------------------------------------------------
 
     def start_api(self, workers: int = 2, name: str | None = None) -> Service:
-        api = stack.gunicorn(self.env, self.folder, name or f"api{len(self.apis) + 1}", workers)
+        api = stack.api_server(self.env, self.folder, name or f"api{len(self.apis) + 1}", workers)
         self.services.append(api)
         self.apis.append(api)
         stack.wait_until(

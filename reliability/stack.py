@@ -1,5 +1,6 @@
 """The real processes of a deployment, started and broken on purpose: a private PostgreSQL
-and Redis (never the machine's shared ones), gunicorn, a Celery worker and beat.
+and Redis (never the machine's shared ones), gunicorn (or Granian, RELIABILITY_SERVER), a
+Celery worker and beat.
 
 Every process writes its output to a log file in the run's folder, so a failed scenario
 can show what the service said.
@@ -26,6 +27,14 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The API's server: "gunicorn" (gunicorn.conf.py) or "granian" (reliability/granian_serve.py,
+# with granian from the folder `make bench` installs bench/variants/requirements.txt into).
+SERVER = os.environ.get("RELIABILITY_SERVER", "gunicorn")
+VARIANTS_PATH = Path(
+    os.environ.get("RELIABILITY_VARIANTS_PATH", str(ROOT / ".venv-bench-variants"))
+).resolve()
+if SERVER not in ("gunicorn", "granian"):
+    raise RuntimeError(f"RELIABILITY_SERVER={SERVER!r}: gunicorn or granian")
 
 
 def free_port() -> int:
@@ -169,7 +178,8 @@ class Redis:
 
 @dataclass
 class Service:
-    """One started command (gunicorn, a Celery worker, beat) in its own process group."""
+    """One started command (the API server, a Celery worker, beat) in its own process
+    group."""
 
     name: str
     command: list[str]
@@ -199,7 +209,7 @@ class Service:
         return self.process is not None and self.process.poll() is None
 
     def children(self) -> list[int]:
-        """Pids of the direct children (gunicorn or Celery pool workers)."""
+        """Pids of the direct children (the API server's or Celery's pool workers)."""
         path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         return [int(p) for p in path.read_text().split()] if path.exists() else []
 
@@ -287,6 +297,14 @@ def flask(env: Mapping[str, str], *args: str) -> str:
     return done.stdout
 
 
+def api_server(env: Mapping[str, str], folder: Path, name: str, workers: int = 2) -> Service:
+    """The API as the run's server serves it: gunicorn, or Granian with
+    RELIABILITY_SERVER=granian (issue 29: adopted only if every scenario passes on it)."""
+    if SERVER == "granian":
+        return granian(env, folder, name, workers)
+    return gunicorn(env, folder, name, workers)
+
+
 def gunicorn(env: Mapping[str, str], folder: Path, name: str, workers: int = 2) -> Service:
     port = free_port()
     service = Service(
@@ -296,6 +314,31 @@ def gunicorn(env: Mapping[str, str], folder: Path, name: str, workers: int = 2) 
         folder / f"{name}.log",
         extra={"base": f"http://127.0.0.1:{port}"},
     )
+    return service.start()
+
+
+def granian(env: Mapping[str, str], folder: Path, name: str, workers: int = 2) -> Service:
+    """Granian in WSGI mode through reliability/granian_serve.py, which does what
+    gunicorn.conf.py does in gunicorn's master (the settings check, the metrics folder)
+    and sets bench/run.py `_granian()`'s shape; granian itself comes from
+    RELIABILITY_VARIANTS_PATH, on this process's PYTHONPATH only. gunicorn's `--timeout 60`
+    (a worker silent that long is killed) has no Granian counterpart."""
+    if not (VARIANTS_PATH / "granian").is_dir():
+        raise RuntimeError(
+            f"{VARIANTS_PATH} has no granian: `make {VARIANTS_PATH.name}/.installed-…` "
+            "(make test-reliability RELIABILITY_SERVER=granian installs it)"
+        )
+    port = free_port()
+    pythonpath = [str(VARIANTS_PATH), str(ROOT), env.get("PYTHONPATH", "")]
+    service = Service(
+        name,
+        [str(BIN / "python"), "-m", "reliability.granian_serve",
+         "--host", "127.0.0.1", "--port", str(port), "wsgi:app"],
+        {**env, "GRANIAN_WORKERS": str(workers),
+         "PYTHONPATH": os.pathsep.join(filter(None, pythonpath))},
+        folder / f"{name}.log",
+        extra={"base": f"http://127.0.0.1:{port}"},
+    )  # fmt: skip
     return service.start()
 
 

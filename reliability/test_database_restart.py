@@ -136,7 +136,7 @@ def test_database_restart(deployment: Deployment, report) -> None:  # noqa: ANN0
             "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/gatehouse",
             "DATABASE_TIMEOUT_SECONDS": "2",
         }
-        frozen = stack.gunicorn(frozen_env, deploy.folder, "api-frozen-db", workers=1)
+        frozen = stack.api_server(frozen_env, deploy.folder, "api-frozen-db", workers=1)
         deploy.services.append(frozen)
         base = frozen.extra["base"]
         stack.wait_until(lambda: call(base, "GET", "/healthz").status == 200, 30, "frozen api")

@@ -38,7 +38,7 @@ def test_soak(deployment: Deployment, report) -> None:  # noqa: ANN001
         users.append(UserState(f"soak{n}", email, tokens["access_token"], tokens["refresh_token"]))
     traffic = Traffic(deploy, users)
     mix = ", ".join(f"{kind} {weight}%" for kind, weight in MIX.items())
-    report(f"mix: {mix}; {USERS} users; gunicorn {WORKERS} workers, Celery worker and beat")
+    report(f"mix: {mix}; {USERS} users; {stack.SERVER} {WORKERS} workers, Celery worker and beat")
 
     traffic.closed_loop(CAPACITY_CLIENTS, 10)  # caches and pools warm, workers busy
     capacity = traffic.closed_loop(CAPACITY_CLIENTS, CAPACITY_SECONDS)

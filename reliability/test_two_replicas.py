@@ -40,7 +40,7 @@ def test_two_replicas(deployment: Deployment, report) -> None:  # noqa: ANN001
     deploy.start_api(name="replica-b")
     deploy.start_worker()
     deploy.start_beat()
-    report("two gunicorn replicas (2 workers each) on one PostgreSQL and one Redis")
+    report(f"two {stack.SERVER} replicas (2 workers each) on one PostgreSQL and one Redis")
     roamer = deploy.create_user("roamer", api=A)
 
     # Refresh rotation and reuse detection.

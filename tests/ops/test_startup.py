@@ -47,14 +47,26 @@ def test_a_bad_setting_stops_the_cli_with_one_line(
     "command",
     [
         ["gunicorn", "-b", "127.0.0.1:0", "wsgi:app"],
+        # Granian as `make test-reliability RELIABILITY_SERVER=granian` serves (issue 29):
+        # the launcher checks before it imports granian, so this runs without it.
+        ["reliability.granian_serve", "--host", "127.0.0.1", "--port", "0", "wsgi:app"],
         ["celery", "-A", "worker", "worker", "--pool", "solo"],
         ["celery", "-A", "worker", "beat"],
     ],
-    ids=["api", "worker", "beat"],
+    ids=["api", "api-granian-launcher", "worker", "beat"],
 )
 def test_the_api_worker_and_beat_refuse_a_bad_setting(app: Flask, command: list[str]) -> None:
     env = factories.process_env(app, RATELIMIT_SIGNIN_PER_ACCOUNT="often")
     _refused(factories.run_command(command, env), "RATELIMIT_SIGNIN_PER_ACCOUNT")
+
+
+def test_the_granian_launcher_refusing_leaves_no_metrics_folder(app: Flask, tmp_path: Path) -> None:
+    """The Prometheus folder the launcher made for this server goes with a refused start."""
+    env = factories.process_env(app, RATELIMIT_SIGNIN_PER_ACCOUNT="often", TMPDIR=str(tmp_path))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = ["reliability.granian_serve", "--port", "0", "wsgi:app"]
+    _refused(factories.run_command(command, env), "RATELIMIT_SIGNIN_PER_ACCOUNT")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_key_ring_that_cannot_open_the_data_stops_every_process(deployment) -> None:
