@@ -37,8 +37,13 @@ def on_starting(server):
     from app.startup import checked_app
 
     # Exits with `ConfigError: <one line>`; logs one line when the database cannot be
-    # reached (the server still starts); leaves no connection behind.
-    checked_app(serving=True)
+    # reached (the server still starts); leaves no connection behind. on_exit does not run
+    # after a refusal here, so the folder made for this run goes now.
+    try:
+        checked_app(serving=True)
+    except BaseException:
+        on_exit(server)
+        raise
 
     _metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in _metrics_dir.glob("*.db"):

@@ -60,11 +60,22 @@ def test_the_api_worker_and_beat_refuse_a_bad_setting(app: Flask, command: list[
     _refused(factories.run_command(command, env), "RATELIMIT_SIGNIN_PER_ACCOUNT")
 
 
-def test_the_granian_launcher_refusing_leaves_no_metrics_folder(app: Flask, tmp_path: Path) -> None:
-    """The Prometheus folder the launcher made for this server goes with a refused start."""
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["gunicorn", "-b", "127.0.0.1:0", "wsgi:app"],
+        ["reliability.granian_serve", "--port", "0", "wsgi:app"],
+    ],
+    ids=["gunicorn", "granian-launcher"],
+)
+def test_a_refused_start_leaves_no_metrics_folder(
+    app: Flask, tmp_path: Path, command: list[str]
+) -> None:
+    """The Prometheus folder the server's master made for this run goes with a refused
+    start (gunicorn's on_exit does not run after on_starting exits: each refusal left an
+    empty /tmp/gatehouse-metrics-* behind)."""
     env = factories.process_env(app, RATELIMIT_SIGNIN_PER_ACCOUNT="often", TMPDIR=str(tmp_path))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = ["reliability.granian_serve", "--port", "0", "wsgi:app"]
     _refused(factories.run_command(command, env), "RATELIMIT_SIGNIN_PER_ACCOUNT")
     assert list(tmp_path.iterdir()) == []
 
