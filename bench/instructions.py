@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import seed  # noqa: E402
@@ -25,20 +24,16 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 def main(count: int, path: str) -> None:
-    state = seed._read_state(seed.db_url(ADMIN_URL, seed.DB_NAME))
-    if state is None:
-        sys.exit("run `make bench` once first: it seeds the bench database")
-    os.environ.update(seed.app_env(ADMIN_URL, REDIS_URL, tempfile.mkdtemp()))
-    sys.path.insert(0, str(seed.ROOT))
+    state = seed.in_process(ADMIN_URL, REDIS_URL)
     os.chdir(seed.ROOT)
     from werkzeug.test import EnvironBuilder
 
     import wsgi
 
     app = wsgi.app
-    login = {"grant_type": "password", "username": "bench@example.com", "password": seed.PASSWORD}
+    login, tenant = seed.password_login(state)
     signed = app.test_client().post(
-        "/oauth/token", json=login, headers={"X-Tenant-ID": state.tenant_id}
+        "/oauth/token", data=login, headers=tenant, content_type="application/json"
     )
     bearer = {"Authorization": f"Bearer {signed.get_json()['access_token']}"}
     environ = EnvironBuilder(path=path, headers=bearer).get_environ()

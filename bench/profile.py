@@ -18,7 +18,6 @@ import collections
 import io
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -188,23 +187,13 @@ def _selects(app: Any, access_token: str) -> None:
 
 
 def main() -> None:
-    url = seed.db_url(ADMIN_URL, seed.DB_NAME)
-    state = seed._read_state(url)
-    if state is None:
-        sys.exit("run `make bench` once first: it seeds the bench database")
-    os.environ.update(seed.app_env(ADMIN_URL, REDIS_URL, tempfile.mkdtemp()))
-    sys.path.insert(0, str(seed.ROOT))
+    state = seed.in_process(ADMIN_URL, REDIS_URL)
     _instrument()
     from app import create_app
 
     app = create_app()
     _instrument_hooks(app)
-    login = (
-        b'{"grant_type": "password", "username": "bench@example.com", "password": "'
-        + seed.PASSWORD.encode()
-        + b'"}'
-    )
-    tenant = {"X-Tenant-ID": state.tenant_id}
+    login, tenant = seed.password_login(state)
     client = app.test_client()
     token = client.post("/oauth/token", data=login, headers=tenant, content_type="application/json")
     bearer = {"Authorization": f"Bearer {token.get_json()['access_token']}"}

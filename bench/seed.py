@@ -11,9 +11,11 @@ in a `bench_state` table of the bench database itself.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,24 @@ def app_env(admin_url: str, redis_url: str, instance: str) -> dict[str, str]:
         "INSTANCE_PATH": instance,
         "LOG_LEVEL": "WARNING",
     }
+
+
+def in_process(admin_url: str, redis_url: str) -> State:
+    """Ready this process to build the app against the seeded bench database (its
+    environment, the project on sys.path) and return the seed's state; stops when
+    `make bench` has not seeded it yet. For the in-process tools (profile, instructions)."""
+    state = _read_state(db_url(admin_url, DB_NAME))
+    if state is None:
+        sys.exit("run `make bench` once first: it seeds the bench database")
+    os.environ.update(app_env(admin_url, redis_url, tempfile.mkdtemp()))
+    sys.path.insert(0, str(ROOT))
+    return state
+
+
+def password_login(state: State) -> tuple[bytes, dict[str, str]]:
+    """The bench user's password grant: its JSON body and its tenant header."""
+    body = {"grant_type": "password", "username": "bench@example.com", "password": PASSWORD}
+    return json.dumps(body).encode(), {"X-Tenant-ID": state.tenant_id}
 
 
 def _exists(admin_url: str, name: str) -> bool:
